@@ -1,0 +1,636 @@
+/*
+ * Configuration loader: reads every *.yaml file of a conf.d directory, checks it against
+ * ../shared/CONFIG.md and builds one immutable, refcounted generation (frontend/config.h).
+ *
+ * Loading runs in passes over the parsed YAML documents of all files, so that the order of the
+ * files never matters for what is known when:
+ *   1. every top-level key (server, pools, sites)
+ *   2. `server` of every file (load_modules decides whether unknown module names are plugins)
+ *   3. `pools` of every file (sites resolve pool names while they are parsed)
+ *   4. `sites` of every file (config_sites.c), then the checks across sites (bindings).
+ * Every problem is reported (h2p_cfg_error) and loading goes on, so that the user sees all of
+ * them at once; nothing is returned unless there were none.
+ *
+ * The machinery that turns a YAML map into a struct (h2p_cfg_parse_map and its key tables) is
+ * in config_yaml.c, sites in config_sites.c, modules in config_modules.c.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include "frontend/config.h"
+#include "frontend/config_internal.h"
+
+static uint64_t last_generation; /* process-wide, atomic */
+
+/* ---- server ------------------------------------------------------------------------------ */
+
+#define SERVER(field) offsetof(h2p_server_conf_t, field)
+
+static void parse_threads(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *base, const h2p_cfg_key_t *key)
+{
+    h2p_server_conf_t *server = base;
+    uint64_t threads;
+
+    if (node->type == YAML_SCALAR_NODE && strcmp((const char *)node->data.scalar.value, "auto") == 0)
+        server->threads = 0;
+    else if (h2p_cfg_number(ctx, node, 1, 1024, &threads) == 0)
+        server->threads = threads;
+}
+
+static void parse_management(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *base, const h2p_cfg_key_t *key)
+{
+    h2p_server_conf_t *server = base;
+    char *value = h2p_cfg_string(ctx, node);
+    const char *err;
+
+    if (value == NULL)
+        return;
+    if (h2p_cfg_parse_host_port(value, &err) != 0) {
+        h2p_cfg_error(ctx, node, "%s in \"%s\" (want ip:port)", err, value);
+        return;
+    }
+    server->management = value;
+}
+
+static void parse_load_modules(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *base, const h2p_cfg_key_t *key)
+{
+    h2p_server_conf_t *server = base;
+    h2p_strlist_t *list = &server->load_modules;
+
+    if (!h2p_cfg_expect_seq(ctx, node))
+        return;
+    list->items = h2p_cfg_alloc(ctx->arena, h2p_cfg_seq_size(node) + 1, sizeof(char *));
+    for (size_t i = 0; i < h2p_cfg_seq_size(node); i++) {
+        size_t mark = h2p_cfg_path_push_index(ctx, i);
+        char *path = h2p_cfg_path(ctx, h2p_cfg_node(ctx, node->data.sequence.items.start[i]), H2P_CFG_REGULAR_FILE);
+        if (path != NULL)
+            list->items[list->count++] = path;
+        h2p_cfg_path_pop(ctx, mark);
+    }
+}
+
+static const h2p_cfg_key_t server_limits_keys[] = {{"max_connections", H2P_CFG_U64, SERVER(limits.max_connections), 1, 10000000},
+                                                   {"header_timeout", H2P_CFG_DURATION, SERVER(limits.header_timeout_ms), 1},
+                                                   {"keepalive_timeout", H2P_CFG_DURATION, SERVER(limits.keepalive_timeout_ms), 0},
+                                                   {"max_request_body", H2P_CFG_SIZE, SERVER(limits.max_request_body), 0},
+                                                   {NULL}};
+
+static const h2p_cfg_key_t server_cache_keys[] = {
+    {"max_memory", H2P_CFG_SIZE, SERVER(cache.max_memory), 0}, {"max_entry", H2P_CFG_SIZE, SERVER(cache.max_entry), 0}, {NULL}};
+
+static const h2p_cfg_key_t server_keys[] = {{"threads", H2P_CFG_CUSTOM, 0, .parse = parse_threads},
+                                            {"error_log", H2P_CFG_PATH, SERVER(error_log)},
+                                            {"log_dir", H2P_CFG_PATH, SERVER(log_dir)},
+                                            {"control_socket", H2P_CFG_PATH, SERVER(control_socket)},
+                                            {"management", H2P_CFG_CUSTOM, 0, .parse = parse_management},
+                                            {"limits", H2P_CFG_MAP, 0, .arg = server_limits_keys},
+                                            {"cache", H2P_CFG_MAP, 0, .arg = server_cache_keys},
+                                            {"load_modules", H2P_CFG_CUSTOM, 0, .parse = parse_load_modules},
+                                            {NULL}};
+
+static void server_defaults(h2p_server_conf_t *server)
+{
+    server->threads = 0;
+    server->limits.max_connections = 10000;
+    server->limits.header_timeout_ms = 10 * 1000;
+    server->limits.keepalive_timeout_ms = 120 * 1000;
+    server->limits.max_request_body = 30000000;
+    server->cache.max_memory = 256 * 1024 * 1024;
+    server->cache.max_entry = 1024 * 1024;
+}
+
+static const h2p_cfg_seen_key_t *find_seen(h2p_cfg_ctx_t *ctx, const char *path)
+{
+    for (size_t i = 0; i < ctx->num_seen; i++)
+        if (strcmp(ctx->seen[i].path, path) == 0)
+            return &ctx->seen[i];
+    return NULL;
+}
+
+/* Checks across `server` keys, once every file has been read. */
+static void check_server(h2p_cfg_ctx_t *ctx)
+{
+    h2p_server_conf_t *server = &ctx->conf->server;
+
+    if (server->cache.max_entry > server->cache.max_memory) {
+        const h2p_cfg_seen_key_t *seen = find_seen(ctx, "server.cache.max_entry");
+        if (seen == NULL)
+            seen = find_seen(ctx, "server.cache.max_memory");
+        if (seen != NULL)
+            h2p_cfg_error_at(ctx, &seen->origin, seen->path, "cache.max_entry (%llu) is larger than cache.max_memory (%llu)",
+                             (unsigned long long)server->cache.max_entry, (unsigned long long)server->cache.max_memory);
+    }
+}
+
+/* ---- pools ------------------------------------------------------------------------------- */
+
+#define POOL(field) offsetof(h2p_pool_conf_t, field)
+
+static void parse_command(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *base, const h2p_cfg_key_t *key)
+{
+    h2p_pool_conf_t *pool = base;
+    char *argv0;
+
+    if (h2p_cfg_strlist(ctx, node, H2P_CFG_NONEMPTY, &pool->command) != 0 || pool->command.count == 0)
+        return;
+    /* "bin/app" is relative to the YAML file; a bare "php-cgi" is looked up in PATH */
+    argv0 = pool->command.items[0];
+    if (argv0[0] != '/' && strchr(argv0, '/') != NULL) {
+        char *joined = h2p_cfg_alloc(ctx->arena, strlen(ctx->file_dir) + strlen(argv0) + 2, 1);
+        sprintf(joined, "%s/%s", ctx->file_dir, argv0);
+        pool->command.items[0] = h2p_cfg_alloc(ctx->arena, strlen(joined) + 2, 1);
+        h2p_cfg_clean_path(joined, pool->command.items[0]);
+    }
+}
+
+static int valid_env_name(const char *s)
+{
+    if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || *s == '_'))
+        return 0;
+    for (s++; *s != '\0'; s++)
+        if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
+            return 0;
+    return 1;
+}
+
+static void parse_env(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *base, const h2p_cfg_key_t *key)
+{
+    h2p_pool_conf_t *pool = base;
+
+    if (!h2p_cfg_expect_map(ctx, node))
+        return;
+    pool->env.items = h2p_cfg_alloc(ctx->arena, h2p_cfg_map_size(node) + 1, sizeof(char *));
+    for (size_t i = 0; i < h2p_cfg_map_size(node); i++) {
+        yaml_node_t *key_node, *value_node;
+        const char *name = h2p_cfg_map_entry(ctx, node, i, &key_node, &value_node), *value;
+        size_t mark;
+        if (name == NULL)
+            continue;
+        mark = h2p_cfg_path_push_key(ctx, name);
+        if (!valid_env_name(name)) {
+            h2p_cfg_error(ctx, key_node, "bad environment variable name \"%s\"", name);
+        } else if ((value = h2p_cfg_scalar(ctx, value_node)) != NULL) {
+            char *entry = h2p_cfg_alloc(ctx->arena, strlen(name) + strlen(value) + 2, 1);
+            sprintf(entry, "%s=%s", name, h2p_cfg_is_null(value_node) ? "" : value);
+            pool->env.items[pool->env.count++] = entry;
+        }
+        h2p_cfg_path_pop(ctx, mark);
+    }
+}
+
+static void parse_connect(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *base, const h2p_cfg_key_t *key)
+{
+    h2p_pool_conf_t *pool = base;
+    h2p_strlist_t texts = {NULL, 0};
+
+    if (h2p_cfg_strlist(ctx, node, H2P_CFG_NONEMPTY, &texts) != 0)
+        return;
+    pool->connect = h2p_cfg_alloc(ctx->arena, texts.count, sizeof(*pool->connect));
+    for (size_t i = 0; i < texts.count; i++) {
+        h2p_endpoint_t *endpoint = &pool->connect[pool->num_connect];
+        const char *err;
+        if (h2p_cfg_parse_endpoint(texts.items[i], ctx->file_dir, endpoint, &err) != 0) {
+            size_t mark = h2p_cfg_path_push_index(ctx, i);
+            h2p_cfg_error(ctx, h2p_cfg_node(ctx, node->data.sequence.items.start[i]), "%s: \"%s\"", err, texts.items[i]);
+            h2p_cfg_path_pop(ctx, mark);
+            continue;
+        }
+        endpoint->text = texts.items[i];
+        pool->num_connect++;
+    }
+}
+
+static const char *const activation_names[] = {"fastcgi", "socket", NULL};
+
+static const h2p_cfg_key_t pool_recycle_keys[] = {
+    {"time", H2P_CFG_DURATION, POOL(recycle_time_ms), 0}, {"memory", H2P_CFG_SIZE, POOL(recycle_memory), 0}, {NULL}};
+
+static const h2p_cfg_key_t pool_ping_keys[] = {
+    {"interval", H2P_CFG_DURATION, POOL(ping_interval_ms), 0}, {"timeout", H2P_CFG_DURATION, POOL(ping_timeout_ms), 1}, {NULL}};
+
+static const h2p_cfg_key_t pool_rapid_fail_keys[] = {{"enabled", H2P_CFG_BOOL, POOL(rapid_fail.enabled)},
+                                                     {"max_crashes", H2P_CFG_UINT, POOL(rapid_fail.max_crashes), 1, 1000000},
+                                                     {"interval", H2P_CFG_DURATION, POOL(rapid_fail.interval_ms), 1},
+                                                     {NULL}};
+
+static const h2p_cfg_key_t pool_keys[] = {{"command", H2P_CFG_CUSTOM, 0, .parse = parse_command},
+                                          {"connect", H2P_CFG_CUSTOM, 0, .parse = parse_connect},
+                                          {"activation", H2P_CFG_ENUM, POOL(activation), .arg = activation_names},
+                                          {"env", H2P_CFG_CUSTOM, 0, .parse = parse_env},
+                                          {"working_dir", H2P_CFG_DIR, POOL(working_dir)},
+                                          {"user", H2P_CFG_STRING, POOL(user)},
+                                          {"group", H2P_CFG_STRING, POOL(group)},
+                                          {"max_processes", H2P_CFG_UINT, POOL(max_processes), 1, 100000},
+                                          {"min_processes", H2P_CFG_UINT, POOL(min_processes), 0, 100000},
+                                          {"idle_timeout", H2P_CFG_DURATION, POOL(idle_timeout_ms), 0},
+                                          {"queue_length", H2P_CFG_UINT, POOL(queue_length), 0, 10000000},
+                                          {"max_requests", H2P_CFG_U64, POOL(max_requests), 0},
+                                          {"recycle", H2P_CFG_MAP, 0, .arg = pool_recycle_keys},
+                                          {"startup_time_limit", H2P_CFG_DURATION, POOL(startup_time_limit_ms), 1},
+                                          {"shutdown_time_limit", H2P_CFG_DURATION, POOL(shutdown_time_limit_ms), 1},
+                                          {"request_timeout", H2P_CFG_DURATION, POOL(request_timeout_ms), 1},
+                                          {"ping", H2P_CFG_MAP, 0, .arg = pool_ping_keys},
+                                          {"rapid_fail", H2P_CFG_MAP, 0, .arg = pool_rapid_fail_keys},
+                                          {"retry_on_crash", H2P_CFG_BOOL, POOL(retry_on_crash)},
+                                          {NULL}};
+
+static void pool_defaults(h2p_pool_conf_t *pool)
+{
+    pool->activation = H2P_ACTIVATION_FASTCGI;
+    pool->max_processes = 4;
+    pool->min_processes = 0;
+    pool->idle_timeout_ms = 20 * 60 * 1000;
+    pool->queue_length = 1000;
+    pool->max_requests = 10000;
+    pool->recycle_time_ms = 29 * 3600 * 1000;
+    pool->recycle_memory = 0;
+    pool->startup_time_limit_ms = 90 * 1000;
+    pool->shutdown_time_limit_ms = 90 * 1000;
+    pool->request_timeout_ms = 90 * 1000;
+    pool->ping_interval_ms = 30 * 1000;
+    pool->ping_timeout_ms = 90 * 1000;
+    pool->rapid_fail.enabled = 1;
+    pool->rapid_fail.max_crashes = 5;
+    pool->rapid_fail.interval_ms = 5 * 60 * 1000;
+    pool->retry_on_crash = 1;
+}
+
+/* Pool and site names end up in file names (log_dir/<site>/) and in `h2pool ctl` commands. */
+static int valid_name(const char *name)
+{
+    size_t len = strlen(name);
+
+    if (len == 0 || len > 64 || name[0] == '.' || name[0] == '-')
+        return 0;
+    for (const char *p = name; *p != '\0'; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || strchr("._-", *p) != NULL))
+            return 0;
+    return 1;
+}
+
+static void parse_pool(h2p_cfg_ctx_t *ctx, yaml_node_t *node, h2p_pool_conf_t *pool)
+{
+    yaml_node_t *command = h2p_cfg_map_get(ctx, node, "command"), *connect = h2p_cfg_map_get(ctx, node, "connect");
+
+    pool_defaults(pool);
+    h2p_cfg_parse_map(ctx, node, pool_keys, pool);
+    if (node->type != YAML_MAPPING_NODE && !h2p_cfg_is_null(node))
+        return;
+
+    if (command != NULL && connect != NULL) {
+        size_t mark = h2p_cfg_path_push_key(ctx, "connect");
+        h2p_cfg_error(ctx, connect, "command and connect exclude each other: give exactly one");
+        h2p_cfg_path_pop(ctx, mark);
+    } else if (command == NULL && connect == NULL) {
+        h2p_cfg_error(ctx, node, "a pool needs either command or connect");
+    }
+    if (connect != NULL && pool->activation == H2P_ACTIVATION_SOCKET) {
+        size_t mark = h2p_cfg_path_push_key(ctx, "connect");
+        h2p_cfg_error(ctx, connect, "a pool with activation: socket must have a command, not connect");
+        h2p_cfg_path_pop(ctx, mark);
+    }
+    if (pool->min_processes > pool->max_processes) {
+        yaml_node_t *min = h2p_cfg_map_get(ctx, node, "min_processes");
+        size_t mark = h2p_cfg_path_push_key(ctx, "min_processes");
+        h2p_cfg_error(ctx, min, "min_processes (%u) is greater than max_processes (%u)", pool->min_processes, pool->max_processes);
+        h2p_cfg_path_pop(ctx, mark);
+    }
+}
+
+h2p_pool_conf_t *h2p_config_find_pool(h2p_config_t *conf, const char *name)
+{
+    for (size_t i = 0; i < conf->num_pools; i++)
+        if (strcmp(conf->pools[i].name, name) == 0)
+            return &conf->pools[i];
+    return NULL;
+}
+
+/* ---- files ------------------------------------------------------------------------------- */
+
+typedef struct yaml_file {
+    const char *name; /* as shown in messages (arena) */
+    yaml_document_t doc;
+    int loaded; /* doc holds a document that must be deleted */
+} yaml_file_t;
+
+static int is_yaml_name(const struct dirent *entry)
+{
+    size_t len = strlen(entry->d_name);
+    /* dot files are editor droppings (.#sites.yaml) */
+    return entry->d_name[0] != '.' && len > 5 && strcmp(entry->d_name + len - 5, ".yaml") == 0;
+}
+
+static int by_name(const struct dirent **a, const struct dirent **b)
+{
+    return strcmp((*a)->d_name, (*b)->d_name); /* not strcoll: the order must not depend on the locale */
+}
+
+static void yaml_error(h2p_cfg_ctx_t *ctx, yaml_parser_t *parser)
+{
+    const char *problem = parser->problem != NULL ? parser->problem : "malformed YAML";
+
+    if (parser->error == YAML_READER_ERROR) {
+        h2p_cfg_errors_add(ctx->errors, "%s:1:1: YAML syntax error: %s at byte %zu", ctx->file, problem, parser->problem_offset);
+    } else if (parser->context != NULL) {
+        h2p_cfg_errors_add(ctx->errors, "%s:%zu:%zu: YAML syntax error: %s %s (line %zu)", ctx->file, parser->problem_mark.line + 1,
+                           parser->problem_mark.column + 1, problem, parser->context, parser->context_mark.line + 1);
+    } else {
+        h2p_cfg_errors_add(ctx->errors, "%s:%zu:%zu: YAML syntax error: %s", ctx->file, parser->problem_mark.line + 1,
+                           parser->problem_mark.column + 1, problem);
+    }
+}
+
+/* Parses one file into file->doc; returns 0 or -1 after reporting. */
+static int load_file(h2p_cfg_ctx_t *ctx, const char *path, yaml_file_t *file)
+{
+    yaml_parser_t parser;
+    yaml_document_t extra;
+    FILE *fp;
+    int ret = -1;
+
+    ctx->file = file->name;
+    if ((fp = fopen(path, "rb")) == NULL) {
+        h2p_cfg_errors_add(ctx->errors, "%s: cannot open: %s", file->name, strerror(errno));
+        return -1;
+    }
+    yaml_parser_initialize(&parser);
+    yaml_parser_set_input_file(&parser, fp);
+    if (!yaml_parser_load(&parser, &file->doc)) {
+        yaml_error(ctx, &parser);
+        goto out;
+    }
+    file->loaded = 1;
+    /* one document per file: a second one would be silently ignored otherwise */
+    if (!yaml_parser_load(&parser, &extra)) {
+        yaml_error(ctx, &parser);
+        goto out;
+    }
+    if (yaml_document_get_root_node(&extra) != NULL) {
+        h2p_cfg_errors_add(ctx->errors, "%s:%d:%d: more than one YAML document in a file", file->name,
+                           (int)extra.start_mark.line + 1, (int)extra.start_mark.column + 1);
+        yaml_document_delete(&extra);
+        goto out;
+    }
+    yaml_document_delete(&extra);
+    ret = 0;
+out:
+    yaml_parser_delete(&parser);
+    fclose(fp);
+    return ret;
+}
+
+/* The top-level map of a file, or NULL when the file is empty or not a map (reported once). */
+static yaml_node_t *file_root(h2p_cfg_ctx_t *ctx, yaml_file_t *file, int report)
+{
+    yaml_node_t *root = yaml_document_get_root_node(&file->doc);
+
+    ctx->file = file->name;
+    ctx->doc = &file->doc;
+    if (root == NULL || h2p_cfg_is_null(root))
+        return NULL;
+    if (root->type != YAML_MAPPING_NODE) {
+        if (report)
+            h2p_cfg_error(ctx, root, "the top level must be a map of server, pools and sites, got %s", h2p_cfg_node_type(root));
+        return NULL;
+    }
+    return root;
+}
+
+static void check_top_level(h2p_cfg_ctx_t *ctx, yaml_file_t *file)
+{
+    yaml_node_t *root = file_root(ctx, file, 1), *key_node, *value;
+
+    if (root == NULL)
+        return;
+    for (size_t i = 0; i < h2p_cfg_map_size(root); i++) {
+        const char *name = h2p_cfg_map_entry(ctx, root, i, &key_node, &value);
+        if (name != NULL && strcmp(name, "server") != 0 && strcmp(name, "pools") != 0 && strcmp(name, "sites") != 0) {
+            size_t mark = h2p_cfg_path_push_key(ctx, name);
+            h2p_cfg_error(ctx, key_node, "unknown top-level key \"%s\" (expected server, pools or sites)", name);
+            h2p_cfg_path_pop(ctx, mark);
+        }
+    }
+}
+
+static void load_servers(h2p_cfg_ctx_t *ctx, yaml_file_t *files, size_t num_files)
+{
+    ctx->track_keys = 1;
+    for (size_t i = 0; i < num_files; i++) {
+        yaml_node_t *root = file_root(ctx, &files[i], 0), *server;
+        if (root != NULL && (server = h2p_cfg_map_get(ctx, root, "server")) != NULL) {
+            size_t mark = h2p_cfg_path_push_key(ctx, "server");
+            h2p_cfg_parse_map(ctx, server, server_keys, &ctx->conf->server);
+            h2p_cfg_path_pop(ctx, mark);
+        }
+    }
+    ctx->track_keys = 0;
+    check_server(ctx);
+}
+
+/* Pairs of `section` over all files: an upper bound of the pools or sites to allocate. */
+static size_t count_entries(h2p_cfg_ctx_t *ctx, yaml_file_t *files, size_t num_files, const char *section)
+{
+    size_t count = 0;
+
+    for (size_t i = 0; i < num_files; i++) {
+        yaml_node_t *root = file_root(ctx, &files[i], 0), *map;
+        if (root != NULL && (map = h2p_cfg_map_get(ctx, root, section)) != NULL)
+            count += h2p_cfg_map_size(map);
+    }
+    return count;
+}
+
+/*
+ * Walks the `section` map (pools or sites) of every file: checks each name, refuses a name
+ * defined twice anywhere and calls `parse` on the entry's node.  Returns the number of entries.
+ */
+static size_t load_named(h2p_cfg_ctx_t *ctx, yaml_file_t *files, size_t num_files, const char *section, void *array,
+                         size_t elem_size, size_t name_offset, size_t origin_offset,
+                         void (*parse)(h2p_cfg_ctx_t *ctx, yaml_node_t *name_node, yaml_node_t *node, void *elem))
+{
+    const char *what = strcmp(section, "pools") == 0 ? "pool" : "site";
+    size_t count = 0;
+
+    for (size_t f = 0; f < num_files; f++) {
+        yaml_node_t *root = file_root(ctx, &files[f], 0), *map, *name_node, *node;
+        size_t section_mark;
+        if (root == NULL || (map = h2p_cfg_map_get(ctx, root, section)) == NULL)
+            continue;
+        section_mark = h2p_cfg_path_push_key(ctx, section);
+        if (!h2p_cfg_expect_map(ctx, map)) {
+            h2p_cfg_path_pop(ctx, section_mark);
+            continue;
+        }
+        for (size_t i = 0; i < h2p_cfg_map_size(map); i++) {
+            const char *name = h2p_cfg_map_key(ctx, map, i, &name_node, &node);
+            char *elem = (char *)array + count * elem_size;
+            size_t j, mark;
+            if (name == NULL)
+                continue;
+            mark = h2p_cfg_path_push_key(ctx, name);
+            for (j = 0; j < count; j++) {
+                char *other = (char *)array + j * elem_size;
+                if (strcmp(*(char **)(other + name_offset), name) == 0)
+                    break;
+            }
+            if (j < count) {
+                h2p_origin_t *first = (h2p_origin_t *)((char *)array + j * elem_size + origin_offset);
+                h2p_cfg_error(ctx, name_node, "duplicate %s \"%s\" (first defined at %s:%u:%u)", what, name, first->file,
+                              first->line, first->column);
+            } else if (!valid_name(name)) {
+                h2p_cfg_error(ctx, name_node, "bad %s name \"%s\" (use letters, digits, '.', '_' and '-')", what, name);
+            } else {
+                *(char **)(elem + name_offset) = h2p_cfg_strdup(ctx->arena, name);
+                *(h2p_origin_t *)(elem + origin_offset) = h2p_cfg_origin(ctx, name_node);
+                count++;
+                parse(ctx, name_node, node, elem);
+            }
+            h2p_cfg_path_pop(ctx, mark);
+        }
+        h2p_cfg_path_pop(ctx, section_mark);
+    }
+    return count;
+}
+
+static void parse_pool_entry(h2p_cfg_ctx_t *ctx, yaml_node_t *name_node, yaml_node_t *node, void *elem)
+{
+    parse_pool(ctx, node, elem);
+}
+
+static void parse_site_entry(h2p_cfg_ctx_t *ctx, yaml_node_t *name_node, yaml_node_t *node, void *elem)
+{
+    h2p_cfg_parse_site(ctx, name_node, node, elem);
+}
+
+/* Reads the names of the *.yaml files of `dir`, sorted; returns their count or -1. */
+static int list_yaml_files(h2p_cfg_ctx_t *ctx, const char *dir, char ***names)
+{
+    struct dirent **entries;
+    int n = scandir(dir, &entries, is_yaml_name, by_name), count = 0;
+
+    if (n < 0) {
+        h2p_cfg_errors_add(ctx->errors, "%s: cannot read the directory: %s", dir, strerror(errno));
+        return -1;
+    }
+    *names = h2p_cfg_xmalloc((n + 1) * sizeof(char *));
+    for (int i = 0; i < n; i++) {
+        char path[PATH_MAX];
+        struct stat st;
+        snprintf(path, sizeof(path), "%s/%s", dir, entries[i]->d_name);
+        if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) /* skip directories named x.yaml, dangling links */
+            (*names)[count++] = h2p_cfg_strdup(ctx->arena, entries[i]->d_name);
+        free(entries[i]);
+    }
+    free(entries);
+    if (count == 0) {
+        h2p_cfg_errors_add(ctx->errors, "no *.yaml files in %s", dir);
+        free(*names);
+        return -1;
+    }
+    return count;
+}
+
+static void load_all(h2p_cfg_ctx_t *ctx, const char *dir)
+{
+    h2p_config_t *conf = ctx->conf;
+    size_t dir_len = strlen(dir), num_files;
+    const char *sep = dir_len > 0 && dir[dir_len - 1] == '/' ? "" : "/";
+    char **names, *absolute;
+    yaml_file_t *files;
+    int n;
+
+    if ((absolute = realpath(dir, NULL)) == NULL) {
+        h2p_cfg_errors_add(ctx->errors, "%s: cannot open the configuration directory: %s", dir, strerror(errno));
+        return;
+    }
+    conf->dir = h2p_cfg_strdup(ctx->arena, absolute);
+    ctx->file_dir = conf->dir;
+    free(absolute);
+    if ((n = list_yaml_files(ctx, dir, &names)) < 0)
+        return;
+    num_files = n;
+
+    files = h2p_cfg_xmalloc(num_files * sizeof(*files));
+    memset(files, 0, num_files * sizeof(*files));
+    for (size_t i = 0; i < num_files; i++) {
+        char *name = h2p_cfg_alloc(ctx->arena, dir_len + strlen(sep) + strlen(names[i]) + 1, 1);
+        sprintf(name, "%s%s%s", dir, sep, names[i]);
+        files[i].name = name;
+        load_file(ctx, name, &files[i]);
+    }
+
+    /* after a syntax error the other files' references into that file would only add noise */
+    if (h2p_cfg_error_count(ctx) == 0) {
+        for (size_t i = 0; i < num_files; i++)
+            check_top_level(ctx, &files[i]);
+        load_servers(ctx, files, num_files);
+
+        conf->pools = h2p_cfg_alloc(ctx->arena, count_entries(ctx, files, num_files, "pools"), sizeof(*conf->pools));
+        conf->num_pools = load_named(ctx, files, num_files, "pools", conf->pools, sizeof(*conf->pools),
+                                     offsetof(h2p_pool_conf_t, name), offsetof(h2p_pool_conf_t, origin), parse_pool_entry);
+        conf->sites = h2p_cfg_alloc(ctx->arena, count_entries(ctx, files, num_files, "sites"), sizeof(*conf->sites));
+        conf->num_sites = load_named(ctx, files, num_files, "sites", conf->sites, sizeof(*conf->sites),
+                                     offsetof(h2p_site_conf_t, name), offsetof(h2p_site_conf_t, origin), parse_site_entry);
+        h2p_cfg_check_bindings(ctx);
+    }
+
+    for (size_t i = 0; i < num_files; i++)
+        if (files[i].loaded)
+            yaml_document_delete(&files[i].doc);
+    free(files);
+    free(names);
+}
+
+h2p_config_t *h2p_config_load(const char *dir, int check_files, h2p_config_errors_t *errors)
+{
+    h2p_cfg_ctx_t ctx;
+    h2p_config_t *conf;
+
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.arena = h2p_cfg_arena_new();
+    ctx.conf = conf = h2p_cfg_alloc(ctx.arena, 1, sizeof(*conf));
+    conf->arena = ctx.arena;
+    ctx.errors = errors;
+    ctx.first_error = errors->count;
+    ctx.check_files = check_files;
+    server_defaults(&conf->server);
+
+    load_all(&ctx, dir);
+
+    for (size_t i = 0; i < ctx.num_seen; i++)
+        free(ctx.seen[i].path);
+    free(ctx.seen);
+    if (h2p_cfg_error_count(&ctx) != 0) {
+        h2p_cfg_arena_free(ctx.arena);
+        return NULL;
+    }
+    conf->refcnt = 1;
+    conf->generation = __atomic_add_fetch(&last_generation, 1, __ATOMIC_RELAXED);
+    return conf;
+}
+
+h2p_config_t *h2p_config_retain(h2p_config_t *conf)
+{
+    __atomic_add_fetch(&conf->refcnt, 1, __ATOMIC_RELAXED);
+    return conf;
+}
+
+void h2p_config_release(h2p_config_t *conf)
+{
+    if (conf != NULL && __atomic_sub_fetch(&conf->refcnt, 1, __ATOMIC_ACQ_REL) == 0)
+        h2p_cfg_arena_free(conf->arena); /* conf itself lives in the arena */
+}
+
+void h2p_config_errors_clear(h2p_config_errors_t *errors)
+{
+    for (size_t i = 0; i < errors->count; i++)
+        free(errors->messages[i]);
+    free(errors->messages);
+    errors->messages = NULL;
+    errors->count = 0;
+}

@@ -1,0 +1,532 @@
+/*
+ * `sites:` of the configuration: bindings, TLS, the root application, applications, handler
+ * mappings and locations, then the checks across sites (a binding may serve one site only).
+ * Module settings are parsed by config_modules.c.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include "frontend/config.h"
+#include "frontend/config_internal.h"
+
+/* A site while it is being parsed: the site-level settings of the root application sit in `root`. */
+typedef struct site_build {
+    h2p_site_conf_t site;
+    h2p_application_conf_t root;
+    yaml_node_t *applications, *locations; /* parsed once `root` is known */
+} site_build_t;
+
+#define SITE(field) offsetof(site_build_t, field)
+#define APP(field) offsetof(h2p_application_conf_t, field)
+#define LOCATION(field) offsetof(h2p_location_conf_t, field)
+#define HANDLER(field) offsetof(h2p_handler_mapping_t, field)
+
+static const char *const default_documents[] = {"index.php", "index.html", "index.htm", "default.htm"};
+
+/* Looks up the pool named by `pool:` in `map`; reports against that key. */
+static h2p_pool_conf_t *resolve_pool(h2p_cfg_ctx_t *ctx, yaml_node_t *map, const char *name, h2p_activation_t want)
+{
+    yaml_node_t *node = h2p_cfg_map_get(ctx, map, "pool");
+    size_t mark = h2p_cfg_path_push_key(ctx, "pool");
+    h2p_pool_conf_t *pool = h2p_config_find_pool(ctx->conf, name);
+
+    if (pool == NULL) {
+        h2p_cfg_error(ctx, node, "no pool named \"%s\"", name);
+    } else if (pool->activation != want) {
+        h2p_cfg_error(ctx, node, "pool \"%s\" has activation: %s, here it must be %s", name,
+                      pool->activation == H2P_ACTIVATION_SOCKET ? "socket" : "fastcgi",
+                      want == H2P_ACTIVATION_SOCKET ? "socket (tcp:// site)" : "fastcgi");
+        pool = NULL;
+    }
+    h2p_cfg_path_pop(ctx, mark);
+    return pool;
+}
+
+/* A URL path prefix of an application or location: "/shop", "/" (locations only). */
+static char *parse_prefix(h2p_cfg_ctx_t *ctx, yaml_node_t *key_node, const char *key)
+{
+    size_t len = strlen(key);
+
+    if (key[0] != '/' || strstr(key, "//") != NULL || strstr(key, "/./") != NULL || strstr(key, "/../") != NULL ||
+        strpbrk(key, "*?# \t\r\n") != NULL || (len >= 2 && strcmp(key + len - 2, "/.") == 0) ||
+        (len >= 3 && strcmp(key + len - 3, "/..") == 0)) {
+        h2p_cfg_error(ctx, key_node, "bad path prefix \"%s\" (must start with '/', no '.', '..', wildcards)", key);
+        return NULL;
+    }
+    while (len > 1 && key[len - 1] == '/')
+        len--;
+    return h2p_cfg_strndup(ctx->arena, key, len);
+}
+
+static int by_descending_length(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    return la != lb ? (la > lb ? -1 : 1) : strcmp(a, b);
+}
+
+static int compare_applications(const void *a, const void *b)
+{
+    return by_descending_length(((const h2p_application_conf_t *)a)->path, ((const h2p_application_conf_t *)b)->path);
+}
+
+static int compare_locations(const void *a, const void *b)
+{
+    return by_descending_length(((const h2p_location_conf_t *)a)->path, ((const h2p_location_conf_t *)b)->path);
+}
+
+static void scope_inherit_all(h2p_scope_conf_t *scope)
+{
+    scope->has_default_documents = 0;
+    scope->directory_listing = -1;
+    scope->follow_symlinks = -1;
+}
+
+/* ---- callbacks of the key tables ---------------------------------------------------------- */
+
+static void parse_default_documents(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *base, const h2p_cfg_key_t *key)
+{
+    h2p_scope_conf_t *scope = (h2p_scope_conf_t *)((char *)base + key->offset);
+
+    if (h2p_cfg_strlist(ctx, node, 0, &scope->default_documents) != 0)
+        return;
+    for (size_t i = 0; i < scope->default_documents.count; i++) {
+        if (strchr(scope->default_documents.items[i], '/') != NULL) {
+            size_t mark = h2p_cfg_path_push_index(ctx, i);
+            h2p_cfg_error(ctx, h2p_cfg_node(ctx, node->data.sequence.items.start[i]), "a default document is a file name, no '/'");
+            h2p_cfg_path_pop(ctx, mark);
+        }
+    }
+    scope->has_default_documents = 1;
+}
+
+static void parse_modules_cb(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *base, const h2p_cfg_key_t *key)
+{
+    h2p_cfg_parse_modules(ctx, node, (h2p_modules_conf_t *)((char *)base + key->offset));
+}
+
+static void remember_node(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *base, const h2p_cfg_key_t *key)
+{
+    *(yaml_node_t **)((char *)base + key->offset) = node;
+}
+
+static const h2p_cfg_key_t handler_keys[] = {{"path", H2P_CFG_STRING, HANDLER(path), .flags = H2P_CFG_REQUIRED},
+                                             {"pool", H2P_CFG_STRING, HANDLER(pool)},
+                                             {"cgi", H2P_CFG_BOOL, HANDLER(cgi)},
+                                             {NULL}};
+
+static void parse_handler(h2p_cfg_ctx_t *ctx, yaml_node_t *node, h2p_handler_mapping_t *handler)
+{
+    yaml_node_t *pool = h2p_cfg_map_get(ctx, node, "pool"), *cgi = h2p_cfg_map_get(ctx, node, "cgi");
+
+    handler->origin = h2p_cfg_origin(ctx, node);
+    h2p_cfg_parse_map(ctx, node, handler_keys, handler);
+    if (node->type != YAML_MAPPING_NODE)
+        return;
+    if (handler->path != NULL && handler->path[0] != '/' && handler->path[0] != '*') {
+        size_t mark = h2p_cfg_path_push_key(ctx, "path");
+        h2p_cfg_error(ctx, h2p_cfg_map_get(ctx, node, "path"), "bad handler path \"%s\" (must start with '/' or '*')",
+                      handler->path);
+        h2p_cfg_path_pop(ctx, mark);
+    }
+    if (pool != NULL && cgi != NULL) {
+        h2p_cfg_error(ctx, node, "a handler takes either pool or cgi, not both");
+    } else if (pool == NULL && (cgi == NULL || !handler->cgi)) {
+        h2p_cfg_error(ctx, node, "a handler needs pool: NAME or cgi: true");
+    } else if (handler->pool != NULL) {
+        handler->pool_conf = resolve_pool(ctx, node, handler->pool, H2P_ACTIVATION_FASTCGI);
+    }
+}
+
+static void parse_handlers(h2p_cfg_ctx_t *ctx, yaml_node_t *node, h2p_handler_mapping_t **handlers, size_t *count)
+{
+    if (!h2p_cfg_expect_seq(ctx, node))
+        return;
+    *count = h2p_cfg_seq_size(node);
+    *handlers = h2p_cfg_alloc(ctx->arena, *count, sizeof(**handlers));
+    for (size_t i = 0; i < *count; i++) {
+        size_t mark = h2p_cfg_path_push_index(ctx, i);
+        parse_handler(ctx, h2p_cfg_node(ctx, node->data.sequence.items.start[i]), &(*handlers)[i]);
+        h2p_cfg_path_pop(ctx, mark);
+    }
+}
+
+static void parse_site_handlers(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *base, const h2p_cfg_key_t *key)
+{
+    site_build_t *b = base;
+    parse_handlers(ctx, node, &b->site.handlers, &b->site.num_handlers);
+}
+
+static void parse_application_handlers(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *base, const h2p_cfg_key_t *key)
+{
+    h2p_application_conf_t *app = base;
+    parse_handlers(ctx, node, &app->handlers, &app->num_handlers);
+    app->has_handlers = 1;
+}
+
+static void parse_bindings(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *base, const h2p_cfg_key_t *key)
+{
+    h2p_site_conf_t *site = &((site_build_t *)base)->site;
+    size_t count = h2p_cfg_seq_size(node);
+
+    if (!h2p_cfg_expect_seq(ctx, node))
+        return;
+    if (count == 0) {
+        h2p_cfg_error(ctx, node, "a site needs at least one binding (the list is empty)");
+        return;
+    }
+    /* one slot per item, so that indexes in messages match the file; a bad one keeps text NULL */
+    site->bindings = h2p_cfg_alloc(ctx->arena, count, sizeof(*site->bindings));
+    site->num_bindings = count;
+    for (size_t i = 0; i < count; i++) {
+        yaml_node_t *item = h2p_cfg_node(ctx, node->data.sequence.items.start[i]);
+        h2p_binding_t *binding = &site->bindings[i];
+        size_t mark = h2p_cfg_path_push_index(ctx, i);
+        h2p_cfg_span_t host, bad;
+        const char *err;
+        char *text = h2p_cfg_string(ctx, item);
+
+        if (text != NULL && h2p_cfg_parse_binding(text, binding, &host, &err, &bad) != 0) {
+            h2p_cfg_error(ctx, item, "%s \"%.*s\"", err, (int)bad.len, bad.p);
+            memset(binding, 0, sizeof(*binding));
+        } else if (text != NULL) {
+            binding->text = text;
+            binding->origin = h2p_cfg_origin(ctx, item);
+            if (host.len != 0) {
+                binding->host = h2p_cfg_strndup(ctx->arena, host.p, host.len);
+                for (char *c = binding->host; *c != '\0'; c++)
+                    if (*c >= 'A' && *c <= 'Z')
+                        *c += 'a' - 'A';
+            }
+        }
+        h2p_cfg_path_pop(ctx, mark);
+    }
+}
+
+/* ---- tables ------------------------------------------------------------------------------- */
+
+static const char *const client_verify_names[] = {"none", "optional", "required", NULL};
+
+static const h2p_cfg_key_t site_tls_keys[] = {
+    {"certificate", H2P_CFG_FILE, SITE(site.tls.certificate)},
+    {"key", H2P_CFG_FILE, SITE(site.tls.key)},
+    {"client_ca", H2P_CFG_FILE, SITE(site.tls.client_ca)},
+    {"client_verify", H2P_CFG_ENUM, SITE(site.tls.client_verify), .arg = client_verify_names},
+    {NULL}};
+
+static const h2p_cfg_key_t site_keys[] = {{"bindings", H2P_CFG_CUSTOM, 0, .parse = parse_bindings, .flags = H2P_CFG_REQUIRED},
+                                          {"tls", H2P_CFG_MAP, 0, .arg = site_tls_keys},
+                                          {"http2", H2P_CFG_BOOL, SITE(site.http2)},
+                                          {"pool", H2P_CFG_STRING, SITE(site.pool)},
+                                          {"root", H2P_CFG_DIR, SITE(root.root)},
+                                          {"default_documents", H2P_CFG_CUSTOM, SITE(root.scope), .parse = parse_default_documents},
+                                          {"directory_listing", H2P_CFG_BOOL, SITE(root.scope.directory_listing)},
+                                          {"follow_symlinks", H2P_CFG_BOOL, SITE(root.scope.follow_symlinks)},
+                                          {"applications", H2P_CFG_CUSTOM, SITE(applications), .parse = remember_node},
+                                          {"handlers", H2P_CFG_CUSTOM, 0, .parse = parse_site_handlers},
+                                          {"modules", H2P_CFG_CUSTOM, SITE(root.scope.modules), .parse = parse_modules_cb},
+                                          {"locations", H2P_CFG_CUSTOM, SITE(locations), .parse = remember_node},
+                                          {NULL}};
+
+static const h2p_cfg_key_t application_keys[] = {
+    {"root", H2P_CFG_DIR, APP(root)},
+    {"pool", H2P_CFG_STRING, APP(pool)},
+    {"default_documents", H2P_CFG_CUSTOM, APP(scope), .parse = parse_default_documents},
+    {"directory_listing", H2P_CFG_BOOL, APP(scope.directory_listing)},
+    {"follow_symlinks", H2P_CFG_BOOL, APP(scope.follow_symlinks)},
+    {"handlers", H2P_CFG_CUSTOM, 0, .parse = parse_application_handlers},
+    {"modules", H2P_CFG_CUSTOM, APP(scope.modules), .parse = parse_modules_cb},
+    {NULL}};
+
+static const h2p_cfg_key_t location_keys[] = {
+    {"default_documents", H2P_CFG_CUSTOM, LOCATION(scope), .parse = parse_default_documents},
+    {"directory_listing", H2P_CFG_BOOL, LOCATION(scope.directory_listing)},
+    {"follow_symlinks", H2P_CFG_BOOL, LOCATION(scope.follow_symlinks)},
+    {"modules", H2P_CFG_CUSTOM, LOCATION(scope.modules), .parse = parse_modules_cb},
+    {NULL}};
+
+/* ---- applications and locations ----------------------------------------------------------- */
+
+static void parse_application(h2p_cfg_ctx_t *ctx, yaml_node_t *node, h2p_application_conf_t *app, const char *site_root)
+{
+    scope_inherit_all(&app->scope);
+    h2p_cfg_parse_map(ctx, node, application_keys, app);
+    if (node->type != YAML_MAPPING_NODE && !h2p_cfg_is_null(node))
+        return;
+    if (app->pool != NULL)
+        app->pool_conf = resolve_pool(ctx, node, app->pool, H2P_ACTIVATION_FASTCGI);
+    if (app->root == NULL && h2p_cfg_map_get(ctx, node, "root") == NULL && site_root != NULL) {
+        /* as an IIS virtual directory without a physical path of its own: below the site's root */
+        struct stat st;
+        app->root = h2p_cfg_alloc(ctx->arena, strlen(site_root) + strlen(app->path) + 1, 1);
+        strcpy(app->root, strcmp(site_root, "/") == 0 ? "" : site_root);
+        strcat(app->root, app->path);
+        if (ctx->check_files && (stat(app->root, &st) != 0 || !S_ISDIR(st.st_mode)))
+            h2p_cfg_error(ctx, node, "no root given and \"%s\" is not a directory: cannot access it", app->root);
+    }
+}
+
+static void parse_applications(h2p_cfg_ctx_t *ctx, yaml_node_t *node, site_build_t *b)
+{
+    h2p_site_conf_t *site = &b->site;
+    size_t count = node != NULL ? h2p_cfg_map_size(node) : 0, mark = h2p_cfg_path_push_key(ctx, "applications");
+
+    site->applications = h2p_cfg_alloc(ctx->arena, count + 1, sizeof(*site->applications));
+    site->applications[0] = b->root;
+    site->num_applications = 1;
+    if (node == NULL || !h2p_cfg_expect_map(ctx, node))
+        goto out;
+    for (size_t i = 0; i < count; i++) {
+        h2p_application_conf_t *app = &site->applications[site->num_applications];
+        yaml_node_t *key_node, *value;
+        const char *key = h2p_cfg_map_entry(ctx, node, i, &key_node, &value);
+        size_t key_mark, j;
+        if (key == NULL)
+            continue;
+        key_mark = h2p_cfg_path_push_key(ctx, key);
+        if ((app->path = parse_prefix(ctx, key_node, key)) == NULL) {
+            /* reported */
+        } else if (strcmp(app->path, "/") == 0) {
+            h2p_cfg_error(ctx, key_node, "\"/\" is the root application: set its root and pool on the site itself");
+        } else {
+            for (j = 1; j < site->num_applications && strcmp(site->applications[j].path, app->path) != 0; j++)
+                ;
+            if (j < site->num_applications) {
+                h2p_cfg_error(ctx, key_node, "duplicate application \"%s\"", app->path);
+            } else {
+                app->origin = h2p_cfg_origin(ctx, key_node);
+                parse_application(ctx, value, app, b->root.root);
+                site->num_applications++;
+            }
+        }
+        h2p_cfg_path_pop(ctx, key_mark);
+    }
+    qsort(site->applications + 1, site->num_applications - 1, sizeof(*site->applications), compare_applications);
+out:
+    h2p_cfg_path_pop(ctx, mark);
+}
+
+static void parse_locations(h2p_cfg_ctx_t *ctx, yaml_node_t *node, h2p_site_conf_t *site)
+{
+    size_t count = h2p_cfg_map_size(node), mark = h2p_cfg_path_push_key(ctx, "locations");
+
+    if (!h2p_cfg_expect_map(ctx, node))
+        goto out;
+    site->locations = h2p_cfg_alloc(ctx->arena, count, sizeof(*site->locations));
+    for (size_t i = 0; i < count; i++) {
+        h2p_location_conf_t *location = &site->locations[site->num_locations];
+        yaml_node_t *key_node, *value;
+        const char *key = h2p_cfg_map_entry(ctx, node, i, &key_node, &value);
+        size_t key_mark, j;
+        if (key == NULL)
+            continue;
+        key_mark = h2p_cfg_path_push_key(ctx, key);
+        if ((location->path = parse_prefix(ctx, key_node, key)) != NULL) {
+            for (j = 0; j < site->num_locations && strcmp(site->locations[j].path, location->path) != 0; j++)
+                ;
+            if (j < site->num_locations) {
+                h2p_cfg_error(ctx, key_node, "duplicate location \"%s\"", location->path);
+            } else {
+                location->origin = h2p_cfg_origin(ctx, key_node);
+                scope_inherit_all(&location->scope);
+                h2p_cfg_parse_map(ctx, value, location_keys, location);
+                site->num_locations++;
+            }
+        }
+        h2p_cfg_path_pop(ctx, key_mark);
+    }
+    qsort(site->locations, site->num_locations, sizeof(*site->locations), compare_locations);
+out:
+    h2p_cfg_path_pop(ctx, mark);
+}
+
+/* ---- checks of one site ------------------------------------------------------------------- */
+
+static void check_tls(h2p_cfg_ctx_t *ctx, yaml_node_t *site_node, h2p_site_conf_t *site)
+{
+    yaml_node_t *tls = h2p_cfg_map_get(ctx, site_node, "tls");
+    size_t mark;
+
+    for (size_t i = 0; i < site->num_bindings; i++) {
+        /* (a certificate that is given but unreadable has been reported already) */
+        if (site->bindings[i].scheme == H2P_SCHEME_HTTPS && (tls == NULL || h2p_cfg_map_get(ctx, tls, "certificate") == NULL)) {
+            char path[64];
+            snprintf(path, sizeof(path), "bindings[%zu]", i);
+            mark = h2p_cfg_path_push_key(ctx, path);
+            h2p_cfg_error_at(ctx, &site->bindings[i].origin, ctx->path, "an https binding needs tls.certificate and tls.key");
+            h2p_cfg_path_pop(ctx, mark);
+            break;
+        }
+    }
+    if (tls == NULL || tls->type != YAML_MAPPING_NODE)
+        return;
+    mark = h2p_cfg_path_push_key(ctx, "tls");
+    if ((h2p_cfg_map_get(ctx, tls, "certificate") == NULL) != (h2p_cfg_map_get(ctx, tls, "key") == NULL))
+        h2p_cfg_error(ctx, tls, "certificate and key go together: give both");
+    if (h2p_cfg_map_get(ctx, tls, "client_ca") != NULL) {
+        if (h2p_cfg_map_get(ctx, tls, "client_verify") == NULL)
+            site->tls.client_verify = H2P_CLIENT_VERIFY_OPTIONAL;
+    } else if (site->tls.client_verify != H2P_CLIENT_VERIFY_NONE) {
+        h2p_cfg_error(ctx, tls, "client_verify needs client_ca");
+    }
+    h2p_cfg_path_pop(ctx, mark);
+}
+
+/* Client certificates can only be asked for with a CA to check them against. */
+static void check_client_certificates(h2p_cfg_ctx_t *ctx, h2p_site_conf_t *site)
+{
+    if (site->tls.client_ca != NULL)
+        return;
+    for (size_t i = 0; i < site->num_applications + site->num_locations; i++) {
+        h2p_modules_conf_t *modules;
+        char path[1100];
+        if (i < site->num_applications) {
+            modules = &site->applications[i].scope.modules;
+            if (i == 0)
+                snprintf(path, sizeof(path), "sites.%s.modules.authentication", site->name);
+            else
+                snprintf(path, sizeof(path), "sites.%s.applications.%s.modules.authentication", site->name,
+                         site->applications[i].path);
+        } else {
+            h2p_location_conf_t *location = &site->locations[i - site->num_applications];
+            modules = &location->scope.modules;
+            snprintf(path, sizeof(path), "sites.%s.locations.%s.modules.authentication", site->name, location->path);
+        }
+        if (modules->authentication.set && modules->authentication.enabled &&
+            modules->authentication.c.client_certificate.enabled) {
+            h2p_cfg_error_at(ctx, &modules->authentication.origin, path,
+                             "client_certificate authentication needs tls.client_ca on the site");
+            return;
+        }
+    }
+}
+
+static void check_tcp_site(h2p_cfg_ctx_t *ctx, yaml_node_t *node, site_build_t *b)
+{
+    for (size_t i = 0; i < h2p_cfg_map_size(node); i++) {
+        yaml_node_pair_t *pair = node->data.mapping.pairs.start + i;
+        yaml_node_t *key_node = h2p_cfg_node(ctx, pair->key);
+        const char *key = key_node->type == YAML_SCALAR_NODE ? (const char *)key_node->data.scalar.value : "bindings";
+        if (strcmp(key, "bindings") != 0 && strcmp(key, "pool") != 0) {
+            size_t mark = h2p_cfg_path_push_key(ctx, key);
+            h2p_cfg_error(ctx, key_node, "\"%s\" does not apply to a site with tcp:// bindings", key);
+            h2p_cfg_path_pop(ctx, mark);
+        }
+    }
+    if (b->site.pool == NULL)
+        h2p_cfg_error(ctx, node, "a site with tcp:// bindings needs pool: (a pool with activation: socket)");
+    else
+        b->site.pool_conf = resolve_pool(ctx, node, b->site.pool, H2P_ACTIVATION_SOCKET);
+}
+
+void h2p_cfg_parse_site(h2p_cfg_ctx_t *ctx, yaml_node_t *name_node, yaml_node_t *node, h2p_site_conf_t *site)
+{
+    site_build_t b;
+    size_t num_tcp = 0, num_bad = 0;
+
+    memset(&b, 0, sizeof(b));
+    b.site.name = site->name;
+    b.site.origin = site->origin;
+    b.site.http2 = 1;
+    b.root.path = h2p_cfg_strdup(ctx->arena, "/");
+    b.root.origin = site->origin;
+    h2p_cfg_strlist_set(ctx, &b.root.scope.default_documents, default_documents,
+                        sizeof(default_documents) / sizeof(default_documents[0]));
+    b.root.scope.has_default_documents = 1;
+    ctx->site_name = site->name;
+    h2p_cfg_modules_defaults(ctx, &b.root.scope.modules);
+
+    h2p_cfg_parse_map(ctx, node, site_keys, &b);
+    if (node->type != YAML_MAPPING_NODE) {
+        ctx->site_name = NULL;
+        return;
+    }
+
+    for (size_t i = 0; i < b.site.num_bindings; i++) {
+        num_bad += b.site.bindings[i].text == NULL;
+        num_tcp += b.site.bindings[i].scheme == H2P_SCHEME_TCP && b.site.bindings[i].text != NULL;
+    }
+    if (num_tcp != 0 && num_tcp + num_bad != b.site.num_bindings) {
+        size_t mark = h2p_cfg_path_push_key(ctx, "bindings");
+        h2p_cfg_error(ctx, h2p_cfg_map_get(ctx, node, "bindings"), "tcp:// bindings cannot be mixed with http:// or https://");
+        h2p_cfg_path_pop(ctx, mark);
+    }
+
+    if (num_tcp != 0) {
+        check_tcp_site(ctx, node, &b); /* serves no HTTP: no applications */
+    } else {
+        check_tls(ctx, node, &b.site);
+        if (h2p_cfg_map_get(ctx, node, "root") == NULL)
+            h2p_cfg_error(ctx, node, "missing required key \"root\" (the directory the site serves)");
+        if (b.site.pool != NULL) { /* the pool of the root application */
+            b.root.pool = b.site.pool;
+            b.root.pool_conf = resolve_pool(ctx, node, b.site.pool, H2P_ACTIVATION_FASTCGI);
+            b.site.pool = NULL;
+        }
+        b.root.handlers = b.site.handlers;
+        b.root.num_handlers = b.site.num_handlers;
+        b.root.has_handlers = 1;
+        parse_applications(ctx, b.applications, &b);
+        if (b.locations != NULL)
+            parse_locations(ctx, b.locations, &b.site);
+        check_client_certificates(ctx, &b.site);
+    }
+    *site = b.site;
+    ctx->site_name = NULL;
+}
+
+/* ---- checks across sites ------------------------------------------------------------------ */
+
+static int same_address(const h2p_binding_t *a, const h2p_binding_t *b)
+{
+    if (a->addr.ss_family != b->addr.ss_family || a->port != b->port)
+        return 0;
+    if (a->addr.ss_family == AF_INET)
+        return memcmp(&((const struct sockaddr_in *)&a->addr)->sin_addr, &((const struct sockaddr_in *)&b->addr)->sin_addr,
+                      sizeof(struct in_addr)) == 0;
+    return memcmp(&((const struct sockaddr_in6 *)&a->addr)->sin6_addr, &((const struct sockaddr_in6 *)&b->addr)->sin6_addr,
+                  sizeof(struct in6_addr)) == 0;
+}
+
+static const char *scheme_name(h2p_scheme_t scheme)
+{
+    return scheme == H2P_SCHEME_HTTP ? "http" : scheme == H2P_SCHEME_HTTPS ? "https" : "tcp";
+}
+
+/* Compares `binding` with every binding before it (in this site and the sites before). */
+static void check_binding(h2p_cfg_ctx_t *ctx, size_t site_index, size_t index)
+{
+    h2p_site_conf_t *site = &ctx->conf->sites[site_index];
+    h2p_binding_t *binding = &site->bindings[index];
+    char path[256];
+
+    snprintf(path, sizeof(path), "sites.%s.bindings[%zu]", site->name, index);
+    for (size_t s = 0; s <= site_index; s++) {
+        h2p_site_conf_t *other_site = &ctx->conf->sites[s];
+        size_t end = s == site_index ? index : other_site->num_bindings;
+        for (size_t i = 0; i < end; i++) {
+            h2p_binding_t *other = &other_site->bindings[i];
+            if (other->text == NULL || !same_address(binding, other))
+                continue;
+            if (binding->scheme != other->scheme) {
+                h2p_cfg_error_at(ctx, &binding->origin, path, "%s and %s on the same ip:port: site \"%s\" binds \"%s\" at %s:%u:%u",
+                                 scheme_name(binding->scheme), scheme_name(other->scheme), other_site->name, other->text,
+                                 other->origin.file, other->origin.line, other->origin.column);
+                return;
+            }
+            if ((binding->host == NULL && other->host == NULL) ||
+                (binding->host != NULL && other->host != NULL && strcmp(binding->host, other->host) == 0)) {
+                h2p_cfg_error_at(ctx, &binding->origin, path, "duplicate binding \"%s\": also bound by site \"%s\" at %s:%u:%u",
+                                 binding->text, other_site->name, other->origin.file, other->origin.line, other->origin.column);
+                return;
+            }
+        }
+    }
+}
+
+void h2p_cfg_check_bindings(h2p_cfg_ctx_t *ctx)
+{
+    for (size_t s = 0; s < ctx->conf->num_sites; s++)
+        for (size_t i = 0; i < ctx->conf->sites[s].num_bindings; i++)
+            if (ctx->conf->sites[s].bindings[i].text != NULL)
+                check_binding(ctx, s, i);
+}

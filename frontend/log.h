@@ -1,0 +1,30 @@
+/*
+ * Error log: one line per event, "2026-11-25T13:51:53Z [level] [site] message".
+ *
+ * Callers on event-loop threads never touch the disk: lines go into a bounded in-memory queue
+ * that a writer thread drains.  When the queue is full, lines are counted and dropped (the
+ * count is reported in the next line written), never waited for.
+ */
+#ifndef H2POOL_LOG_H
+#define H2POOL_LOG_H
+
+#include <stdarg.h>
+
+typedef enum h2p_log_level { H2P_LOG_ERROR, H2P_LOG_WARN, H2P_LOG_NOTICE, H2P_LOG_INFO, H2P_LOG_DEBUG } h2p_log_level_t;
+
+/* Opens `path` for appending (NULL = stderr) and starts the writer thread; 0 on success. */
+int h2p_log_open(const char *path);
+/* Flushes what is queued and stops the writer thread. */
+void h2p_log_close(void);
+void h2p_log_set_level(h2p_log_level_t level);
+
+/* `scope` names what the line is about: a site, "pool php", or NULL for the server. */
+void h2p_log(h2p_log_level_t level, const char *scope, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void h2p_logv(h2p_log_level_t level, const char *scope, const char *fmt, va_list args);
+
+#define h2p_error(scope, ...) h2p_log(H2P_LOG_ERROR, scope, __VA_ARGS__)
+#define h2p_warn(scope, ...) h2p_log(H2P_LOG_WARN, scope, __VA_ARGS__)
+#define h2p_notice(scope, ...) h2p_log(H2P_LOG_NOTICE, scope, __VA_ARGS__)
+#define h2p_info(scope, ...) h2p_log(H2P_LOG_INFO, scope, __VA_ARGS__)
+
+#endif

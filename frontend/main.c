@@ -1,0 +1,156 @@
+/*
+ * h2pool: an IIS-style application-hosting front end for FastCGI pools, on libh2o.
+ *
+ * The main thread is the supervisor: it loads the configuration, opens the listeners, starts
+ * the front-end threads, and then runs its own event loop for what must never block a
+ * front-end loop: signals, spawning and reaping workers, and the pools' timers.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "frontend/config.h"
+#include "frontend/log.h"
+#include "frontend/router.h"
+#include "frontend/server.h"
+#include "poolmgr/pool.h"
+
+#define SHUTDOWN_GRACE_MS 30000
+
+static const char usage[] = "usage: h2pool [-t] -c DIR\n"
+                            "  -c, --conf DIR   read the configuration from DIR/*.yaml (default /etc/h2pool/conf.d)\n"
+                            "  -t, --test       validate the configuration, print `configuration OK` or the errors, exit\n"
+                            "  -v, --version    print the version and exit\n"
+                            "  -h, --help       print this help and exit\n";
+
+static int stop_requested;
+
+static void on_signal_readable(h2o_socket_t *sock, const char *err)
+{
+    if (err != NULL)
+        return;
+    size_t n = sock->input->size / sizeof(struct signalfd_siginfo);
+    struct signalfd_siginfo *infos = (void *)sock->input->bytes;
+    for (size_t i = 0; i != n; ++i) {
+        switch (infos[i].ssi_signo) {
+        case SIGTERM:
+        case SIGINT:
+            stop_requested = 1;
+            break;
+        case SIGCHLD:
+            h2p_poolmgr_reap();
+            break;
+        case SIGHUP:
+            h2p_notice(NULL, "SIGHUP: reloading is not supported yet; configuration unchanged");
+            break;
+        }
+    }
+    h2o_buffer_consume(&sock->input, n * sizeof(struct signalfd_siginfo));
+}
+
+static void print_errors(h2p_config_errors_t *errors)
+{
+    for (size_t i = 0; i != errors->count; ++i)
+        fprintf(stderr, "%s\n", errors->messages[i]);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {{"conf", required_argument, NULL, 'c'},
+                                             {"test", no_argument, NULL, 't'},
+                                             {"version", no_argument, NULL, 'v'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL}};
+    const char *conf_dir = "/etc/h2pool/conf.d";
+    int test_only = 0, ch;
+    while ((ch = getopt_long(argc, argv, "c:tvh", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'c':
+            conf_dir = optarg;
+            break;
+        case 't':
+            test_only = 1;
+            break;
+        case 'v':
+            printf("h2pool %s (libh2o %s)\n", H2POOL_VERSION, H2O_VERSION);
+            return 0;
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
+        default:
+            fputs(usage, stderr);
+            return 2;
+        }
+    }
+    if (optind != argc) {
+        fputs(usage, stderr);
+        return 2;
+    }
+
+    h2p_config_errors_t errors = {0};
+    h2p_config_t *conf = h2p_config_load(conf_dir, 1, &errors);
+    if (conf == NULL) {
+        print_errors(&errors);
+        h2p_config_errors_clear(&errors);
+        return 1;
+    }
+    if (test_only) {
+        printf("configuration OK\n");
+        h2p_config_release(conf);
+        return 0;
+    }
+
+    /* every thread inherits this mask: signals arrive only through the supervisor's signalfd */
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGHUP);
+    sigaddset(&signals, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (h2p_log_open(conf->server.error_log) != 0) {
+        fprintf(stderr, "cannot open error log %s: %m\n", conf->server.error_log);
+        return 1;
+    }
+    h2o_evloop_t *loop = h2o_evloop_create();
+    if (h2p_poolmgr_init(loop) != 0 || h2p_server_init(conf) != 0)
+        goto Fail;
+    char err[512];
+    h2p_gen_t *gen = h2p_gen_create(conf, err, sizeof(err));
+    if (gen == NULL) {
+        h2p_error(NULL, "%s", err);
+        goto Fail;
+    }
+    h2p_poolmgr_start(conf);
+    h2p_server_start(gen);
+    h2p_gen_release(gen);
+    for (size_t i = 0; i != h2p_server.num_listeners; ++i)
+        h2p_notice(NULL, "listening on %s", h2p_server.listeners[i]->name);
+    h2p_notice(NULL, "h2pool %s started: %zu threads, %zu sites, %zu pools", H2POOL_VERSION, h2p_server.num_threads,
+               conf->num_sites, conf->num_pools);
+
+    int sfd = signalfd(-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC);
+    h2o_socket_t *sigsock = h2o_evloop_socket_create(loop, sfd, 0);
+    h2o_socket_read_start(sigsock, on_signal_readable);
+    while (!stop_requested)
+        h2o_evloop_run(loop, INT32_MAX);
+
+    h2p_notice(NULL, "shutting down: no new connections; waiting for requests in flight");
+    h2p_server_stop(SHUTDOWN_GRACE_MS);
+    h2p_poolmgr_shutdown(loop);
+    h2p_notice(NULL, "stopped");
+    h2p_log_close();
+    h2p_config_release(conf);
+    return 0;
+
+Fail:
+    h2p_log_close();
+    h2p_config_release(conf);
+    return 1;
+}

@@ -1,0 +1,298 @@
+#include "frontend/server.h"
+
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "frontend/log.h"
+#include "frontend/router.h"
+
+h2p_server_t h2p_server;
+__thread h2p_thread_t *h2p_this_thread;
+
+/* Messages on a thread's control receiver. */
+typedef struct control_message {
+    h2o_multithread_message_t super;
+    enum { CONTROL_SHUTDOWN, CONTROL_SWAP_GENERATION } type;
+    h2p_gen_t *gen;
+} control_message_t;
+
+static int open_listen_socket(const h2p_listener_t *l, char *err, size_t errlen)
+{
+    int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return -1;
+    }
+    int on = 1, off = 0;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on));
+    if (l->addr.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, l->any_address ? &off : &on, sizeof(int));
+    /* the first bytes of a request wake the loop, not the bare handshake */
+    int defer = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof(defer));
+    if (bind(fd, (const struct sockaddr *)&l->addr, l->addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
+        snprintf(err, errlen, "%s: %s", l->name, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void format_listener_name(h2p_listener_t *l)
+{
+    char host[INET6_ADDRSTRLEN] = "*";
+    if (!l->any_address) {
+        if (l->addr.ss_family == AF_INET)
+            inet_ntop(AF_INET, &((struct sockaddr_in *)&l->addr)->sin_addr, host, sizeof(host));
+        else
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&l->addr)->sin6_addr, host, sizeof(host));
+    }
+    snprintf(l->name, sizeof(l->name), l->addr.ss_family == AF_INET6 && !l->any_address ? "%s://[%s]:%u" : "%s://%s:%u",
+             l->scheme == H2P_SCHEME_HTTPS ? "https" : "http", host, l->port);
+}
+
+static int same_address(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family)
+        return 0;
+    if (a->ss_family == AF_INET)
+        return ((struct sockaddr_in *)a)->sin_addr.s_addr == ((struct sockaddr_in *)b)->sin_addr.s_addr;
+    return memcmp(&((struct sockaddr_in6 *)a)->sin6_addr, &((struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr)) == 0;
+}
+
+h2p_listener_t *h2p_server_find_listener(h2p_scheme_t scheme, const struct sockaddr_storage *addr, uint16_t port)
+{
+    for (size_t i = 0; i != h2p_server.num_listeners; ++i) {
+        h2p_listener_t *l = h2p_server.listeners[i];
+        if (l->scheme == scheme && l->port == port && same_address(&l->addr, addr))
+            return l;
+    }
+    return NULL;
+}
+
+static h2p_listener_t *add_listener(const h2p_binding_t *b, char *err, size_t errlen)
+{
+    h2p_listener_t *l = calloc(1, sizeof(*l));
+    l->index = h2p_server.num_listeners;
+    l->scheme = b->scheme;
+    l->addr = b->addr;
+    l->addrlen = b->addrlen;
+    l->port = b->port;
+    l->any_address = b->any_address;
+    format_listener_name(l);
+    l->fds = malloc(sizeof(int) * h2p_server.num_threads);
+    for (size_t i = 0; i != h2p_server.num_threads; ++i) {
+        if ((l->fds[i] = open_listen_socket(l, err, errlen)) < 0 && b->any_address && i == 0 && errno == EAFNOSUPPORT) {
+            /* no IPv6 on this host: `*` means every IPv4 address */
+            struct sockaddr_in *sin = (struct sockaddr_in *)&l->addr;
+            memset(&l->addr, 0, sizeof(l->addr));
+            sin->sin_family = AF_INET;
+            sin->sin_port = htons(l->port);
+            l->addrlen = sizeof(*sin);
+            l->fds[i] = open_listen_socket(l, err, errlen);
+        }
+        if (l->fds[i] < 0) {
+            while (i-- != 0)
+                close(l->fds[i]);
+            free(l->fds);
+            free(l);
+            return NULL;
+        }
+    }
+    /* the router is the only handler h2o sees; it picks the site from the generation */
+    l->router_hostconf = h2p_router_create_hostconf(&h2p_server.globalconf, l);
+    h2p_server.listeners = realloc(h2p_server.listeners, sizeof(*h2p_server.listeners) * (h2p_server.num_listeners + 1));
+    h2p_server.listeners[h2p_server.num_listeners++] = l;
+    return l;
+}
+
+static void apply_limits(const h2p_server_conf_t *s)
+{
+    h2o_globalconf_t *g = &h2p_server.globalconf;
+    h2p_server.max_connections = s->limits.max_connections;
+    g->max_request_entity_size = s->limits.max_request_body;
+    /* libh2o 2.2.5 runs one HTTP/1 timer from the start of the wait for a request until its
+     * head and body have arrived: that is the slowloris bound (header_timeout). */
+    g->http1.req_timeout = s->limits.header_timeout_ms;
+    g->http2.idle_timeout = s->limits.keepalive_timeout_ms;
+    g->handshake_timeout = s->limits.header_timeout_ms;
+    g->server_name = h2o_iovec_init(H2O_STRLIT("h2pool"));
+}
+
+int h2p_server_init(h2p_config_t *conf)
+{
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    h2p_server.num_threads = conf->server.threads != 0 ? conf->server.threads : (size_t)(ncpu > 0 ? ncpu : 1);
+    pthread_mutex_init(&h2p_server.gen_lock, NULL);
+    h2o_config_init(&h2p_server.globalconf);
+    apply_limits(&conf->server);
+
+    for (size_t s = 0; s != conf->num_sites; ++s) {
+        h2p_site_conf_t *site = conf->sites + s;
+        for (size_t b = 0; b != site->num_bindings; ++b) {
+            h2p_binding_t *binding = site->bindings + b;
+            if (binding->scheme == H2P_SCHEME_TCP || h2p_server_find_listener(binding->scheme, &binding->addr, binding->port))
+                continue;
+            char err[256];
+            if (add_listener(binding, err, sizeof(err)) == NULL) {
+                h2p_error(site->name, "cannot listen on %s: %s", binding->text, err);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+static void on_connection_close(void *data)
+{
+    atomic_fetch_sub(&h2p_server.num_connections, 1);
+}
+
+static void on_accept(h2o_socket_t *listen_sock, const char *err)
+{
+    h2p_thread_listener_t *tl = listen_sock->data;
+    if (err != NULL)
+        return;
+    /* accept a batch per wake-up, as h2o does, without starving the other sockets */
+    for (int i = 0; i != 16; ++i) {
+        h2o_socket_t *sock = h2o_evloop_socket_accept(listen_sock);
+        if (sock == NULL)
+            return;
+        if (atomic_fetch_add(&h2p_server.num_connections, 1) >= h2p_server.max_connections) {
+            atomic_fetch_sub(&h2p_server.num_connections, 1);
+            h2o_socket_close(sock);
+            continue;
+        }
+        sock->on_close.cb = on_connection_close;
+        sock->on_close.data = NULL;
+        h2o_accept(&tl->accept_ctx, sock);
+    }
+}
+
+static void stop_accepting(h2p_thread_t *th)
+{
+    for (size_t i = 0; i != th->num_listeners; ++i) {
+        if (th->listeners[i].sock != NULL) {
+            h2o_socket_read_stop(th->listeners[i].sock);
+            h2o_socket_close(th->listeners[i].sock);
+            th->listeners[i].sock = NULL;
+        }
+    }
+}
+
+static void use_generation(h2p_thread_t *th, h2p_gen_t *gen)
+{
+    h2p_gen_t *old = th->gen;
+    th->gen = h2p_gen_retain(gen);
+    for (size_t i = 0; i != th->num_listeners; ++i)
+        th->listeners[i].accept_ctx.ssl_ctx = h2p_gen_ssl_ctx(gen, th->listeners[i].listener);
+    if (old != NULL)
+        h2p_gen_release(old);
+}
+
+static void on_control(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    h2p_thread_t *th = H2O_STRUCT_FROM_MEMBER(h2p_thread_t, control, receiver);
+    while (!h2o_linklist_is_empty(messages)) {
+        control_message_t *msg = H2O_STRUCT_FROM_MEMBER(control_message_t, super.link, messages->next);
+        h2o_linklist_unlink(&msg->super.link);
+        switch (msg->type) {
+        case CONTROL_SHUTDOWN:
+            th->shutting_down = 1;
+            stop_accepting(th);
+            h2o_context_request_shutdown(&th->ctx);
+            break;
+        case CONTROL_SWAP_GENERATION:
+            use_generation(th, msg->gen);
+            h2p_gen_release(msg->gen);
+            break;
+        }
+        free(msg);
+    }
+}
+
+static void *thread_main(void *arg)
+{
+    h2p_thread_t *th = arg;
+    h2p_this_thread = th;
+
+    for (size_t i = 0; i != th->num_listeners; ++i) {
+        h2p_thread_listener_t *tl = th->listeners + i;
+        tl->sock = h2o_evloop_socket_create(th->loop, tl->listener->fds[th->index], H2O_SOCKET_FLAG_DONT_READ);
+        tl->sock->data = tl;
+        h2o_socket_read_start(tl->sock, on_accept);
+    }
+    while (!th->shutting_down || th->requests_in_flight != 0)
+        h2o_evloop_run(th->loop, th->shutting_down ? 50 : INT32_MAX);
+    return NULL;
+}
+
+int h2p_server_start(h2p_gen_t *gen)
+{
+    h2p_server.gen = h2p_gen_retain(gen);
+    h2p_server.threads = calloc(h2p_server.num_threads, sizeof(h2p_thread_t));
+    for (size_t t = 0; t != h2p_server.num_threads; ++t) {
+        h2p_thread_t *th = h2p_server.threads + t;
+        th->index = t;
+        th->loop = h2o_evloop_create();
+        h2o_context_init(&th->ctx, th->loop, &h2p_server.globalconf);
+        th->queue = h2o_multithread_create_queue(th->loop);
+        h2o_multithread_register_receiver(th->queue, &th->control, on_control);
+        h2p_router_init_thread(th);
+        th->num_listeners = h2p_server.num_listeners;
+        th->listeners = calloc(th->num_listeners, sizeof(*th->listeners));
+        for (size_t i = 0; i != th->num_listeners; ++i) {
+            h2p_thread_listener_t *tl = th->listeners + i;
+            tl->listener = h2p_server.listeners[i];
+            tl->accept_ctx.ctx = &th->ctx;
+            tl->accept_ctx.hosts = h2p_router_hosts(tl->listener);
+        }
+        use_generation(th, gen);
+    }
+    for (size_t t = 0; t != h2p_server.num_threads; ++t)
+        h2o_multithread_create_thread(&h2p_server.threads[t].tid, NULL, thread_main, h2p_server.threads + t);
+    return 0;
+}
+
+static void send_control(h2p_thread_t *th, int type, h2p_gen_t *gen)
+{
+    control_message_t *msg = calloc(1, sizeof(*msg));
+    msg->type = type;
+    msg->gen = gen;
+    h2o_multithread_send_message(&th->control, &msg->super);
+}
+
+void h2p_server_swap_generation(h2p_gen_t *gen)
+{
+    pthread_mutex_lock(&h2p_server.gen_lock);
+    h2p_gen_t *old = h2p_server.gen;
+    h2p_server.gen = h2p_gen_retain(gen);
+    pthread_mutex_unlock(&h2p_server.gen_lock);
+    for (size_t t = 0; t != h2p_server.num_threads; ++t)
+        send_control(h2p_server.threads + t, CONTROL_SWAP_GENERATION, h2p_gen_retain(gen));
+    h2p_gen_release(old);
+}
+
+void h2p_server_stop(uint64_t grace_ms)
+{
+    for (size_t t = 0; t != h2p_server.num_threads; ++t)
+        send_control(h2p_server.threads + t, CONTROL_SHUTDOWN, NULL);
+    /* a request that outlives the grace period is cut off by the process exit */
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += grace_ms / 1000;
+    deadline.tv_nsec += (grace_ms % 1000) * 1000000;
+    if (deadline.tv_nsec >= 1000000000) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000;
+    }
+    for (size_t t = 0; t != h2p_server.num_threads; ++t) {
+        if (pthread_timedjoin_np(h2p_server.threads[t].tid, NULL, &deadline) != 0)
+            h2p_warn(NULL, "shutdown: requests still in flight after %llu ms, cutting them off", (unsigned long long)grace_ms);
+    }
+}

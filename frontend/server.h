@@ -1,0 +1,78 @@
+/*
+ * The front end's process-wide state: listeners, event-loop threads, and the configuration
+ * generation each thread serves.
+ *
+ * Listeners are opened once per (scheme, address, port) in the main thread before any thread
+ * starts (so "started" means "listening"); every front-end thread then opens its own
+ * SO_REUSEPORT socket on the same address so the kernel spreads connections over the loops.
+ */
+#ifndef H2POOL_SERVER_H
+#define H2POOL_SERVER_H
+
+#define H2O_USE_EPOLL 1
+#include <h2o.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "frontend/config.h"
+
+struct h2p_gen;
+
+typedef struct h2p_listener {
+    size_t index;
+    h2p_scheme_t scheme;
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    uint16_t port;
+    int any_address;
+    int *fds; /* one SO_REUSEPORT socket per front-end thread */
+    h2o_hostconf_t *router_hostconf;
+    char name[80]; /* "https://127.0.0.1:8443" for messages */
+} h2p_listener_t;
+
+typedef struct h2p_thread_listener {
+    h2p_listener_t *listener;
+    h2o_socket_t *sock;
+    h2o_accept_ctx_t accept_ctx;
+} h2p_thread_listener_t;
+
+typedef struct h2p_thread {
+    size_t index;
+    pthread_t tid;
+    h2o_evloop_t *loop;
+    h2o_context_t ctx;
+    struct h2p_gen *gen; /* the generation new requests on this thread use */
+    h2p_thread_listener_t *listeners;
+    size_t num_listeners;
+    h2o_multithread_queue_t *queue;
+    h2o_multithread_receiver_t control;  /* shutdown / generation swap */
+    h2o_multithread_receiver_t dispatch; /* requests handed over by the pool manager */
+    size_t requests_in_flight;
+    int shutting_down;
+} h2p_thread_t;
+
+typedef struct h2p_server {
+    h2o_globalconf_t globalconf; /* limits and the listeners' router hostconfs; lives as long as the process */
+    h2p_listener_t **listeners;
+    size_t num_listeners;
+    h2p_thread_t *threads;
+    size_t num_threads;
+    atomic_size_t num_connections;
+    size_t max_connections;
+    struct h2p_gen *gen; /* current generation (main thread's reference) */
+    pthread_mutex_t gen_lock;
+} h2p_server_t;
+
+extern h2p_server_t h2p_server;
+extern __thread h2p_thread_t *h2p_this_thread;
+
+/* Opens the listeners named by `conf` and sets the limits; errors are logged, -1 returned. */
+int h2p_server_init(h2p_config_t *conf);
+/* Starts `num_threads` front-end loops serving `gen`. */
+int h2p_server_start(struct h2p_gen *gen);
+/* Stops accepting, lets requests in flight finish (bounded by `grace_ms`), joins the threads. */
+void h2p_server_stop(uint64_t grace_ms);
+
+h2p_listener_t *h2p_server_find_listener(h2p_scheme_t scheme, const struct sockaddr_storage *addr, uint16_t port);
+
+#endif

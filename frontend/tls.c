@@ -1,0 +1,104 @@
+#include "frontend/tls.h"
+
+#include <h2o.h>
+#include <h2o/http2.h>
+#include <openssl/err.h>
+#include <stdio.h>
+
+/* Mozilla's "intermediate" list: forward secrecy and AEAD only. TLS 1.3 suites are OpenSSL's defaults. */
+#define TLS12_CIPHERS                                                                                                              \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"         \
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+
+static const h2o_iovec_t http1_only_alpn[] = {{H2O_STRLIT("http/1.1")}, {NULL}};
+static const h2o_iovec_t h2_and_http1_alpn[] = {{H2O_STRLIT("h2")}, {H2O_STRLIT("http/1.1")}, {NULL}};
+
+static void openssl_error(char *err, size_t errlen, const char *what, const char *path)
+{
+    unsigned long code = ERR_get_error();
+    char reason[200] = "unknown error";
+    if (code != 0)
+        ERR_error_string_n(code, reason, sizeof(reason));
+    snprintf(err, errlen, "%s %s: %s", what, path, reason);
+    ERR_clear_error();
+}
+
+SSL_CTX *h2p_tls_create_site_ctx(const h2p_site_conf_t *site, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS);
+    SSL_CTX_set_session_id_context(ctx, (const unsigned char *)site->name, (unsigned)strlen(site->name));
+
+    if (SSL_CTX_use_certificate_chain_file(ctx, site->tls.certificate) != 1) {
+        openssl_error(err, errlen, "cannot load certificate", site->tls.certificate);
+        goto Error;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, site->tls.key, SSL_FILETYPE_PEM) != 1) {
+        openssl_error(err, errlen, "cannot load key", site->tls.key);
+        goto Error;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        openssl_error(err, errlen, "key does not match certificate", site->tls.key);
+        goto Error;
+    }
+    if (site->tls.client_ca != NULL) {
+        if (SSL_CTX_load_verify_locations(ctx, site->tls.client_ca, NULL) != 1) {
+            openssl_error(err, errlen, "cannot load client CA", site->tls.client_ca);
+            goto Error;
+        }
+        SSL_CTX_set_client_CA_list(ctx, SSL_load_client_CA_file(site->tls.client_ca));
+        int mode = SSL_VERIFY_NONE;
+        if (site->tls.client_verify == H2P_CLIENT_VERIFY_OPTIONAL)
+            mode = SSL_VERIFY_PEER;
+        else if (site->tls.client_verify == H2P_CLIENT_VERIFY_REQUIRED)
+            mode = SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+        SSL_CTX_set_verify(ctx, mode, NULL);
+    }
+    h2o_ssl_register_alpn_protocols(ctx, site->http2 ? h2_and_http1_alpn : http1_only_alpn);
+    return ctx;
+Error:
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+struct sni_picker {
+    SSL_CTX *(*pick)(void *arg, const char *servername);
+    void *arg;
+};
+
+static int sni_index = -1;
+
+static int on_servername(SSL *ssl, int *ad, void *arg)
+{
+    struct sni_picker *picker = arg;
+    const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    if (name == NULL)
+        return SSL_TLSEXT_ERR_OK;
+    SSL_CTX *ctx = picker->pick(picker->arg, name);
+    if (ctx != NULL && ctx != SSL_get_SSL_CTX(ssl)) {
+        SSL_set_SSL_CTX(ssl, ctx);
+        /* SSL_set_SSL_CTX swaps the certificate only; the client-certificate policy goes with the site */
+        SSL_set_verify(ssl, SSL_CTX_get_verify_mode(ctx), NULL);
+        SSL_set_client_CA_list(ssl, SSL_dup_CA_list(SSL_CTX_get_client_CA_list(ctx)));
+    }
+    return SSL_TLSEXT_ERR_OK;
+}
+
+static void free_picker(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+    free(ptr);
+}
+
+void h2p_tls_set_sni(SSL_CTX *ctx, SSL_CTX *(*pick)(void *arg, const char *servername), void *arg)
+{
+    if (sni_index < 0)
+        sni_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, free_picker);
+    struct sni_picker *picker = malloc(sizeof(*picker));
+    picker->pick = pick;
+    picker->arg = arg;
+    SSL_CTX_set_ex_data(ctx, sni_index, picker);
+    SSL_CTX_set_tlsext_servername_callback(ctx, on_servername);
+    SSL_CTX_set_tlsext_servername_arg(ctx, picker);
+}

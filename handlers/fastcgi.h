@@ -1,0 +1,19 @@
+/* The FastCGI handler: sends a request to a pool's worker and streams the answer back. */
+#ifndef H2POOL_FASTCGI_H
+#define H2POOL_FASTCGI_H
+
+#include "frontend/server.h"
+
+struct h2p_pool;
+
+typedef struct h2p_fastcgi_target {
+    struct h2p_pool *pool;
+    h2o_iovec_t script_name, path_info;
+    const char *script_filename;
+    const char *document_root;
+} h2p_fastcgi_target_t;
+
+int h2p_fastcgi_handle(h2o_req_t *req, const h2p_fastcgi_target_t *target);
+void h2p_fastcgi_init_thread(h2p_thread_t *th);
+
+#endif

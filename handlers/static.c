@@ -1,0 +1,32 @@
+#include "handlers/static.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * libh2o's file handler already does what a static file needs (ETag, Last-Modified, 304,
+ * Range/206/416, HEAD, MIME types, "dir" -> 301 "dir/").  What it does not do is keep symlinks
+ * inside the root: open(2) follows them.  So unless the site allows it, the path is resolved
+ * first and must land inside the root's own resolved path.
+ */
+static int escapes_root(h2p_app_rt_t *app, const char *physical)
+{
+    char resolved[PATH_MAX];
+    if (realpath(physical, resolved) == NULL)
+        return 0; /* nothing there: the file handler answers 404 */
+    size_t len = strlen(resolved);
+    if (len < app->real_root_len || memcmp(resolved, app->real_root, app->real_root_len) != 0)
+        return 1;
+    return len != app->real_root_len && resolved[app->real_root_len] != '/' && app->real_root_len != 1;
+}
+
+int h2p_static_serve(h2o_req_t *req, h2p_app_rt_t *app, const char *physical)
+{
+    if (!app->follow_symlinks && escapes_root(app, physical)) {
+        h2o_send_error_403(req, "Forbidden", "symbolic link leads out of the site root", 0);
+        return 0;
+    }
+    return app->file->on_req(app->file, req);
+}

@@ -1,0 +1,10 @@
+/* The static file handler: libh2o's file handler behind h2pool's path checks. */
+#ifndef H2POOL_STATIC_H
+#define H2POOL_STATIC_H
+
+#include "frontend/router.h"
+
+/* Serves `physical` (the file behind req->path_normalized in `app`); always answers. */
+int h2p_static_serve(h2o_req_t *req, h2p_app_rt_t *app, const char *physical);
+
+#endif

@@ -1,0 +1,312 @@
+/* Pools: the queue, dispatch, hand-over between threads and rapid-fail protection. */
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "frontend/log.h"
+#include "poolmgr/pool_internal.h"
+
+pthread_mutex_t h2p_pools_lock = PTHREAD_MUTEX_INITIALIZER;
+h2o_linklist_t h2p_pools = {&h2p_pools, &h2p_pools};
+
+uint64_t h2p_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/*
+ * php-cgi exits by itself after PHP_FCGI_MAX_REQUESTS requests (500 unless set; 0 = never).
+ * Knowing that limit lets the pool retire the worker itself, with its replacement already
+ * started, instead of discovering the exit with a request in hand.
+ */
+static uint64_t effective_max_requests(const h2p_pool_conf_t *conf)
+{
+    uint64_t limit = conf->max_requests;
+    if (conf->command.count == 0)
+        return limit;
+    const char *argv0 = conf->command.items[0], *base = strrchr(argv0, '/');
+    base = base != NULL ? base + 1 : argv0;
+    if (strncmp(base, "php-cgi", 7) != 0)
+        return limit;
+    uint64_t php_limit = 500;
+    for (size_t i = 0; i != conf->env.count; ++i)
+        if (strncmp(conf->env.items[i], "PHP_FCGI_MAX_REQUESTS=", 22) == 0)
+            php_limit = strtoull(conf->env.items[i] + 22, NULL, 10);
+    if (php_limit != 0 && (limit == 0 || php_limit < limit))
+        limit = php_limit;
+    return limit;
+}
+
+h2p_pool_t *h2p_pool_get(h2p_pool_conf_t *conf)
+{
+    pthread_mutex_lock(&h2p_pools_lock);
+    for (h2o_linklist_t *l = h2p_pools.next; l != &h2p_pools; l = l->next) {
+        h2p_pool_t *pool = H2O_STRUCT_FROM_MEMBER(h2p_pool_t, registry_link, l);
+        if (pool->conf == conf) {
+            __atomic_add_fetch(&pool->refcnt, 1, __ATOMIC_RELAXED);
+            pthread_mutex_unlock(&h2p_pools_lock);
+            return pool;
+        }
+    }
+    h2p_pool_t *pool = calloc(1, sizeof(*pool));
+    pool->refcnt = 2; /* the registry's and the caller's */
+    pool->conf = conf;
+    pthread_mutex_init(&pool->lock, NULL);
+    h2o_linklist_init_anchor(&pool->workers);
+    h2o_linklist_init_anchor(&pool->idle);
+    h2o_linklist_init_anchor(&pool->queue);
+    pool->max_requests = effective_max_requests(conf);
+    pool->crashes = calloc(conf->rapid_fail.max_crashes + 1, sizeof(uint64_t));
+    h2o_linklist_insert(&h2p_pools, &pool->registry_link);
+    pthread_mutex_unlock(&h2p_pools_lock);
+    return pool;
+}
+
+void h2p_pool_release(h2p_pool_t *pool)
+{
+    /* the registry keeps its reference until shutdown (reload will drain removed pools) */
+    __atomic_sub_fetch(&pool->refcnt, 1, __ATOMIC_ACQ_REL);
+}
+
+const char *h2p_pool_name(h2p_pool_t *pool)
+{
+    return pool->conf->name;
+}
+
+const h2p_pool_conf_t *h2p_pool_conf(h2p_pool_t *pool)
+{
+    return pool->conf;
+}
+
+pid_t h2p_worker_pid(h2p_worker_t *worker)
+{
+    return worker->pid;
+}
+
+h2p_pool_t *h2p_worker_pool(h2p_worker_t *worker)
+{
+    return worker->pool;
+}
+
+int h2p_worker_is_dead(h2p_worker_t *worker)
+{
+    return worker->state == WORKER_DEAD;
+}
+
+void h2p_worker_unref_locked(h2p_worker_t *worker)
+{
+    if (--worker->refcnt == 0) {
+        if (worker->fd >= 0)
+            close(worker->fd);
+        free(worker);
+    }
+}
+
+/* Asks the supervisor for `n` more workers (counted as starting from now on). */
+void h2p_pool_want_spawn_locked(h2p_pool_t *pool, size_t n)
+{
+    if (n == 0)
+        return;
+    pool->num_starting += n;
+    pool->spawn_pending += n;
+    h2p_supervisor_kick();
+}
+
+static void maybe_spawn_for_queue_locked(h2p_pool_t *pool)
+{
+    size_t total = pool->num_live + pool->num_starting;
+    if (pool->stopped || pool->num_queued <= pool->num_starting || total >= pool->conf->max_processes)
+        return;
+    size_t want = pool->num_queued - pool->num_starting, room = pool->conf->max_processes - total;
+    h2p_pool_want_spawn_locked(pool, want < room ? want : room);
+}
+
+int h2p_pool_acquire(h2p_pool_t *pool, h2p_pool_waiter_t *waiter, h2p_worker_t **worker)
+{
+    pthread_mutex_lock(&pool->lock);
+    if (pool->stopped) {
+        pthread_mutex_unlock(&pool->lock);
+        return H2P_ACQUIRE_STOPPED;
+    }
+    if (!h2o_linklist_is_empty(&pool->idle)) {
+        /* most recently used first: its code and data are warm */
+        h2p_worker_t *w = H2O_STRUCT_FROM_MEMBER(h2p_worker_t, idle_link, pool->idle.next);
+        h2o_linklist_unlink(&w->idle_link);
+        pool->num_idle--;
+        w->state = WORKER_BUSY;
+        w->refcnt++;
+        pthread_mutex_unlock(&pool->lock);
+        *worker = w;
+        return H2P_ACQUIRE_READY;
+    }
+    if (pool->num_queued >= pool->conf->queue_length) {
+        pthread_mutex_unlock(&pool->lock);
+        return H2P_ACQUIRE_QUEUE_FULL;
+    }
+    waiter->state = H2P_WAITER_QUEUED;
+    waiter->worker = NULL;
+    waiter->queued_at = h2p_now_ms();
+    h2o_linklist_insert(&pool->queue, &waiter->link);
+    pool->num_queued++;
+    maybe_spawn_for_queue_locked(pool);
+    pthread_mutex_unlock(&pool->lock);
+    return H2P_ACQUIRE_QUEUED;
+}
+
+int h2p_pool_cancel(h2p_pool_t *pool, h2p_pool_waiter_t *waiter)
+{
+    int can_free = 1;
+    pthread_mutex_lock(&pool->lock);
+    switch (waiter->state) {
+    case H2P_WAITER_QUEUED:
+        h2o_linklist_unlink(&waiter->link);
+        pool->num_queued--;
+        waiter->state = H2P_WAITER_IDLE;
+        break;
+    case H2P_WAITER_HANDED:
+        waiter->state = H2P_WAITER_ABANDONED;
+        can_free = 0;
+        break;
+    default:
+        break;
+    }
+    pthread_mutex_unlock(&pool->lock);
+    return can_free;
+}
+
+/*
+ * A worker is free: it goes to the oldest waiter, or back to the idle list.  The caller
+ * delivers to *handed_to after unlocking (h2p_pool_deliver).
+ */
+void h2p_pool_give_worker_locked(h2p_pool_t *pool, h2p_worker_t *worker, h2p_pool_waiter_t **handed_to)
+{
+    *handed_to = NULL;
+    if (!h2o_linklist_is_empty(&pool->queue)) {
+        h2p_pool_waiter_t *waiter = H2O_STRUCT_FROM_MEMBER(h2p_pool_waiter_t, link, pool->queue.next);
+        h2o_linklist_unlink(&waiter->link);
+        pool->num_queued--;
+        waiter->state = H2P_WAITER_HANDED;
+        waiter->worker = worker;
+        waiter->status = 0;
+        worker->state = WORKER_BUSY;
+        worker->refcnt++;
+        *handed_to = waiter;
+        return;
+    }
+    worker->state = WORKER_IDLE;
+    worker->last_active = h2p_now_ms();
+    h2o_linklist_insert(pool->idle.next, &worker->idle_link); /* the idle list is a stack */
+    pool->num_idle++;
+}
+
+/* Sends the result to the waiter's thread; it runs there (h2p_fastcgi's dispatch receiver). */
+void h2p_pool_deliver(h2p_pool_waiter_t *waiter)
+{
+    h2o_multithread_send_message(&waiter->thread->dispatch, &waiter->message);
+}
+
+void h2p_pool_fail_waiters_locked(h2p_pool_t *pool, int status, h2o_linklist_t *failed)
+{
+    while (!h2o_linklist_is_empty(&pool->queue)) {
+        h2p_pool_waiter_t *waiter = H2O_STRUCT_FROM_MEMBER(h2p_pool_waiter_t, link, pool->queue.next);
+        h2o_linklist_unlink(&waiter->link);
+        pool->num_queued--;
+        waiter->state = H2P_WAITER_HANDED;
+        waiter->worker = NULL;
+        waiter->status = status;
+        h2o_linklist_insert(failed, &waiter->link);
+    }
+}
+
+static void deliver_all(h2o_linklist_t *waiters)
+{
+    while (!h2o_linklist_is_empty(waiters)) {
+        h2p_pool_waiter_t *waiter = H2O_STRUCT_FROM_MEMBER(h2p_pool_waiter_t, link, waiters->next);
+        h2o_linklist_unlink(&waiter->link);
+        h2p_pool_deliver(waiter);
+    }
+}
+
+/* IIS rapid-fail protection: max_crashes within interval stop the pool (503 until restarted). */
+void h2p_pool_record_crash_locked(h2p_pool_t *pool, uint64_t now)
+{
+    pool->crashed_total++;
+    if (!pool->conf->rapid_fail.enabled || pool->stopped)
+        return;
+    size_t cap = pool->conf->rapid_fail.max_crashes;
+    pool->crashes[pool->crash_head] = now;
+    pool->crash_head = (pool->crash_head + 1) % cap;
+    if (pool->crash_count < cap)
+        pool->crash_count++;
+    if (pool->crash_count < cap)
+        return;
+    uint64_t oldest = pool->crashes[pool->crash_head]; /* the ring is full: the next slot is the oldest */
+    if (now - oldest > pool->conf->rapid_fail.interval_ms)
+        return;
+    pool->stopped = 1;
+    h2p_error("pool",
+              "pool %s stopped by rapid-fail protection: %zu crashes within %llu ms; answering 503 until it is "
+              "restarted (h2pool ctl start pool %s) or its configuration changes",
+              pool->conf->name, cap, (unsigned long long)pool->conf->rapid_fail.interval_ms, pool->conf->name);
+    h2o_linklist_t failed;
+    h2o_linklist_init_anchor(&failed);
+    h2p_pool_fail_waiters_locked(pool, 503, &failed);
+    deliver_all(&failed);
+    while (!h2o_linklist_is_empty(&pool->idle)) {
+        h2p_worker_t *w = H2O_STRUCT_FROM_MEMBER(h2p_worker_t, idle_link, pool->idle.next);
+        h2p_worker_stop_locked(w, "pool stopped by rapid-fail protection");
+    }
+}
+
+void h2p_worker_release(h2p_worker_t *worker, h2p_release_outcome_t outcome, int fd, int request_done)
+{
+    h2p_pool_t *pool = worker->pool;
+    h2p_pool_waiter_t *handed_to = NULL;
+
+    pthread_mutex_lock(&pool->lock);
+    if (request_done) {
+        worker->requests++;
+        worker->last_active = h2p_now_ms();
+    }
+    if (outcome != H2P_RELEASE_UNUSED) {
+        if (worker->fd >= 0) /* a connection left from before this request: never two */
+            close(worker->fd);
+        worker->fd = outcome == H2P_RELEASE_OK ? fd : -1;
+        if (outcome != H2P_RELEASE_OK && fd >= 0)
+            close(fd);
+    }
+
+    if (worker->state == WORKER_BUSY) {
+        if (outcome == H2P_RELEASE_BROKEN) {
+            h2p_worker_kill_locked(worker);
+        } else if (pool->max_requests != 0 && worker->requests >= pool->max_requests) {
+            h2p_worker_stop_locked(worker, "max_requests reached");
+        } else if (worker->retire_reason != NULL && worker->replacement_ready) {
+            h2p_worker_stop_locked(worker, worker->retire_reason);
+        } else if (pool->stopped) {
+            h2p_worker_stop_locked(worker, "pool stopped");
+        } else {
+            /* overlapped recycling for max_requests: start the replacement a little before the limit */
+            if (pool->max_requests != 0 && worker->retire_reason == NULL) {
+                uint64_t margin = pool->max_requests / 10 < 8 ? pool->max_requests / 10 : 8;
+                if (margin != 0 && worker->requests >= pool->max_requests - margin) {
+                    worker->retire_reason = "max_requests reached";
+                    h2p_pool_want_spawn_locked(pool, 1);
+                }
+            }
+            h2p_pool_give_worker_locked(pool, worker, &handed_to);
+        }
+    }
+    if (worker->state != WORKER_IDLE && worker->state != WORKER_BUSY)
+        maybe_spawn_for_queue_locked(pool); /* the queue may still need a worker */
+    h2p_worker_unref_locked(worker);
+    pthread_mutex_unlock(&pool->lock);
+
+    if (handed_to != NULL)
+        h2p_pool_deliver(handed_to);
+}

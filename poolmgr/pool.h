@@ -1,0 +1,76 @@
+/*
+ * Application pools (IIS's WAS): groups of FastCGI worker processes.
+ *
+ * Every worker listens on its own unix socket and serves one request at a time over a
+ * connection h2pool keeps open, so the pool always knows which worker is idle.  A request
+ * takes an idle worker, or waits in the pool's queue while a worker is spawned (lazily, up to
+ * max_processes) or set free.  Pool state is shared by all front-end threads under one mutex;
+ * a worker set free on one thread is handed to a request queued on another by a message to
+ * that thread's loop.  Processes are spawned, reaped, pinged and recycled by the supervisor
+ * (the main thread's loop), never on a front-end loop.
+ */
+#ifndef H2POOL_POOL_H
+#define H2POOL_POOL_H
+
+#include <h2o.h>
+#include <sys/types.h>
+
+#include "frontend/config.h"
+#include "frontend/server.h"
+
+typedef struct h2p_pool h2p_pool_t;
+typedef struct h2p_worker h2p_worker_t;
+
+/* A request waiting for a worker.  Embedded in the FastCGI request. */
+typedef struct h2p_pool_waiter {
+    h2o_linklist_t link; /* in the pool's queue */
+    h2o_multithread_message_t message;
+    h2p_thread_t *thread;
+    enum { H2P_WAITER_IDLE, H2P_WAITER_QUEUED, H2P_WAITER_HANDED, H2P_WAITER_ABANDONED } state;
+    h2p_worker_t *worker;
+    int status;
+    uint64_t queued_at;
+} h2p_pool_waiter_t;
+
+/* What became of a worker's connection when a request gives the worker back. */
+typedef enum h2p_release_outcome {
+    H2P_RELEASE_OK,     /* request complete, connection reusable (its fd is handed back) */
+    H2P_RELEASE_CLOSED, /* connection closed or unusable; the process may be fine */
+    H2P_RELEASE_BROKEN, /* the worker misbehaved (garbage, timeout): it is killed */
+    H2P_RELEASE_UNUSED, /* handed over but never used (the request left): as it was */
+} h2p_release_outcome_t;
+
+enum { H2P_ACQUIRE_READY = 1, H2P_ACQUIRE_QUEUED = 0, H2P_ACQUIRE_QUEUE_FULL = -1, H2P_ACQUIRE_STOPPED = -2 };
+
+/* Pools are created from their configuration and live while referenced. */
+h2p_pool_t *h2p_pool_get(h2p_pool_conf_t *conf);
+void h2p_pool_release(h2p_pool_t *pool);
+const char *h2p_pool_name(h2p_pool_t *pool);
+const h2p_pool_conf_t *h2p_pool_conf(h2p_pool_t *pool);
+
+/* Takes an idle worker (READY, *worker set), or queues the waiter (QUEUED: on_ready follows). */
+int h2p_pool_acquire(h2p_pool_t *pool, h2p_pool_waiter_t *waiter, h2p_worker_t **worker);
+/* The waiter's request is gone.  Returns 1 if the waiter may be freed now, 0 if a worker is on
+ * its way to it (the hand-over message will find it abandoned and free it). */
+int h2p_pool_cancel(h2p_pool_t *pool, h2p_pool_waiter_t *waiter);
+/* Gives a worker back after a request; `fd` is the kept connection (OK) or -1. */
+void h2p_worker_release(h2p_worker_t *worker, h2p_release_outcome_t outcome, int fd, int request_done);
+
+/* The worker's kept connection (*reused = 1) or a new one, without blocking; -1 if it cannot be
+ * reached. */
+int h2p_worker_connect(h2p_worker_t *worker, int *reused);
+pid_t h2p_worker_pid(h2p_worker_t *worker);
+h2p_pool_t *h2p_worker_pool(h2p_worker_t *worker);
+int h2p_worker_is_dead(h2p_worker_t *worker);
+
+/* Supervisor side (main thread). */
+int h2p_poolmgr_init(h2o_evloop_t *loop);
+void h2p_poolmgr_start(h2p_config_t *conf); /* spawns min_processes of every pool */
+void h2p_poolmgr_reap(void);                /* on SIGCHLD */
+void h2p_poolmgr_shutdown(h2o_evloop_t *loop);
+/* Front-end threads register their hand-over receiver here. */
+void h2p_poolmgr_init_thread(h2p_thread_t *th);
+
+uint64_t h2p_now_ms(void);
+
+#endif

@@ -1,0 +1,70 @@
+/* State shared by poolmgr/pool.c (dispatch) and poolmgr/worker.c (processes). */
+#ifndef H2POOL_POOL_INTERNAL_H
+#define H2POOL_POOL_INTERNAL_H
+
+#include "poolmgr/pool.h"
+
+typedef enum worker_state {
+    WORKER_STARTING, /* spawned; the supervisor waits for its first FCGI_GET_VALUES answer */
+    WORKER_IDLE,     /* in pool->idle, ready for a request */
+    WORKER_BUSY,     /* held by a request or by the supervisor's ping */
+    WORKER_STOPPING, /* SIGTERM sent; SIGKILL at stop_deadline */
+    WORKER_DEAD      /* reaped; freed when the last holder lets go */
+} worker_state_t;
+
+struct h2p_worker {
+    h2o_linklist_t all_link;  /* pool->workers */
+    h2o_linklist_t idle_link; /* pool->idle while IDLE */
+    h2p_pool_t *pool;
+    unsigned refcnt; /* the pool's list, plus whoever holds it; under pool->lock */
+    worker_state_t state;
+    pid_t pid;
+    int fd; /* kept connection while IDLE, else -1 */
+    char sock_path[108];
+    uint64_t started_at, ready_at, last_active, last_ping, stop_deadline;
+    uint64_t requests;
+    int killed; /* we sent the fatal signal: its exit is no crash */
+    /* overlapped recycling: a replacement is spawned first; this worker stops once it is ready */
+    const char *retire_reason;
+    int replacement_ready;
+    h2p_worker_t *replaces;
+    /* the supervisor's probe (readiness or ping) */
+    h2o_socket_t *probe;
+    int probe_is_ping;
+    uint64_t probe_deadline;
+};
+
+struct h2p_pool {
+    unsigned refcnt; /* atomic */
+    h2p_pool_conf_t *conf;
+    h2p_config_t *config; /* keeps conf alive */
+    h2o_linklist_t registry_link;
+    pthread_mutex_t lock;
+    h2o_linklist_t workers, idle, queue;
+    size_t num_live, num_starting, num_idle, num_queued;
+    size_t spawn_pending;  /* spawns asked of the supervisor, not yet done */
+    uint64_t max_requests; /* conf->max_requests, or php-cgi's own limit when lower */
+    uint64_t *crashes;     /* ring of crash times (rapid-fail protection) */
+    size_t crash_head, crash_count;
+    int stopped;               /* by rapid-fail protection: answer 503 at once */
+    uint64_t spawn_not_before; /* back-off after failed starts */
+    unsigned failed_starts;
+    uint64_t spawned_total, crashed_total;
+};
+
+/* pool.c */
+extern pthread_mutex_t h2p_pools_lock;
+extern h2o_linklist_t h2p_pools;
+void h2p_pool_give_worker_locked(h2p_pool_t *pool, h2p_worker_t *worker, h2p_pool_waiter_t **handed_to);
+void h2p_pool_deliver(h2p_pool_waiter_t *waiter);
+void h2p_pool_fail_waiters_locked(h2p_pool_t *pool, int status, h2o_linklist_t *failed);
+void h2p_pool_record_crash_locked(h2p_pool_t *pool, uint64_t now);
+void h2p_worker_unref_locked(h2p_worker_t *worker);
+void h2p_pool_want_spawn_locked(h2p_pool_t *pool, size_t n);
+
+/* worker.c (supervisor thread only) */
+void h2p_supervisor_kick(void);
+void h2p_worker_stop_locked(h2p_worker_t *worker, const char *why);
+void h2p_worker_kill_locked(h2p_worker_t *worker);
+
+#endif

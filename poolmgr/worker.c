@@ -1,0 +1,768 @@
+/*
+ * Worker processes, run by the supervisor (the main thread's loop): spawn, readiness check,
+ * pings, recycling, idle shutdown, reaping, and shutdown.  Nothing here runs on a front-end
+ * loop except h2p_worker_connect().
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <libgen.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "frontend/log.h"
+#include "handlers/fcgi_proto.h"
+#include "poolmgr/pool_internal.h"
+
+#define TICK_MS 250
+#define MEMORY_CHECK_MS 5000
+#define WORKER_BACKLOG 16
+
+static struct {
+    h2o_evloop_t *loop;
+    h2o_multithread_queue_t *queue;
+    h2o_multithread_receiver_t kick_receiver;
+    h2o_multithread_message_t kick_message;
+    int kick_pending; /* atomic */
+    h2o_timeout_t tick_timeout;
+    h2o_timeout_entry_t tick_entry;
+    uint64_t last_memory_check;
+    char sock_dir[64];
+    unsigned long sequence;
+    int shutting_down;
+} sup;
+
+static void start_probe(h2p_worker_t *w, int is_ping);
+
+/* ---- helpers ---------------------------------------------------------------------------- */
+
+static const char *describe_status(int status, char *buf, size_t len)
+{
+    if (WIFEXITED(status))
+        snprintf(buf, len, "exit status %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(buf, len, "signal %d (%s)%s", WTERMSIG(status), strsignal(WTERMSIG(status)),
+                 WCOREDUMP(status) ? ", core dumped" : "");
+    else
+        snprintf(buf, len, "status %d", status);
+    return buf;
+}
+
+static void pool_log(h2p_log_level_t level, h2p_pool_t *pool, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void pool_log(h2p_log_level_t level, h2p_pool_t *pool, const char *fmt, ...)
+{
+    char scope[96];
+    snprintf(scope, sizeof(scope), "pool %s", pool->conf->name);
+    va_list args;
+    va_start(args, fmt);
+    h2p_logv(level, scope, fmt, args);
+    va_end(args);
+}
+
+void h2p_supervisor_kick(void)
+{
+    if (__atomic_exchange_n(&sup.kick_pending, 1, __ATOMIC_ACQ_REL) == 0)
+        h2o_multithread_send_message(&sup.kick_receiver, &sup.kick_message);
+}
+
+int h2p_worker_connect(h2p_worker_t *w, int *reused)
+{
+    pthread_mutex_lock(&w->pool->lock);
+    int fd = w->fd;
+    w->fd = -1;
+    pthread_mutex_unlock(&w->pool->lock);
+    if ((*reused = fd >= 0))
+        return fd;
+    if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0)
+        return -1;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    memcpy(sa.sun_path, w->sock_path, sizeof(sa.sun_path));
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* ---- stopping --------------------------------------------------------------------------- */
+
+static void leave_service_locked(h2p_worker_t *w)
+{
+    if (w->state == WORKER_IDLE) {
+        h2o_linklist_unlink(&w->idle_link);
+        w->pool->num_idle--;
+    }
+    if (w->state == WORKER_IDLE || w->state == WORKER_BUSY)
+        w->pool->num_live--;
+    if (w->fd >= 0) {
+        close(w->fd);
+        w->fd = -1;
+    }
+}
+
+void h2p_worker_stop_locked(h2p_worker_t *w, const char *why)
+{
+    if (w->state == WORKER_STOPPING || w->state == WORKER_DEAD)
+        return;
+    if (w->state == WORKER_STARTING)
+        w->killed = 1; /* its exit is ours, not a failed start */
+    leave_service_locked(w);
+    w->state = WORKER_STOPPING;
+    w->stop_deadline = h2p_now_ms() + w->pool->conf->shutdown_time_limit_ms;
+    pool_log(H2P_LOG_INFO, w->pool, "stopping worker %d (%s) after %llu requests", (int)w->pid, why,
+             (unsigned long long)w->requests);
+    kill(-w->pid, SIGTERM);
+}
+
+void h2p_worker_kill_locked(h2p_worker_t *w)
+{
+    if (w->state == WORKER_DEAD)
+        return;
+    leave_service_locked(w);
+    w->state = WORKER_STOPPING;
+    w->killed = 1;
+    kill(-w->pid, SIGKILL);
+}
+
+/* Recycling overlaps: the replacement starts now, this worker stops once it is ready. */
+static void retire_locked(h2p_worker_t *w, const char *reason)
+{
+    if (w->retire_reason != NULL)
+        return;
+    w->retire_reason = reason;
+    pool_log(H2P_LOG_INFO, w->pool, "recycling worker %d: %s", (int)w->pid, reason);
+    h2p_pool_want_spawn_locked(w->pool, 1);
+}
+
+/* ---- spawning --------------------------------------------------------------------------- */
+
+typedef struct stderr_reader {
+    char scope[96];
+    pid_t pid;
+} stderr_reader_t;
+
+static void on_worker_output(h2o_socket_t *sock, const char *err)
+{
+    stderr_reader_t *reader = sock->data;
+    h2o_buffer_t *in = sock->input;
+    char *line = in->bytes, *end = in->bytes + in->size, *nl;
+    while ((nl = memchr(line, '\n', end - line)) != NULL) {
+        if (nl != line)
+            h2p_log(H2P_LOG_WARN, reader->scope, "worker %d: %.*s", (int)reader->pid, (int)(nl - line), line);
+        line = nl + 1;
+    }
+    if (err != NULL || end - line > 4000) { /* flush a partial line at EOF or when it grows too long */
+        if (end != line)
+            h2p_log(H2P_LOG_WARN, reader->scope, "worker %d: %.*s", (int)reader->pid, (int)(end - line), line);
+        line = end;
+    }
+    h2o_buffer_consume(&sock->input, line - in->bytes);
+    if (err != NULL) {
+        free(reader);
+        h2o_socket_close(sock);
+    }
+}
+
+static int resolve_credentials(const h2p_pool_conf_t *conf, uid_t *uid, gid_t *gid, int *drop)
+{
+    *drop = 0;
+    if (geteuid() != 0)
+        return 0; /* not root: workers run as we do */
+    const char *user = conf->user != NULL ? conf->user : "nobody";
+    if (strcmp(user, "root") == 0 && conf->group == NULL)
+        return 0;
+    struct passwd *pw = getpwnam(user);
+    if (pw == NULL) {
+        h2p_error(conf->name, "pool %s: no such user %s", conf->name, user);
+        return -1;
+    }
+    *uid = pw->pw_uid;
+    *gid = pw->pw_gid;
+    if (conf->group != NULL) {
+        struct group *gr = getgrnam(conf->group);
+        if (gr == NULL) {
+            h2p_error(conf->name, "pool %s: no such group %s", conf->name, conf->group);
+            return -1;
+        }
+        *gid = gr->gr_gid;
+    } else if (conf->user == NULL) {
+        struct group *gr = getgrnam("nogroup");
+        if (gr != NULL)
+            *gid = gr->gr_gid;
+    }
+    *drop = 1;
+    return 0;
+}
+
+static char **build_environment(const h2p_pool_conf_t *conf)
+{
+    char **envp = calloc(conf->env.count + 2, sizeof(char *));
+    size_t n = 0;
+    int has_path = 0;
+    for (size_t i = 0; i != conf->env.count; ++i) {
+        envp[n++] = conf->env.items[i];
+        has_path |= strncmp(conf->env.items[i], "PATH=", 5) == 0;
+    }
+    if (!has_path)
+        envp[n++] = "PATH=/usr/local/bin:/usr/bin:/bin";
+    return envp;
+}
+
+/* In the child, between fork and exec: async-signal-safe calls only. */
+static void exec_worker(const h2p_pool_conf_t *conf, int listen_fd, int output_fd, int errpipe, const char *dir, char **envp,
+                        uid_t uid, gid_t gid, int drop)
+{
+    int err;
+    setpgid(0, 0);
+    prctl(PR_SET_PDEATHSIG, SIGKILL); /* no orphans, even if h2pool is killed with SIGKILL */
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    /* fd 0: the listening socket (FCGI_LISTENSOCK_FILENO); 1 and 2: the error log; 3: exec errors */
+    if (dup2(listen_fd, 0) < 0 || dup2(output_fd, 1) < 0 || dup2(output_fd, 2) < 0 || dup2(errpipe, 3) < 0)
+        goto Fail;
+    fcntl(3, F_SETFD, FD_CLOEXEC);
+    syscall(SYS_close_range, 4, ~0U, 0);
+    if (chdir(dir) != 0)
+        goto Fail;
+    if (drop && (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0))
+        goto Fail;
+    if (strchr(conf->command.items[0], '/') != NULL)
+        execve(conf->command.items[0], conf->command.items, envp);
+    else
+        execvpe(conf->command.items[0], conf->command.items, envp);
+Fail:
+    err = errno;
+    if (write(3, &err, sizeof(err)) < 0) {
+    }
+    _exit(127);
+}
+
+static void spawn_worker(h2p_pool_t *pool)
+{
+    const h2p_pool_conf_t *conf = pool->conf;
+    h2p_worker_t *w = calloc(1, sizeof(*w));
+    w->pool = pool;
+    w->refcnt = 1;
+    w->fd = -1;
+    w->state = WORKER_STARTING;
+    snprintf(w->sock_path, sizeof(w->sock_path), "%s/%lu.sock", sup.sock_dir, ++sup.sequence);
+
+    uid_t uid = 0;
+    gid_t gid = 0;
+    int drop, listen_fd = -1, output[2] = {-1, -1}, errpipe[2] = {-1, -1};
+    char dir_buf[4096];
+    const char *dir = conf->working_dir;
+    if (dir == NULL) {
+        snprintf(dir_buf, sizeof(dir_buf), "%s", conf->origin.file);
+        dir = dirname(dir_buf);
+    }
+    if (resolve_credentials(conf, &uid, &gid, &drop) != 0)
+        goto Fail;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    memcpy(sa.sun_path, w->sock_path, sizeof(sa.sun_path));
+    if ((listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 || bind(listen_fd, (void *)&sa, sizeof(sa)) != 0 ||
+        listen(listen_fd, WORKER_BACKLOG) != 0) {
+        pool_log(H2P_LOG_ERROR, pool, "cannot create worker socket %s: %s", w->sock_path, strerror(errno));
+        goto Fail;
+    }
+    if (pipe2(output, O_CLOEXEC) != 0 || pipe2(errpipe, O_CLOEXEC) != 0) {
+        pool_log(H2P_LOG_ERROR, pool, "pipe: %s", strerror(errno));
+        goto Fail;
+    }
+    char **envp = build_environment(conf);
+    w->pid = fork();
+    if (w->pid == 0)
+        exec_worker(conf, listen_fd, output[1], errpipe[1], dir, envp, uid, gid, drop);
+    free(envp);
+    if (w->pid < 0) {
+        pool_log(H2P_LOG_ERROR, pool, "fork: %s", strerror(errno));
+        goto Fail;
+    }
+    close(listen_fd);
+    close(output[1]);
+    close(errpipe[1]);
+    int child_errno;
+    ssize_t r;
+    while ((r = read(errpipe[0], &child_errno, sizeof(child_errno))) < 0 && errno == EINTR)
+        ;
+    close(errpipe[0]);
+    if (r == sizeof(child_errno))
+        pool_log(H2P_LOG_ERROR, pool, "cannot start %s (in %s): %s", conf->command.items[0], dir, strerror(child_errno));
+
+    stderr_reader_t *reader = malloc(sizeof(*reader));
+    snprintf(reader->scope, sizeof(reader->scope), "pool %s", conf->name);
+    reader->pid = w->pid;
+    h2o_socket_t *out = h2o_evloop_socket_create(sup.loop, output[0], 0);
+    out->data = reader;
+    h2o_socket_read_start(out, on_worker_output);
+
+    w->started_at = h2p_now_ms();
+    pthread_mutex_lock(&pool->lock);
+    h2o_linklist_insert(&pool->workers, &w->all_link);
+    pool->spawned_total++;
+    pthread_mutex_unlock(&pool->lock);
+    pool_log(H2P_LOG_INFO, pool, "spawned worker %d", (int)w->pid);
+    if (r != sizeof(child_errno))
+        start_probe(w, 0);
+    return;
+
+Fail:
+    if (listen_fd >= 0)
+        close(listen_fd);
+    for (int i = 0; i != 2; ++i) {
+        if (output[i] >= 0)
+            close(output[i]);
+        if (errpipe[i] >= 0)
+            close(errpipe[i]);
+    }
+    unlink(w->sock_path);
+    free(w);
+    pthread_mutex_lock(&pool->lock);
+    pool->num_starting--;
+    h2p_pool_record_crash_locked(pool, h2p_now_ms());
+    pool->spawn_not_before = h2p_now_ms() + 1000;
+    pthread_mutex_unlock(&pool->lock);
+}
+
+/* ---- readiness and pings: FCGI_GET_VALUES, answered or not within the limit ------------- */
+
+static void end_probe(h2p_worker_t *w, int ok)
+{
+    h2p_pool_t *pool = w->pool;
+    int was_ping = w->probe_is_ping;
+    if (w->probe != NULL)
+        h2o_socket_close(w->probe);
+    w->probe = NULL;
+    h2p_pool_waiter_t *handed_to = NULL;
+
+    pthread_mutex_lock(&pool->lock);
+    uint64_t now = h2p_now_ms();
+    if (w->state == WORKER_STARTING && ok) {
+        pool->num_starting--;
+        pool->num_live++;
+        pool->failed_starts = 0;
+        w->ready_at = now;
+        w->last_ping = now;
+        /* a replacement is ready: the worker it replaces stops as soon as it is idle */
+        h2o_linklist_t *l;
+        for (l = pool->workers.next; l != &pool->workers; l = l->next) {
+            h2p_worker_t *old = H2O_STRUCT_FROM_MEMBER(h2p_worker_t, all_link, l);
+            if (old->retire_reason != NULL && !old->replacement_ready && (old->state == WORKER_IDLE || old->state == WORKER_BUSY)) {
+                old->replacement_ready = 1;
+                if (old->state == WORKER_IDLE)
+                    h2p_worker_stop_locked(old, old->retire_reason);
+                break;
+            }
+        }
+        if (pool->stopped)
+            h2p_worker_stop_locked(w, "pool stopped");
+        else
+            h2p_pool_give_worker_locked(pool, w, &handed_to);
+    } else if (w->state == WORKER_STARTING) {
+        pool_log(H2P_LOG_ERROR, pool, "worker %d did not become ready (no answer to FCGI_GET_VALUES within %llu ms)", (int)w->pid,
+                 (unsigned long long)pool->conf->startup_time_limit_ms);
+        kill(-w->pid, SIGKILL); /* its exit counts as a failed start */
+    } else if (w->state == WORKER_BUSY && was_ping && ok) {
+        w->last_ping = now;
+        h2p_pool_give_worker_locked(pool, w, &handed_to);
+    } else if (w->state == WORKER_BUSY && was_ping) {
+        pool_log(H2P_LOG_WARN, pool, "worker %d failed its ping (no answer within %llu ms): killing it", (int)w->pid,
+                 (unsigned long long)pool->conf->ping_timeout_ms);
+        h2p_worker_kill_locked(w);
+    }
+    h2p_worker_unref_locked(w); /* the probe's reference */
+    pthread_mutex_unlock(&pool->lock);
+    if (handed_to != NULL)
+        h2p_pool_deliver(handed_to);
+}
+
+static void on_probe_read(h2o_socket_t *sock, const char *err)
+{
+    h2p_worker_t *w = sock->data;
+    if (err != NULL) {
+        end_probe(w, 0);
+        return;
+    }
+    h2p_fcgi_record_t rec;
+    ssize_t n;
+    while ((n = h2p_fcgi_decode_record(sock->input->bytes, sock->input->size, &rec)) > 0) {
+        if (rec.type == H2P_FCGI_GET_VALUES_RESULT) {
+            end_probe(w, 1);
+            return;
+        }
+        h2o_buffer_consume(&sock->input, (size_t)n);
+    }
+    if (n < 0)
+        end_probe(w, 0);
+}
+
+static void on_probe_written(h2o_socket_t *sock, const char *err)
+{
+    if (err != NULL)
+        end_probe(sock->data, 0);
+}
+
+static void start_probe(h2p_worker_t *w, int is_ping)
+{
+    static const char *const names[] = {H2P_FCGI_MAX_CONNS, H2P_FCGI_MAX_REQS, H2P_FCGI_MPXS_CONNS};
+    /* a ping travels on the kept connection: a one-at-a-time worker would not accept another */
+    int reused, fd = h2p_worker_connect(w, &reused);
+    pthread_mutex_lock(&w->pool->lock);
+    w->refcnt++;
+    w->probe_is_ping = is_ping;
+    w->probe_deadline = h2p_now_ms() + (is_ping ? w->pool->conf->ping_timeout_ms : w->pool->conf->startup_time_limit_ms);
+    pthread_mutex_unlock(&w->pool->lock);
+    if (fd < 0) {
+        /* not reachable (yet): a starting worker is retried on the next tick until its limit */
+        w->probe = NULL;
+        if (is_ping) {
+            end_probe(w, 0);
+        } else {
+            pthread_mutex_lock(&w->pool->lock);
+            h2p_worker_unref_locked(w);
+            pthread_mutex_unlock(&w->pool->lock);
+        }
+        return;
+    }
+    w->probe = h2o_evloop_socket_create(sup.loop, fd, 0);
+    w->probe->data = w;
+    h2o_buffer_t *buf;
+    h2o_buffer_init(&buf, &h2o_socket_buffer_prototype);
+    h2p_fcgi_encode_get_values(&buf, names, 3);
+    /* libfcgi answers a management record only once it has read the next record's header:
+     * an empty GET_VALUES follows (php-cgi answers the first and closes; either way we close) */
+    h2o_iovec_t tail = h2o_buffer_reserve(&buf, H2P_FCGI_HEADER_LEN);
+    h2p_fcgi_write_header(tail.base, H2P_FCGI_GET_VALUES, H2P_FCGI_NULL_REQUEST_ID, 0, 0);
+    buf->size += H2P_FCGI_HEADER_LEN;
+    h2o_iovec_t vec = h2o_iovec_init(buf->bytes, buf->size);
+    h2o_socket_write(w->probe, &vec, 1, on_probe_written);
+    h2o_buffer_dispose(&buf); /* the evloop copies what it cannot write at once */
+    h2o_socket_read_start(w->probe, on_probe_read);
+}
+
+/* ---- reaping ---------------------------------------------------------------------------- */
+
+static h2p_worker_t *find_worker_locked_pool(pid_t pid, h2p_pool_t **pool_out)
+{
+    pthread_mutex_lock(&h2p_pools_lock);
+    for (h2o_linklist_t *pl = h2p_pools.next; pl != &h2p_pools; pl = pl->next) {
+        h2p_pool_t *pool = H2O_STRUCT_FROM_MEMBER(h2p_pool_t, registry_link, pl);
+        pthread_mutex_lock(&pool->lock);
+        for (h2o_linklist_t *l = pool->workers.next; l != &pool->workers; l = l->next) {
+            h2p_worker_t *w = H2O_STRUCT_FROM_MEMBER(h2p_worker_t, all_link, l);
+            if (w->pid == pid) {
+                pthread_mutex_unlock(&h2p_pools_lock);
+                *pool_out = pool;
+                return w; /* pool->lock stays held */
+            }
+        }
+        pthread_mutex_unlock(&pool->lock);
+    }
+    pthread_mutex_unlock(&h2p_pools_lock);
+    return NULL;
+}
+
+static void on_worker_exit(h2p_pool_t *pool, h2p_worker_t *w, int status)
+{
+    char how[96];
+    uint64_t now = h2p_now_ms();
+    int clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    describe_status(status, how, sizeof(how));
+
+    if (w->probe != NULL) {
+        h2o_socket_close(w->probe);
+        w->probe = NULL;
+        h2p_worker_unref_locked(w);
+    }
+    switch (w->state) {
+    case WORKER_STARTING:
+        pool->num_starting--;
+        if (w->killed) {
+            pool_log(H2P_LOG_INFO, pool, "worker %d exited before it was ready (%s)", (int)w->pid, how);
+            break;
+        }
+        pool_log(H2P_LOG_ERROR, pool, "worker %d failed to start: %s", (int)w->pid, how);
+        pool->failed_starts++;
+        pool->spawn_not_before = now + (pool->failed_starts < 6 ? 100u << pool->failed_starts : 5000);
+        h2p_pool_record_crash_locked(pool, now);
+        break;
+    case WORKER_IDLE:
+    case WORKER_BUSY:
+        leave_service_locked(w);
+        if (clean) {
+            /* php-cgi retiring after PHP_FCGI_MAX_REQUESTS: expected, not a crash */
+            pool_log(H2P_LOG_INFO, pool, "worker %d exited (%s) after %llu requests", (int)w->pid, how,
+                     (unsigned long long)w->requests);
+        } else {
+            pool_log(H2P_LOG_ERROR, pool, "worker %d crashed: %s, after %llu requests", (int)w->pid, how,
+                     (unsigned long long)w->requests);
+            h2p_pool_record_crash_locked(pool, now);
+        }
+        break;
+    case WORKER_STOPPING:
+        pool_log(H2P_LOG_INFO, pool, "worker %d stopped (%s)", (int)w->pid, how);
+        break;
+    case WORKER_DEAD:
+        break;
+    }
+    w->state = WORKER_DEAD;
+    unlink(w->sock_path);
+    h2o_linklist_unlink(&w->all_link);
+    h2p_worker_unref_locked(w);
+}
+
+void h2p_poolmgr_reap(void)
+{
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        h2p_pool_t *pool;
+        h2p_worker_t *w = find_worker_locked_pool(pid, &pool);
+        if (w == NULL)
+            continue;
+        on_worker_exit(pool, w, status);
+        pthread_mutex_unlock(&pool->lock);
+    }
+    h2p_supervisor_kick(); /* replacements, if the queue or min_processes need them */
+}
+
+/* ---- the periodic tick ------------------------------------------------------------------ */
+
+static uint64_t read_rss(pid_t pid)
+{
+    char path[64], buf[128];
+    snprintf(path, sizeof(path), "/proc/%d/statm", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    unsigned long size, resident;
+    if (sscanf(buf, "%lu %lu", &size, &resident) != 2)
+        return 0;
+    return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static void tick_pool(h2p_pool_t *pool, uint64_t now, int check_memory, h2o_linklist_t *expired, h2p_worker_t **pings,
+                      size_t *num_pings, size_t max_pings)
+{
+    const h2p_pool_conf_t *conf = pool->conf;
+    h2o_linklist_t *l, *next;
+    for (l = pool->workers.next; l != &pool->workers; l = next) {
+        next = l->next;
+        h2p_worker_t *w = H2O_STRUCT_FROM_MEMBER(h2p_worker_t, all_link, l);
+        switch (w->state) {
+        case WORKER_STARTING:
+            if (now > w->started_at + conf->startup_time_limit_ms && !w->killed) {
+                pool_log(H2P_LOG_ERROR, pool, "worker %d not ready within startup_time_limit (%llu ms): killing it", (int)w->pid,
+                         (unsigned long long)conf->startup_time_limit_ms);
+                kill(-w->pid, SIGKILL);         /* counted as a failed start when reaped */
+                w->started_at = UINT64_MAX / 2; /* once */
+            } else if (w->probe == NULL && !w->killed && pings != NULL && *num_pings < max_pings) {
+                w->refcnt++; /* (a readiness probe that could not connect yet: retry) */
+                pings[(*num_pings)++] = w;
+            }
+            break;
+        case WORKER_IDLE:
+            if (pool->num_live > conf->min_processes && now - w->last_active >= conf->idle_timeout_ms) {
+                h2p_worker_stop_locked(w, "idle_timeout");
+                break;
+            }
+            /* fall through */
+        case WORKER_BUSY:
+            if (conf->recycle_time_ms != 0 && now - w->started_at >= conf->recycle_time_ms)
+                retire_locked(w, "recycle.time");
+            if (check_memory && conf->recycle_memory != 0 && read_rss(w->pid) > conf->recycle_memory)
+                retire_locked(w, "recycle.memory");
+            if (w->state == WORKER_IDLE && w->retire_reason != NULL && w->replacement_ready) {
+                h2p_worker_stop_locked(w, w->retire_reason);
+            } else if (w->state == WORKER_IDLE && conf->ping_interval_ms != 0 && pings != NULL && *num_pings < max_pings &&
+                       now - (w->last_active > w->last_ping ? w->last_active : w->last_ping) >= conf->ping_interval_ms) {
+                h2o_linklist_unlink(&w->idle_link);
+                pool->num_idle--;
+                w->state = WORKER_BUSY;
+                w->refcnt++;
+                pings[(*num_pings)++] = w;
+            }
+            break;
+        case WORKER_STOPPING:
+            if (now >= w->stop_deadline) {
+                pool_log(H2P_LOG_WARN, pool, "worker %d still running after shutdown_time_limit: SIGKILL", (int)w->pid);
+                kill(-w->pid, SIGKILL);
+                w->stop_deadline = UINT64_MAX / 2;
+            }
+            break;
+        case WORKER_DEAD:
+            break;
+        }
+    }
+    /* requests that waited longer than request_timeout for a worker: 503 */
+    while (!h2o_linklist_is_empty(&pool->queue)) {
+        h2p_pool_waiter_t *waiter = H2O_STRUCT_FROM_MEMBER(h2p_pool_waiter_t, link, pool->queue.next);
+        if (now - waiter->queued_at < conf->request_timeout_ms)
+            break;
+        h2o_linklist_unlink(&waiter->link);
+        pool->num_queued--;
+        waiter->state = H2P_WAITER_HANDED;
+        waiter->status = 503;
+        h2o_linklist_insert(expired, &waiter->link);
+    }
+}
+
+static void spawn_what_is_wanted(uint64_t now)
+{
+    pthread_mutex_lock(&h2p_pools_lock);
+    for (h2o_linklist_t *pl = h2p_pools.next; pl != &h2p_pools; pl = pl->next) {
+        h2p_pool_t *pool = H2O_STRUCT_FROM_MEMBER(h2p_pool_t, registry_link, pl);
+        if (pool->conf->num_connect != 0 || pool->conf->activation != H2P_ACTIVATION_FASTCGI)
+            continue;
+        pthread_mutex_lock(&pool->lock);
+        if (!pool->stopped && !sup.shutting_down) {
+            size_t total = pool->num_live + pool->num_starting;
+            if (total < pool->conf->min_processes)
+                h2p_pool_want_spawn_locked(pool, pool->conf->min_processes - total);
+            if (pool->num_queued > pool->num_starting && total < pool->conf->max_processes) {
+                size_t want = pool->num_queued - pool->num_starting, room = pool->conf->max_processes - total;
+                pool->num_starting += want < room ? want : room;
+                pool->spawn_pending += want < room ? want : room;
+            }
+        }
+        size_t n = 0;
+        if (now >= pool->spawn_not_before) {
+            n = pool->spawn_pending;
+            pool->spawn_pending = 0;
+        }
+        if (pool->stopped || sup.shutting_down) {
+            pool->num_starting -= pool->spawn_pending + n;
+            pool->spawn_pending = n = 0;
+        }
+        pthread_mutex_unlock(&pool->lock);
+        while (n-- != 0)
+            spawn_worker(pool);
+    }
+    pthread_mutex_unlock(&h2p_pools_lock);
+}
+
+static void on_tick(h2o_timeout_entry_t *entry)
+{
+    uint64_t now = h2p_now_ms();
+    int check_memory = now - sup.last_memory_check >= MEMORY_CHECK_MS;
+    if (check_memory)
+        sup.last_memory_check = now;
+    h2p_worker_t *probes[64];
+    size_t num_probes = 0;
+    h2o_linklist_t expired;
+    h2o_linklist_init_anchor(&expired);
+
+    pthread_mutex_lock(&h2p_pools_lock);
+    for (h2o_linklist_t *pl = h2p_pools.next; pl != &h2p_pools; pl = pl->next) {
+        h2p_pool_t *pool = H2O_STRUCT_FROM_MEMBER(h2p_pool_t, registry_link, pl);
+        pthread_mutex_lock(&pool->lock);
+        tick_pool(pool, now, check_memory, &expired, sup.shutting_down ? NULL : probes, &num_probes, 64);
+        pthread_mutex_unlock(&pool->lock);
+    }
+    pthread_mutex_unlock(&h2p_pools_lock);
+
+    for (size_t i = 0; i != num_probes; ++i) {
+        h2p_worker_t *w = probes[i];
+        if (w->state == WORKER_STARTING || w->state == WORKER_BUSY)
+            start_probe(w, w->state == WORKER_BUSY);
+        pthread_mutex_lock(&w->pool->lock);
+        h2p_worker_unref_locked(w);
+        pthread_mutex_unlock(&w->pool->lock);
+    }
+    while (!h2o_linklist_is_empty(&expired)) {
+        h2p_pool_waiter_t *waiter = H2O_STRUCT_FROM_MEMBER(h2p_pool_waiter_t, link, expired.next);
+        h2o_linklist_unlink(&waiter->link);
+        h2p_pool_deliver(waiter);
+    }
+    spawn_what_is_wanted(now);
+    h2o_timeout_link(sup.loop, &sup.tick_timeout, &sup.tick_entry);
+}
+
+static void on_kick(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    while (!h2o_linklist_is_empty(messages))
+        h2o_linklist_unlink(messages->next);
+    __atomic_store_n(&sup.kick_pending, 0, __ATOMIC_RELEASE);
+    spawn_what_is_wanted(h2p_now_ms());
+}
+
+/* ---- life cycle ------------------------------------------------------------------------- */
+
+int h2p_poolmgr_init(h2o_evloop_t *loop)
+{
+    sup.loop = loop;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(sup.sock_dir, sizeof(sup.sock_dir), "%s/h2pool.%d.XXXXXX", tmp != NULL && strlen(tmp) < 32 ? tmp : "/tmp",
+             (int)getpid());
+    if (mkdtemp(sup.sock_dir) == NULL) {
+        h2p_error(NULL, "cannot create the workers' socket directory %s: %s", sup.sock_dir, strerror(errno));
+        return -1;
+    }
+    sup.queue = h2o_multithread_create_queue(loop);
+    h2o_multithread_register_receiver(sup.queue, &sup.kick_receiver, on_kick);
+    h2o_timeout_init(loop, &sup.tick_timeout, TICK_MS);
+    sup.tick_entry.cb = on_tick;
+    h2o_timeout_link(loop, &sup.tick_timeout, &sup.tick_entry);
+    return 0;
+}
+
+void h2p_poolmgr_start(h2p_config_t *conf)
+{
+    for (size_t i = 0; i != conf->num_pools; ++i) {
+        h2p_pool_t *pool = h2p_pool_get(conf->pools + i);
+        h2p_pool_release(pool);
+    }
+    spawn_what_is_wanted(h2p_now_ms());
+}
+
+static size_t count_workers(void)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&h2p_pools_lock);
+    for (h2o_linklist_t *pl = h2p_pools.next; pl != &h2p_pools; pl = pl->next) {
+        h2p_pool_t *pool = H2O_STRUCT_FROM_MEMBER(h2p_pool_t, registry_link, pl);
+        pthread_mutex_lock(&pool->lock);
+        for (h2o_linklist_t *l = pool->workers.next; l != &pool->workers; l = l->next)
+            ++n;
+        pthread_mutex_unlock(&pool->lock);
+    }
+    pthread_mutex_unlock(&h2p_pools_lock);
+    return n;
+}
+
+void h2p_poolmgr_shutdown(h2o_evloop_t *loop)
+{
+    sup.shutting_down = 1;
+    pthread_mutex_lock(&h2p_pools_lock);
+    for (h2o_linklist_t *pl = h2p_pools.next; pl != &h2p_pools; pl = pl->next) {
+        h2p_pool_t *pool = H2O_STRUCT_FROM_MEMBER(h2p_pool_t, registry_link, pl);
+        pthread_mutex_lock(&pool->lock);
+        for (h2o_linklist_t *l = pool->workers.next; l != &pool->workers; l = l->next) {
+            h2p_worker_t *w = H2O_STRUCT_FROM_MEMBER(h2p_worker_t, all_link, l);
+            h2p_worker_stop_locked(w, "server shutdown");
+        }
+        pthread_mutex_unlock(&pool->lock);
+    }
+    pthread_mutex_unlock(&h2p_pools_lock);
+    /* the tick escalates to SIGKILL after shutdown_time_limit; SIGCHLD reaps */
+    while (count_workers() != 0)
+        h2o_evloop_run(loop, TICK_MS);
+    rmdir(sup.sock_dir);
+}

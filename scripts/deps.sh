@@ -1,0 +1,17 @@
+#!/bin/sh
+# Installs what h2pool needs to build and test on Debian 12 (run as root; a no-op when present).
+set -e
+PACKAGES="build-essential cmake pkg-config clang-format libh2o-evloop-dev libssl-dev libyaml-dev libjansson-dev
+  libcmocka-dev libfcgi-dev libcrypt-dev php-cgi curl nghttp2-client python3 openssl procps"
+missing=""
+for p in $PACKAGES; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+    echo "missing packages:$missing (run: sudo apt-get install -y$missing)" >&2
+    exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends $missing

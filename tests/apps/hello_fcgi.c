@@ -1,0 +1,38 @@
+/*
+ * hello_fcgi: the smallest FastCGI responder; answers every request with a fixed text.
+ *
+ * usage: hello_fcgi                    accept on fd 0 (spawned by a web server)
+ *        hello_fcgi SOCKETPATH NPROC   listen on a unix socket itself, NPROC processes
+ */
+#include <fcgiapp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static int open_listener(int argc, char **argv)
+{
+    if (argc != 3)
+        return 0; /* FCGI_LISTENSOCK_FILENO */
+    unlink(argv[1]);
+    int fd = FCGX_OpenSocket(argv[1], 4096);
+    if (fd < 0) {
+        perror("listen");
+        exit(1);
+    }
+    for (int i = 1; i < atoi(argv[2]); i++)
+        if (fork() == 0)
+            break;
+    return fd;
+}
+
+int main(int argc, char **argv)
+{
+    FCGX_Init();
+    FCGX_Request r;
+    FCGX_InitRequest(&r, open_listener(argc, argv), 0);
+    while (FCGX_Accept_r(&r) >= 0) {
+        FCGX_PutS("Content-Type: text/plain\r\n\r\nhello from fastcgi\n", r.out);
+        FCGX_Finish_r(&r);
+    }
+    return 0;
+}
