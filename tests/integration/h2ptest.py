@@ -151,8 +151,11 @@ class Server:
         return self.ports[name]
 
     def expand(self, text):
-        """{port:name} -> a free port; {apps} -> built test apps; {php} -> PHP scripts; {dir} -> test dir."""
+        """{port:name} -> a free port; {apps} -> built test apps; {php} -> PHP scripts; {dir} -> test dir;
+        {worker_user} -> `user: root` when the tests run as root (the checkout may not be readable by
+        `nobody`, the default worker user of a root h2pool), else nothing."""
         text = textwrap.dedent(text)
+        text = text.replace("{worker_user}", "user: root" if os.geteuid() == 0 else "")
         text = re.sub(r"\{port:(\w+)\}", lambda m: str(self.port(m.group(1))), text)
         return text.replace("{apps}", APPS).replace("{php}", PHP_APPS).replace("{dir}", self.dir)
 
