@@ -1,0 +1,321 @@
+#!/usr/bin/env python3
+"""h2pool vs nginx vs h2o on the same backends, interleaved rounds, medians, ratios.
+
+Every server runs with one worker thread on 127.0.0.1; the load generator (wrk, h2load) runs
+on the same machine.  Absolute numbers move from run to run on a shared machine: read the
+ratios, which are taken within one run.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+WORK = tempfile.mkdtemp(prefix="h2pool-bench-")
+os.chmod(WORK, 0o755)
+PORTS = {"h2pool": (18180, 18543), "nginx": (18181, 18544), "h2o": (18182, 18545)}
+WORKERS = 4
+procs = []
+
+
+def sh(*cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+
+
+def wait_port(port, timeout=15):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def start(name, cmd, env=None, **kw):
+    p = subprocess.Popen(cmd, stdout=open(f"{WORK}/{name}.out", "wb"), stderr=subprocess.STDOUT,
+                         env=env, start_new_session=True, **kw)
+    procs.append(p)
+    return p
+
+
+def stop_all():
+    for p in procs:
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except OSError:
+                pass
+    for p in procs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+    procs.clear()
+
+
+def rss_kib(pid):
+    """RSS of a server and its non-worker children (nginx has a master + worker)."""
+    total = 0
+    pids = [pid] + [int(c) for c in open(f"/proc/{pid}/task/{pid}/children").read().split()]
+    for p in pids:
+        try:
+            cmd = open(f"/proc/{p}/cmdline").read()
+            if "hello_fcgi" in cmd or "php-cgi" in cmd:
+                continue
+            for line in open(f"/proc/{p}/status"):
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def setup_files():
+    www = f"{WORK}/www"
+    os.makedirs(www)
+    with open(f"{www}/1k.txt", "wb") as f:
+        f.write(b"x" * 1023 + b"\n")
+    with open(f"{www}/1m.bin", "wb") as f:
+        f.write(os.urandom(1 << 20))
+    with open(f"{www}/hello.php", "w") as f:
+        f.write('<?php echo "hello from php\\n";\n')
+    sh("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+       "-keyout", f"{WORK}/key.pem", "-out", f"{WORK}/cert.pem")
+    os.system(f"chmod -R a+rX {WORK}")
+
+
+def write_h2pool_conf(args, min_processes):
+    conf = f"{WORK}/h2pool.d"
+    shutil.rmtree(conf, ignore_errors=True)
+    os.makedirs(conf)
+    http, https = PORTS["h2pool"]
+    user = "user: root" if os.geteuid() == 0 else ""
+    with open(f"{conf}/bench.yaml", "w") as f:
+        f.write(f"""
+server:
+  threads: 1
+pools:
+  hello:
+    command: [{os.path.abspath(args.hello)}]
+    max_processes: {WORKERS}
+    min_processes: {min_processes}
+    {user}
+  php:
+    command: [php-cgi]
+    env: {{PHP_FCGI_MAX_REQUESTS: "0"}}
+    max_processes: {WORKERS}
+    min_processes: {min_processes}
+    {user}
+sites:
+  bench:
+    bindings: [http://127.0.0.1:{http}, https://127.0.0.1:{https}]
+    tls: {{certificate: {WORK}/cert.pem, key: {WORK}/key.pem}}
+    root: {WORK}/www
+    handlers:
+      - {{path: "/app", pool: hello}}
+      - {{path: "*.php", pool: php}}
+""")
+    return conf
+
+
+def start_backends(args):
+    """The peers' backends: the same hello binary (4 processes, one socket) and php-cgi (4 children)."""
+    start("hello-backend", [os.path.abspath(args.hello), f"{WORK}/app.sock", str(WORKERS)])
+    env = dict(os.environ, PHP_FCGI_CHILDREN=str(WORKERS), PHP_FCGI_MAX_REQUESTS="0")
+    start("php-backend", ["php-cgi", "-b", f"{WORK}/php.sock"], env=env)
+    deadline = time.monotonic() + 10
+    while not (os.path.exists(f"{WORK}/app.sock") and os.path.exists(f"{WORK}/php.sock")):
+        if time.monotonic() > deadline:
+            raise RuntimeError("backends did not start")
+        time.sleep(0.02)
+
+
+def start_nginx():
+    http, https = PORTS["nginx"]
+    os.makedirs(f"{WORK}/nginx", exist_ok=True)
+    with open(f"{WORK}/nginx.conf", "w") as f:
+        f.write(f"""
+user root;
+worker_processes 1;
+daemon off;
+pid {WORK}/nginx/nginx.pid;
+error_log {WORK}/nginx/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  include /etc/nginx/mime.types;
+  upstream app {{ server unix:{WORK}/app.sock; keepalive 8; }}
+  upstream php {{ server unix:{WORK}/php.sock; keepalive 8; }}
+  server {{
+    listen 127.0.0.1:{http};
+    listen 127.0.0.1:{https} ssl http2;
+    ssl_certificate {WORK}/cert.pem; ssl_certificate_key {WORK}/key.pem;
+    root {WORK}/www;
+    location = /app {{ include /etc/nginx/fastcgi_params; fastcgi_keep_conn on; fastcgi_pass app; }}
+    location ~ \\.php$ {{ include /etc/nginx/fastcgi_params; fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
+                          fastcgi_keep_conn on; fastcgi_pass php; }}
+  }}
+}}
+""")
+    p = start("nginx", ["nginx", "-c", f"{WORK}/nginx.conf", "-p", f"{WORK}/nginx"])
+    wait_port(http)
+    return p
+
+
+def start_h2o():
+    http, https = PORTS["h2o"]
+    with open(f"{WORK}/h2o.conf", "w") as f:
+        f.write(f"""
+num-threads: 1
+{"user: root" if os.geteuid() == 0 else ""}
+error-log: {WORK}/h2o.err
+listen: {{host: 127.0.0.1, port: {http}}}
+listen:
+  host: 127.0.0.1
+  port: {https}
+  ssl: {{certificate-file: {WORK}/cert.pem, key-file: {WORK}/key.pem}}
+hosts:
+  default:
+    paths:
+      /app:
+        fastcgi.connect: {{port: {WORK}/app.sock, type: unix}}
+      /:
+        file.dir: {WORK}/www
+        file.custom-handler:
+          extension: .php
+          fastcgi.connect: {{port: {WORK}/php.sock, type: unix}}
+""")
+    p = start("h2o", ["h2o", "-c", f"{WORK}/h2o.conf"])
+    wait_port(http)
+    return p
+
+
+def start_h2pool(args, min_processes=WORKERS):
+    conf = write_h2pool_conf(args, min_processes)
+    p = start("h2pool", [os.path.abspath(args.h2pool), "-c", conf])
+    wait_port(PORTS["h2pool"][0])
+    return p
+
+
+def parse_ms(text):
+    m = re.match(r"([0-9.]+)(us|ms|s)", text)
+    v = float(m.group(1))
+    return v / 1000 if m.group(2) == "us" else v * 1000 if m.group(2) == "s" else v
+
+
+def run_wrk(url, conns, duration):
+    out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency", url],
+                         capture_output=True, text=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))
+    p50 = parse_ms(re.search(r"\s50%\s+(\S+)", out).group(1))
+    p99 = parse_ms(re.search(r"\s99%\s+(\S+)", out).group(1))
+    errors = 0
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if m:
+        errors += int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        errors += sum(int(x) for x in m.groups())
+    return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "errors": errors}
+
+
+def run_h2load(url, duration):
+    out = subprocess.run(["h2load", "-c16", "-m10", "-t1", f"-D{duration}", url], capture_output=True, text=True).stdout
+    rps = float(re.search(r"finished in [^,]+, ([0-9.]+) req/s", out).group(1))
+    m = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored", out)
+    lat = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)", out)
+    return {"rps": rps, "p50_ms": parse_ms(lat.group(3)) if lat else 0.0, "p99_ms": parse_ms(lat.group(2)) if lat else 0.0,
+            "errors": int(m.group(2)) + int(m.group(3)) if m else 0}
+
+
+SCENARIOS = {
+    "fastcgi-hello": lambda s, d: run_wrk(f"http://127.0.0.1:{PORTS[s][0]}/app", 64, d),
+    "php-hello": lambda s, d: run_wrk(f"http://127.0.0.1:{PORTS[s][0]}/hello.php", 64, d),
+    "static-1k": lambda s, d: run_wrk(f"http://127.0.0.1:{PORTS[s][0]}/1k.txt", 64, d),
+    "static-1m": lambda s, d: run_wrk(f"http://127.0.0.1:{PORTS[s][0]}/1m.bin", 16, d),
+    "h2-tls-static": lambda s, d: run_h2load(f"https://127.0.0.1:{PORTS[s][1]}/1k.txt", d),
+    "overload-512": lambda s, d: run_wrk(f"http://127.0.0.1:{PORTS[s][0]}/app", 512, d),
+}
+
+
+def cold_start_ms(args, tries=5):
+    """First request to a pool with no worker yet: spawn + answer, median of `tries` fresh servers."""
+    samples = []
+    for _ in range(tries):
+        start_h2pool(args, min_processes=0)
+        out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{time_total}",
+                              f"http://127.0.0.1:{PORTS['h2pool'][0]}/app"], capture_output=True, text=True).stdout
+        samples.append(float(out) * 1000)
+        stop_all()
+    return statistics.median(samples)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--h2pool", required=True)
+    ap.add_argument("--hello", required=True)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=int, default=4)
+    ap.add_argument("--only", default=",".join(SCENARIOS))
+    args = ap.parse_args()
+    setup_files()
+    scenarios = [s for s in args.only.split(",") if s]
+    results = {s: {srv: [] for srv in PORTS} for s in scenarios}
+    rss = {srv: [] for srv in PORTS}
+    try:
+        start_backends(args)
+        servers = {"h2pool": start_h2pool(args), "nginx": start_nginx(), "h2o": start_h2o()}
+        time.sleep(0.5)
+        idle_rss = rss_kib(servers["h2pool"].pid)
+        for srv in PORTS:  # warm up: spawn, caches, connections
+            for s in scenarios:
+                SCENARIOS[s](srv, 1)
+        for r in range(args.rounds):
+            for s in scenarios:
+                for srv in PORTS:  # interleaved: h2pool, nginx, h2o, h2pool, ...
+                    res = SCENARIOS[s](srv, args.duration)
+                    res["rss_kib"] = rss_kib(servers[srv].pid)
+                    results[s][srv].append(res)
+                    print(f"round {r + 1} {s:14} {srv:7} {res['rps']:>10.0f} req/s p99 {res['p99_ms']:.2f} ms errors {res['errors']}",
+                          file=sys.stderr)
+        stop_all()
+        cold = cold_start_ms(args) if "fastcgi-hello" in scenarios else None
+    finally:
+        stop_all()
+
+    table = {}
+    for s in scenarios:
+        row = {}
+        for srv in PORTS:
+            runs = results[s][srv]
+            row[srv] = {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50_ms", "p99_ms", "errors", "rss_kib")}
+        best_peer = max(row["nginx"]["rps"], row["h2o"]["rps"])
+        row["ratio_to_best_peer"] = row["h2pool"]["rps"] / best_peer if best_peer else None
+        table[s] = row
+    report = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rounds": args.rounds, "duration_s": args.duration,
+              "scenarios": table, "h2pool_idle_rss_kib": idle_rss, "h2pool_cold_start_ms": cold}
+    print(f"\n{'scenario':16}{'server':8}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'RSS KiB':>9}")
+    for s, row in table.items():
+        for srv in PORTS:
+            v = row[srv]
+            print(f"{s:16}{srv:8}{v['rps']:>10.0f}{v['p50_ms']:>9.2f}{v['p99_ms']:>9.2f}{v['errors']:>8.0f}{v['rss_kib']:>9.0f}")
+        print(f"{'':16}h2pool / best peer: {row['ratio_to_best_peer']:.2f}x")
+    print(f"\nh2pool idle RSS: {idle_rss / 1024:.1f} MiB; cold start of a C app: {cold:.1f} ms" if cold else "")
+    os.makedirs(f"{ROOT}/results", exist_ok=True)
+    with open(f"{ROOT}/results/latest.json", "w") as f:
+        json.dump(report, f, indent=2)
+    shutil.rmtree(WORK, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
