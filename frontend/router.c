@@ -77,13 +77,18 @@ static int build_app(h2p_gen_t *gen, h2p_site_rt_t *site, h2p_application_conf_t
         return -1;
     }
     app->real_root_len = strlen(app->real_root);
-    app->pathconf = h2o_config_register_path(site->hostconf, conf->path, 0);
-    /* h2o_file_handler_t begins with its h2o_handler_t */
-    app->file = (h2o_handler_t *)h2o_file_register(app->pathconf, conf->root, NULL, gen->mimemap, 0);
-
     h2p_scope_conf_t *root_scope = &site->conf->applications[0].scope;
     app->default_documents = conf->scope.has_default_documents ? &conf->scope.default_documents : &root_scope->default_documents;
     app->follow_symlinks = conf->scope.follow_symlinks >= 0 ? conf->scope.follow_symlinks : root_scope->follow_symlinks > 0;
+    app->directory_listing = conf->scope.directory_listing >= 0 ? conf->scope.directory_listing : root_scope->directory_listing > 0;
+
+    app->pathconf = h2o_config_register_path(site->hostconf, conf->path, 0);
+    /* default documents are the router's job (apply_default_document): libh2o must not add its own
+       index files (index.txt, ...) that the site never listed */
+    static const char *no_index_files[] = {NULL};
+    /* h2o_file_handler_t begins with its h2o_handler_t */
+    app->file = (h2o_handler_t *)h2o_file_register(app->pathconf, conf->root, no_index_files, gen->mimemap,
+                                                   app->directory_listing ? H2O_FILE_FLAG_DIR_LISTING : 0);
 
     if (conf->has_handlers) {
         app->handlers = conf->handlers;

@@ -25,6 +25,7 @@ typedef struct h2p_app_rt {
     struct h2p_pool **handler_pools; /* the pool of each mapping (the application's pool wins), NULL for cgi */
     const h2p_strlist_t *default_documents;
     int follow_symlinks;
+    int directory_listing;
 } h2p_app_rt_t;
 
 typedef struct h2p_site_rt {

@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /*
  * libh2o's file handler already does what a static file needs (ETag, Last-Modified, 304,
@@ -26,6 +27,16 @@ int h2p_static_serve(h2o_req_t *req, h2p_app_rt_t *app, const char *physical)
 {
     if (!app->follow_symlinks && escapes_root(app, physical)) {
         h2o_send_error_403(req, "Forbidden", "symbolic link leads out of the site root", 0);
+        return 0;
+    }
+    size_t len = strlen(physical);
+    if (len != 0 && physical[len - 1] == '/' && !app->directory_listing) {
+        /* the router found no default document here (IIS 403.14 when the directory exists) */
+        struct stat st;
+        if (stat(physical, &st) == 0 && S_ISDIR(st.st_mode))
+            h2o_send_error_403(req, "Forbidden", "directory listing denied", 0);
+        else
+            h2o_send_error_404(req, "Not Found", "not found", 0);
         return 0;
     }
     return app->file->on_req(app->file, req);

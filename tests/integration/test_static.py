@@ -1,0 +1,258 @@
+"""Static files: libh2o's file handler behind h2pool's router (CONFIG.md `sites.*.root`,
+`default_documents`, `http2`)."""
+import os
+import re
+import unittest
+
+import h2ptest
+from h2ptest import Server, curl, raw_request
+
+CONF = """
+server:
+  threads: 2
+sites:
+  main:
+    bindings: [http://127.0.0.1:{port:http}:main.test]
+    root: {dir}/www
+    http2: true
+  ordered:
+    bindings: [http://127.0.0.1:{port:http}:order.test]
+    root: {dir}/ordered
+    default_documents: [second.html, index.html]
+    http2: false
+  only_default_htm:
+    bindings: [http://127.0.0.1:{port:http}:nodoc.test]
+    root: {dir}/nodoc
+    default_documents: [default.htm]
+  listing:
+    bindings: [http://127.0.0.1:{port:http}:listing.test]
+    root: {dir}/listing
+    directory_listing: true
+  catchall:
+    bindings: [http://127.0.0.1:{port:http}]
+    root: {dir}/catchall
+"""
+
+BIN = bytes(range(256)) * 4  # 1 KiB of every byte value
+
+FILES = {
+    "www/index.html": "main index\n",
+    "www/hello.txt": "hello, static world\n",
+    "www/style.css": "body { color: red }\n",
+    "www/app.js": "console.log(1);\n",
+    "www/data.json": '{"a": 1}\n',
+    "www/image.png": b"\x89PNG\r\n\x1a\n" + b"\0" * 56,
+    "www/blob.bin": BIN,
+    "www/dir/index.html": "dir index\n",
+    "www/dir/page.html": "<p>page</p>\n",
+    "www/only_txt/index.txt": "libh2o's own index file, not a default document\n",
+    "www/empty_dir/.keep": "",
+    "ordered/index.html": "index.html (second in the list)\n",
+    "ordered/second.html": "second.html (first in the list)\n",
+    "ordered/sub/index.html": "sub index.html\n",
+    "nodoc/index.html": "index.html is not a default document here\n",
+    "nodoc/default.htm": "default.htm at the root\n",
+    "nodoc/sub/index.html": "index.html, unlisted\n",
+    "listing/files/listed-file.txt": "x\n",
+    "catchall/index.html": "catch-all site\n",
+}
+
+
+class StaticTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server(CONF, FILES)
+        cls.addClassCleanup(cls.server.cleanup)
+        cls.server.start()
+
+    def get(self, path, *args, host="main.test", **kw):
+        port = self.server.port()
+        return curl(f"http://{host}:{port}{path}", "--resolve", f"{host}:{port}:127.0.0.1", *args, **kw)
+
+    def raw(self, request):
+        """One raw HTTP/1.1 exchange on a fresh connection; returns (status, headers, body)."""
+        out = raw_request(self.server.port(), request)
+        head, _, body = out.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        m = re.match(rb"HTTP/1\.[01] (\d{3})", lines[0])
+        status = int(m.group(1)) if m else 0
+        headers = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(b":")
+            headers[k.decode().strip().lower()] = v.decode("latin-1").strip()
+        return status, headers, body
+
+    # ---- 200, content types, validators --------------------------------------------------
+
+    def test_get_file_with_body(self):
+        r = self.get("/hello.txt")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.body, b"hello, static world\n")
+        self.assertEqual(r.header("content-length"), str(len(r.body)))
+
+    def test_binary_file_is_byte_exact(self):
+        r = self.get("/blob.bin")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.body, BIN)
+
+    def test_content_type_by_extension(self):
+        expected = {
+            "/hello.txt": "text/plain",
+            "/style.css": "text/css",
+            "/app.js": "application/javascript",
+            "/data.json": "application/json",
+            "/image.png": "image/png",
+            "/dir/page.html": "text/html",
+        }
+        for path, mime in expected.items():
+            with self.subTest(path=path):
+                r = self.get(path)
+                self.assertEqual(r.status, 200, r)
+                self.assertEqual(r.header("content-type").split(";")[0].strip(), mime)
+
+    def test_etag_and_last_modified(self):
+        r = self.get("/hello.txt")
+        self.assertEqual(r.status, 200, r)
+        self.assertRegex(r.header("etag") or "", r'^(W/)?"[^"]+"$')
+        self.assertRegex(r.header("last-modified") or "", r"^\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} GMT$")
+
+    def test_if_none_match_gives_304(self):
+        etag = self.get("/hello.txt").header("etag")
+        r = self.get("/hello.txt", "-H", f"If-None-Match: {etag}")
+        self.assertEqual(r.status, 304, r)
+        self.assertEqual(r.body, b"")
+        r = self.get("/hello.txt", "-H", 'If-None-Match: "not-the-etag"')
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.body, b"hello, static world\n")
+
+    def test_if_modified_since_gives_304(self):
+        lm = self.get("/hello.txt").header("last-modified")
+        r = self.get("/hello.txt", "-H", f"If-Modified-Since: {lm}")
+        self.assertEqual(r.status, 304, r)
+        self.assertEqual(r.body, b"")
+        r = self.get("/hello.txt", "-H", "If-Modified-Since: Thu, 01 Jan 1970 00:00:01 GMT")
+        self.assertEqual(r.status, 200, r)
+
+    # ---- ranges --------------------------------------------------------------------------
+
+    def test_range_gives_206(self):
+        r = self.get("/hello.txt", "-H", "Range: bytes=0-3")
+        self.assertEqual(r.status, 206, r)
+        self.assertEqual(r.body, b"hell")
+        self.assertEqual(r.header("content-range"), "bytes 0-3/20")
+        r = self.get("/blob.bin", "-H", "Range: bytes=-4")
+        self.assertEqual(r.status, 206, r)
+        self.assertEqual(r.body, BIN[-4:])
+        self.assertEqual(r.header("content-range"), f"bytes {len(BIN) - 4}-{len(BIN) - 1}/{len(BIN)}")
+
+    def test_unsatisfiable_range_gives_416(self):
+        r = self.get("/hello.txt", "-H", "Range: bytes=100-200")
+        self.assertEqual(r.status, 416, r)
+        self.assertEqual(r.header("content-range"), "bytes */20")
+
+    # ---- HEAD, methods -------------------------------------------------------------------
+
+    def test_head_has_no_body(self):
+        status, headers, body = self.raw(b"HEAD /hello.txt HTTP/1.1\r\nHost: main.test\r\nConnection: close\r\n\r\n")
+        self.assertEqual(status, 200)
+        self.assertEqual(headers.get("content-length"), "20")
+        self.assertEqual(body, b"")
+
+    def test_post_to_static_file_gives_405(self):
+        r = self.get("/hello.txt", "-X", "POST", "--data-binary", "x=1")
+        self.assertEqual(r.status, 405, r)
+        self.assertNotIn(b"hello, static world", r.body)
+        self.assertIn("GET", r.header("allow") or "")
+
+    # ---- directories and default documents -----------------------------------------------
+
+    def test_directory_without_slash_redirects(self):
+        r = self.get("/dir")
+        self.assertEqual(r.status, 301, r)
+        self.assertTrue(r.header("location").endswith("/dir/"), r.header("location"))
+        r = self.get("/dir?x=1")
+        self.assertEqual(r.status, 301, r)
+        self.assertTrue(r.header("location").endswith("/dir/?x=1"), r.header("location"))
+
+    def test_default_document_for_directory(self):
+        r = self.get("/dir/")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.body, b"dir index\n")
+        self.assertEqual(r.header("content-type").split(";")[0], "text/html")
+        r = self.get("/")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.body, b"main index\n")
+
+    def test_default_documents_order_is_honoured(self):
+        r = self.get("/", host="order.test")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.body, b"second.html (first in the list)\n")
+        r = self.get("/sub/", host="order.test")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.body, b"sub index.html\n")
+
+    def test_only_listed_default_documents_are_used(self):
+        # default_documents: [default.htm] -> index.html is an ordinary file, not a default document
+        r = self.get("/", host="nodoc.test")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.body, b"default.htm at the root\n")
+        r = self.get("/index.html", host="nodoc.test")
+        self.assertEqual(r.status, 200, r)
+        r = self.get("/sub/", host="nodoc.test")
+        self.assertEqual(r.status, 403, r)
+        self.assertNotIn(b"unlisted", r.body)
+        # the default list (index.php, index.html, index.htm, default.htm) has no index.txt
+        r = self.get("/only_txt/")
+        self.assertEqual(r.status, 403, r)
+        self.assertNotIn(b"libh2o's own index file", r.body)
+
+    def test_directory_without_default_document_is_not_listed(self):
+        r = self.get("/empty_dir/")
+        self.assertEqual(r.status, 403, r)  # IIS 403.14: directory listing denied
+        self.assertNotIn(b".keep", r.body)
+
+    def test_directory_listing_when_enabled(self):
+        r = self.get("/files/", host="listing.test")
+        self.assertEqual(r.status, 200, r)
+        self.assertIn(b"listed-file.txt", r.body)
+
+    def test_missing_file_gives_404(self):
+        for path in ("/nope.html", "/dir/nope", "/nope/", "/hello.txt/extra"):
+            with self.subTest(path=path):
+                r = self.get(path)
+                self.assertEqual(r.status, 404, r)
+
+    # ---- HTTP versions -------------------------------------------------------------------
+
+    def test_http10_without_host_goes_to_catch_all(self):
+        status, headers, body = self.raw(b"GET / HTTP/1.0\r\n\r\n")
+        self.assertEqual(status, 200)
+        self.assertEqual(body, b"catch-all site\n")
+
+    def test_http11_keepalive_serves_several_requests(self):
+        req = b"GET /hello.txt HTTP/1.1\r\nHost: main.test\r\n\r\n"
+        out = raw_request(self.server.port(), req + req + req.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+        self.assertEqual(out.count(b"HTTP/1.1 200"), 3, out)
+        self.assertEqual(out.count(b"hello, static world\n"), 3)
+
+    def test_h2c_prior_knowledge(self):
+        r = self.get("/hello.txt", "--http2-prior-knowledge")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.version, "2")
+        self.assertEqual(r.body, b"hello, static world\n")
+        r = self.get("/dir/", "--http2-prior-knowledge")
+        self.assertEqual((r.status, r.body), (200, b"dir index\n"))
+
+    def test_h2c_prior_knowledge_is_per_listener(self):
+        """libh2o 2.2.5 detects the h2 connection preface before any request (so before Host is
+        known) and only per server (globalconf.http1.upgrade_to_http2): `http2: false` cannot
+        refuse prior-knowledge h2c for one site of a cleartext listener.  Documented behaviour:
+        the request is served over h2 all the same; `http2: false` is honoured for ALPN on https
+        (see test_tls)."""
+        r = self.get("/", "--http2-prior-knowledge", host="order.test")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.body, b"second.html (first in the list)\n")
+
+
+if __name__ == "__main__":
+    h2ptest.main()
