@@ -129,15 +129,18 @@ sites:
 
 
 def start_backends(args):
-    """The peers' backends: the same hello binary (4 processes, one socket) and php-cgi (4 children)."""
-    start("hello-backend", [os.path.abspath(args.hello), f"{WORK}/app.sock", str(WORKERS)])
-    env = dict(os.environ, PHP_FCGI_CHILDREN=str(WORKERS), PHP_FCGI_MAX_REQUESTS="0")
-    start("php-backend", ["php-cgi", "-b", f"{WORK}/php.sock"], env=env)
-    deadline = time.monotonic() + 10
-    while not (os.path.exists(f"{WORK}/app.sock") and os.path.exists(f"{WORK}/php.sock")):
-        if time.monotonic() > deadline:
-            raise RuntimeError("backends did not start")
-        time.sleep(0.02)
+    """Each peer's backends: the same hello binary (4 processes on one socket, backlog 4096) and
+    php-cgi (4 children).  One set per peer: a libfcgi or php-cgi child serves one connection at
+    a time, so a peer's idle kept connections would starve the other peer's requests."""
+    for peer in ("nginx", "h2o"):
+        start(f"hello-{peer}", [os.path.abspath(args.hello), f"{WORK}/app-{peer}.sock", str(WORKERS)])
+        env = dict(os.environ, PHP_FCGI_CHILDREN=str(WORKERS), PHP_FCGI_MAX_REQUESTS="0")
+        start(f"php-{peer}", ["php-cgi", "-b", f"{WORK}/php-{peer}.sock"], env=env)
+        deadline = time.monotonic() + 10
+        while not (os.path.exists(f"{WORK}/app-{peer}.sock") and os.path.exists(f"{WORK}/php-{peer}.sock")):
+            if time.monotonic() > deadline:
+                raise RuntimeError("backends did not start")
+            time.sleep(0.02)
 
 
 def start_nginx():
@@ -153,17 +156,20 @@ error_log {WORK}/nginx/error.log warn;
 events {{ worker_connections 4096; }}
 http {{
   access_log off;
+  keepalive_requests 1000000;
   include /etc/nginx/mime.types;
-  upstream app {{ server unix:{WORK}/app.sock; keepalive 8; }}
-  upstream php {{ server unix:{WORK}/php.sock; keepalive 8; }}
+  # no backend keepalive: with one-connection-at-a-time children (libfcgi, php-cgi) nginx's idle
+  # kept connections hold children while new connections wait in their backlog (p99 > 1 s)
+  upstream app {{ server unix:{WORK}/app-nginx.sock; }}
+  upstream php {{ server unix:{WORK}/php-nginx.sock; }}
   server {{
     listen 127.0.0.1:{http};
     listen 127.0.0.1:{https} ssl http2;
     ssl_certificate {WORK}/cert.pem; ssl_certificate_key {WORK}/key.pem;
     root {WORK}/www;
-    location = /app {{ include /etc/nginx/fastcgi_params; fastcgi_keep_conn on; fastcgi_pass app; }}
+    location = /app {{ include /etc/nginx/fastcgi_params; fastcgi_pass app; }}
     location ~ \\.php$ {{ include /etc/nginx/fastcgi_params; fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
-                          fastcgi_keep_conn on; fastcgi_pass php; }}
+                          fastcgi_pass php; }}
   }}
 }}
 """)
@@ -188,12 +194,12 @@ hosts:
   default:
     paths:
       /app:
-        fastcgi.connect: {{port: {WORK}/app.sock, type: unix}}
+        fastcgi.connect: {{port: {WORK}/app-h2o.sock, type: unix}}
       /:
         file.dir: {WORK}/www
         file.custom-handler:
           extension: .php
-          fastcgi.connect: {{port: {WORK}/php.sock, type: unix}}
+          fastcgi.connect: {{port: {WORK}/php-h2o.sock, type: unix}}
 """)
     p = start("h2o", ["h2o", "-c", f"{WORK}/h2o.conf"])
     wait_port(http)
@@ -314,7 +320,8 @@ def main():
     os.makedirs(f"{ROOT}/results", exist_ok=True)
     with open(f"{ROOT}/results/latest.json", "w") as f:
         json.dump(report, f, indent=2)
-    shutil.rmtree(WORK, ignore_errors=True)
+    if not os.environ.get("KEEP"):
+        shutil.rmtree(WORK, ignore_errors=True)
 
 
 if __name__ == "__main__":
