@@ -11,8 +11,9 @@
 
 #include "frontend/log.h"
 #include "frontend/tls.h"
+#include "handlers/content.h"
 #include "handlers/fastcgi.h"
-#include "handlers/static.h"
+#include "native-modules/module.h"
 #include "poolmgr/pool.h"
 
 /* ---- generations --------------------------------------------------------------------- */
@@ -21,6 +22,21 @@ h2p_gen_t *h2p_gen_retain(h2p_gen_t *gen)
 {
     __atomic_add_fetch(&gen->refcnt, 1, __ATOMIC_RELAXED);
     return gen;
+}
+
+static h2o_pathconf_t *new_pathconf(h2p_gen_t *gen, const char *path)
+{
+    h2o_pathconf_t *pathconf = calloc(1, sizeof(*pathconf));
+    h2o_config_init_pathconf(pathconf, &gen->globalconf, path, gen->mimemap);
+    return pathconf;
+}
+
+static void free_pathconf(h2o_pathconf_t *pathconf)
+{
+    if (pathconf == NULL)
+        return;
+    h2o_config_dispose_pathconf(pathconf);
+    free(pathconf);
 }
 
 static void free_gen(h2p_gen_t *gen)
@@ -40,6 +56,11 @@ static void free_gen(h2p_gen_t *gen)
                     h2p_pool_release(app->handler_pools[h]);
             free(app->handler_pools);
             free(app->real_root);
+            for (size_t i = 0; i != app->num_scopes; ++i) {
+                free_pathconf(app->scopes[i].pathconf);
+                free_pathconf(app->scopes[i].file_pathconf);
+            }
+            free(app->scopes);
         }
         free(site->apps);
         if (site->ssl_ctx != NULL)
@@ -63,6 +84,58 @@ SSL_CTX *h2p_gen_ssl_ctx(h2p_gen_t *gen, h2p_listener_t *listener)
     return listener->index < gen->num_listeners ? gen->listeners[listener->index].ssl_ctx : NULL;
 }
 
+/* A scope's module chain: request-phase handlers, the content handler, response filters. */
+static int build_scope(h2p_gen_t *gen, h2p_site_rt_t *site, h2p_app_rt_t *app, h2p_scope_rt_t *scope, const h2p_scope_conf_t *over,
+                       const char *prefix, char *err, size_t errlen)
+{
+    const h2p_scope_conf_t *site_scope = &site->conf->applications[0].scope, *app_scope = &app->conf->scope;
+    scope->app = app;
+    scope->prefix = prefix;
+    scope->prefix_len = strlen(prefix);
+    /* each setting: the location's, else the application's, else the site's */
+    const h2p_scope_conf_t *levels[] = {over, app_scope, site_scope};
+    scope->default_documents = &site_scope->default_documents;
+    scope->follow_symlinks = scope->directory_listing = -1;
+    for (size_t i = 0; i != 3; ++i) {
+        if (levels[i] == NULL)
+            continue;
+        if (levels[i]->has_default_documents && scope->default_documents == &site_scope->default_documents)
+            scope->default_documents = &levels[i]->default_documents;
+        if (scope->follow_symlinks < 0)
+            scope->follow_symlinks = levels[i]->follow_symlinks;
+        if (scope->directory_listing < 0)
+            scope->directory_listing = levels[i]->directory_listing;
+    }
+    scope->follow_symlinks = scope->follow_symlinks > 0;
+    scope->directory_listing = scope->directory_listing > 0;
+    h2p_modules_conf_t app_modules;
+    h2p_modules_merge(&app_modules, &site_scope->modules, &app_scope->modules);
+    h2p_modules_merge(&scope->modules, &app_modules, over != NULL ? &over->modules : &app_modules);
+
+    /* libh2o's file handler lives on a pathconf of its own: the router calls it, the chain does not */
+    /* (pathconfs of our own: h2o_config_register_path's move when the host's vector grows) */
+    scope->file_pathconf = new_pathconf(gen, app->conf->path);
+    static const char *no_index_files[] = {NULL}; /* default documents are a module's job */
+    scope->file = (h2o_handler_t *)h2o_file_register(scope->file_pathconf, app->conf->root, no_index_files, gen->mimemap,
+                                                     scope->directory_listing ? H2O_FILE_FLAG_DIR_LISTING : 0);
+
+    scope->pathconf = new_pathconf(gen, app->conf->path);
+    h2p_module_scope_t ms = {scope->pathconf, &scope->modules, site->conf, app->conf->root, err, errlen, 0, scope};
+    if (h2p_modules_setup_scope(&ms, H2P_PHASE_REQUEST) != 0)
+        return -1;
+    h2p_content_register(scope->pathconf, scope);
+    return h2p_modules_setup_scope(&ms, H2P_PHASE_RESPONSE);
+}
+
+/* A location belongs to an application when one of the two paths contains the other. */
+static int location_applies(const char *app_prefix, size_t app_len, const char *loc)
+{
+    size_t loc_len = strcmp(loc, "/") == 0 ? 0 : strlen(loc);
+    size_t n = app_len < loc_len ? app_len : loc_len;
+    const char *longer = app_len < loc_len ? loc : app_prefix;
+    return memcmp(app_prefix, loc, n) == 0 && (longer[n] == '\0' || longer[n] == '/');
+}
+
 static int build_app(h2p_gen_t *gen, h2p_site_rt_t *site, h2p_application_conf_t *conf, h2p_app_rt_t *app, char *err, size_t errlen)
 {
     app->conf = conf;
@@ -77,18 +150,6 @@ static int build_app(h2p_gen_t *gen, h2p_site_rt_t *site, h2p_application_conf_t
         return -1;
     }
     app->real_root_len = strlen(app->real_root);
-    h2p_scope_conf_t *root_scope = &site->conf->applications[0].scope;
-    app->default_documents = conf->scope.has_default_documents ? &conf->scope.default_documents : &root_scope->default_documents;
-    app->follow_symlinks = conf->scope.follow_symlinks >= 0 ? conf->scope.follow_symlinks : root_scope->follow_symlinks > 0;
-    app->directory_listing = conf->scope.directory_listing >= 0 ? conf->scope.directory_listing : root_scope->directory_listing > 0;
-
-    app->pathconf = h2o_config_register_path(site->hostconf, conf->path, 0);
-    /* default documents are the router's job (apply_default_document): libh2o must not add its own
-       index files (index.txt, ...) that the site never listed */
-    static const char *no_index_files[] = {NULL};
-    /* h2o_file_handler_t begins with its h2o_handler_t */
-    app->file = (h2o_handler_t *)h2o_file_register(app->pathconf, conf->root, no_index_files, gen->mimemap,
-                                                   app->directory_listing ? H2O_FILE_FLAG_DIR_LISTING : 0);
 
     if (conf->has_handlers) {
         app->handlers = conf->handlers;
@@ -106,7 +167,18 @@ static int build_app(h2p_gen_t *gen, h2p_site_rt_t *site, h2p_application_conf_t
         h2p_pool_conf_t *pool_conf = conf->pool_conf != NULL ? conf->pool_conf : m->pool_conf;
         app->handler_pools[h] = h2p_pool_get(pool_conf);
     }
-    return 0;
+
+    /* locations (longest first, as the config lists them), then the application itself */
+    app->scopes = calloc(site->conf->num_locations + 1, sizeof(*app->scopes));
+    for (size_t l = 0; l != site->conf->num_locations; ++l) {
+        h2p_location_conf_t *loc = site->conf->locations + l;
+        if (!location_applies(app->prefix, app->prefix_len, loc->path))
+            continue;
+        if (build_scope(gen, site, app, app->scopes + app->num_scopes++, &loc->scope, strcmp(loc->path, "/") == 0 ? "" : loc->path,
+                        err, errlen) != 0)
+            return -1;
+    }
+    return build_scope(gen, site, app, app->scopes + app->num_scopes++, NULL, app->prefix, err, errlen);
 }
 
 static void add_route(h2p_listener_rt_t *lr, const h2p_binding_t *b, h2p_site_rt_t *site, int exact_address)
@@ -223,17 +295,85 @@ typedef struct router_handler {
     h2p_listener_t *listener;
 } router_handler_t;
 
-/* Each request holds its generation until it is disposed: a reload never frees what it uses. */
-typedef struct request_scope {
-    h2p_gen_t *gen;
-    h2p_thread_t *thread;
-} request_scope_t;
+/*
+ * h2o_req_t has no slot for a server's own per-request state, so each thread keeps a small
+ * open-addressing map from the request to its h2p_request_t (filters and handlers only get req).
+ */
+static __thread struct {
+    h2o_req_t **keys;
+    h2p_request_t **values;
+    size_t cap, count;
+} request_map;
 
+static size_t request_slot(h2o_req_t *req, size_t cap)
+{
+    return ((uintptr_t)req >> 4) * 0x9E3779B97F4A7C15ull >> 20 & (cap - 1);
+}
+
+static void request_map_put(h2o_req_t *req, h2p_request_t *r)
+{
+    if ((request_map.count + 1) * 2 > request_map.cap) {
+        size_t old_cap = request_map.cap, cap = old_cap != 0 ? old_cap * 2 : 256;
+        h2o_req_t **keys = calloc(cap, sizeof(*keys));
+        h2p_request_t **values = calloc(cap, sizeof(*values));
+        for (size_t i = 0; i != old_cap; ++i) {
+            if (request_map.keys[i] == NULL)
+                continue;
+            size_t j = request_slot(request_map.keys[i], cap);
+            while (keys[j] != NULL)
+                j = (j + 1) & (cap - 1);
+            keys[j] = request_map.keys[i];
+            values[j] = request_map.values[i];
+        }
+        free(request_map.keys);
+        free(request_map.values);
+        request_map.keys = keys;
+        request_map.values = values;
+        request_map.cap = cap;
+    }
+    size_t i = request_slot(req, request_map.cap);
+    while (request_map.keys[i] != NULL)
+        i = (i + 1) & (request_map.cap - 1);
+    request_map.keys[i] = req;
+    request_map.values[i] = r;
+    request_map.count++;
+}
+
+h2p_request_t *h2p_request_of(h2o_req_t *req)
+{
+    if (request_map.cap == 0)
+        return NULL;
+    for (size_t i = request_slot(req, request_map.cap); request_map.keys[i] != NULL; i = (i + 1) & (request_map.cap - 1))
+        if (request_map.keys[i] == req)
+            return request_map.values[i];
+    return NULL;
+}
+
+static void request_map_remove(h2o_req_t *req)
+{
+    size_t mask = request_map.cap - 1, i = request_slot(req, request_map.cap);
+    while (request_map.keys[i] != req)
+        i = (i + 1) & mask;
+    /* backward-shift deletion keeps every probe chain unbroken */
+    for (size_t j = (i + 1) & mask; request_map.keys[j] != NULL; j = (j + 1) & mask) {
+        size_t home = request_slot(request_map.keys[j], request_map.cap);
+        if (((j - home) & mask) >= ((j - i) & mask)) {
+            request_map.keys[i] = request_map.keys[j];
+            request_map.values[i] = request_map.values[j];
+            i = j;
+        }
+    }
+    request_map.keys[i] = NULL;
+    request_map.count--;
+}
+
+/* Each request holds its generation until it is disposed: a reload never frees what it uses. */
 static void on_request_dispose(void *p)
 {
-    request_scope_t *scope = p;
-    scope->thread->requests_in_flight--;
-    h2p_gen_release(scope->gen);
+    h2p_request_t *r = p;
+    request_map_remove(r->req);
+    r->thread->requests_in_flight--;
+    h2p_gen_release(r->gen);
 }
 
 static int find_host(h2o_req_t *req, h2p_listener_t *listener, char *host, size_t *host_len)
@@ -264,116 +404,40 @@ static h2p_app_rt_t *find_app(h2p_site_rt_t *site, h2o_iovec_t path)
     return site->apps + site->num_apps - 1;
 }
 
-/*
- * Handler-mapping patterns match like IIS's: a pattern without '/' ("*.php") is matched against
- * each path segment, one with '/' against the path up to each segment end.  The shortest match
- * is the script; what follows is PATH_INFO ("/index.php/a/b" -> "/index.php" + "/a/b").
- */
-static int match_mapping(const char *pattern, const char *path, size_t path_len, size_t *script_len)
+static h2p_scope_rt_t *find_scope(h2p_app_rt_t *app, h2o_iovec_t path)
 {
-    int segment_only = strchr(pattern, '/') == NULL;
-    char buf[path_len + 1];
-    memcpy(buf, path, path_len);
-    buf[path_len] = '\0';
-    size_t seg_start = 1;
-    for (size_t end = 1; end <= path_len; ++end) {
-        if (end != path_len && buf[end] != '/')
-            continue;
-        char saved = buf[end];
-        buf[end] = '\0';
-        int hit = segment_only ? fnmatch(pattern, buf + seg_start, FNM_PERIOD) == 0 : fnmatch(pattern, buf, FNM_PATHNAME) == 0;
-        buf[end] = saved;
-        if (hit && end > seg_start) {
-            *script_len = end;
-            return 1;
-        }
-        seg_start = end + 1;
+    for (size_t i = 0; i + 1 < app->num_scopes; ++i) {
+        h2p_scope_rt_t *scope = app->scopes + i;
+        if (path.len >= scope->prefix_len && memcmp(path.base, scope->prefix, scope->prefix_len) == 0 &&
+            (path.len == scope->prefix_len || path.base[scope->prefix_len] == '/' || scope->prefix_len == 0))
+            return scope;
     }
-    return 0;
-}
-
-/* The physical path of URL path `path` inside `app` (pool memory). */
-static char *physical_path(h2o_mem_pool_t *pool, h2p_app_rt_t *app, const char *path, size_t len)
-{
-    size_t rel = app->prefix_len;
-    char *p = h2o_mem_alloc_pool(pool, app->root_len + (len - rel) + 1);
-    memcpy(p, app->root, app->root_len);
-    memcpy(p + app->root_len, path + rel, len - rel);
-    p[app->root_len + len - rel] = '\0';
-    return p;
-}
-
-/* IIS's default document: "/dir/" becomes "/dir/index.php" when that file exists. */
-static h2o_iovec_t apply_default_document(h2o_req_t *req, h2p_app_rt_t *app, h2o_iovec_t path)
-{
-    if (path.len == 0 || path.base[path.len - 1] != '/' || path.len < app->prefix_len)
-        return path;
-    const char *dir = physical_path(&req->pool, app, path.base, path.len);
-    size_t dir_len = strlen(dir);
-    for (size_t i = 0; i != app->default_documents->count; ++i) {
-        const char *doc = app->default_documents->items[i];
-        size_t doc_len = strlen(doc);
-        char file[dir_len + doc_len + 1];
-        memcpy(file, dir, dir_len);
-        memcpy(file + dir_len, doc, doc_len + 1);
-        struct stat st;
-        if (stat(file, &st) == 0 && S_ISREG(st.st_mode))
-            return h2o_concat(&req->pool, path, h2o_iovec_init(doc, doc_len));
-    }
-    return path;
-}
-
-static int serve_content(h2o_req_t *req, h2p_app_rt_t *app)
-{
-    h2o_iovec_t path = apply_default_document(req, app, req->path_normalized);
-
-    for (size_t h = 0; h != app->num_handlers; ++h) {
-        h2p_handler_mapping_t *m = app->handlers + h;
-        size_t script_len;
-        if (!match_mapping(m->path, path.base, path.len, &script_len))
-            continue;
-        if (m->cgi) {
-            h2o_send_error_generic(req, 501, "Not Implemented", "CGI is not supported yet", 0);
-            return 0;
-        }
-        h2p_fastcgi_target_t target = {
-            .pool = app->handler_pools[h],
-            .script_name = h2o_iovec_init(path.base, script_len),
-            .path_info = h2o_iovec_init(path.base + script_len, path.len - script_len),
-            .script_filename = physical_path(&req->pool, app, path.base, script_len),
-            .document_root = app->root,
-        };
-        return h2p_fastcgi_handle(req, &target);
-    }
-    req->path_normalized = path;
-    return h2p_static_serve(req, app, physical_path(&req->pool, app, path.base, path.len));
+    return app->scopes + app->num_scopes - 1;
 }
 
 static int on_router_req(h2o_handler_t *_self, h2o_req_t *req)
 {
     router_handler_t *self = (void *)_self;
     h2p_thread_t *th = h2p_this_thread;
-    request_scope_t *scope = h2o_mem_alloc_shared(&req->pool, sizeof(*scope), on_request_dispose);
-    scope->gen = h2p_gen_retain(th->gen);
-    scope->thread = th;
+    h2p_request_t *r = h2o_mem_alloc_shared(&req->pool, sizeof(*r), on_request_dispose);
+    *r = (h2p_request_t){req, h2p_gen_retain(th->gen), th};
+    request_map_put(req, r);
     th->requests_in_flight++;
 
-    h2p_listener_rt_t *lr = scope->gen->listeners + self->listener->index;
+    h2p_listener_rt_t *lr = r->gen->listeners + self->listener->index;
     char host[256];
     size_t host_len = 0;
-    h2p_site_rt_t *site;
     switch (find_host(req, self->listener, host, &host_len)) {
     case 0:
-        site = lr->fallback;
+        r->site = lr->fallback;
         break;
     case 1:
-        site = find_site(lr, host, host_len);
+        r->site = find_site(lr, host, host_len);
         break;
     default:
-        site = NULL;
         break;
     }
-    if (site == NULL) {
+    if (r->site == NULL) {
         h2o_send_error_400(req, "Bad Request", "Invalid Hostname", 0);
         return 0;
     }
@@ -381,9 +445,16 @@ static int on_router_req(h2o_handler_t *_self, h2o_req_t *req)
         h2o_send_error_400(req, "Bad Request", "Bad Request", 0);
         return 0;
     }
-    h2p_app_rt_t *app = find_app(site, req->path_normalized);
-    h2o_req_bind_conf(req, site->hostconf, app->pathconf);
-    return serve_content(req, app);
+    r->app = find_app(r->site, req->path_normalized);
+    r->scope = find_scope(r->app, req->path_normalized);
+    h2o_req_bind_conf(req, r->site->hostconf, r->scope->pathconf);
+    /* the request phase: each module passes (-1) or answers (0); the content handler is last */
+    h2o_handler_t **handler = r->scope->pathconf->handlers.entries, **end = handler + r->scope->pathconf->handlers.size;
+    for (; handler != end; ++handler)
+        if ((*handler)->on_req(*handler, req) == 0)
+            return 0;
+    h2o_send_error_404(req, "Not Found", "not found", 0);
+    return 0;
 }
 
 h2o_hostconf_t *h2p_router_create_hostconf(h2o_globalconf_t *globalconf, h2p_listener_t *listener)

@@ -10,6 +10,22 @@
 
 struct h2p_pool;
 
+struct h2p_app_rt;
+
+/* A scope: an application, or a `locations:` prefix inside it, with its own module chain. */
+typedef struct h2p_scope_rt {
+    struct h2p_app_rt *app;
+    const char *prefix; /* the location's path; the application's own scope has its prefix */
+    size_t prefix_len;
+    h2o_pathconf_t *pathconf;   /* request-phase module handlers, then the content handler; filters */
+    h2p_modules_conf_t modules; /* merged: site <- application <- location */
+    const h2p_strlist_t *default_documents;
+    int follow_symlinks;
+    int directory_listing;
+    h2o_handler_t *file; /* libh2o's static file handler for this scope (not in the chain) */
+    h2o_pathconf_t *file_pathconf;
+} h2p_scope_rt_t;
+
 typedef struct h2p_app_rt {
     h2p_application_conf_t *conf;
     const char *prefix; /* "" for the root application, else "/shop" */
@@ -18,14 +34,11 @@ typedef struct h2p_app_rt {
     size_t root_len;
     char *real_root; /* realpath(root): what symlinks must stay inside */
     size_t real_root_len;
-    h2o_pathconf_t *pathconf;
-    h2o_handler_t *file; /* libh2o's static file handler for this root */
     h2p_handler_mapping_t *handlers;
     size_t num_handlers;
     struct h2p_pool **handler_pools; /* the pool of each mapping (the application's pool wins), NULL for cgi */
-    const h2p_strlist_t *default_documents;
-    int follow_symlinks;
-    int directory_listing;
+    h2p_scope_rt_t *scopes;          /* locations inside this application, longest first; the application's own last */
+    size_t num_scopes;
 } h2p_app_rt_t;
 
 typedef struct h2p_site_rt {

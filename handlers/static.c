@@ -12,7 +12,7 @@
  * inside the root: open(2) follows them.  So unless the site allows it, the path is resolved
  * first and must land inside the root's own resolved path.
  */
-static int escapes_root(h2p_app_rt_t *app, const char *physical)
+static int escapes_root(const h2p_app_rt_t *app, const char *physical)
 {
     char resolved[PATH_MAX];
     if (realpath(physical, resolved) == NULL)
@@ -23,14 +23,15 @@ static int escapes_root(h2p_app_rt_t *app, const char *physical)
     return len != app->real_root_len && resolved[app->real_root_len] != '/' && app->real_root_len != 1;
 }
 
-int h2p_static_serve(h2o_req_t *req, h2p_app_rt_t *app, const char *physical)
+int h2p_static_serve(h2o_req_t *req, h2p_scope_rt_t *scope, const char *physical)
 {
-    if (!app->follow_symlinks && escapes_root(app, physical)) {
+    const h2p_app_rt_t *app = scope->app;
+    if (!scope->follow_symlinks && escapes_root(app, physical)) {
         h2o_send_error_403(req, "Forbidden", "symbolic link leads out of the site root", 0);
         return 0;
     }
     size_t len = strlen(physical);
-    if (len != 0 && physical[len - 1] == '/' && !app->directory_listing) {
+    if (len != 0 && physical[len - 1] == '/' && !scope->directory_listing) {
         /* the router found no default document here (IIS 403.14 when the directory exists) */
         struct stat st;
         if (stat(physical, &st) == 0 && S_ISDIR(st.st_mode))
@@ -39,5 +40,5 @@ int h2p_static_serve(h2o_req_t *req, h2p_app_rt_t *app, const char *physical)
             h2o_send_error_404(req, "Not Found", "not found", 0);
         return 0;
     }
-    return app->file->on_req(app->file, req);
+    return scope->file->on_req(scope->file, req);
 }

@@ -4,7 +4,7 @@
 
 #include "frontend/router.h"
 
-/* Serves `physical` (the file behind req->path_normalized in `app`); always answers. */
-int h2p_static_serve(h2o_req_t *req, h2p_app_rt_t *app, const char *physical);
+/* Serves `physical` (the file behind req->path_normalized in the scope); always answers. */
+int h2p_static_serve(h2o_req_t *req, h2p_scope_rt_t *scope, const char *physical);
 
 #endif

@@ -1,0 +1,4 @@
+/* custom_errors: not implemented yet (its slot in the pipeline is fixed). */
+#include "native-modules/module.h"
+
+const h2p_module_t h2p_module_custom_errors = {"custom_errors", H2P_PHASE_RESPONSE, NULL};

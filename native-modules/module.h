@@ -1,0 +1,80 @@
+/*
+ * Native modules: IIS's integrated pipeline on libh2o.
+ *
+ * Every scope (an application, or a `locations:` path inside one) gets its own h2o pathconf
+ * whose handler list is the request phase: one h2o_handler_t per enabled request-phase module,
+ * in the fixed order of h2p_modules[], then the content handler (FastCGI, CGI, directory
+ * listing, static file).  A handler's on_req returns -1 to pass the request on, or 0 when it
+ * has answered it.  Response-phase modules are h2o filters on the same pathconf, set up in the
+ * same table order, so they see every response of the scope, whatever produced it.  A module
+ * whose settings say `enabled: false` registers nothing there: it costs nothing at run time.
+ *
+ * Adding a module: one .c file with its h2p_module_t, one line in modules.c's table.
+ */
+#ifndef H2POOL_MODULE_H
+#define H2POOL_MODULE_H
+
+#include <h2o.h>
+
+#include "frontend/config.h"
+
+struct h2p_gen;
+struct h2p_site_rt;
+struct h2p_app_rt;
+struct h2p_scope_rt;
+struct h2p_thread;
+
+/* Per-request state the modules share (IIS's HttpContext); lives in the request's pool. */
+typedef struct h2p_request {
+    h2o_req_t *req;
+    struct h2p_gen *gen;
+    struct h2p_thread *thread;
+    struct h2p_site_rt *site;
+    struct h2p_app_rt *app;
+    struct h2p_scope_rt *scope;
+    /* why a module ended the request, for the log: status and IIS sub-status (404.7 = 404, 7) */
+    const char *ended_by;
+    unsigned status, substatus;
+    /* set by authentication, passed to FastCGI / CGI as REMOTE_USER and AUTH_TYPE */
+    h2o_iovec_t remote_user, auth_type;
+} h2p_request_t;
+
+/* The h2p_request_t of a request that went through the router (NULL otherwise). */
+h2p_request_t *h2p_request_of(h2o_req_t *req);
+
+/* Ends the request from a module: records who and why, sends status with `body` as text. */
+int h2p_request_deny(h2p_request_t *r, const char *module, unsigned status, unsigned substatus, const char *reason,
+                     const char *body);
+
+typedef enum h2p_module_phase { H2P_PHASE_REQUEST = 1, H2P_PHASE_RESPONSE = 2 } h2p_module_phase_t;
+
+/* What a module needs to set itself up in one scope. */
+typedef struct h2p_module_scope {
+    h2o_pathconf_t *pathconf;
+    const h2p_modules_conf_t *settings; /* merged: site <- application <- location */
+    const h2p_site_conf_t *site;
+    const char *root; /* the scope's physical root */
+    char *err;        /* on_config failure: a message, e.g. "users file: ..." */
+    size_t errlen;
+    h2p_module_phase_t phase; /* which phase is being set up (a module may take part in both) */
+    struct h2p_scope_rt *scope;
+} h2p_module_scope_t;
+
+typedef struct h2p_module {
+    const char *name;
+    h2p_module_phase_t phase;
+    /* Registers the module's handler or filter on the scope's pathconf when it is enabled there.
+     * Returns 0, or -1 with scope->err filled (the generation is refused). */
+    int (*on_config)(h2p_module_scope_t *scope);
+} h2p_module_t;
+
+/* The pipeline, in order (DESIGN.md), NULL-terminated. */
+extern const h2p_module_t *const h2p_modules[];
+
+/* Settings of a child scope over its parent's: a module the child names replaces the parent's. */
+void h2p_modules_merge(h2p_modules_conf_t *out, const h2p_modules_conf_t *parent, const h2p_modules_conf_t *child);
+
+/* Sets up every module of one scope, in pipeline order. */
+int h2p_modules_setup_scope(h2p_module_scope_t *scope, h2p_module_phase_t phase);
+
+#endif

@@ -1,0 +1,4 @@
+/* request_filtering: not implemented yet (its slot in the pipeline is fixed). */
+#include "native-modules/module.h"
+
+const h2p_module_t h2p_module_request_filtering = {"request_filtering", H2P_PHASE_REQUEST, NULL};
