@@ -82,16 +82,17 @@ def curl(url, *args, timeout=30, data=None):
     """Runs curl; returns a Response (status 0 when curl got no HTTP response)."""
     hdr = tempfile.NamedTemporaryFile(delete=False)
     hdr.close()
-    cmd = ["curl", "-s", "-g", "-o", "-", "-D", hdr.name, "--max-time", str(timeout), "-w", "%{http_version}"]
+    # the HTTP version goes to stderr (-s keeps curl's own messages out of it): appended to the body,
+    # it could not be told apart from a body that ends in digits
+    cmd = ["curl", "-s", "-g", "-o", "-", "-D", hdr.name, "--max-time", str(timeout), "-w", "%{stderr}%{http_version}"]
     cmd += list(args) + [url]
     proc = subprocess.run(cmd, input=data, capture_output=True, timeout=timeout + 10)
     with open(hdr.name, "rb") as f:
         raw = f.read()
     os.unlink(hdr.name)
-    out = proc.stdout
-    m = re.search(rb"([0-9.]+)$", out)
+    body = proc.stdout
+    m = re.search(rb"([0-9.]+)$", proc.stderr)
     version = m.group(1).decode() if m else None
-    body = out[: m.start()] if m else out
     status, headers = 0, {}
     # the last header block is the final response (after 100 Continue etc.)
     for block in raw.split(b"\r\n\r\n"):
