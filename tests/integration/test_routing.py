@@ -2,7 +2,6 @@
 prefix, and the server.limits that the front end enforces (max_request_body, header_timeout,
 max_connections)."""
 import socket
-import time
 import unittest
 
 import h2ptest

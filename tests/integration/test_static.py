@@ -1,6 +1,5 @@
 """Static files: libh2o's file handler behind h2pool's router (CONFIG.md `sites.*.root`,
 `default_documents`, `http2`)."""
-import os
 import re
 import unittest
 
