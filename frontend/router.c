@@ -116,8 +116,7 @@ static int build_scope(h2p_gen_t *gen, h2p_site_rt_t *site, h2p_app_rt_t *app, h
     /* (pathconfs of our own: h2o_config_register_path's move when the host's vector grows) */
     scope->file_pathconf = new_pathconf(gen, app->conf->path);
     static const char *no_index_files[] = {NULL}; /* default documents are a module's job */
-    scope->file = (h2o_handler_t *)h2o_file_register(scope->file_pathconf, app->conf->root, no_index_files, gen->mimemap,
-                                                     scope->directory_listing ? H2O_FILE_FLAG_DIR_LISTING : 0);
+    scope->file = (h2o_handler_t *)h2o_file_register(scope->file_pathconf, app->conf->root, no_index_files, gen->mimemap, 0);
 
     scope->pathconf = new_pathconf(gen, app->conf->path);
     h2p_module_scope_t ms = {scope->pathconf, &scope->modules, site->conf, app->conf->root, err, errlen, 0, scope};

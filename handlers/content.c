@@ -8,6 +8,7 @@
 #include <fnmatch.h>
 #include <string.h>
 
+#include "handlers/cgi.h"
 #include "handlers/fastcgi.h"
 #include "handlers/static.h"
 
@@ -67,8 +68,10 @@ static int on_content_req(h2o_handler_t *_self, h2o_req_t *req)
         if (!match_mapping(m->path, path.base, path.len, &script_len))
             continue;
         if (m->cgi) {
-            h2o_send_error_generic(req, 501, "Not Implemented", "CGI is not supported yet", 0);
-            return 0;
+            h2p_cgi_script_t script = {h2o_iovec_init(path.base, script_len),
+                                       h2o_iovec_init(path.base + script_len, path.len - script_len),
+                                       h2p_physical_path(&req->pool, app, path.base, script_len), app->root};
+            return h2p_cgi_handle(req, &script);
         }
         h2p_fastcgi_target_t target = {
             .pool = app->handler_pools[h],

@@ -1,5 +1,7 @@
 #include "handlers/static.h"
 
+#include "handlers/dirlist.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -31,13 +33,15 @@ int h2p_static_serve(h2o_req_t *req, h2p_scope_rt_t *scope, const char *physical
         return 0;
     }
     size_t len = strlen(physical);
-    if (len != 0 && physical[len - 1] == '/' && !scope->directory_listing) {
-        /* the router found no default document here (IIS 403.14 when the directory exists) */
+    if (len != 0 && physical[len - 1] == '/') {
+        /* no default document here: a listing if allowed (IIS 403.14 when the directory exists) */
         struct stat st;
-        if (stat(physical, &st) == 0 && S_ISDIR(st.st_mode))
-            h2o_send_error_403(req, "Forbidden", "directory listing denied", 0);
-        else
+        if (stat(physical, &st) != 0 || !S_ISDIR(st.st_mode))
             h2o_send_error_404(req, "Not Found", "not found", 0);
+        else if (scope->directory_listing)
+            h2p_dirlist_serve(req, physical);
+        else
+            h2o_send_error_403(req, "Forbidden", "directory listing denied", 0);
         return 0;
     }
     return scope->file->on_req(scope->file, req);
