@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -28,7 +29,71 @@ static const char usage[] = "usage: h2pool [-t] -c DIR\n"
                             "  -v, --version    print the version and exit\n"
                             "  -h, --help       print this help and exit\n";
 
+#define RELOAD_DEBOUNCE_MS 200
+
 static int stop_requested;
+static const char *conf_dir;
+static h2p_config_t *current_conf;
+static h2o_timeout_t debounce_timeout;
+static h2o_timeout_entry_t debounce_entry;
+static h2o_evloop_t *supervisor_loop;
+
+static void print_errors(h2p_config_errors_t *errors);
+
+/*
+ * A reload validates the whole new configuration first; a broken one changes nothing (its
+ * errors go to the error log) and the old one keeps serving.  A valid one becomes a new
+ * generation: new requests use it, requests in flight finish on theirs.
+ */
+static void reload(const char *why)
+{
+    h2p_config_errors_t errors = {0};
+    h2p_config_t *conf = h2p_config_load(conf_dir, 1, &errors);
+    if (conf == NULL) {
+        h2p_error(NULL, "reload (%s) refused: %zu error(s); the running configuration keeps serving", why, errors.count);
+        for (size_t i = 0; i != errors.count; ++i)
+            h2p_error(NULL, "%s", errors.messages[i]);
+        h2p_config_errors_clear(&errors);
+        return;
+    }
+    char err[512];
+    if (h2p_server_open_listeners(conf, err, sizeof(err)) != 0) {
+        h2p_error(NULL, "reload (%s) refused: %s; the running configuration keeps serving", why, err);
+        h2p_config_release(conf);
+        return;
+    }
+    h2p_gen_t *gen = h2p_gen_create(conf, err, sizeof(err));
+    if (gen == NULL) {
+        h2p_error(NULL, "reload (%s) refused: %s; the running configuration keeps serving", why, err);
+        h2p_server_commit_listeners(current_conf); /* closes what this attempt opened */
+        h2p_config_release(conf);
+        return;
+    }
+    h2p_server_apply_limits(&conf->server);
+    h2p_server_swap_generation(gen);
+    h2p_server_commit_listeners(conf);
+    h2p_poolmgr_apply(conf);
+    h2p_gen_release(gen);
+    h2p_config_release(current_conf);
+    current_conf = conf;
+    h2p_notice(NULL, "configuration reloaded (%s): generation %llu, %zu sites, %zu pools", why,
+               (unsigned long long)conf->generation, conf->num_sites, conf->num_pools);
+}
+
+static void on_debounced_change(h2o_timeout_entry_t *entry)
+{
+    reload("conf.d changed");
+}
+
+/* inotify: writes, renames, and the ConfigMap pattern (a `..data` symlink swapped by rename) */
+static void on_conf_dir_event(h2o_socket_t *sock, const char *err)
+{
+    if (err != NULL)
+        return;
+    h2o_buffer_consume(&sock->input, sock->input->size);
+    if (!h2o_timeout_is_linked(&debounce_entry))
+        h2o_timeout_link(supervisor_loop, &debounce_timeout, &debounce_entry);
+}
 
 static void on_signal_readable(h2o_socket_t *sock, const char *err)
 {
@@ -46,7 +111,7 @@ static void on_signal_readable(h2o_socket_t *sock, const char *err)
             h2p_poolmgr_reap();
             break;
         case SIGHUP:
-            h2p_notice(NULL, "SIGHUP: reloading is not supported yet; configuration unchanged");
+            reload("SIGHUP");
             break;
         }
     }
@@ -88,7 +153,7 @@ int main(int argc, char **argv)
                                              {"version", no_argument, NULL, 'v'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL}};
-    const char *conf_dir = "/etc/h2pool/conf.d";
+    conf_dir = "/etc/h2pool/conf.d";
     int test_only = 0, ch;
     while ((ch = getopt_long(argc, argv, "c:tvh", longopts, NULL)) != -1) {
         switch (ch) {
@@ -143,7 +208,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "cannot open error log %s: %m\n", conf->server.error_log);
         return 1;
     }
-    h2o_evloop_t *loop = h2o_evloop_create();
+    h2o_evloop_t *loop = supervisor_loop = h2o_evloop_create();
     if (h2p_poolmgr_init(loop) != 0 || h2p_server_init(conf) != 0)
         goto Fail;
     char err[512];
@@ -163,6 +228,18 @@ int main(int argc, char **argv)
     int sfd = signalfd(-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC);
     h2o_socket_t *sigsock = h2o_evloop_socket_create(loop, sfd, 0);
     h2o_socket_read_start(sigsock, on_signal_readable);
+    current_conf = h2p_config_retain(conf);
+    h2o_timeout_init(loop, &debounce_timeout, RELOAD_DEBOUNCE_MS);
+    debounce_entry.cb = on_debounced_change;
+    int ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (ifd < 0 ||
+        inotify_add_watch(ifd, conf_dir,
+                          IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_ATTRIB | IN_DONT_FOLLOW) < 0) {
+        h2p_warn(NULL, "cannot watch %s for changes (%m): reload with SIGHUP", conf_dir);
+    } else {
+        h2o_socket_t *isock = h2o_evloop_socket_create(loop, ifd, 0);
+        h2o_socket_read_start(isock, on_conf_dir_event);
+    }
     while (!stop_requested)
         h2o_evloop_run(loop, INT32_MAX);
 
@@ -171,6 +248,7 @@ int main(int argc, char **argv)
     h2p_poolmgr_shutdown(loop);
     h2p_notice(NULL, "stopped");
     h2p_log_close();
+    h2p_config_release(current_conf);
     h2p_config_release(conf);
     return 0;
 

@@ -164,7 +164,7 @@ static int build_app(h2p_gen_t *gen, h2p_site_rt_t *site, h2p_application_conf_t
             continue;
         /* IIS: an application's pool runs every pool-bound handler mapping of that application */
         h2p_pool_conf_t *pool_conf = conf->pool_conf != NULL ? conf->pool_conf : m->pool_conf;
-        app->handler_pools[h] = h2p_pool_get(pool_conf);
+        app->handler_pools[h] = h2p_pool_get(gen->conf, pool_conf);
     }
 
     /* locations (longest first, as the config lists them), then the application itself */

@@ -16,8 +16,9 @@ __thread h2p_thread_t *h2p_this_thread;
 /* Messages on a thread's control receiver. */
 typedef struct control_message {
     h2o_multithread_message_t super;
-    enum { CONTROL_SHUTDOWN, CONTROL_SWAP_GENERATION } type;
+    enum { CONTROL_SHUTDOWN, CONTROL_SWAP_GENERATION, CONTROL_START_LISTENER, CONTROL_STOP_LISTENER } type;
     h2p_gen_t *gen;
+    h2p_listener_t *listener;
 } control_message_t;
 
 static int open_listen_socket(const h2p_listener_t *l, char *err, size_t errlen)
@@ -75,6 +76,30 @@ h2p_listener_t *h2p_server_find_listener(h2p_scheme_t scheme, const struct socka
     return NULL;
 }
 
+static int open_listener_fds(h2p_listener_t *l, char *err, size_t errlen)
+{
+    for (size_t i = 0; i != h2p_server.num_threads; ++i) {
+        if ((l->fds[i] = open_listen_socket(l, err, errlen)) < 0 && l->any_address && i == 0 && errno == EAFNOSUPPORT) {
+            /* no IPv6 on this host: `*` means every IPv4 address */
+            struct sockaddr_in *sin = (struct sockaddr_in *)&l->addr;
+            memset(&l->addr, 0, sizeof(l->addr));
+            sin->sin_family = AF_INET;
+            sin->sin_port = htons(l->port);
+            l->addrlen = sizeof(*sin);
+            l->fds[i] = open_listen_socket(l, err, errlen);
+        }
+        if (l->fds[i] < 0) {
+            while (i-- != 0) {
+                close(l->fds[i]);
+                l->fds[i] = -1;
+            }
+            return -1;
+        }
+    }
+    l->active = 1;
+    return 0;
+}
+
 static h2p_listener_t *add_listener(const h2p_binding_t *b, char *err, size_t errlen)
 {
     h2p_listener_t *l = calloc(1, sizeof(*l));
@@ -86,23 +111,10 @@ static h2p_listener_t *add_listener(const h2p_binding_t *b, char *err, size_t er
     l->any_address = b->any_address;
     format_listener_name(l);
     l->fds = malloc(sizeof(int) * h2p_server.num_threads);
-    for (size_t i = 0; i != h2p_server.num_threads; ++i) {
-        if ((l->fds[i] = open_listen_socket(l, err, errlen)) < 0 && b->any_address && i == 0 && errno == EAFNOSUPPORT) {
-            /* no IPv6 on this host: `*` means every IPv4 address */
-            struct sockaddr_in *sin = (struct sockaddr_in *)&l->addr;
-            memset(&l->addr, 0, sizeof(l->addr));
-            sin->sin_family = AF_INET;
-            sin->sin_port = htons(l->port);
-            l->addrlen = sizeof(*sin);
-            l->fds[i] = open_listen_socket(l, err, errlen);
-        }
-        if (l->fds[i] < 0) {
-            while (i-- != 0)
-                close(l->fds[i]);
-            free(l->fds);
-            free(l);
-            return NULL;
-        }
+    if (open_listener_fds(l, err, errlen) != 0) {
+        free(l->fds);
+        free(l);
+        return NULL;
     }
     /* the router is the only handler h2o sees; it picks the site from the generation */
     l->router_hostconf = h2p_router_create_hostconf(&h2p_server.globalconf, l);
@@ -111,7 +123,52 @@ static h2p_listener_t *add_listener(const h2p_binding_t *b, char *err, size_t er
     return l;
 }
 
-static void apply_limits(const h2p_server_conf_t *s)
+static int config_binds(h2p_config_t *conf, h2p_listener_t *l)
+{
+    for (size_t s = 0; s != conf->num_sites; ++s)
+        for (size_t b = 0; b != conf->sites[s].num_bindings; ++b) {
+            h2p_binding_t *binding = conf->sites[s].bindings + b;
+            if (binding->scheme != H2P_SCHEME_TCP && h2p_server_find_listener(binding->scheme, &binding->addr, binding->port) == l)
+                return 1;
+        }
+    return 0;
+}
+
+int h2p_server_open_listeners(h2p_config_t *conf, char *err, size_t errlen)
+{
+    size_t num_before = h2p_server.num_listeners;
+    h2p_listener_t *reopened[64];
+    size_t num_reopened = 0;
+    for (size_t s = 0; s != conf->num_sites; ++s) {
+        for (size_t b = 0; b != conf->sites[s].num_bindings; ++b) {
+            h2p_binding_t *binding = conf->sites[s].bindings + b;
+            if (binding->scheme == H2P_SCHEME_TCP)
+                continue;
+            h2p_listener_t *l = h2p_server_find_listener(binding->scheme, &binding->addr, binding->port);
+            char why[256];
+            if (l == NULL ? add_listener(binding, why, sizeof(why)) != NULL
+                          : l->active || (num_reopened < 64 && open_listener_fds(l, why, sizeof(why)) == 0 &&
+                                          (reopened[num_reopened++] = l) != NULL))
+                continue;
+            snprintf(err, errlen, "cannot listen on %s: %s", binding->text, why);
+            /* nothing changes: close what this attempt opened */
+            for (size_t i = num_before; i != h2p_server.num_listeners; ++i)
+                for (size_t t = 0; t != h2p_server.num_threads; ++t)
+                    close(h2p_server.listeners[i]->fds[t]);
+            for (size_t i = num_before; i != h2p_server.num_listeners; ++i)
+                h2p_server.listeners[i]->active = 0;
+            for (size_t i = 0; i != num_reopened; ++i) {
+                for (size_t t = 0; t != h2p_server.num_threads; ++t)
+                    close(reopened[i]->fds[t]);
+                reopened[i]->active = 0;
+            }
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void h2p_server_apply_limits(const h2p_server_conf_t *s)
 {
     h2o_globalconf_t *g = &h2p_server.globalconf;
     h2p_server.max_connections = s->limits.max_connections;
@@ -130,20 +187,12 @@ int h2p_server_init(h2p_config_t *conf)
     h2p_server.num_threads = conf->server.threads != 0 ? conf->server.threads : (size_t)(ncpu > 0 ? ncpu : 1);
     pthread_mutex_init(&h2p_server.gen_lock, NULL);
     h2o_config_init(&h2p_server.globalconf);
-    apply_limits(&conf->server);
+    h2p_server_apply_limits(&conf->server);
 
-    for (size_t s = 0; s != conf->num_sites; ++s) {
-        h2p_site_conf_t *site = conf->sites + s;
-        for (size_t b = 0; b != site->num_bindings; ++b) {
-            h2p_binding_t *binding = site->bindings + b;
-            if (binding->scheme == H2P_SCHEME_TCP || h2p_server_find_listener(binding->scheme, &binding->addr, binding->port))
-                continue;
-            char err[256];
-            if (add_listener(binding, err, sizeof(err)) == NULL) {
-                h2p_error(site->name, "cannot listen on %s: %s", binding->text, err);
-                return -1;
-            }
-        }
+    char err[512];
+    if (h2p_server_open_listeners(conf, err, sizeof(err)) != 0) {
+        h2p_error(NULL, "%s", err);
+        return -1;
     }
     return 0;
 }
@@ -174,15 +223,46 @@ static void on_accept(h2o_socket_t *listen_sock, const char *err)
     }
 }
 
+static void stop_listener(h2p_thread_t *th, size_t index)
+{
+    h2p_thread_listener_t *tl = index < th->num_listeners ? th->listeners[index] : NULL;
+    h2p_listener_t *l = h2p_server.listeners[index];
+    if (tl != NULL && tl->sock != NULL) {
+        h2o_socket_read_stop(tl->sock);
+        h2o_socket_close(tl->sock); /* closes this thread's socket of the listener */
+        tl->sock = NULL;
+    } else if (l->fds[th->index] >= 0) {
+        close(l->fds[th->index]); /* opened by a reload that was then refused: never accepted on */
+    }
+    l->fds[th->index] = -1;
+}
+
+static void start_listener(h2p_thread_t *th, h2p_listener_t *l)
+{
+    if (l->index >= th->num_listeners) {
+        th->listeners = realloc(th->listeners, sizeof(*th->listeners) * (l->index + 1));
+        memset(th->listeners + th->num_listeners, 0, sizeof(*th->listeners) * (l->index + 1 - th->num_listeners));
+        th->num_listeners = l->index + 1;
+    }
+    h2p_thread_listener_t *tl = th->listeners[l->index];
+    if (tl == NULL) {
+        tl = th->listeners[l->index] = calloc(1, sizeof(*tl));
+        tl->listener = l;
+        tl->accept_ctx.ctx = &th->ctx;
+        tl->accept_ctx.hosts = h2p_router_hosts(l);
+    }
+    if (tl->sock != NULL)
+        return;
+    tl->accept_ctx.ssl_ctx = h2p_gen_ssl_ctx(th->gen, l);
+    tl->sock = h2o_evloop_socket_create(th->loop, l->fds[th->index], H2O_SOCKET_FLAG_DONT_READ);
+    tl->sock->data = tl;
+    h2o_socket_read_start(tl->sock, on_accept);
+}
+
 static void stop_accepting(h2p_thread_t *th)
 {
-    for (size_t i = 0; i != th->num_listeners; ++i) {
-        if (th->listeners[i].sock != NULL) {
-            h2o_socket_read_stop(th->listeners[i].sock);
-            h2o_socket_close(th->listeners[i].sock);
-            th->listeners[i].sock = NULL;
-        }
-    }
+    for (size_t i = 0; i != th->num_listeners; ++i)
+        stop_listener(th, i);
 }
 
 static void use_generation(h2p_thread_t *th, h2p_gen_t *gen)
@@ -190,7 +270,8 @@ static void use_generation(h2p_thread_t *th, h2p_gen_t *gen)
     h2p_gen_t *old = th->gen;
     th->gen = h2p_gen_retain(gen);
     for (size_t i = 0; i != th->num_listeners; ++i)
-        th->listeners[i].accept_ctx.ssl_ctx = h2p_gen_ssl_ctx(gen, th->listeners[i].listener);
+        if (th->listeners[i] != NULL)
+            th->listeners[i]->accept_ctx.ssl_ctx = h2p_gen_ssl_ctx(gen, th->listeners[i]->listener);
     if (old != NULL)
         h2p_gen_release(old);
 }
@@ -211,6 +292,13 @@ static void on_control(h2o_multithread_receiver_t *receiver, h2o_linklist_t *mes
             use_generation(th, msg->gen);
             h2p_gen_release(msg->gen);
             break;
+        case CONTROL_START_LISTENER:
+            if (!th->shutting_down)
+                start_listener(th, msg->listener);
+            break;
+        case CONTROL_STOP_LISTENER:
+            stop_listener(th, msg->listener->index);
+            break;
         }
         free(msg);
     }
@@ -221,12 +309,9 @@ static void *thread_main(void *arg)
     h2p_thread_t *th = arg;
     h2p_this_thread = th;
 
-    for (size_t i = 0; i != th->num_listeners; ++i) {
-        h2p_thread_listener_t *tl = th->listeners + i;
-        tl->sock = h2o_evloop_socket_create(th->loop, tl->listener->fds[th->index], H2O_SOCKET_FLAG_DONT_READ);
-        tl->sock->data = tl;
-        h2o_socket_read_start(tl->sock, on_accept);
-    }
+    for (size_t i = 0; i != h2p_server.num_listeners; ++i)
+        if (h2p_server.listeners[i]->active)
+            start_listener(th, h2p_server.listeners[i]);
     while (!th->shutting_down || th->requests_in_flight != 0)
         h2o_evloop_run(th->loop, th->shutting_down ? 50 : INT32_MAX);
     return NULL;
@@ -244,14 +329,6 @@ int h2p_server_start(h2p_gen_t *gen)
         th->queue = h2o_multithread_create_queue(th->loop);
         h2o_multithread_register_receiver(th->queue, &th->control, on_control);
         h2p_router_init_thread(th);
-        th->num_listeners = h2p_server.num_listeners;
-        th->listeners = calloc(th->num_listeners, sizeof(*th->listeners));
-        for (size_t i = 0; i != th->num_listeners; ++i) {
-            h2p_thread_listener_t *tl = th->listeners + i;
-            tl->listener = h2p_server.listeners[i];
-            tl->accept_ctx.ctx = &th->ctx;
-            tl->accept_ctx.hosts = h2p_router_hosts(tl->listener);
-        }
         use_generation(th, gen);
     }
     for (size_t t = 0; t != h2p_server.num_threads; ++t)
@@ -259,11 +336,12 @@ int h2p_server_start(h2p_gen_t *gen)
     return 0;
 }
 
-static void send_control(h2p_thread_t *th, int type, h2p_gen_t *gen)
+static void send_control(h2p_thread_t *th, int type, h2p_gen_t *gen, h2p_listener_t *listener)
 {
     control_message_t *msg = calloc(1, sizeof(*msg));
     msg->type = type;
     msg->gen = gen;
+    msg->listener = listener;
     h2o_multithread_send_message(&th->control, &msg->super);
 }
 
@@ -274,14 +352,32 @@ void h2p_server_swap_generation(h2p_gen_t *gen)
     h2p_server.gen = h2p_gen_retain(gen);
     pthread_mutex_unlock(&h2p_server.gen_lock);
     for (size_t t = 0; t != h2p_server.num_threads; ++t)
-        send_control(h2p_server.threads + t, CONTROL_SWAP_GENERATION, h2p_gen_retain(gen));
+        send_control(h2p_server.threads + t, CONTROL_SWAP_GENERATION, h2p_gen_retain(gen), NULL);
     h2p_gen_release(old);
+}
+
+void h2p_server_commit_listeners(h2p_config_t *conf)
+{
+    /* messages reach each thread in order: it already serves the new generation */
+    for (size_t i = 0; i != h2p_server.num_listeners; ++i) {
+        h2p_listener_t *l = h2p_server.listeners[i];
+        int wanted = config_binds(conf, l);
+        if (l->active && !wanted) {
+            l->active = 0;
+            h2p_notice(NULL, "no longer listening on %s", l->name);
+            for (size_t t = 0; t != h2p_server.num_threads; ++t)
+                send_control(h2p_server.threads + t, CONTROL_STOP_LISTENER, NULL, l);
+        } else if (l->active) {
+            for (size_t t = 0; t != h2p_server.num_threads; ++t)
+                send_control(h2p_server.threads + t, CONTROL_START_LISTENER, NULL, l); /* no-op if accepting */
+        }
+    }
 }
 
 void h2p_server_stop(uint64_t grace_ms)
 {
     for (size_t t = 0; t != h2p_server.num_threads; ++t)
-        send_control(h2p_server.threads + t, CONTROL_SHUTDOWN, NULL);
+        send_control(h2p_server.threads + t, CONTROL_SHUTDOWN, NULL, NULL);
     /* a request that outlives the grace period is cut off by the process exit */
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);

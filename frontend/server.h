@@ -25,7 +25,8 @@ typedef struct h2p_listener {
     socklen_t addrlen;
     uint16_t port;
     int any_address;
-    int *fds; /* one SO_REUSEPORT socket per front-end thread */
+    int *fds;   /* one SO_REUSEPORT socket per front-end thread */
+    int active; /* named by the configuration in force (a removed one keeps its slot for reuse) */
     h2o_hostconf_t *router_hostconf;
     char name[80]; /* "https://127.0.0.1:8443" for messages */
 } h2p_listener_t;
@@ -41,8 +42,8 @@ typedef struct h2p_thread {
     pthread_t tid;
     h2o_evloop_t *loop;
     h2o_context_t ctx;
-    struct h2p_gen *gen; /* the generation new requests on this thread use */
-    h2p_thread_listener_t *listeners;
+    struct h2p_gen *gen;               /* the generation new requests on this thread use */
+    h2p_thread_listener_t **listeners; /* by listener index; never freed: pending handshakes point in */
     size_t num_listeners;
     h2o_multithread_queue_t *queue;
     h2o_multithread_receiver_t control;  /* shutdown / generation swap */
@@ -74,5 +75,14 @@ int h2p_server_start(struct h2p_gen *gen);
 void h2p_server_stop(uint64_t grace_ms);
 
 h2p_listener_t *h2p_server_find_listener(h2p_scheme_t scheme, const struct sockaddr_storage *addr, uint16_t port);
+
+/*
+ * Reload, in three steps: open the listeners `conf` adds (nothing changes if one cannot be
+ * opened: -1 and `err`), swap the generation in, then let the threads accept on the new ones
+ * and close the ones `conf` no longer names.  Unchanged listeners keep their sockets.
+ */
+int h2p_server_open_listeners(h2p_config_t *conf, char *err, size_t errlen);
+void h2p_server_commit_listeners(h2p_config_t *conf);
+void h2p_server_apply_limits(const h2p_server_conf_t *server);
 
 #endif

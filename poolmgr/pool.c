@@ -42,7 +42,7 @@ static uint64_t effective_max_requests(const h2p_pool_conf_t *conf)
     return limit;
 }
 
-h2p_pool_t *h2p_pool_get(h2p_pool_conf_t *conf)
+h2p_pool_t *h2p_pool_get(h2p_config_t *config, h2p_pool_conf_t *conf)
 {
     pthread_mutex_lock(&h2p_pools_lock);
     for (h2o_linklist_t *l = h2p_pools.next; l != &h2p_pools; l = l->next) {
@@ -52,10 +52,23 @@ h2p_pool_t *h2p_pool_get(h2p_pool_conf_t *conf)
             pthread_mutex_unlock(&h2p_pools_lock);
             return pool;
         }
+        /* a reload that leaves a pool's settings as they were keeps its workers */
+        if (!pool->draining && strcmp(pool->conf->name, conf->name) == 0 && h2p_pool_conf_equal(pool->conf, conf)) {
+            pthread_mutex_lock(&pool->lock);
+            h2p_config_t *old = pool->config;
+            pool->conf = conf;
+            pool->config = h2p_config_retain(config);
+            pthread_mutex_unlock(&pool->lock);
+            h2p_config_release(old);
+            __atomic_add_fetch(&pool->refcnt, 1, __ATOMIC_RELAXED);
+            pthread_mutex_unlock(&h2p_pools_lock);
+            return pool;
+        }
     }
     h2p_pool_t *pool = calloc(1, sizeof(*pool));
     pool->refcnt = 2; /* the registry's and the caller's */
     pool->conf = conf;
+    pool->config = h2p_config_retain(config);
     pthread_mutex_init(&pool->lock, NULL);
     h2o_linklist_init_anchor(&pool->workers);
     h2o_linklist_init_anchor(&pool->idle);
@@ -290,6 +303,8 @@ void h2p_worker_release(h2p_worker_t *worker, h2p_release_outcome_t outcome, int
             h2p_worker_stop_locked(worker, worker->retire_reason);
         } else if (pool->stopped) {
             h2p_worker_stop_locked(worker, "pool stopped");
+        } else if (pool->draining && h2o_linklist_is_empty(&pool->queue)) {
+            h2p_worker_stop_locked(worker, "configuration changed");
         } else {
             /* overlapped recycling for max_requests: start the replacement a little before the limit */
             if (pool->max_requests != 0 && worker->retire_reason == NULL) {

@@ -42,8 +42,13 @@ typedef enum h2p_release_outcome {
 
 enum { H2P_ACQUIRE_READY = 1, H2P_ACQUIRE_QUEUED = 0, H2P_ACQUIRE_QUEUE_FULL = -1, H2P_ACQUIRE_STOPPED = -2 };
 
-/* Pools are created from their configuration and live while referenced. */
-h2p_pool_t *h2p_pool_get(h2p_pool_conf_t *conf);
+/* The pool `conf` describes: the running one when its settings did not change (a reload keeps
+ * its workers), else a new one.  `config` is the generation that owns `conf`. */
+h2p_pool_t *h2p_pool_get(h2p_config_t *config, h2p_pool_conf_t *conf);
+int h2p_pool_conf_equal(const h2p_pool_conf_t *a, const h2p_pool_conf_t *b);
+/* After a reload: pools `conf` no longer names drain (their queue and requests in flight
+ * finish, then their workers stop) and are freed. */
+void h2p_poolmgr_apply(h2p_config_t *conf);
 void h2p_pool_release(h2p_pool_t *pool);
 const char *h2p_pool_name(h2p_pool_t *pool);
 const h2p_pool_conf_t *h2p_pool_conf(h2p_pool_t *pool);

@@ -47,6 +47,7 @@ struct h2p_pool {
     uint64_t *crashes;     /* ring of crash times (rapid-fail protection) */
     size_t crash_head, crash_count;
     int stopped;               /* by rapid-fail protection: answer 503 at once */
+    int draining;              /* removed or changed by a reload: no new work, stops when empty */
     uint64_t spawn_not_before; /* back-off after failed starts */
     unsigned failed_starts;
     uint64_t spawned_total, crashed_total;
@@ -61,6 +62,9 @@ void h2p_pool_fail_waiters_locked(h2p_pool_t *pool, int status, h2o_linklist_t *
 void h2p_pool_record_crash_locked(h2p_pool_t *pool, uint64_t now);
 void h2p_worker_unref_locked(h2p_worker_t *worker);
 void h2p_pool_want_spawn_locked(h2p_pool_t *pool, size_t n);
+
+/* pool_reload.c */
+void h2p_poolmgr_free_drained(void);
 
 /* worker.c (supervisor thread only) */
 void h2p_supervisor_kick(void);

@@ -634,7 +634,7 @@ static void spawn_what_is_wanted(uint64_t now)
         pthread_mutex_lock(&pool->lock);
         if (!pool->stopped && !sup.shutting_down) {
             size_t total = pool->num_live + pool->num_starting;
-            if (total < pool->conf->min_processes)
+            if (total < pool->conf->min_processes && !pool->draining)
                 h2p_pool_want_spawn_locked(pool, pool->conf->min_processes - total);
             if (pool->num_queued > pool->num_starting && total < pool->conf->max_processes) {
                 size_t want = pool->num_queued - pool->num_starting, room = pool->conf->max_processes - total;
@@ -692,6 +692,7 @@ static void on_tick(h2o_timeout_entry_t *entry)
         h2p_pool_deliver(waiter);
     }
     spawn_what_is_wanted(now);
+    h2p_poolmgr_free_drained();
     h2o_timeout_link(sup.loop, &sup.tick_timeout, &sup.tick_entry);
 }
 
@@ -726,7 +727,7 @@ int h2p_poolmgr_init(h2o_evloop_t *loop)
 void h2p_poolmgr_start(h2p_config_t *conf)
 {
     for (size_t i = 0; i != conf->num_pools; ++i) {
-        h2p_pool_t *pool = h2p_pool_get(conf->pools + i);
+        h2p_pool_t *pool = h2p_pool_get(conf, conf->pools + i);
         h2p_pool_release(pool);
     }
     spawn_what_is_wanted(h2p_now_ms());
