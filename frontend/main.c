@@ -31,6 +31,16 @@ static const char usage[] = "usage: h2pool [-t] -c DIR\n"
 
 #define RELOAD_DEBOUNCE_MS 200
 
+#ifdef __SANITIZE_ADDRESS__
+/* libh2o keeps freed buffers and memory-pool chunks in per-thread recycle lists that it never
+ * empties; they die with the front-end threads at shutdown and are not h2pool's leaks. */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void)
+{
+    return "leak:h2o_mem_alloc_recycle\n";
+}
+#endif
+
 static int stop_requested;
 static const char *conf_dir;
 static h2p_config_t *current_conf;
@@ -100,9 +110,11 @@ static void on_signal_readable(h2o_socket_t *sock, const char *err)
     if (err != NULL)
         return;
     size_t n = sock->input->size / sizeof(struct signalfd_siginfo);
-    struct signalfd_siginfo *infos = (void *)sock->input->bytes;
     for (size_t i = 0; i != n; ++i) {
-        switch (infos[i].ssi_signo) {
+        /* the socket's buffer has no alignment guarantee: copy each record out */
+        struct signalfd_siginfo info;
+        memcpy(&info, sock->input->bytes + i * sizeof(info), sizeof(info));
+        switch (info.ssi_signo) {
         case SIGTERM:
         case SIGINT:
             stop_requested = 1;
@@ -232,12 +244,13 @@ int main(int argc, char **argv)
     h2o_timeout_init(loop, &debounce_timeout, RELOAD_DEBOUNCE_MS);
     debounce_entry.cb = on_debounced_change;
     int ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    h2o_socket_t *isock = NULL;
     if (ifd < 0 ||
         inotify_add_watch(ifd, conf_dir,
                           IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_ATTRIB | IN_DONT_FOLLOW) < 0) {
         h2p_warn(NULL, "cannot watch %s for changes (%m): reload with SIGHUP", conf_dir);
     } else {
-        h2o_socket_t *isock = h2o_evloop_socket_create(loop, ifd, 0);
+        isock = h2o_evloop_socket_create(loop, ifd, 0);
         h2o_socket_read_start(isock, on_conf_dir_event);
     }
     while (!stop_requested)
@@ -245,7 +258,11 @@ int main(int argc, char **argv)
 
     h2p_notice(NULL, "shutting down: no new connections; waiting for requests in flight");
     h2p_server_stop(SHUTDOWN_GRACE_MS);
-    h2p_poolmgr_shutdown(loop);
+    h2p_poolmgr_shutdown(loop); /* reaps the workers: needs SIGCHLD, so the signalfd closes after it */
+    if (isock != NULL)
+        h2o_socket_close(isock);
+    h2o_socket_close(sigsock);
+    h2o_evloop_run(loop, 0); /* frees the closed sockets */
     h2p_notice(NULL, "stopped");
     h2p_log_close();
     h2p_config_release(current_conf);

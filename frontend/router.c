@@ -480,3 +480,11 @@ void h2p_router_init_thread(h2p_thread_t *th)
 {
     h2p_fastcgi_init_thread(th);
 }
+
+void h2p_router_dispose_thread(h2p_thread_t *th)
+{
+    /* every request is disposed by now: the map is empty */
+    free(request_map.keys);
+    free(request_map.values);
+    memset(&request_map, 0, sizeof(request_map));
+}

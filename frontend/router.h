@@ -82,6 +82,8 @@ SSL_CTX *h2p_gen_ssl_ctx(h2p_gen_t *gen, h2p_listener_t *listener);
 h2o_hostconf_t *h2p_router_create_hostconf(h2o_globalconf_t *globalconf, h2p_listener_t *listener);
 h2o_hostconf_t **h2p_router_hosts(h2p_listener_t *listener);
 void h2p_router_init_thread(h2p_thread_t *th);
+/* Frees the thread's own router state; on the thread itself, after its loop has ended. */
+void h2p_router_dispose_thread(h2p_thread_t *th);
 
 void h2p_server_swap_generation(h2p_gen_t *gen);
 

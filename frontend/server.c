@@ -314,6 +314,7 @@ static void *thread_main(void *arg)
             start_listener(th, h2p_server.listeners[i]);
     while (!th->shutting_down || th->requests_in_flight != 0)
         h2o_evloop_run(th->loop, th->shutting_down ? 50 : INT32_MAX);
+    h2p_router_dispose_thread(th);
     return NULL;
 }
 

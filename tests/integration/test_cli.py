@@ -11,6 +11,14 @@ import unittest
 import h2ptest
 from h2ptest import Server, run_h2pool, wait_until
 
+def stop_cleanly(server):
+    """Stops server; fails unless it exited 0 with no sanitizer report in its log."""
+    server.stop()
+    log = server.read_log()
+    if getattr(server, "proc_returncode", 0) != 0 or re.search(r"ERROR: \w+Sanitizer|runtime error:", log):
+        raise AssertionError(f"h2pool exit status {getattr(server, 'proc_returncode', None)}:\n{log[-4000:]}")
+
+
 ERROR_LINE = re.compile(r"^(?P<file>\S+\.yaml):(?P<line>\d+):(?P<col>\d+): (?P<key>[\w.\[\]-]+): (?P<reason>.+)$")
 
 
@@ -172,6 +180,7 @@ class LifecycleTest(unittest.TestCase):
     def start(self, files=None):
         server = Server(self.CONF, files or {"www/index.html": "ok\n"})
         self.addCleanup(server.cleanup)
+        self.addCleanup(stop_cleanly, server)
         return server.start()
 
     def test_sigterm_exits_0(self):
@@ -230,6 +239,7 @@ class LifecycleTest(unittest.TestCase):
         size = 32 * 1024 * 1024
         server = Server(self.CONF, {"www/index.html": "ok\n"})
         self.addCleanup(server.cleanup)
+        self.addCleanup(stop_cleanly, server)
         with open(server.path("www/big.bin"), "wb") as f:
             f.truncate(size)
         server.start()

@@ -1,11 +1,20 @@
 """Routing: bindings (scheme://ip:port[:hostname]), Host matching, applications by longest
 prefix, and the server.limits that the front end enforces (max_request_body, header_timeout,
 max_connections)."""
+import re
 import socket
 import unittest
 
 import h2ptest
 from h2ptest import Server, curl, raw_request, raw_status, wait_until
+
+def stop_cleanly(server):
+    """Stops server; fails unless it exited 0 with no sanitizer report in its log."""
+    server.stop()
+    log = server.read_log()
+    if getattr(server, "proc_returncode", 0) != 0 or re.search(r"ERROR: \w+Sanitizer|runtime error:", log):
+        raise AssertionError(f"h2pool exit status {getattr(server, 'proc_returncode', None)}:\n{log[-4000:]}")
+
 
 SITES = """
 server:
@@ -68,6 +77,7 @@ def setUpModule():
     global SERVER
     SERVER = Server(SITES, FILES)
     unittest.addModuleCleanup(SERVER.cleanup)
+    unittest.addModuleCleanup(stop_cleanly, SERVER)
     SERVER.start()
 
 
@@ -221,6 +231,7 @@ class SlowlorisTest(unittest.TestCase):
     def setUpClass(cls):
         cls.server = Server(cls.CONF, {"www/index.html": "ok\n"})
         cls.addClassCleanup(cls.server.cleanup)
+        cls.addClassCleanup(stop_cleanly, cls.server)
         cls.server.start()
 
     def test_trickled_header_is_cut_off(self):
@@ -271,6 +282,7 @@ class MaxConnectionsTest(unittest.TestCase):
     def setUpClass(cls):
         cls.server = Server(cls.CONF, {"www/index.html": "ok\n"})
         cls.addClassCleanup(cls.server.cleanup)
+        cls.addClassCleanup(stop_cleanly, cls.server)
         cls.server.start()
 
     def open_and_request(self):

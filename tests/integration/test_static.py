@@ -6,6 +6,14 @@ import unittest
 import h2ptest
 from h2ptest import Server, curl, raw_request
 
+def stop_cleanly(server):
+    """Stops server; fails unless it exited 0 with no sanitizer report in its log."""
+    server.stop()
+    log = server.read_log()
+    if getattr(server, "proc_returncode", 0) != 0 or re.search(r"ERROR: \w+Sanitizer|runtime error:", log):
+        raise AssertionError(f"h2pool exit status {getattr(server, 'proc_returncode', None)}:\n{log[-4000:]}")
+
+
 CONF = """
 server:
   threads: 2
@@ -62,6 +70,7 @@ class StaticTest(unittest.TestCase):
     def setUpClass(cls):
         cls.server = Server(CONF, FILES)
         cls.addClassCleanup(cls.server.cleanup)
+        cls.addClassCleanup(stop_cleanly, cls.server)
         cls.server.start()
 
     def get(self, path, *args, host="main.test", **kw):

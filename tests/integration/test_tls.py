@@ -8,6 +8,14 @@ import unittest
 import h2ptest
 from h2ptest import Server, curl, make_cert, run_h2pool
 
+def stop_cleanly(server):
+    """Stops server; fails unless it exited 0 with no sanitizer report in its log."""
+    server.stop()
+    log = server.read_log()
+    if getattr(server, "proc_returncode", 0) != 0 or re.search(r"ERROR: \w+Sanitizer|runtime error:", log):
+        raise AssertionError(f"h2pool exit status {getattr(server, 'proc_returncode', None)}:\n{log[-4000:]}")
+
+
 CONF = """
 server:
   threads: 2
@@ -56,6 +64,7 @@ def setUpModule():
     global SERVER
     SERVER = Server(CONF, FILES)
     unittest.addModuleCleanup(SERVER.cleanup)
+    unittest.addModuleCleanup(stop_cleanly, SERVER)
     certs = SERVER.path("certs")
     os.makedirs(certs)
     for cn in ("a.test", "b.test", "c.test"):

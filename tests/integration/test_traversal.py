@@ -7,6 +7,14 @@ import unittest
 import h2ptest
 from h2ptest import Server, curl, raw_request
 
+def stop_cleanly(server):
+    """Stops server; fails unless it exited 0 with no sanitizer report in its log."""
+    server.stop()
+    log = server.read_log()
+    if getattr(server, "proc_returncode", 0) != 0 or re.search(r"ERROR: \w+Sanitizer|runtime error:", log):
+        raise AssertionError(f"h2pool exit status {getattr(server, 'proc_returncode', None)}:\n{log[-4000:]}")
+
+
 SECRET = b"TOP-SECRET-0123456789"
 LINKED = b"LINKED-OUTSIDE-CONTENT"
 
@@ -103,6 +111,7 @@ def setUpModule():
     global SERVER
     SERVER = s = Server(CONF, FILES)
     unittest.addModuleCleanup(s.cleanup)
+    unittest.addModuleCleanup(stop_cleanly, s)
     os.symlink(s.path("outside/linked.txt"), s.path("www/link_out.txt"))  # absolute target
     os.symlink("../outside", s.path("www/dirlink_out"))  # relative target, a directory
     os.symlink("../www-evil/secret", s.path("www/prefix_link"))  # out, into a look-alike sibling
