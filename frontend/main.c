@@ -90,6 +90,30 @@ static void reload(const char *why)
                (unsigned long long)conf->generation, conf->num_sites, conf->num_pools);
 }
 
+/* The signalfd and inotify sockets are read here, not by libh2o (H2O_SOCKET_FLAG_DONT_READ):
+ * their reads must be whole records, which a byte-stream buffer does not guarantee. */
+static void on_signal_readable(h2o_socket_t *sock, const char *err)
+{
+    struct signalfd_siginfo infos[16];
+    ssize_t r;
+    while ((r = read(h2o_socket_get_fd(sock), infos, sizeof(infos))) > 0) {
+        for (size_t i = 0; i != (size_t)r / sizeof(infos[0]); ++i) {
+            switch (infos[i].ssi_signo) {
+            case SIGTERM:
+            case SIGINT:
+                stop_requested = 1;
+                break;
+            case SIGCHLD:
+                h2p_poolmgr_reap();
+                break;
+            case SIGHUP:
+                reload("SIGHUP");
+                break;
+            }
+        }
+    }
+}
+
 static void on_debounced_change(h2o_timeout_entry_t *entry)
 {
     reload("conf.d changed");
@@ -98,36 +122,11 @@ static void on_debounced_change(h2o_timeout_entry_t *entry)
 /* inotify: writes, renames, and the ConfigMap pattern (a `..data` symlink swapped by rename) */
 static void on_conf_dir_event(h2o_socket_t *sock, const char *err)
 {
-    if (err != NULL)
-        return;
-    h2o_buffer_consume(&sock->input, sock->input->size);
+    char events[4096];
+    while (read(h2o_socket_get_fd(sock), events, sizeof(events)) > 0)
+        ;
     if (!h2o_timeout_is_linked(&debounce_entry))
         h2o_timeout_link(supervisor_loop, &debounce_timeout, &debounce_entry);
-}
-
-static void on_signal_readable(h2o_socket_t *sock, const char *err)
-{
-    if (err != NULL)
-        return;
-    size_t n = sock->input->size / sizeof(struct signalfd_siginfo);
-    for (size_t i = 0; i != n; ++i) {
-        /* the socket's buffer has no alignment guarantee: copy each record out */
-        struct signalfd_siginfo info;
-        memcpy(&info, sock->input->bytes + i * sizeof(info), sizeof(info));
-        switch (info.ssi_signo) {
-        case SIGTERM:
-        case SIGINT:
-            stop_requested = 1;
-            break;
-        case SIGCHLD:
-            h2p_poolmgr_reap();
-            break;
-        case SIGHUP:
-            reload("SIGHUP");
-            break;
-        }
-    }
-    h2o_buffer_consume(&sock->input, n * sizeof(struct signalfd_siginfo));
 }
 
 static void print_errors(h2p_config_errors_t *errors)
@@ -238,7 +237,7 @@ int main(int argc, char **argv)
                conf->num_sites, conf->num_pools);
 
     int sfd = signalfd(-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC);
-    h2o_socket_t *sigsock = h2o_evloop_socket_create(loop, sfd, 0);
+    h2o_socket_t *sigsock = h2o_evloop_socket_create(loop, sfd, H2O_SOCKET_FLAG_DONT_READ);
     h2o_socket_read_start(sigsock, on_signal_readable);
     current_conf = h2p_config_retain(conf);
     h2o_timeout_init(loop, &debounce_timeout, RELOAD_DEBOUNCE_MS);

@@ -1,0 +1,159 @@
+"""Hot reload: config changes applied live without failing a request; broken changes refused."""
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+import unittest
+
+import h2ptest
+
+SITE_MAIN = """
+sites:
+  main:
+    bindings: [http://127.0.0.1:{port:http}]
+    root: {dir}/www
+    handlers: [{path: "/app/*", pool: app}]
+"""
+SITE_EXTRA = """
+  extra:
+    bindings: [http://127.0.0.1:{port:extra}]
+    root: {dir}/www
+    handlers: [{path: "/x/*", pool: extra}]
+"""
+POOLS = """
+pools:
+  app:
+    command: [{apps}/hello_fcgi]
+    max_processes: %d
+    {worker_user}
+"""
+POOL_EXTRA = """
+  extra:
+    command: [{apps}/hello_fcgi]
+    max_processes: 1
+    {worker_user}
+"""
+
+
+def parse_h2load(out):
+    m = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored", out)
+    codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+    assert m and codes, out
+    return {"done": int(m.group(2)), "succeeded": int(m.group(3)), "failed": int(m.group(4)), "errored": int(m.group(5)),
+            "non2xx": int(codes.group(3)) + int(codes.group(4))}
+
+
+class ReloadTest(unittest.TestCase):
+    def make_server(self):
+        srv = h2ptest.Server("server: {threads: 2}\n", files={"www/index.html": "static\n"})
+        self.addCleanup(srv.cleanup)
+        return srv
+
+    def write_config(self, srv, variant):
+        """Variant A adds a site (own binding) and a pool; B removes them and changes pool app."""
+        text = srv.expand(SITE_MAIN + (SITE_EXTRA if variant == "A" else "") +
+                          POOLS % (4 if variant == "A" else 3) + (POOL_EXTRA if variant == "A" else ""))
+        tmp = srv.path("conf.d/.sites.yaml.tmp")
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.rename(tmp, srv.path("conf.d/sites.yaml"))  # atomic, as editors and config tools do
+
+    def test_flipping_config_under_load_fails_no_request(self):
+        srv = self.make_server()
+        self.write_config(srv, "A")
+        srv.start()
+        self.assertEqual(srv.get("/app/x").status, 200)
+        urls = [srv.url("/index.html"), srv.url("/app/x")]
+        duration = 30
+        loads = [subprocess.Popen(["h2load", "--h1", "-c8", "-t1", f"-D{duration}"] + urls, stdout=subprocess.PIPE, text=True),
+                 subprocess.Popen(["h2load", "-c4", "-m4", "-t1", f"-D{duration}"] + urls, stdout=subprocess.PIPE, text=True)]
+        deadline = time.monotonic() + duration - 2
+        flips, broken_written = 0, False
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            flips += 1
+            if flips == 20 and not broken_written:
+                with open(srv.path("conf.d/broken.yaml"), "w") as f:
+                    f.write("sites:\n  oops: {bindings: [http://127.0.0.1:80a]}\n")
+                broken_written = True
+                continue
+            if flips == 22:
+                os.unlink(srv.path("conf.d/broken.yaml"))
+            self.write_config(srv, "A" if flips % 2 == 0 else "B")
+        results = [parse_h2load(p.communicate(timeout=60)[0]) for p in loads]
+        for r in results:
+            self.assertGreater(r["done"], 0)
+            self.assertEqual((r["failed"], r["errored"], r["non2xx"]), (0, 0, 0), r)
+        log = srv.read_log()
+        self.assertGreater(log.count("configuration reloaded"), 20)
+        self.assertRegex(log, r"broken\.yaml:2:\d+: sites\.oops\.bindings\[0\]: .*port")
+        self.assertIn("refused", log)
+
+    def test_broken_config_keeps_old_one_serving(self):
+        srv = self.make_server()
+        self.write_config(srv, "A")
+        srv.start()
+        with open(srv.path("conf.d/zz.yaml"), "w") as f:
+            f.write("pools:\n  bad:\n    command: [x]\n    max_processes: many\n")
+        h2ptest.wait_until(lambda: "refused" in srv.read_log(), what="the refusal in the log")
+        self.assertRegex(srv.read_log(), r"zz\.yaml:4:\d+: pools\.bad\.max_processes")
+        self.assertEqual(srv.get("/app/x").status, 200)
+        self.assertEqual(h2ptest.curl(srv.url("/index.html", name="extra")).status, 200)
+
+    def test_sighup_adds_and_removes_a_binding(self):
+        srv = self.make_server()
+        self.write_config(srv, "B")
+        srv.start()
+        self.assertEqual(h2ptest.curl(srv.url("/index.html", name="extra")).status, 0)  # refused: not bound
+        self.write_config(srv, "A")
+        srv.proc.send_signal(signal.SIGHUP)
+        h2ptest.wait_until(lambda: h2ptest.curl(srv.url("/index.html", name="extra")).status == 200, what="the new binding")
+        self.write_config(srv, "B")
+        srv.proc.send_signal(signal.SIGHUP)
+        h2ptest.wait_until(lambda: h2ptest.curl(srv.url("/index.html", name="extra")).status == 0, what="the binding to close")
+        self.assertEqual(srv.get("/index.html").status, 200)
+
+    def test_unchanged_pool_keeps_its_worker_and_changed_pool_is_replaced(self):
+        srv = self.make_server()
+        self.write_config(srv, "A")
+        srv.start()
+        self.assertEqual(h2ptest.curl(srv.url("/x/y", name="extra")).status, 200)
+        self.assertEqual(srv.get("/app/x").status, 200)
+        before = set(srv.workers())
+        self.assertEqual(len(before), 2)
+        # the same config written again: nothing changes
+        self.write_config(srv, "A")
+        h2ptest.wait_until(lambda: srv.read_log().count("configuration reloaded") >= 1, what="reload")
+        self.assertEqual(srv.get("/app/x").status, 200)
+        self.assertEqual(set(srv.workers()), before)
+
+    def test_rss_and_fds_stay_flat_over_1000_reloads(self):
+        srv = self.make_server()
+        self.write_config(srv, "A")
+        srv.start()
+        pid = srv.proc.pid
+
+        def reload_n(n):
+            for i in range(n):
+                count = srv.read_log().count("configuration reloaded")
+                srv.proc.send_signal(signal.SIGHUP)
+                h2ptest.wait_until(lambda: srv.read_log().count("configuration reloaded") > count, what="reload")
+                if i % 50 == 0:
+                    self.assertEqual(srv.get("/index.html").status, 200)
+
+        def rss():
+            with open(f"/proc/{pid}/status") as f:
+                return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+
+        reload_n(100)  # warm up: allocator arenas, caches
+        rss0, fds0 = rss(), len(os.listdir(f"/proc/{pid}/fd"))
+        reload_n(1000)
+        rss1, fds1 = rss(), len(os.listdir(f"/proc/{pid}/fd"))
+        self.assertLessEqual(fds1, fds0 + 2)
+        self.assertLess(rss1 - rss0, 4096, f"RSS grew from {rss0} to {rss1} KiB over 1000 reloads")
+
+
+if __name__ == "__main__":
+    h2ptest.main()
