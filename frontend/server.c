@@ -304,10 +304,22 @@ static void on_control(h2o_multithread_receiver_t *receiver, h2o_linklist_t *mes
     }
 }
 
+static h2o_barrier_t threads_ready;
+
 static void *thread_main(void *arg)
 {
     h2p_thread_t *th = arg;
     h2p_this_thread = th;
+
+    /* everything this loop owns is created here, on its own thread: libh2o's buffer recycling
+     * is per thread, so a socket created elsewhere would recycle into another thread's lists */
+    th->loop = h2o_evloop_create();
+    h2o_context_init(&th->ctx, th->loop, &h2p_server.globalconf);
+    th->queue = h2o_multithread_create_queue(th->loop);
+    h2o_multithread_register_receiver(th->queue, &th->control, on_control);
+    h2p_router_init_thread(th);
+    use_generation(th, h2p_server.gen);
+    h2o_barrier_wait(&threads_ready);
 
     for (size_t i = 0; i != h2p_server.num_listeners; ++i)
         if (h2p_server.listeners[i]->active)
@@ -325,15 +337,11 @@ int h2p_server_start(h2p_gen_t *gen)
     for (size_t t = 0; t != h2p_server.num_threads; ++t) {
         h2p_thread_t *th = h2p_server.threads + t;
         th->index = t;
-        th->loop = h2o_evloop_create();
-        h2o_context_init(&th->ctx, th->loop, &h2p_server.globalconf);
-        th->queue = h2o_multithread_create_queue(th->loop);
-        h2o_multithread_register_receiver(th->queue, &th->control, on_control);
-        h2p_router_init_thread(th);
-        use_generation(th, gen);
     }
+    h2o_barrier_init(&threads_ready, h2p_server.num_threads + 1);
     for (size_t t = 0; t != h2p_server.num_threads; ++t)
         h2o_multithread_create_thread(&h2p_server.threads[t].tid, NULL, thread_main, h2p_server.threads + t);
+    h2o_barrier_wait(&threads_ready); /* from here on, every thread can take messages */
     return 0;
 }
 
