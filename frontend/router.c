@@ -2,12 +2,14 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <fnmatch.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "frontend/log.h"
 #include "frontend/tls.h"
@@ -56,6 +58,8 @@ static void free_gen(h2p_gen_t *gen)
                     h2p_pool_release(app->handler_pools[h]);
             free(app->handler_pools);
             free(app->real_root);
+            if (app->root_fd >= 0)
+                close(app->root_fd);
             for (size_t i = 0; i != app->num_scopes; ++i) {
                 free_pathconf(app->scopes[i].pathconf);
                 free_pathconf(app->scopes[i].file_pathconf);
@@ -149,6 +153,7 @@ static int build_app(h2p_gen_t *gen, h2p_site_rt_t *site, h2p_application_conf_t
         return -1;
     }
     app->real_root_len = strlen(app->real_root);
+    app->root_fd = open(app->real_root, O_PATH | O_DIRECTORY | O_CLOEXEC);
 
     if (conf->has_handlers) {
         app->handlers = conf->handlers;

@@ -34,6 +34,7 @@ typedef struct h2p_app_rt {
     size_t root_len;
     char *real_root; /* realpath(root): what symlinks must stay inside */
     size_t real_root_len;
+    int root_fd; /* O_PATH descriptor of the root: symlink checks resolve beneath it */
     h2p_handler_mapping_t *handlers;
     size_t num_handlers;
     struct h2p_pool **handler_pools; /* the pool of each mapping (the application's pool wins), NULL for cgi */

@@ -179,6 +179,7 @@ void h2p_server_apply_limits(const h2p_server_conf_t *s)
     g->http2.idle_timeout = s->limits.keepalive_timeout_ms;
     g->handshake_timeout = s->limits.header_timeout_ms;
     g->server_name = h2o_iovec_init(H2O_STRLIT("h2pool"));
+    g->filecache.capacity = g->http2.max_concurrent_requests_per_connection * 2;
 }
 
 int h2p_server_init(h2p_config_t *conf)
@@ -324,8 +325,12 @@ static void *thread_main(void *arg)
     for (size_t i = 0; i != h2p_server.num_listeners; ++i)
         if (h2p_server.listeners[i]->active)
             start_listener(th, h2p_server.listeners[i]);
-    while (!th->shutting_down || th->requests_in_flight != 0)
+    while (!th->shutting_down || th->requests_in_flight != 0) {
         h2o_evloop_run(th->loop, th->shutting_down ? 50 : INT32_MAX);
+        /* open files are shared by the requests of one loop iteration only, as h2o does: a
+         * changed file is seen by the next request */
+        h2o_filecache_clear(th->ctx.filecache);
+    }
     h2p_router_dispose_thread(th);
     return NULL;
 }

@@ -3,7 +3,11 @@
 #include "handlers/dirlist.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -11,10 +15,11 @@
 /*
  * libh2o's file handler already does what a static file needs (ETag, Last-Modified, 304,
  * Range/206/416, HEAD, MIME types, "dir" -> 301 "dir/").  What it does not do is keep symlinks
- * inside the root: open(2) follows them.  So unless the site allows it, the path is resolved
- * first and must land inside the root's own resolved path.
+ * inside the root: open(2) follows them.  So unless the site allows it, the path must resolve
+ * beneath the root.  openat2(RESOLVE_BENEATH) checks that in one system call; only what it
+ * refuses (an absolute symlink, which may still point inside) takes the slow realpath check.
  */
-static int escapes_root(const h2p_app_rt_t *app, const char *physical)
+static int escapes_root_slow(const h2p_app_rt_t *app, const char *physical)
 {
     char resolved[PATH_MAX];
     if (realpath(physical, resolved) == NULL)
@@ -23,6 +28,34 @@ static int escapes_root(const h2p_app_rt_t *app, const char *physical)
     if (len < app->real_root_len || memcmp(resolved, app->real_root, app->real_root_len) != 0)
         return 1;
     return len != app->real_root_len && resolved[app->real_root_len] != '/' && app->real_root_len != 1;
+}
+
+static int escapes_root(const h2p_app_rt_t *app, const char *physical)
+{
+    static int no_openat2;
+    const char *rel = physical + app->root_len;
+    while (*rel == '/')
+        ++rel;
+    if (*rel == '\0')
+        return 0;
+    if (app->root_fd < 0 || no_openat2)
+        return escapes_root_slow(app, physical);
+    struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS};
+    int fd = (int)syscall(SYS_openat2, app->root_fd, rel, &how, sizeof(how));
+    if (fd >= 0) {
+        close(fd);
+        return 0;
+    }
+    switch (errno) {
+    case EXDEV:
+    case ELOOP:
+        return escapes_root_slow(app, physical);
+    case ENOSYS:
+        no_openat2 = 1; /* kernel before 5.6 */
+        return escapes_root_slow(app, physical);
+    default:
+        return 0; /* ENOENT, EACCES...: the file handler answers */
+    }
 }
 
 int h2p_static_serve(h2o_req_t *req, h2p_scope_rt_t *scope, const char *physical)
