@@ -9,6 +9,7 @@
 
 #include "frontend/log.h"
 #include "frontend/router.h"
+#include "handlers/static.h"
 
 h2p_server_t h2p_server;
 __thread h2p_thread_t *h2p_this_thread;
@@ -330,6 +331,7 @@ static void *thread_main(void *arg)
         /* open files are shared by the requests of one loop iteration only, as h2o does: a
          * changed file is seen by the next request */
         h2o_filecache_clear(th->ctx.filecache);
+        h2p_static_clear_cache();
     }
     h2p_router_dispose_thread(th);
     return NULL;

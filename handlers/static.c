@@ -30,7 +30,37 @@ static int escapes_root_slow(const h2p_app_rt_t *app, const char *physical)
     return len != app->real_root_len && resolved[app->real_root_len] != '/' && app->real_root_len != 1;
 }
 
+/* Verdicts of this loop iteration, like libh2o's file cache: a busy loop serves the same few
+ * files to many requests, and a file changed on disk is seen from the next iteration on. */
+#define VERDICTS 16
+static __thread struct {
+    char path[VERDICTS][192];
+    int escapes[VERDICTS];
+    size_t count;
+} verdicts;
+
+void h2p_static_clear_cache(void)
+{
+    verdicts.count = 0;
+}
+
+static int escapes_root_uncached(const h2p_app_rt_t *app, const char *physical);
+
 static int escapes_root(const h2p_app_rt_t *app, const char *physical)
+{
+    size_t len = strlen(physical);
+    for (size_t i = 0; i != verdicts.count; ++i)
+        if (memcmp(verdicts.path[i], physical, len + 1) == 0)
+            return verdicts.escapes[i];
+    int escapes = escapes_root_uncached(app, physical);
+    if (verdicts.count != VERDICTS && len < sizeof(verdicts.path[0])) {
+        memcpy(verdicts.path[verdicts.count], physical, len + 1);
+        verdicts.escapes[verdicts.count++] = escapes;
+    }
+    return escapes;
+}
+
+static int escapes_root_uncached(const h2p_app_rt_t *app, const char *physical)
 {
     static int no_openat2;
     const char *rel = physical + app->root_len;

@@ -6,5 +6,7 @@
 
 /* Serves `physical` (the file behind req->path_normalized in the scope); always answers. */
 int h2p_static_serve(h2o_req_t *req, h2p_scope_rt_t *scope, const char *physical);
+/* Forgets this thread's symlink verdicts (after every loop iteration). */
+void h2p_static_clear_cache(void);
 
 #endif

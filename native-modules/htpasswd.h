@@ -1,0 +1,73 @@
+/*
+ * Users and groups files for authentication and authorization (Apache's formats).
+ *
+ * Users file: one `user:hash` per line, the hash a crypt(3) string of a scheme that is still
+ * safe to store passwords with: bcrypt ($2y$, $2b$), SHA-512 ($6$) or SHA-256 ($5$) crypt,
+ * as `htpasswd -B`, `openssl passwd -6` or `mkpasswd -m sha-512` write them.  Legacy hashes
+ * (DES, MD5, $apr1$, {SHA}, $2a$) and plain text are refused when the file is read, so a weak
+ * entry is an error at load time, not a silent hole.
+ *
+ * Groups file: one `group: user1 user2 ...` per line.
+ *
+ * In both, blank lines and lines starting with `#` are ignored.  Parsing is pure; nothing here
+ * touches h2o, so the unit test can drive it directly.
+ */
+#ifndef H2POOL_HTPASSWD_H
+#define H2POOL_HTPASSWD_H
+
+#include <stddef.h>
+
+typedef struct h2p_htpasswd_user {
+    char *name;
+    char *hash;
+    size_t name_len;
+} h2p_htpasswd_user_t;
+
+typedef struct h2p_htpasswd {
+    h2p_htpasswd_user_t *users; /* sorted by name */
+    size_t count;
+    char *text; /* the file's text; names and hashes point into it */
+} h2p_htpasswd_t;
+
+typedef struct h2p_group {
+    char *name;
+    char **members; /* sorted */
+    size_t count;
+} h2p_group_t;
+
+typedef struct h2p_groups {
+    h2p_group_t *groups; /* sorted by name */
+    size_t count;
+    char *text;
+} h2p_groups_t;
+
+/*
+ * Parse `len` bytes of users-file text (`source` names it in messages).  Returns 0, or -1 with
+ * "source:line: what is wrong" in `err`; on failure `out` holds nothing to dispose.
+ */
+int h2p_htpasswd_parse(h2p_htpasswd_t *out, const char *text, size_t len, const char *source, char *err, size_t errlen);
+/* Reads and parses the file at `path`. */
+int h2p_htpasswd_load(h2p_htpasswd_t *out, const char *path, char *err, size_t errlen);
+void h2p_htpasswd_dispose(h2p_htpasswd_t *users);
+
+const h2p_htpasswd_user_t *h2p_htpasswd_find(const h2p_htpasswd_t *users, const char *name, size_t name_len);
+
+/*
+ * Checks a password: the user's hash is recomputed with crypt(3) and compared in constant time.
+ * An unknown user still costs one hash computation (against another user's hash), so response
+ * times do not tell which user names exist.  Returns the user, or NULL.
+ */
+const h2p_htpasswd_user_t *h2p_htpasswd_verify(const h2p_htpasswd_t *users, const char *name, size_t name_len, const char *password,
+                                               size_t password_len);
+
+/* Whether `hash` is a crypt(3) string of an accepted scheme; NULL, or why not. */
+const char *h2p_htpasswd_check_hash(const char *hash);
+
+int h2p_groups_parse(h2p_groups_t *out, const char *text, size_t len, const char *source, char *err, size_t errlen);
+int h2p_groups_load(h2p_groups_t *out, const char *path, char *err, size_t errlen);
+void h2p_groups_dispose(h2p_groups_t *groups);
+
+/* Whether `user` is listed in group `group`. */
+int h2p_groups_is_member(const h2p_groups_t *groups, const char *group, const char *user, size_t user_len);
+
+#endif

@@ -1,0 +1,502 @@
+"""authentication (anonymous, basic) and authorization (URL rules) modules: CONFIG.md
+`modules.authentication`, `modules.authorization`, 401.2 with a challenge, 403 for denied users.
+
+Hashes are made here: bcrypt by python3's crypt module (or `htpasswd -B`), SHA-512 and SHA-256
+crypt by `openssl passwd -6 / -5`.
+"""
+import base64
+import os
+import re
+import shutil
+import subprocess
+import time
+import unittest
+import warnings
+
+import h2ptest
+from h2ptest import Server, curl, raw_request
+
+SANITIZER_REPORT = re.compile(r"ERROR: \w+Sanitizer|runtime error:")
+
+
+def stop_cleanly(server):
+    """Stops server; fails unless it exited 0 with no sanitizer report in its log."""
+    server.stop()
+    log = server.read_log()
+    if getattr(server, "proc_returncode", 0) != 0 or SANITIZER_REPORT.search(log):
+        raise AssertionError(f"h2pool exit status {getattr(server, 'proc_returncode', None)}:\n{log[-4000:]}")
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    try:
+        import crypt  # deprecated, gone in 3.13: htpasswd is the fallback
+    except ImportError:
+        crypt = None
+
+
+def bcrypt_hash(password, cost=4):
+    if crypt is not None and crypt.METHOD_BLOWFISH in crypt.methods:
+        return crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=2 ** cost))
+    if shutil.which("htpasswd"):
+        out = subprocess.run(["htpasswd", "-nbB", "-C", str(cost), "u", password], check=True, capture_output=True, text=True)
+        return out.stdout.strip().split(":", 1)[1]
+    raise unittest.SkipTest("no bcrypt generator (python3 crypt module or htpasswd)")
+
+
+def openssl_hash(password, scheme):
+    out = subprocess.run(["openssl", "passwd", scheme, "-stdin"], input=password, check=True, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def basic(user, password):
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+CONF = """
+server:
+  threads: 2
+sites:
+  main:
+    bindings: ["http://127.0.0.1:{port:http}:main.test"]
+    root: {dir}/www
+    http2: true
+    modules:
+      authentication:
+        anonymous: true
+        basic: {realm: "test realm", users_file: ../users.htpasswd}
+        groups_file: ../groups.txt
+      authorization:
+        - {path: "/admin/*", allow: {users: [alice]}}
+        - {path: "/admin/*", deny: {users: ["*"]}}
+        - {path: "/staff/*", allow: {roles: [staff]}}
+        - {path: "/staff/*", deny: {users: ["*"]}}
+        - {path: "/members/*", deny: {users: ["?"]}}
+        - {path: "/readonly/*", deny: {users: ["*"], verbs: [POST, PUT, DELETE]}}
+        - {path: "/editors/*", allow: {roles: [editors], verbs: [GET, HEAD]}}
+        - {path: "/editors/*", deny: {users: ["*"]}}
+    locations:
+      /private:
+        modules:
+          authentication:
+            anonymous: false
+            basic: {realm: private, users_file: ../users.htpasswd}
+            groups_file: ../groups.txt
+  closed:
+    bindings: ["http://127.0.0.1:{port:http}:closed.test"]
+    root: {dir}/www
+    http2: true
+    modules:
+      authentication:
+        anonymous: false
+        basic: {users_file: ../users.htpasswd}
+        credential_cache: {ttl: 0s}
+  rules:
+    bindings: ["http://127.0.0.1:{port:http}:rules.test"]
+    root: {dir}/www
+    modules:
+      authentication:
+        basic: {realm: rules, users_file: ../users.htpasswd}
+      authorization:
+        - {path: "/open/*", allow: {users: ["*"]}}
+        - {deny: {users: ["*"]}}
+  noauth:
+    bindings: ["http://127.0.0.1:{port:http}:noauth.test"]
+    root: {dir}/www
+    modules:
+      authorization:
+        - {path: "/admin/*", deny: {users: ["?"]}}
+"""
+
+FILES = {
+    "www/hello.txt": "hello\n",
+    "www/admin/a.txt": "admin area\n",
+    "www/staff/s.txt": "staff area\n",
+    "www/members/m.txt": "members area\n",
+    "www/readonly/r.txt": "readonly area\n",
+    "www/editors/e.txt": "editors area\n",
+    "www/private/p.txt": "private area\n",
+    "www/open/o.txt": "open area\n",
+    "groups.txt": "# roles\nstaff: dave carol\neditors: erin\n",
+}
+
+
+class AuthTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        users = {
+            "alice": bcrypt_hash("alice-pw"),
+            "bob": openssl_hash("bob-pw", "-6"),
+            "carol": openssl_hash("carol-pw", "-5"),
+            "dave": bcrypt_hash("dave-pw"),
+            "erin": openssl_hash("erin-pw", "-6"),
+        }
+        files = dict(FILES)
+        files["users.htpasswd"] = "".join(f"{u}:{h}\n" for u, h in users.items())
+        cls.server = Server(CONF, files)
+        cls.addClassCleanup(cls.server.cleanup)
+        cls.addClassCleanup(stop_cleanly, cls.server)
+        cls.server.start()
+
+    def get(self, path, *args, host="main.test", auth=None, **kw):
+        port = self.server.port()
+        extra = ["-H", f"Authorization: {auth}"] if auth is not None else []
+        return curl(f"http://{host}:{port}{path}", "--resolve", f"{host}:{port}:127.0.0.1", *extra, *args, **kw)
+
+    def assertChallenge(self, r, realm):
+        self.assertEqual(r.status, 401, r)
+        self.assertEqual(r.header("www-authenticate"), f'Basic realm="{realm}"', r)
+
+    def assertAlive(self):
+        r = self.get("/hello.txt")
+        self.assertEqual(r.status, 200, r)
+        self.assertIsNone(self.server.proc.poll(), "h2pool died")
+
+    # ---- authentication: anonymous true ---------------------------------------------------
+
+    def test_anonymous_request_passes(self):
+        r = self.get("/hello.txt")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.body, b"hello\n")
+        self.assertIsNone(r.header("www-authenticate"))
+
+    def test_valid_credentials_for_every_hash_scheme(self):
+        for user in ["alice", "bob", "carol", "dave", "erin"]:
+            for proto in [[], ["--http2-prior-knowledge"]]:
+                with self.subTest(user=user, proto=proto):
+                    r = self.get("/hello.txt", *proto, auth=basic(user, user + "-pw"))
+                    self.assertEqual(r.status, 200, r)
+                    self.assertEqual(r.body, b"hello\n")
+
+    def test_curl_user_option(self):
+        r = self.get("/hello.txt", "--user", "alice:alice-pw", "--basic")
+        self.assertEqual(r.status, 200, r)
+
+    def test_wrong_credentials_get_401_even_with_anonymous(self):
+        for user, password in [("alice", "bob-pw"), ("alice", ""), ("alice", "alice-pw "), ("nobody", "alice-pw"),
+                               ("ALICE", "alice-pw"), ("bob", "bob-p")]:
+            with self.subTest(user=user, password=password):
+                r = self.get("/hello.txt", auth=basic(user, password))
+                self.assertChallenge(r, "test realm")
+                self.assertNotIn(b"hello", r.body)
+
+    def test_wrong_credentials_over_http2(self):
+        r = self.get("/hello.txt", "--http2-prior-knowledge", auth=basic("alice", "nope"))
+        self.assertEqual(r.version, "2")
+        self.assertChallenge(r, "test realm")
+
+    def test_scheme_name_is_case_insensitive(self):
+        token = base64.b64encode(b"alice:alice-pw").decode()
+        for scheme in ["basic", "BASIC", "Basic  "]:
+            with self.subTest(scheme=scheme):
+                r = self.get("/hello.txt", auth=f"{scheme} {token}")
+                self.assertEqual(r.status, 200, r)
+
+    def test_password_with_colon(self):
+        # everything after the first colon is the password: a wrong one here, the right one is alice-pw
+        r = self.get("/hello.txt", auth=basic("alice", "alice-pw:extra"))
+        self.assertChallenge(r, "test realm")
+
+    # ---- authentication: anonymous false --------------------------------------------------
+
+    def test_anonymous_false_location_needs_credentials(self):
+        r = self.get("/private/p.txt")
+        self.assertChallenge(r, "private")
+        self.assertNotIn(b"private area", r.body)
+        r = self.get("/private/p.txt", auth=basic("bob", "bob-pw"))
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.body, b"private area\n")
+        r = self.get("/private/p.txt", "--http2-prior-knowledge")
+        self.assertChallenge(r, "private")
+        r = self.get("/private/p.txt", "--http2-prior-knowledge", auth=basic("bob", "bob-pw"))
+        self.assertEqual(r.status, 200, r)
+
+    def test_anonymous_false_site(self):
+        # the realm defaults to the site name
+        r = self.get("/hello.txt", host="closed.test")
+        self.assertChallenge(r, "closed")
+        r = self.get("/nonexistent", host="closed.test")
+        self.assertChallenge(r, "closed")  # no hint whether the resource exists
+        r = self.get("/hello.txt", host="closed.test", auth=basic("carol", "carol-pw"))
+        self.assertEqual(r.status, 200, r)
+        r = self.get("/hello.txt", host="closed.test", auth=basic("carol", "dave-pw"))
+        self.assertChallenge(r, "closed")
+
+    def test_head_without_credentials(self):
+        r = self.get("/hello.txt", "-I", host="closed.test")
+        self.assertChallenge(r, "closed")
+
+    # ---- malformed Authorization headers ----------------------------------------------------
+
+    def test_malformed_authorization_gets_401_without_crash(self):
+        cases = {
+            "empty": "",
+            "scheme only": "Basic",
+            "scheme and space": "Basic ",
+            "not base64": "Basic !!!***",
+            "no colon": "Basic " + base64.b64encode(b"alicealice-pw").decode(),
+            "empty user": "Basic " + base64.b64encode(b":alice-pw").decode(),
+            "NUL in password": "Basic " + base64.b64encode(b"alice:alice-pw\0").decode(),
+            "truncated base64": "Basic " + base64.b64encode(b"alice:alice-pw").decode()[:-3],
+            "lone base64 char": "Basic QWxpY2U6YWxpY2UtcHc=A",
+            "unknown scheme": "Bearer abc.def.ghi",
+            "digest": 'Digest username="alice", realm="x", nonce="1", uri="/", response="0"',
+            "scheme glued": "BasicYWxpY2U6YWxpY2UtcHc=",
+            "huge 50 KB": "Basic " + "QUFB" * 12500,  # curl's HTTP/2 sends at most 64 KB of headers
+            "huge valid prefix": basic("alice", "alice-pw") + "A" * 20000,
+            "high bytes": "Basic \xff\xfe\xfd",
+        }
+        for name, value in cases.items():
+            for proto in [[], ["--http2-prior-knowledge"]]:
+                with self.subTest(case=name, proto=proto):
+                    r = self.get("/hello.txt", *proto, "-H", f"Authorization: {value}" if value else "Authorization;")
+                    self.assertChallenge(r, "test realm")
+        self.assertAlive()
+
+    def test_huge_authorization_over_http1(self):
+        r = self.get("/hello.txt", "-H", "Authorization: Basic " + "QUFB" * 25_000)  # 100 KB
+        self.assertChallenge(r, "test realm")
+        # beyond what libh2o reads for a request head (~400 KB), it refuses the request itself
+        for size, expect in [(300_000, b"HTTP/1.1 401"), (600_000, None)]:
+            with self.subTest(size=size):
+                try:
+                    out = raw_request(self.server.port(), b"GET /hello.txt HTTP/1.1\r\nHost: main.test\r\n"
+                                      b"Connection: close\r\nAuthorization: Basic " + b"QUFB" * (size // 4) + b"\r\n\r\n")
+                except (ConnectionResetError, BrokenPipeError):
+                    out = b""  # closed while the head was still coming
+                if expect is not None:
+                    self.assertTrue(out.startswith(expect), out[:100])
+                else:
+                    self.assertFalse(out.startswith(b"HTTP/1.1 200"), out[:100])
+        self.assertAlive()
+
+    def test_two_authorization_headers_get_401(self):
+        r = self.get("/hello.txt", "-H", "Authorization: " + basic("alice", "alice-pw"),
+                     "-H", "Authorization: " + basic("bob", "bob-pw"))
+        self.assertChallenge(r, "test realm")
+
+    def test_raw_garbage_authorization(self):
+        port = self.server.port()
+        for value in [b"Basic \x00\x01\x02", b"Basic ====", b"Basic =", b"\t\t", b"Basic " + b"/" * 8193]:
+            with self.subTest(value=value):
+                out = raw_request(port, b"GET /hello.txt HTTP/1.1\r\nHost: main.test\r\nConnection: close\r\n"
+                                  b"Authorization: " + value + b"\r\n\r\n")
+                self.assertTrue(out.startswith(b"HTTP/1.1 401") or out.startswith(b"HTTP/1.1 400"), out[:200])
+        self.assertAlive()
+
+    # ---- credential cache ---------------------------------------------------------------------
+
+    def test_cache_does_not_accept_other_passwords(self):
+        self.assertEqual(self.get("/hello.txt", auth=basic("bob", "bob-pw")).status, 200)
+        self.assertEqual(self.get("/hello.txt", auth=basic("bob", "bob-pwX")).status, 401)
+        self.assertEqual(self.get("/hello.txt", auth=basic("bob", "bob-pw")).status, 200)
+
+    # ---- authorization --------------------------------------------------------------------------
+
+    def test_by_user(self):
+        r = self.get("/admin/a.txt")
+        self.assertChallenge(r, "test realm")  # anonymous: ask for credentials
+        self.assertNotIn(b"admin area", r.body)
+        r = self.get("/admin/a.txt", auth=basic("alice", "alice-pw"))
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.body, b"admin area\n")
+        r = self.get("/admin/a.txt", auth=basic("bob", "bob-pw"))
+        self.assertEqual(r.status, 403, r)
+        self.assertIsNone(r.header("www-authenticate"))
+        self.assertNotIn(b"admin area", r.body)
+        r = self.get("/admin/a.txt", "--http2-prior-knowledge", auth=basic("bob", "bob-pw"))
+        self.assertEqual(r.status, 403, r)
+
+    def test_directory_itself_is_covered(self):
+        # "/admin/*" also protects "/admin" (which would redirect to "/admin/")
+        self.assertChallenge(self.get("/admin"), "test realm")
+        self.assertChallenge(self.get("/admin/"), "test realm")
+        self.assertChallenge(self.get("/admin/nonexistent"), "test realm")
+
+    def test_encoded_and_dotted_paths_do_not_bypass(self):
+        for path in ["/%61dmin/a.txt", "/x/../admin/a.txt", "/./admin/a.txt", "//admin/a.txt", "/admin//a.txt",
+                     "/admin/%2e/a.txt", "///admin///a.txt", "/%2fadmin/a.txt", "/admin%2fa.txt"]:
+            with self.subTest(path=path):
+                r = self.get(path, "--path-as-is")
+                self.assertIn(r.status, (401, 404), r)
+                self.assertNotIn(b"admin area", r.body)
+                r = self.get(path, "--path-as-is", auth=basic("bob", "bob-pw"))
+                self.assertIn(r.status, (403, 404), r)
+                self.assertNotIn(b"admin area", r.body)
+
+    def test_by_role(self):
+        self.assertChallenge(self.get("/staff/s.txt"), "test realm")
+        for user in ["dave", "carol"]:
+            with self.subTest(user=user):
+                r = self.get("/staff/s.txt", auth=basic(user, user + "-pw"))
+                self.assertEqual(r.status, 200, r)
+                self.assertEqual(r.body, b"staff area\n")
+        for user in ["alice", "bob", "erin"]:
+            with self.subTest(user=user):
+                self.assertEqual(self.get("/staff/s.txt", auth=basic(user, user + "-pw")).status, 403)
+
+    def test_question_mark_is_anonymous(self):
+        self.assertChallenge(self.get("/members/m.txt"), "test realm")
+        for user in ["alice", "bob"]:
+            r = self.get("/members/m.txt", auth=basic(user, user + "-pw"))
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(r.body, b"members area\n")
+
+    def test_by_verb(self):
+        r = self.get("/readonly/r.txt")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.body, b"readonly area\n")
+        for verb in ["POST", "PUT", "DELETE"]:
+            with self.subTest(verb=verb):
+                self.assertChallenge(self.get("/readonly/r.txt", "-X", verb), "test realm")
+                r = self.get("/readonly/r.txt", "-X", verb, auth=basic("alice", "alice-pw"))
+                self.assertEqual(r.status, 403, r)
+        # a verb the rule does not name passes it (the static handler then answers 405 to OPTIONS/PATCH)
+        r = self.get("/readonly/r.txt", "-X", "PATCH")
+        self.assertNotIn(r.status, (401, 403), r)
+
+    def test_role_and_verb_together(self):
+        r = self.get("/editors/e.txt", auth=basic("erin", "erin-pw"))
+        self.assertEqual(r.status, 200, r)
+        r = self.get("/editors/e.txt", "-I", auth=basic("erin", "erin-pw"))
+        self.assertEqual(r.status, 200, r)
+        # POST by an editor: the allow rule names GET and HEAD only, the deny rule takes it
+        r = self.get("/editors/e.txt", "-X", "POST", auth=basic("erin", "erin-pw"))
+        self.assertEqual(r.status, 403, r)
+        self.assertEqual(self.get("/editors/e.txt", auth=basic("dave", "dave-pw")).status, 403)
+
+    def test_star_is_everyone_and_rule_without_path_is_every_path(self):
+        # rules: allow * on /open/*, then deny * everywhere (IIS: "*" = all users, anonymous included)
+        r = self.get("/open/o.txt", host="rules.test")
+        self.assertEqual(r.status, 200, r)
+        r = self.get("/open/o.txt", host="rules.test", auth=basic("bob", "bob-pw"))
+        self.assertEqual(r.status, 200, r)
+        self.assertChallenge(self.get("/hello.txt", host="rules.test"), "rules")
+        self.assertEqual(self.get("/hello.txt", host="rules.test", auth=basic("bob", "bob-pw")).status, 403)
+
+    def test_unmatched_request_is_allowed(self):
+        r = self.get("/hello.txt", auth=basic("bob", "bob-pw"))
+        self.assertEqual(r.status, 200, r)
+
+    def test_authorization_without_authentication_scheme(self):
+        # no scheme to log in with: anonymous is denied with 401 and no challenge
+        r = self.get("/admin/a.txt", host="noauth.test")
+        self.assertEqual(r.status, 401, r)
+        self.assertIsNone(r.header("www-authenticate"))
+        self.assertNotIn(b"admin area", r.body)
+        self.assertEqual(self.get("/hello.txt", host="noauth.test").status, 200)
+
+    @unittest.skip("REMOTE_USER / AUTH_TYPE in the FastCGI params are wired by handlers/fastcgi.c (lead)")
+    def test_remote_user_reaches_fastcgi(self):
+        pass
+
+
+class CredentialCacheTimingTest(unittest.TestCase):
+    """One thread, an expensive bcrypt: the first request pays for it, the next ones hit the cache;
+    with ttl 0 every request pays."""
+
+    CONF = """
+    server:
+      threads: 1
+    sites:
+      cached:
+        bindings: ["http://127.0.0.1:{port:http}:cached.test"]
+        root: {dir}/www
+        modules:
+          authentication:
+            anonymous: false
+            basic: {users_file: ../users.htpasswd}
+            credential_cache: {ttl: 60s}
+      uncached:
+        bindings: ["http://127.0.0.1:{port:http}:uncached.test"]
+        root: {dir}/www
+        modules:
+          authentication:
+            anonymous: false
+            basic: {users_file: ../users.htpasswd}
+            credential_cache: {ttl: 0s}
+    """
+
+    def test_cache_skips_bcrypt(self):
+        files = {"www/hello.txt": "hello\n", "users.htpasswd": f"slow:{bcrypt_hash('slow-pw', cost=12)}\n"}
+        server = Server(self.CONF, files)
+        self.addCleanup(server.cleanup)
+        self.addCleanup(stop_cleanly, server)
+        server.start()
+        port = server.port()
+
+        def timed(host):
+            start = time.monotonic()
+            r = curl(f"http://{host}:{port}/hello.txt", "--resolve", f"{host}:{port}:127.0.0.1",
+                     "-H", "Authorization: " + basic("slow", "slow-pw"))
+            self.assertEqual(r.status, 200, r)
+            return time.monotonic() - start
+
+        first = timed("cached.test")
+        later = min(timed("cached.test") for _ in range(3))
+        uncached = min(timed("uncached.test") for _ in range(2))
+        self.assertGreater(first, 0.05, "bcrypt cost 12 should take a while")
+        self.assertLess(later, first / 2, (first, later))
+        self.assertGreater(uncached, later * 2, (uncached, later))
+
+
+class AuthConfigErrorTest(unittest.TestCase):
+    """A users or groups file that cannot be used refuses the configuration, naming the file and line."""
+
+    CONF = """
+    sites:
+      s:
+        bindings: ["http://127.0.0.1:{port:http}"]
+        root: {dir}/www
+        modules:
+          authentication:
+            basic: {users_file: ../users.htpasswd}
+            groups_file: ../groups.txt
+          authorization:
+            - {allow: {roles: [admins]}}
+    """
+
+    def start_failing(self, users, groups="admins: alice\n", conf=None):
+        files = {"www/hello.txt": "hello\n", "users.htpasswd": users, "groups.txt": groups}
+        server = Server(conf or self.CONF, files, expect_start=False)
+        self.addCleanup(server.cleanup)
+        server.start()
+        self.assertNotEqual(server.proc.wait(30), 0)
+        log = server.read_log()
+        self.assertIsNone(SANITIZER_REPORT.search(log), log)
+        return log
+
+    def test_legacy_hash_is_refused(self):
+        log = self.start_failing("alice:" + bcrypt_hash("x") + "\nbob:" + openssl_hash("x", "-1") + "\n")
+        self.assertIn("users.htpasswd:2:", log)
+        self.assertIn('user "bob"', log)
+        self.assertIn("MD5", log)
+
+    def test_plain_password_is_refused(self):
+        log = self.start_failing("alice:secret\n")
+        self.assertIn("users.htpasswd:1:", log)
+        self.assertIn("plain-text", log)
+        self.assertNotIn("secret", log.replace("plain-text", ""))
+
+    def test_missing_users_file(self):
+        conf = self.CONF.replace("../users.htpasswd", "../missing.htpasswd")
+        files = {"www/hello.txt": "hello\n", "groups.txt": "admins: alice\n"}
+        server = Server(conf, files, expect_start=False)
+        self.addCleanup(server.cleanup)
+        server.start()
+        self.assertNotEqual(server.proc.wait(30), 0)
+        log = server.read_log()
+        self.assertIn("missing.htpasswd", log)
+        self.assertIsNone(SANITIZER_REPORT.search(log), log)
+
+    def test_bad_groups_file(self):
+        log = self.start_failing("alice:" + bcrypt_hash("x") + "\n", groups="admins alice\n")
+        self.assertIn("groups.txt:1:", log)
+
+    def test_roles_without_groups_file(self):
+        conf = self.CONF.replace("            groups_file: ../groups.txt\n", "")
+        log = self.start_failing("alice:" + bcrypt_hash("x") + "\n", conf=conf)
+        self.assertIn("groups_file", log)
+
+
+if __name__ == "__main__":
+    h2ptest.main()
