@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -26,12 +27,15 @@ typedef struct cgi_request {
     h2p_cgi_response_t response;
     pid_t pid;
     h2o_socket_t *in, *out, *err;
-    h2o_timeout_entry_t timeout;
+    h2o_timeout_entry_t timeout, watch;
     h2o_loop_t *loop;
+    int client_fd; /* an HTTP/1 client's socket, checked for the client leaving (see on_watch); else -1 */
     int done;
 } cgi_request_t;
 
-static __thread h2o_timeout_t cgi_timeout;
+#define CLIENT_CHECK_MS 1000
+
+static __thread h2o_timeout_t cgi_timeout, watch_timeout;
 static __thread int cgi_timeout_ready;
 
 static void close_socket(h2o_socket_t **sock)
@@ -46,6 +50,8 @@ static void finish(cgi_request_t *cr, int kill_script)
 {
     if (h2o_timeout_is_linked(&cr->timeout))
         h2o_timeout_unlink(&cr->timeout);
+    if (h2o_timeout_is_linked(&cr->watch))
+        h2o_timeout_unlink(&cr->watch);
     close_socket(&cr->in);
     close_socket(&cr->out);
     close_socket(&cr->err);
@@ -88,6 +94,8 @@ static void on_stdout(h2o_socket_t *sock, const char *err)
     }
     if (err != NULL) { /* EOF: the script is done; its stderr drains until it closes too */
         h2o_timeout_unlink(&cr->timeout);
+        if (h2o_timeout_is_linked(&cr->watch))
+            h2o_timeout_unlink(&cr->watch);
         close_socket(&cr->in);
         close_socket(&cr->out);
         h2p_cgi_response_end(&cr->response, 1);
@@ -115,6 +123,28 @@ static void on_timeout(h2o_timeout_entry_t *entry)
     h2p_warn("cgi", "script %d sent nothing for %d s: killing it", (int)cr->pid, H2P_CGI_TIMEOUT_MS / 1000);
     finish(cr, 1);
     h2p_cgi_response_fail(&cr->response, 504, "Gateway Timeout", "the script did not answer in time");
+}
+
+/*
+ * libh2o 2.2.5's HTTP/1 stops reading a connection while its request is processed, so a client
+ * that leaves is noticed only when a write to it fails: a script that is quiet for a while (a long
+ * computation, a sleep, a blocked child) would run on for nobody, up to H2P_CGI_TIMEOUT_MS.  So
+ * the client's socket is polled for the peer's shutdown (POLLRDHUP; unread pipelined bytes do not
+ * hide it) and the script is killed, as nginx's broken-connection check does for its upstreams.
+ * HTTP/2 needs none of this: libh2o reads h2 connections throughout and stops the stream.
+ */
+static void on_watch(h2o_timeout_entry_t *entry)
+{
+    cgi_request_t *cr = H2O_STRUCT_FROM_MEMBER(cgi_request_t, watch, entry);
+    struct pollfd pfd = {.fd = cr->client_fd, .events = POLLRDHUP};
+    if (poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0) {
+        h2p_info("cgi", "the client left: killing script %d", (int)cr->pid);
+        finish(cr, 1);
+        /* nobody reads it; 499 (nginx's "client closed request") is for the access log */
+        h2p_cgi_response_fail(&cr->response, 499, "Client Closed Request", "the client closed the connection");
+        return;
+    }
+    h2o_timeout_link(cr->loop, &watch_timeout, &cr->watch);
 }
 
 static void on_body_written(h2o_socket_t *sock, const char *err)
@@ -231,11 +261,18 @@ int h2p_cgi_handle(h2o_req_t *req, const h2p_cgi_script_t *script)
     cr->loop = req->conn->ctx->loop;
     cr->timeout = (h2o_timeout_entry_t){0};
     cr->timeout.cb = on_timeout;
+    cr->watch = (h2o_timeout_entry_t){0};
+    cr->watch.cb = on_watch;
     if (!cgi_timeout_ready) {
         h2o_timeout_init(cr->loop, &cgi_timeout, H2P_CGI_TIMEOUT_MS);
+        h2o_timeout_init(cr->loop, &watch_timeout, CLIENT_CHECK_MS);
         cgi_timeout_ready = 1;
     }
     h2o_timeout_link(cr->loop, &cgi_timeout, &cr->timeout);
+    h2o_socket_t *client = req->version < 0x200 ? req->conn->callbacks->get_socket(req->conn) : NULL;
+    cr->client_fd = client != NULL ? h2o_socket_get_fd(client) : -1;
+    if (cr->client_fd >= 0)
+        h2o_timeout_link(cr->loop, &watch_timeout, &cr->watch);
 
     fcntl(in[1], F_SETFL, O_NONBLOCK);
     fcntl(out[0], F_SETFL, O_NONBLOCK);

@@ -76,6 +76,8 @@ static int is_hop_by_hop(const char *name, size_t len)
 static int start_response(h2p_cgi_response_t *self, const h2p_cgi_head_t *head)
 {
     h2o_req_t *req = self->req;
+    if (head->status < 200)
+        return -1; /* an interim 1xx cannot be the script's final answer: malformed, 502 */
     req->res.status = head->status;
     req->res.reason = head->reason_len != 0 ? h2o_strdup(&req->pool, head->reason, head->reason_len).base : "OK";
     for (size_t i = 0; i != head->num_headers; ++i) {
@@ -98,6 +100,18 @@ static int start_response(h2p_cgi_response_t *self, const h2p_cgi_head_t *head)
         else
             h2o_add_header_by_str(&req->pool, &req->res.headers, name.base, name.len, 0, NULL, value.base, value.len);
     }
+    /* A HEAD response or a 204/304 has no body (RFC 9110 6.4.1), but scripts print one anyway:
+     * libh2o 2.2.5's HTTP/1 writes whatever it is given, and those bytes would reach the client
+     * as the start of the next response.  A budget of 0 drops them (a HEAD keeps the script's
+     * Content-Length: it is the length a GET would get). */
+    if (h2o_memis(req->input.method.base, req->input.method.len, H2O_STRLIT("HEAD")) || head->status == 204 || head->status == 304)
+        self->body_left = 0;
+    if (head->status == 204)
+        req->res.content_length = SIZE_MAX; /* RFC 9110 8.6: no Content-Length in a 204 */
+    /* libh2o 2.2.5 chunks HTTP/1.1 bodies only: to an HTTP/1.0 keep-alive client, a body of unknown
+     * length on a connection that stays open never ends.  Closing the connection delimits it. */
+    if (req->version < 0x101 && req->res.content_length == SIZE_MAX && self->body_left != 0)
+        req->http1_is_persistent = 0;
     self->started = 1;
     h2o_start_response(req, &self->super);
     return 0;

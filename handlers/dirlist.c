@@ -104,7 +104,8 @@ int h2p_dirlist_serve(h2o_req_t *req, const char *physical)
             (dir_entry_t){h2o_strdup(&req->pool, de->d_name, SIZE_MAX).base, S_ISDIR(st.st_mode), st.st_size, st.st_mtime};
     }
     closedir(dir);
-    qsort(entries, count, sizeof(*entries), compare_entries);
+    if (count > 1) /* an empty directory leaves entries NULL, which qsort() must not get (C11 7.22.5) */
+        qsort(entries, count, sizeof(*entries), compare_entries);
 
     h2o_buffer_t *buf;
     h2o_buffer_init(&buf, &h2o_socket_buffer_prototype);
@@ -137,6 +138,10 @@ int h2p_dirlist_serve(h2o_req_t *req, const char *physical)
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("text/html; charset=utf-8"));
     h2o_iovec_t body = h2o_strdup(&req->pool, buf->bytes, buf->size);
     h2o_buffer_dispose(&buf);
+    /* h2o_send_inline() leaves the length unset: HTTP/1.1 then chunks, but an HTTP/1.0 keep-alive
+     * client gets a body it cannot delimit on a connection that stays open.  A HEAD announces the
+     * length its GET would get. */
+    req->res.content_length = body.len;
     h2o_send_inline(req, is_head ? NULL : body.base, is_head ? 0 : body.len);
     return 0;
 }
