@@ -5,6 +5,7 @@
  * the front-end threads, and then runs its own event loop for what must never block a
  * front-end loop: signals, spawning and reaping workers, and the pools' timers.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -190,6 +191,17 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    /* watched before it is read: a change made while h2pool starts is not missed */
+    int ifd = -1, watch_errno = 0;
+    if (!test_only && ((ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0 ||
+                       inotify_add_watch(ifd, conf_dir,
+                                         IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_ATTRIB |
+                                             IN_DONT_FOLLOW) < 0)) {
+        watch_errno = errno;
+        if (ifd >= 0)
+            close(ifd);
+        ifd = -1;
+    }
     h2p_config_errors_t errors = {0};
     h2p_config_t *conf = h2p_config_load(conf_dir, 1, &errors);
     if (conf == NULL) {
@@ -242,14 +254,11 @@ int main(int argc, char **argv)
     current_conf = h2p_config_retain(conf);
     h2o_timeout_init(loop, &debounce_timeout, RELOAD_DEBOUNCE_MS);
     debounce_entry.cb = on_debounced_change;
-    int ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     h2o_socket_t *isock = NULL;
-    if (ifd < 0 ||
-        inotify_add_watch(ifd, conf_dir,
-                          IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_ATTRIB | IN_DONT_FOLLOW) < 0) {
-        h2p_warn(NULL, "cannot watch %s for changes (%m): reload with SIGHUP", conf_dir);
+    if (ifd < 0) {
+        h2p_warn(NULL, "cannot watch %s for changes (%s): reload with SIGHUP", conf_dir, strerror(watch_errno));
     } else {
-        isock = h2o_evloop_socket_create(loop, ifd, 0);
+        isock = h2o_evloop_socket_create(loop, ifd, H2O_SOCKET_FLAG_DONT_READ);
         h2o_socket_read_start(isock, on_conf_dir_event);
     }
     while (!stop_requested)
