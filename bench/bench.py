@@ -22,6 +22,7 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 WORK = tempfile.mkdtemp(prefix="h2pool-bench-")
 os.chmod(WORK, 0o755)
 PORTS = {"h2pool": (18180, 18543), "nginx": (18181, 18544), "h2o": (18182, 18545)}
+MODULES_ON, MODULES_OFF = 18190, 18191
 WORKERS = 4
 procs = []
 
@@ -124,6 +125,29 @@ sites:
     handlers:
       - {{path: "/app", pool: hello}}
       - {{path: "*.php", pool: php}}
+  modules-on:
+    bindings: [http://127.0.0.1:{MODULES_ON}]
+    root: {WORK}/www
+    modules:
+      request_filtering:
+        verbs: {{allow: [GET, HEAD, POST]}}
+        file_extensions: {{deny: [.ini, .bak, .config]}}
+        hidden_segments: [.git, bin, App_Data]
+      ip_restriction: {{default: deny, allow: [127.0.0.0/8, "::1/128"]}}
+      redirect: [{{from: /old/*, to: /new/$1, status: 301}}]
+      authentication: {{anonymous: true}}
+      authorization: [{{path: /admin/*, deny: {{users: ["?"]}}}}]
+  modules-off:
+    bindings: [http://127.0.0.1:{MODULES_OFF}]
+    root: {WORK}/www
+    modules:
+      request_filtering: {{enabled: false}}
+      ip_restriction: {{enabled: false}}
+      redirect: {{enabled: false}}
+      authentication: {{enabled: false}}
+      authorization: {{enabled: false}}
+      custom_headers: {{enabled: false}}
+      custom_errors: {{enabled: false}}
 """)
     return conf
 
@@ -254,6 +278,16 @@ SCENARIOS = {
 }
 
 
+def modules_ratio(duration, rounds):
+    """Static 1 KB with every request-phase module configured vs all disabled (h2pool only)."""
+    on, off = [], []
+    for _ in range(rounds):
+        off.append(run_wrk(f"http://127.0.0.1:{MODULES_OFF}/1k.txt", 64, duration)["rps"])
+        on.append(run_wrk(f"http://127.0.0.1:{MODULES_ON}/1k.txt", 64, duration)["rps"])
+    return {"modules_on_rps": statistics.median(on), "modules_off_rps": statistics.median(off),
+            "ratio": statistics.median(on) / statistics.median(off)}
+
+
 def cold_start_ms(args, tries=5):
     """First request to a pool with no worker yet: spawn + answer, median of `tries` fresh servers."""
     samples = []
@@ -294,6 +328,7 @@ def main():
                     results[s][srv].append(res)
                     print(f"round {r + 1} {s:14} {srv:7} {res['rps']:>10.0f} req/s p99 {res['p99_ms']:.2f} ms errors {res['errors']}",
                           file=sys.stderr)
+        modules = modules_ratio(args.duration, args.rounds)
         stop_all()
         cold = cold_start_ms(args) if "fastcgi-hello" in scenarios else None
     finally:
@@ -309,7 +344,8 @@ def main():
         row["ratio_to_best_peer"] = row["h2pool"]["rps"] / best_peer if best_peer else None
         table[s] = row
     report = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rounds": args.rounds, "duration_s": args.duration,
-              "scenarios": table, "h2pool_idle_rss_kib": idle_rss, "h2pool_cold_start_ms": cold}
+              "scenarios": table, "h2pool_idle_rss_kib": idle_rss, "h2pool_cold_start_ms": cold,
+              "modules_on_vs_off": modules}
     print(f"\n{'scenario':16}{'server':8}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'RSS KiB':>9}")
     for s, row in table.items():
         for srv in PORTS:
@@ -317,6 +353,8 @@ def main():
             print(f"{s:16}{srv:8}{v['rps']:>10.0f}{v['p50_ms']:>9.2f}{v['p99_ms']:>9.2f}{v['errors']:>8.0f}{v['rss_kib']:>9.0f}")
         print(f"{'':16}h2pool / best peer: {row['ratio_to_best_peer']:.2f}x")
     print(f"\nh2pool idle RSS: {idle_rss / 1024:.1f} MiB; cold start of a C app: {cold:.1f} ms" if cold else "")
+    print(f"static 1 KB, every request-phase module on vs all off: {modules['modules_on_rps']:.0f} / "
+          f"{modules['modules_off_rps']:.0f} req/s = {modules['ratio']:.2f}x")
     os.makedirs(f"{ROOT}/results", exist_ok=True)
     with open(f"{ROOT}/results/latest.json", "w") as f:
         json.dump(report, f, indent=2)
