@@ -20,6 +20,8 @@ typedef struct control_message {
     enum { CONTROL_SHUTDOWN, CONTROL_SWAP_GENERATION, CONTROL_START_LISTENER, CONTROL_STOP_LISTENER } type;
     h2p_gen_t *gen;
     h2p_listener_t *listener;
+    unsigned epoch; /* START/STOP: which opening of the listener's sockets, and this thread's one */
+    int fd;
 } control_message_t;
 
 static int open_listen_socket(const h2p_listener_t *l, char *err, size_t errlen)
@@ -98,6 +100,7 @@ static int open_listener_fds(h2p_listener_t *l, char *err, size_t errlen)
         }
     }
     l->active = 1;
+    l->epoch++;
     return 0;
 }
 
@@ -225,21 +228,9 @@ static void on_accept(h2o_socket_t *listen_sock, const char *err)
     }
 }
 
-static void stop_listener(h2p_thread_t *th, size_t index)
-{
-    h2p_thread_listener_t *tl = index < th->num_listeners ? th->listeners[index] : NULL;
-    h2p_listener_t *l = h2p_server.listeners[index];
-    if (tl != NULL && tl->sock != NULL) {
-        h2o_socket_read_stop(tl->sock);
-        h2o_socket_close(tl->sock); /* closes this thread's socket of the listener */
-        tl->sock = NULL;
-    } else if (l->fds[th->index] >= 0) {
-        close(l->fds[th->index]); /* opened by a reload that was then refused: never accepted on */
-    }
-    l->fds[th->index] = -1;
-}
-
-static void start_listener(h2p_thread_t *th, h2p_listener_t *l)
+/* Listener sockets change hands by message only: the main thread opens them, each thread
+ * adopts (START) or closes (STOP) its own, so a quick remove-then-re-add cannot cross wires. */
+static h2p_thread_listener_t *thread_listener(h2p_thread_t *th, h2p_listener_t *l)
 {
     if (l->index >= th->num_listeners) {
         th->listeners = realloc(th->listeners, sizeof(*th->listeners) * (l->index + 1));
@@ -253,10 +244,36 @@ static void start_listener(h2p_thread_t *th, h2p_listener_t *l)
         tl->accept_ctx.ctx = &th->ctx;
         tl->accept_ctx.hosts = h2p_router_hosts(l);
     }
-    if (tl->sock != NULL)
+    return tl;
+}
+
+static void close_thread_listener(h2p_thread_listener_t *tl)
+{
+    if (tl != NULL && tl->sock != NULL) {
+        h2o_socket_read_stop(tl->sock);
+        h2o_socket_close(tl->sock); /* closes this thread's socket of the listener */
+        tl->sock = NULL;
+    }
+}
+
+static void stop_listener(h2p_thread_t *th, h2p_listener_t *l, unsigned epoch, int fd)
+{
+    h2p_thread_listener_t *tl = thread_listener(th, l);
+    if (tl->sock != NULL && tl->epoch == epoch)
+        close_thread_listener(tl);
+    else if (tl->sock == NULL || tl->epoch != epoch)
+        close(fd); /* an opening this thread never adopted (a reload refused after opening it) */
+}
+
+static void start_listener(h2p_thread_t *th, h2p_listener_t *l, unsigned epoch, int fd)
+{
+    h2p_thread_listener_t *tl = thread_listener(th, l);
+    if (tl->sock != NULL && tl->epoch == epoch)
         return;
+    close_thread_listener(tl);
+    tl->epoch = epoch;
     tl->accept_ctx.ssl_ctx = h2p_gen_ssl_ctx(th->gen, l);
-    tl->sock = h2o_evloop_socket_create(th->loop, l->fds[th->index], H2O_SOCKET_FLAG_DONT_READ);
+    tl->sock = h2o_evloop_socket_create(th->loop, fd, H2O_SOCKET_FLAG_DONT_READ);
     tl->sock->data = tl;
     h2o_socket_read_start(tl->sock, on_accept);
 }
@@ -264,7 +281,7 @@ static void start_listener(h2p_thread_t *th, h2p_listener_t *l)
 static void stop_accepting(h2p_thread_t *th)
 {
     for (size_t i = 0; i != th->num_listeners; ++i)
-        stop_listener(th, i);
+        close_thread_listener(th->listeners[i]);
 }
 
 static void use_generation(h2p_thread_t *th, h2p_gen_t *gen)
@@ -295,11 +312,13 @@ static void on_control(h2o_multithread_receiver_t *receiver, h2o_linklist_t *mes
             h2p_gen_release(msg->gen);
             break;
         case CONTROL_START_LISTENER:
-            if (!th->shutting_down)
-                start_listener(th, msg->listener);
+            if (th->shutting_down)
+                close(msg->fd);
+            else
+                start_listener(th, msg->listener, msg->epoch, msg->fd);
             break;
         case CONTROL_STOP_LISTENER:
-            stop_listener(th, msg->listener->index);
+            stop_listener(th, msg->listener, msg->epoch, msg->fd);
             break;
         }
         free(msg);
@@ -321,11 +340,10 @@ static void *thread_main(void *arg)
     h2o_multithread_register_receiver(th->queue, &th->control, on_control);
     h2p_router_init_thread(th);
     use_generation(th, h2p_server.gen);
-    h2o_barrier_wait(&threads_ready);
-
     for (size_t i = 0; i != h2p_server.num_listeners; ++i)
         if (h2p_server.listeners[i]->active)
-            start_listener(th, h2p_server.listeners[i]);
+            start_listener(th, h2p_server.listeners[i], h2p_server.listeners[i]->epoch, h2p_server.listeners[i]->fds[th->index]);
+    h2o_barrier_wait(&threads_ready); /* after this, listeners change hands by message only */
     while (!th->shutting_down || th->requests_in_flight != 0) {
         h2o_evloop_run(th->loop, th->shutting_down ? 50 : INT32_MAX);
         /* open files are shared by the requests of one loop iteration only, as h2o does: a
@@ -345,6 +363,8 @@ int h2p_server_start(h2p_gen_t *gen)
         h2p_thread_t *th = h2p_server.threads + t;
         th->index = t;
     }
+    for (size_t i = 0; i != h2p_server.num_listeners; ++i)
+        h2p_server.listeners[i]->epoch_started = h2p_server.listeners[i]->epoch;
     h2o_barrier_init(&threads_ready, h2p_server.num_threads + 1);
     for (size_t t = 0; t != h2p_server.num_threads; ++t)
         h2o_multithread_create_thread(&h2p_server.threads[t].tid, NULL, thread_main, h2p_server.threads + t);
@@ -358,6 +378,10 @@ static void send_control(h2p_thread_t *th, int type, h2p_gen_t *gen, h2p_listene
     msg->type = type;
     msg->gen = gen;
     msg->listener = listener;
+    if (listener != NULL) {
+        msg->epoch = listener->epoch;
+        msg->fd = listener->fds[th->index];
+    }
     h2o_multithread_send_message(&th->control, &msg->super);
 }
 
@@ -383,9 +407,10 @@ void h2p_server_commit_listeners(h2p_config_t *conf)
             h2p_notice(NULL, "no longer listening on %s", l->name);
             for (size_t t = 0; t != h2p_server.num_threads; ++t)
                 send_control(h2p_server.threads + t, CONTROL_STOP_LISTENER, NULL, l);
-        } else if (l->active) {
+        } else if (l->active && l->epoch != l->epoch_started) {
+            l->epoch_started = l->epoch;
             for (size_t t = 0; t != h2p_server.num_threads; ++t)
-                send_control(h2p_server.threads + t, CONTROL_START_LISTENER, NULL, l); /* no-op if accepting */
+                send_control(h2p_server.threads + t, CONTROL_START_LISTENER, NULL, l);
         }
     }
 }

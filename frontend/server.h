@@ -25,8 +25,10 @@ typedef struct h2p_listener {
     socklen_t addrlen;
     uint16_t port;
     int any_address;
-    int *fds;   /* one SO_REUSEPORT socket per front-end thread */
-    int active; /* named by the configuration in force (a removed one keeps its slot for reuse) */
+    int *fds;               /* one SO_REUSEPORT socket per front-end thread */
+    int active;             /* named by the configuration in force (a removed one keeps its slot for reuse) */
+    unsigned epoch;         /* counts openings of fds[]; written by the main thread only */
+    unsigned epoch_started; /* the opening the threads were told to accept on */
     h2o_hostconf_t *router_hostconf;
     char name[80]; /* "https://127.0.0.1:8443" for messages */
 } h2p_listener_t;
@@ -34,6 +36,7 @@ typedef struct h2p_listener {
 typedef struct h2p_thread_listener {
     h2p_listener_t *listener;
     h2o_socket_t *sock;
+    unsigned epoch; /* of the listener's sockets this thread accepts on */
     h2o_accept_ctx_t accept_ctx;
 } h2p_thread_listener_t;
 
