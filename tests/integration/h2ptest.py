@@ -21,6 +21,12 @@ SRC = os.environ.get("H2POOL_SRC", os.path.join(os.path.dirname(__file__), "../.
 PHP_APPS = os.path.join(SRC, "tests/apps/php")
 
 
+def sanitized():
+    """True when h2pool is built with AddressSanitizer (its quarantine makes RSS meaningless)."""
+    out = subprocess.run(["ldd", BIN], capture_output=True, text=True).stdout
+    return "libasan" in out
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
