@@ -419,6 +419,21 @@ static h2p_scope_rt_t *find_scope(h2p_app_rt_t *app, h2o_iovec_t path)
     return app->scopes + app->num_scopes - 1;
 }
 
+/* "//private" is "/private": every prefix match (applications, locations, handler mappings,
+ * module rules) must see one spelling of a path, or a doubled slash walks around them. */
+static void collapse_slashes(h2o_req_t *req)
+{
+    h2o_iovec_t path = req->path_normalized;
+    if (path.len < 2 || memmem(path.base, path.len, "//", 2) == NULL)
+        return;
+    char *dst = h2o_mem_alloc_pool(&req->pool, path.len);
+    size_t n = 0;
+    for (size_t i = 0; i != path.len; ++i)
+        if (!(path.base[i] == '/' && n != 0 && dst[n - 1] == '/'))
+            dst[n++] = path.base[i];
+    req->path_normalized = h2o_iovec_init(dst, n);
+}
+
 static int on_router_req(h2o_handler_t *_self, h2o_req_t *req)
 {
     router_handler_t *self = (void *)_self;
@@ -449,6 +464,7 @@ static int on_router_req(h2o_handler_t *_self, h2o_req_t *req)
         h2o_send_error_400(req, "Bad Request", "Bad Request", 0);
         return 0;
     }
+    collapse_slashes(req);
     r->app = find_app(r->site, req->path_normalized);
     r->scope = find_scope(r->app, req->path_normalized);
     h2o_req_bind_conf(req, r->site->hostconf, r->scope->pathconf);

@@ -320,5 +320,24 @@ class MaxConnectionsTest(unittest.TestCase):
         second.close()
 
 
+class DoubledSlashTest(unittest.TestCase):
+    """A doubled slash must not walk around a location's settings (its modules)."""
+
+    def test_location_applies_whatever_the_slashes(self):
+        srv = h2ptest.Server("""
+            sites:
+              s:
+                bindings: [http://127.0.0.1:{port:http}]
+                root: {dir}/www
+                locations:
+                  /private: {modules: {custom_headers: {X-Scope: private}}}
+            """, files={"www/private/p.txt": "p\n"})
+        with srv:
+            for path in ["/private/p.txt", "//private/p.txt", "/private//p.txt", "///private///p.txt"]:
+                for proto in ([], ["--http2-prior-knowledge"]):
+                    r = srv.get(path, "--path-as-is", *proto)
+                    self.assertEqual((r.status, r.header("x-scope")), (200, "private"), (path, proto))
+
+
 if __name__ == "__main__":
     h2ptest.main()
