@@ -243,13 +243,10 @@ class Ipv6Test(IpCase):
     @classmethod
     def setUpClass(cls):
         cls.v6 = Server(CONF_V6, FILES)
+        cls.addClassCleanup(cls.v6.cleanup)  # also when start() fails: no server outlives the test
         cls.v6.start()
         h2ptest.wait_until(lambda: curl(f"http://[::1]:{cls.v6.port('v6')}/", "--max-time", "2").status != 0,
                            what="the [::1] listener")
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.v6.cleanup()
 
     def test_ipv6_loopback_denied(self):
         self.denied(url_host="[::1]", port=self.v6.port("v6"))
