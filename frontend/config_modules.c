@@ -748,6 +748,17 @@ void h2p_cfg_modules_defaults(h2p_cfg_ctx_t *ctx, h2p_modules_conf_t *m)
     }
 }
 
+/* {enabled: ...} and nothing else: the one map a module of rules accepts */
+static int only_enabled_key(h2p_cfg_ctx_t *ctx, yaml_node_t *node)
+{
+    for (yaml_node_pair_t *pair = node->data.mapping.pairs.start; pair < node->data.mapping.pairs.top; pair++) {
+        yaml_node_t *key = yaml_document_get_node(ctx->doc, pair->key);
+        if (key == NULL || key->type != YAML_SCALAR_NODE || strcmp((const char *)key->data.scalar.value, "enabled") != 0)
+            return 0;
+    }
+    return 1;
+}
+
 static void parse_module(h2p_cfg_ctx_t *ctx, yaml_node_t *key_node, yaml_node_t *node, h2p_modules_conf_t *m,
                          const module_desc_t *desc)
 {
@@ -756,10 +767,17 @@ static void parse_module(h2p_cfg_ctx_t *ctx, yaml_node_t *key_node, yaml_node_t 
     *module_set(m, desc) = 1;
     *module_enabled(m, desc) = 1; /* naming a module turns it on unless it says enabled: false */
     *module_origin(m, desc) = h2p_cfg_origin(ctx, key_node);
-    if (desc->keys != NULL)
+    int list_shaped = desc->parse == parse_authorization || desc->parse == parse_redirect || desc->parse == parse_rewrite ||
+                      desc->parse == parse_output_cache;
+    if (desc->keys != NULL) {
         h2p_cfg_parse_map(ctx, node, desc->keys, m);
-    else
+    } else if (list_shaped && node->type == YAML_MAPPING_NODE && only_enabled_key(ctx, node)) {
+        /* a module of rules can still be switched off in a scope: `redirect: {enabled: false}` */
+        const h2p_cfg_key_t switch_keys[] = {{"enabled", H2P_CFG_BOOL, desc->offset + offsetof(module_head_t, enabled)}, {NULL}};
+        h2p_cfg_parse_map(ctx, node, switch_keys, m);
+    } else {
         desc->parse(ctx, node, m);
+    }
     if (desc->check != NULL && node->type == YAML_MAPPING_NODE)
         desc->check(ctx, node, m);
 }

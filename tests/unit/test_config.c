@@ -583,6 +583,29 @@ static void test_named_module_takes_defaults(void **state)
     h2p_config_release(conf);
 }
 
+/* a module of rules (a YAML list) is switched off in a scope with a map: `redirect: {enabled: false}` */
+static void test_rule_modules_switch_off_with_a_map(void **state)
+{
+    h2p_config_t *conf = load_yaml(MINIMAL_SITE "    modules:\n"
+                                                "      redirect: [{from: /a, to: /b}]\n"
+                                                "    applications:\n"
+                                                "      /app:\n"
+                                                "        modules:\n"
+                                                "          redirect: {enabled: false}\n"
+                                                "          authorization: {enabled: false}\n"
+                                                "          rewrite: {enabled: true}\n",
+                                   NULL);
+    const h2p_site_conf_t *site = find_site(conf, "s");
+    const h2p_modules_conf_t *m = &find_app(site, "/app")->scope.modules;
+    assert_int_equal(m->redirect.set, 1);
+    assert_int_equal(m->redirect.enabled, 0);
+    assert_int_equal(m->redirect.count, 0);
+    assert_int_equal(m->authorization.enabled, 0);
+    assert_int_equal(m->rewrite.enabled, 1);
+    assert_int_equal(site->applications[0].scope.modules.redirect.count, 1);
+    h2p_config_release(conf);
+}
+
 static void test_server_keys_split_over_files(void **state)
 {
     h2p_config_t *conf = load_yaml("server:\n  limits: {max_connections: 5}\n" MINIMAL_SITE,
@@ -749,6 +772,8 @@ static const bad_case_t bad_cases[] = {
      "a.yaml:6:39: sites.s.locations./x.modules.ip_restriction.alow: ", "unknown"},
     {"unknown_module", SITE_HEAD "    modules:\n      frobnicate: {}\n", NULL, 0,
      "a.yaml:6:7: sites.s.modules.frobnicate: ", "unknown module"},
+    {"rule_module_switch_takes_only_enabled", SITE_HEAD "    modules:\n      redirect: {enabld: false}\n", NULL, 0,
+     "a.yaml:6:17: sites.s.modules.redirect: ", "expected a list"},
     {"top_level_unknown_key", "site:\n  s: {}\n", NULL, 0, "a.yaml:1:1: site: ", "unknown top-level key"},
     {"non_map_top_level", "- server\n- pools\n", NULL, 0, "a.yaml:1:1: ", "top level must be a map"},
     {"wrong_type_scalar_for_map", "server:\n  limits: 100\n", NULL, 0, "a.yaml:2:11: server.limits: ", "expected a map"},
@@ -942,6 +967,8 @@ static const bad_case_t bad_cases[] = {
      NULL, 0, "a.yaml:7:28: sites.s.modules.authorization[0].deny: ", "users or roles"},
     {"authorization_not_a_list", SITE_HEAD "    modules:\n      authorization: {allow: {users: [a]}}\n", NULL, 0,
      "a.yaml:6:22: sites.s.modules.authorization: ", "expected a list"},
+    {"rule_module_map_with_rule_keys", SITE_HEAD "    modules:\n      redirect: {from: /a, to: /b}\n", NULL, 0,
+     "a.yaml:6:17: sites.s.modules.redirect: ", "expected a list"},
     {"bad_redirect_status", SITE_HEAD "    modules:\n      redirect: [{from: /a, to: /b, status: 303}]\n", NULL, 0,
      "a.yaml:6:45: sites.s.modules.redirect[0].status: ", "bad redirect status 303"},
     {"redirect_without_to", SITE_HEAD "    modules:\n      redirect:\n        - {from: /a}\n", NULL, 0,
@@ -1230,6 +1257,7 @@ int main(void)
         cmocka_unit_test(test_good_config_modules),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_named_module_takes_defaults),
+        cmocka_unit_test(test_rule_modules_switch_off_with_a_map),
         cmocka_unit_test(test_server_keys_split_over_files),
         cmocka_unit_test(test_pools_and_sites_in_any_file),
         cmocka_unit_test(test_plugin_settings_kept_as_yaml),
