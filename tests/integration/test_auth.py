@@ -61,6 +61,7 @@ sites:
     root: {dir}/www
     http2: true
     modules:
+      request_filtering: {max_header_size: 1MiB}  # the huge-Authorization cases must reach authentication
       authentication:
         anonymous: true
         basic: {realm: "test realm", users_file: ../users.htpasswd}
@@ -86,6 +87,7 @@ sites:
     root: {dir}/www
     http2: true
     modules:
+      request_filtering: {max_header_size: 1MiB}
       authentication:
         anonymous: false
         basic: {users_file: ../users.htpasswd}

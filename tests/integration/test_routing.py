@@ -196,9 +196,11 @@ class ApplicationsTest(unittest.TestCase):
         self.assertTrue(r.header("location").endswith("/shop/"), r.header("location"))
 
     def test_dot_segments_cannot_leave_the_application(self):
-        # /shop/../b-only resolves to /b-only in the root application, never to a file in shop's parent
+        # /shop/../index.html would resolve to the root application's file, never to one in shop's
+        # parent; request filtering (on by default) refuses `..` segments before that: 404.5
         r = self.get("/shop/../index.html", "--path-as-is")
-        self.assertEqual((r.status, r.body), (200, b"site b\n"))
+        self.assertEqual(r.status, 404)
+        self.assertNotEqual(r.body, b"site b\n")
 
     def test_request_body_over_max_request_body_is_413(self):
         r = self.get("/index.html", "--data-binary", "@-", data=b"x" * 2048)
