@@ -20,6 +20,8 @@
 #define MAX_PENDING (256 * 1024)
 #define MAX_HEAD (64 * 1024)
 #define REQUEST_ID 1
+#define MAX_CONNECT_ATTEMPTS 8  /* a refused connection sent nothing: the request goes to another worker */
+#define CONNECT_TIMEOUT_MS 5000 /* a TCP endpoint that drops connection attempts counts as refusing */
 
 typedef struct fcgi_request {
     h2o_generator_t super;
@@ -37,7 +39,8 @@ typedef struct fcgi_request {
     h2o_buffer_t *inflight; /* body bytes h2o is sending */
     uint64_t body_left;     /* Content-Length from the worker, or UINT64_MAX */
     unsigned waiting : 1, started : 1, sending : 1, final_sent : 1, end_seen : 1, reused_connection : 1, reconnected : 1,
-        retried : 1, got_output : 1, read_stopped : 1, error_pending : 1;
+        retried : 1, got_output : 1, read_stopped : 1, error_pending : 1, connecting : 1;
+    unsigned connect_attempts;
 } fcgi_request_t;
 
 /* request_timeout per pool differs: one h2o_timeout_t per distinct duration on each thread */
@@ -244,6 +247,7 @@ static void release_worker(fcgi_request_t *fr, h2p_release_outcome_t outcome, in
 {
     if (h2o_timeout_is_linked(&fr->timeout))
         h2o_timeout_unlink(&fr->timeout);
+    fr->connecting = 0;
     int fd = -1;
     if (fr->sock != NULL) {
         h2o_socket_export_t info;
@@ -451,16 +455,31 @@ static void on_worker_gone(fcgi_request_t *fr)
             start_on_worker(fr, w);
             return;
         }
-        release_worker(fr, H2P_RELEASE_CLOSED, 0);
+        /* LOST, not CLOSED: a worker that hangs up mid-request is dying (or untrustworthy); given
+         * back as idle before it is reaped, the retry below or the next request would get it again */
+        release_worker(fr, H2P_RELEASE_LOST, 0);
         if (retry_allowed(fr)) {
             fr->retried = 1;
             dispatch(fr);
             return;
         }
     } else {
-        release_worker(fr, H2P_RELEASE_CLOSED, 0);
+        release_worker(fr, H2P_RELEASE_LOST, 0);
     }
     send_error(fr, 502, "Bad Gateway", "the application's worker process ended before it finished its response");
+}
+
+/* No connection to the worker could be made: nothing was sent, so any request may go elsewhere. */
+static void on_connect_failed(fcgi_request_t *fr)
+{
+    release_worker(fr, H2P_RELEASE_UNREACHABLE, 0);
+    if (fr->req == NULL)
+        return;
+    if (++fr->connect_attempts < MAX_CONNECT_ATTEMPTS) {
+        dispatch(fr);
+        return;
+    }
+    send_error(fr, 502, "Bad Gateway", "the application's workers cannot be reached");
 }
 
 static void on_malformed(fcgi_request_t *fr, const char *what)
@@ -475,6 +494,10 @@ static void on_worker_read(h2o_socket_t *sock, const char *err)
 {
     fcgi_request_t *fr = sock->data;
     if (err != NULL) {
+        if (sock->input->size != 0) { /* a record cut short: the worker sent something, and it is broken */
+            on_malformed(fr, "a truncated FastCGI record");
+            return;
+        }
         on_worker_gone(fr);
         return;
     }
@@ -538,6 +561,11 @@ static void on_request_written(h2o_socket_t *sock, const char *err)
 static void on_timeout(h2o_timeout_entry_t *entry)
 {
     fcgi_request_t *fr = H2O_STRUCT_FROM_MEMBER(fcgi_request_t, timeout, entry);
+    if (fr->connecting) {
+        fr->connecting = 0;
+        on_connect_failed(fr);
+        return;
+    }
     h2p_warn("fastcgi", "pool %s: worker %d sent nothing for request_timeout (%llu ms): killing it", h2p_pool_name(fr->pool),
              fr->worker != NULL ? (int)h2p_worker_pid(fr->worker) : 0,
              (unsigned long long)h2p_pool_conf(fr->pool)->request_timeout_ms);
@@ -545,19 +573,44 @@ static void on_timeout(h2o_timeout_entry_t *entry)
     send_error(fr, 504, "Gateway Timeout", "the application did not answer in time");
 }
 
+static void send_request(fcgi_request_t *fr);
+
+static void on_connected(h2o_socket_t *sock, const char *err)
+{
+    fcgi_request_t *fr = sock->data;
+    fr->connecting = 0;
+    if (err != NULL) {
+        on_connect_failed(fr);
+        return;
+    }
+    send_request(fr);
+}
+
 static void start_on_worker(fcgi_request_t *fr, h2p_worker_t *worker)
 {
     fr->worker = worker;
     fr->got_output = 0;
-    int reused, fd = h2p_worker_connect(worker, &reused);
+    int reused, connecting, fd = h2p_worker_connect(worker, &reused, &connecting);
+    fr->reused_connection = reused;
     if (fd < 0) {
-        on_worker_gone(fr);
+        on_connect_failed(fr);
         return;
     }
-    fr->reused_connection = reused;
-    fr->sock = h2o_evloop_socket_create(fr->thread->loop, fd, 0);
+    fr->sock = h2o_evloop_socket_create(fr->thread->loop, fd, connecting ? H2O_SOCKET_FLAG_IS_CONNECTING : 0);
     fr->sock->data = fr;
+    if (connecting) { /* a TCP endpoint: a refusal shows once the connection is done, as SO_ERROR */
+        uint64_t limit = h2p_pool_conf(fr->pool)->request_timeout_ms;
+        fr->connecting = 1;
+        h2o_socket_notify_write(fr->sock, on_connected);
+        h2o_timeout_link(fr->thread->loop, timeout_for(fr->thread->loop, limit < CONNECT_TIMEOUT_MS ? limit : CONNECT_TIMEOUT_MS),
+                         &fr->timeout);
+        return;
+    }
+    send_request(fr);
+}
 
+static void send_request(fcgi_request_t *fr)
+{
     h2o_req_t *req = fr->req;
     size_t body = req->entity.base != NULL ? req->entity.len : 0, records = (body + 65534) / 65535;
     h2o_iovec_t *vecs = h2o_mem_alloc_pool(&req->pool, sizeof(*vecs) * (2 * records + 2)), *v = vecs;
@@ -570,12 +623,15 @@ static void start_on_worker(fcgi_request_t *fr, h2p_worker_t *worker)
     *v++ = h2o_iovec_init(fr->stdin_headers + records * H2P_FCGI_HEADER_LEN, H2P_FCGI_HEADER_LEN);
     h2o_socket_write(fr->sock, vecs, v - vecs, on_request_written);
     h2o_socket_read_start(fr->sock, on_worker_read);
+    if (h2o_timeout_is_linked(&fr->timeout))
+        h2o_timeout_unlink(&fr->timeout);
     h2o_timeout_link(fr->thread->loop, timeout_for(fr->thread->loop, h2p_pool_conf(fr->pool)->request_timeout_ms), &fr->timeout);
 }
 
 static void dispatch(fcgi_request_t *fr)
 {
     h2p_worker_t *worker;
+    fr->reconnected = 0; /* (that was about another worker's kept connection) */
     switch (h2p_pool_acquire(fr->pool, &fr->waiter, &worker)) {
     case H2P_ACQUIRE_READY:
         start_on_worker(fr, worker);
@@ -585,6 +641,9 @@ static void dispatch(fcgi_request_t *fr)
         break;
     case H2P_ACQUIRE_QUEUE_FULL:
         send_error(fr, 503, "Service Unavailable", "the application pool's queue is full");
+        break;
+    case H2P_ACQUIRE_UNAVAILABLE:
+        send_error(fr, 503, "Service Unavailable", "none of the application pool's endpoints can be reached");
         break;
     default:
         send_error(fr, 503, "Service Unavailable", "the application pool is stopped");

@@ -42,6 +42,31 @@ static uint64_t effective_max_requests(const h2p_pool_conf_t *conf)
     return limit;
 }
 
+/*
+ * A `connect:` pool's workers: max_processes slots without a process, spread round-robin over the
+ * endpoints.  Each holds at most one connection, so a slot is busy exactly while one of the
+ * endpoint's processes is (as far as this server's requests go).
+ */
+static void add_external_workers(h2p_pool_t *pool)
+{
+    uint64_t now = h2p_now_ms();
+    pool->endpoint_down_until = calloc(pool->conf->num_connect, sizeof(*pool->endpoint_down_until));
+    for (unsigned i = 0; i != pool->conf->max_processes; ++i) {
+        h2p_worker_t *w = calloc(1, sizeof(*w));
+        w->pool = pool;
+        w->refcnt = 1;
+        w->fd = -1;
+        w->external = 1;
+        w->endpoint = w->conn_endpoint = i % pool->conf->num_connect;
+        w->state = WORKER_IDLE;
+        w->started_at = w->ready_at = w->last_active = w->last_ping = now;
+        h2o_linklist_insert(&pool->workers, &w->all_link);
+        h2o_linklist_insert(&pool->idle, &w->idle_link); /* all idle until a request takes them */
+        pool->num_live++;
+        pool->num_idle++;
+    }
+}
+
 h2p_pool_t *h2p_pool_get(h2p_config_t *config, h2p_pool_conf_t *conf)
 {
     pthread_mutex_lock(&h2p_pools_lock);
@@ -75,6 +100,8 @@ h2p_pool_t *h2p_pool_get(h2p_config_t *config, h2p_pool_conf_t *conf)
     h2o_linklist_init_anchor(&pool->queue);
     pool->max_requests = effective_max_requests(conf);
     pool->crashes = calloc(conf->rapid_fail.max_crashes + 1, sizeof(uint64_t));
+    if (conf->num_connect != 0)
+        add_external_workers(pool);
     h2o_linklist_insert(&h2p_pools, &pool->registry_link);
     pthread_mutex_unlock(&h2p_pools_lock);
     return pool;
@@ -133,10 +160,59 @@ void h2p_pool_want_spawn_locked(h2p_pool_t *pool, size_t n)
 static void maybe_spawn_for_queue_locked(h2p_pool_t *pool)
 {
     size_t total = pool->num_live + pool->num_starting;
-    if (pool->stopped || pool->num_queued <= pool->num_starting || total >= pool->conf->max_processes)
+    if (pool->conf->num_connect != 0 || pool->stopped || pool->num_queued <= pool->num_starting ||
+        total >= pool->conf->max_processes)
         return;
     size_t want = pool->num_queued - pool->num_starting, room = pool->conf->max_processes - total;
     h2p_pool_want_spawn_locked(pool, want < room ? want : room);
+}
+
+int h2p_pool_endpoint_up_locked(h2p_pool_t *pool, size_t endpoint, uint64_t now)
+{
+    return now >= pool->endpoint_down_until[endpoint];
+}
+
+static int any_endpoint_up_locked(h2p_pool_t *pool, uint64_t now)
+{
+    for (size_t i = 0; i != pool->conf->num_connect; ++i)
+        if (h2p_pool_endpoint_up_locked(pool, i, now))
+            return 1;
+    return 0;
+}
+
+/*
+ * An endpoint refused a connection or failed its ping: it is skipped for H2P_ENDPOINT_RETRY_MS
+ * (then tried again by the next request).  When no endpoint is left, the queue is answered 503 at
+ * once (into *failed, for h2p_pool_deliver_all after unlocking) rather than left to time out.
+ */
+void h2p_pool_endpoint_failed_locked(h2p_pool_t *pool, size_t endpoint, const char *why, h2o_linklist_t *failed)
+{
+    uint64_t now = h2p_now_ms();
+    if (!h2p_pool_endpoint_up_locked(pool, endpoint, now))
+        return; /* already down: the period runs from the first failure, or it would never end under load */
+    pool->endpoint_down_until[endpoint] = now + H2P_ENDPOINT_RETRY_MS;
+    int none_left = !any_endpoint_up_locked(pool, now);
+    h2p_warn("pool", "pool %s: endpoint %s %s: skipping it for %d s%s", pool->conf->name, pool->conf->connect[endpoint].text, why,
+             H2P_ENDPOINT_RETRY_MS / 1000, none_left ? "; no endpoint is left: answering 503" : "");
+    if (none_left)
+        h2p_pool_fail_waiters_locked(pool, 503, failed);
+}
+
+/* The idle worker a request gets. */
+static h2p_worker_t *take_idle_locked(h2p_pool_t *pool, uint64_t now)
+{
+    if (pool->conf->num_connect == 0) {
+        /* most recently used first: its code and data are warm */
+        return H2O_STRUCT_FROM_MEMBER(h2p_worker_t, idle_link, pool->idle.next);
+    }
+    /* external workers: least recently used first, which goes round the endpoints; one whose own
+     * endpoint is up if there is one (the others connect elsewhere while theirs is down) */
+    for (h2o_linklist_t *l = pool->idle.prev; l != &pool->idle; l = l->prev) {
+        h2p_worker_t *w = H2O_STRUCT_FROM_MEMBER(h2p_worker_t, idle_link, l);
+        if (h2p_pool_endpoint_up_locked(pool, w->endpoint, now))
+            return w;
+    }
+    return H2O_STRUCT_FROM_MEMBER(h2p_worker_t, idle_link, pool->idle.prev);
 }
 
 int h2p_pool_acquire(h2p_pool_t *pool, h2p_pool_waiter_t *waiter, h2p_worker_t **worker)
@@ -146,9 +222,13 @@ int h2p_pool_acquire(h2p_pool_t *pool, h2p_pool_waiter_t *waiter, h2p_worker_t *
         pthread_mutex_unlock(&pool->lock);
         return H2P_ACQUIRE_STOPPED;
     }
+    uint64_t now = h2p_now_ms();
+    if (pool->conf->num_connect != 0 && !any_endpoint_up_locked(pool, now)) {
+        pthread_mutex_unlock(&pool->lock);
+        return H2P_ACQUIRE_UNAVAILABLE;
+    }
     if (!h2o_linklist_is_empty(&pool->idle)) {
-        /* most recently used first: its code and data are warm */
-        h2p_worker_t *w = H2O_STRUCT_FROM_MEMBER(h2p_worker_t, idle_link, pool->idle.next);
+        h2p_worker_t *w = take_idle_locked(pool, now);
         h2o_linklist_unlink(&w->idle_link);
         pool->num_idle--;
         w->state = WORKER_BUSY;
@@ -163,7 +243,7 @@ int h2p_pool_acquire(h2p_pool_t *pool, h2p_pool_waiter_t *waiter, h2p_worker_t *
     }
     waiter->state = H2P_WAITER_QUEUED;
     waiter->worker = NULL;
-    waiter->queued_at = h2p_now_ms();
+    waiter->queued_at = now;
     h2o_linklist_insert(&pool->queue, &waiter->link);
     pool->num_queued++;
     maybe_spawn_for_queue_locked(pool);
@@ -236,7 +316,7 @@ void h2p_pool_fail_waiters_locked(h2p_pool_t *pool, int status, h2o_linklist_t *
     }
 }
 
-static void deliver_all(h2o_linklist_t *waiters)
+void h2p_pool_deliver_all(h2o_linklist_t *waiters)
 {
     while (!h2o_linklist_is_empty(waiters)) {
         h2p_pool_waiter_t *waiter = H2O_STRUCT_FROM_MEMBER(h2p_pool_waiter_t, link, waiters->next);
@@ -269,7 +349,7 @@ void h2p_pool_record_crash_locked(h2p_pool_t *pool, uint64_t now)
     h2o_linklist_t failed;
     h2o_linklist_init_anchor(&failed);
     h2p_pool_fail_waiters_locked(pool, 503, &failed);
-    deliver_all(&failed);
+    h2p_pool_deliver_all(&failed);
     while (!h2o_linklist_is_empty(&pool->idle)) {
         h2p_worker_t *w = H2O_STRUCT_FROM_MEMBER(h2p_worker_t, idle_link, pool->idle.next);
         h2p_worker_stop_locked(w, "pool stopped by rapid-fail protection");
@@ -280,6 +360,8 @@ void h2p_worker_release(h2p_worker_t *worker, h2p_release_outcome_t outcome, int
 {
     h2p_pool_t *pool = worker->pool;
     h2p_pool_waiter_t *handed_to = NULL;
+    h2o_linklist_t failed;
+    h2o_linklist_init_anchor(&failed);
 
     pthread_mutex_lock(&pool->lock);
     if (request_done) {
@@ -295,8 +377,23 @@ void h2p_worker_release(h2p_worker_t *worker, h2p_release_outcome_t outcome, int
     }
 
     if (worker->state == WORKER_BUSY) {
-        if (outcome == H2P_RELEASE_BROKEN) {
+        if (worker->external) {
+            /* no process of ours to stop or recycle: the endpoint runs its own; only its health is ours */
+            if (outcome == H2P_RELEASE_UNREACHABLE)
+                h2p_pool_endpoint_failed_locked(pool, worker->conn_endpoint, "refused a connection", &failed);
+            if (pool->draining && h2o_linklist_is_empty(&pool->queue))
+                h2p_worker_stop_locked(worker, "configuration changed");
+            else
+                h2p_pool_give_worker_locked(pool, worker, &handed_to);
+        } else if (outcome == H2P_RELEASE_BROKEN) {
             h2p_worker_kill_locked(worker);
+        } else if (outcome == H2P_RELEASE_LOST || outcome == H2P_RELEASE_UNREACHABLE) {
+            /* Usually dead already, and then reaped a moment later: until then it must not go back
+             * to the idle list, where the next request (or this one's retry) would find it again.
+             * If it still runs, a worker that drops a request is not to be trusted either. */
+            worker->lost = 1;
+            h2p_worker_stop_locked(worker, outcome == H2P_RELEASE_LOST ? "it hung up before its response ended"
+                                                                       : "its socket refused a connection");
         } else if (pool->max_requests != 0 && worker->requests >= pool->max_requests) {
             h2p_worker_stop_locked(worker, "max_requests reached");
         } else if (worker->retire_reason != NULL && worker->replacement_ready) {
@@ -324,4 +421,5 @@ void h2p_worker_release(h2p_worker_t *worker, h2p_release_outcome_t outcome, int
 
     if (handed_to != NULL)
         h2p_pool_deliver(handed_to);
+    h2p_pool_deliver_all(&failed);
 }

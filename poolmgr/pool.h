@@ -2,7 +2,11 @@
  * Application pools (IIS's WAS): groups of FastCGI worker processes.
  *
  * Every worker listens on its own unix socket and serves one request at a time over a
- * connection h2pool keeps open, so the pool always knows which worker is idle.  A request
+ * connection h2pool keeps open, so the pool always knows which worker is idle.  A pool with
+ * `connect:` spawns nothing: it has max_processes external workers (no process of ours, pid 0)
+ * spread round-robin over its endpoints, each with at most one connection, so that it still
+ * knows how many of the endpoints' processes are busy; an endpoint that refuses connections or
+ * fails its ping is skipped for a few seconds.  A request
  * takes an idle worker, or waits in the pool's queue while a worker is spawned (lazily, up to
  * max_processes) or set free.  Pool state is shared by all front-end threads under one mutex;
  * a worker set free on one thread is handed to a request queued on another by a message to
@@ -34,13 +38,22 @@ typedef struct h2p_pool_waiter {
 
 /* What became of a worker's connection when a request gives the worker back. */
 typedef enum h2p_release_outcome {
-    H2P_RELEASE_OK,     /* request complete, connection reusable (its fd is handed back) */
-    H2P_RELEASE_CLOSED, /* connection closed or unusable; the process may be fine */
-    H2P_RELEASE_BROKEN, /* the worker misbehaved (garbage, timeout): it is killed */
-    H2P_RELEASE_UNUSED, /* handed over but never used (the request left): as it was */
+    H2P_RELEASE_OK,          /* request complete, connection reusable (its fd is handed back) */
+    H2P_RELEASE_CLOSED,      /* connection closed or unusable; the process may be fine */
+    H2P_RELEASE_BROKEN,      /* the worker misbehaved (garbage, timeout): it is killed */
+    H2P_RELEASE_UNUSED,      /* handed over but never used (the request left): as it was */
+    H2P_RELEASE_LOST,        /* the worker hung up before its response ended: it is dying, or no longer
+                              * to be trusted (an external worker's endpoint handles its own processes) */
+    H2P_RELEASE_UNREACHABLE, /* the connection could not be made: nothing was sent */
 } h2p_release_outcome_t;
 
-enum { H2P_ACQUIRE_READY = 1, H2P_ACQUIRE_QUEUED = 0, H2P_ACQUIRE_QUEUE_FULL = -1, H2P_ACQUIRE_STOPPED = -2 };
+enum {
+    H2P_ACQUIRE_READY = 1,
+    H2P_ACQUIRE_QUEUED = 0,
+    H2P_ACQUIRE_QUEUE_FULL = -1,
+    H2P_ACQUIRE_STOPPED = -2,
+    H2P_ACQUIRE_UNAVAILABLE = -3 /* every endpoint of a `connect:` pool is down */
+};
 
 /* The pool `conf` describes: the running one when its settings did not change (a reload keeps
  * its workers), else a new one.  `config` is the generation that owns `conf`. */
@@ -62,8 +75,9 @@ int h2p_pool_cancel(h2p_pool_t *pool, h2p_pool_waiter_t *waiter);
 void h2p_worker_release(h2p_worker_t *worker, h2p_release_outcome_t outcome, int fd, int request_done);
 
 /* The worker's kept connection (*reused = 1) or a new one, without blocking; -1 if it cannot be
- * reached. */
-int h2p_worker_connect(h2p_worker_t *worker, int *reused);
+ * reached.  *connecting = 1 when a TCP connection is still being made (wait for writability and
+ * check SO_ERROR: the h2o socket's H2O_SOCKET_FLAG_IS_CONNECTING). */
+int h2p_worker_connect(h2p_worker_t *worker, int *reused, int *connecting);
 pid_t h2p_worker_pid(h2p_worker_t *worker);
 h2p_pool_t *h2p_worker_pool(h2p_worker_t *worker);
 int h2p_worker_is_dead(h2p_worker_t *worker);

@@ -24,6 +24,11 @@ struct h2p_worker {
     uint64_t started_at, ready_at, last_active, last_ping, stop_deadline;
     uint64_t requests;
     int killed; /* we sent the fatal signal: its exit is no crash */
+    int lost;   /* stopped because it hung up mid-request: an exit of its own is still a crash */
+    /* external workers (`connect:` pools): no process; endpoint indexes into conf->connect */
+    int external;
+    size_t endpoint;      /* its own endpoint (round-robin over the list) */
+    size_t conn_endpoint; /* where its connection (kept or in use) goes: another while its own is down */
     /* overlapped recycling: a replacement is spawned first; this worker stops once it is ready */
     const char *retire_reason;
     int replacement_ready;
@@ -51,7 +56,11 @@ struct h2p_pool {
     uint64_t spawn_not_before; /* back-off after failed starts */
     unsigned failed_starts;
     uint64_t spawned_total, crashed_total;
+    uint64_t *endpoint_down_until; /* `connect:` pools: per endpoint, skipped until then */
 };
+
+/* How long an endpoint that refused a connection or failed its ping is skipped. */
+#define H2P_ENDPOINT_RETRY_MS 5000
 
 /* pool.c */
 extern pthread_mutex_t h2p_pools_lock;
@@ -62,6 +71,9 @@ void h2p_pool_fail_waiters_locked(h2p_pool_t *pool, int status, h2o_linklist_t *
 void h2p_pool_record_crash_locked(h2p_pool_t *pool, uint64_t now);
 void h2p_worker_unref_locked(h2p_worker_t *worker);
 void h2p_pool_want_spawn_locked(h2p_pool_t *pool, size_t n);
+int h2p_pool_endpoint_up_locked(h2p_pool_t *pool, size_t endpoint, uint64_t now);
+void h2p_pool_endpoint_failed_locked(h2p_pool_t *pool, size_t endpoint, const char *why, h2o_linklist_t *failed);
+void h2p_pool_deliver_all(h2o_linklist_t *waiters);
 
 /* pool_reload.c */
 void h2p_poolmgr_free_drained(void);

@@ -82,6 +82,7 @@ void h2p_poolmgr_free_drained(void)
         pthread_mutex_destroy(&pool->lock);
         h2p_config_release(pool->config);
         free(pool->crashes);
+        free(pool->endpoint_down_until);
         free(pool);
     }
     pthread_mutex_unlock(&h2p_pools_lock);

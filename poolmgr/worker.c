@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -75,19 +77,59 @@ void h2p_supervisor_kick(void)
         h2o_multithread_send_message(&sup.kick_receiver, &sup.kick_message);
 }
 
-int h2p_worker_connect(h2p_worker_t *w, int *reused)
+/* An external worker connects to its own endpoint, or while that is down to the next one up. */
+static int pick_endpoint_locked(h2p_worker_t *w, uint64_t now)
 {
+    size_t n = w->pool->conf->num_connect;
+    for (size_t i = 0; i != n; ++i) {
+        size_t e = (w->endpoint + i) % n;
+        if (h2p_pool_endpoint_up_locked(w->pool, e, now))
+            return (int)e;
+    }
+    return -1;
+}
+
+int h2p_worker_connect(h2p_worker_t *w, int *reused, int *connecting)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    const struct sockaddr *addr = (void *)&sa;
+    socklen_t addrlen = sizeof(sa);
+    *reused = *connecting = 0;
+
     pthread_mutex_lock(&w->pool->lock);
     int fd = w->fd;
     w->fd = -1;
+    if (w->external) {
+        int e = pick_endpoint_locked(w, h2p_now_ms());
+        if (fd >= 0 && e != (int)w->conn_endpoint) { /* kept to an endpoint now skipped */
+            close(fd);
+            fd = -1;
+        }
+        if (e < 0) {
+            pthread_mutex_unlock(&w->pool->lock);
+            return -1;
+        }
+        w->conn_endpoint = (size_t)e;
+        addr = (void *)&w->pool->conf->connect[e].addr;
+        addrlen = w->pool->conf->connect[e].addrlen;
+    } else {
+        memcpy(sa.sun_path, w->sock_path, sizeof(sa.sun_path));
+    }
     pthread_mutex_unlock(&w->pool->lock);
     if ((*reused = fd >= 0))
         return fd;
-    if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0)
+
+    if ((fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0)
         return -1;
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    memcpy(sa.sun_path, w->sock_path, sizeof(sa.sun_path));
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+    if (addr->sa_family != AF_UNIX) {
+        int on = 1; /* records are small and each is sent as soon as it is complete */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+    }
+    if (connect(fd, addr, addrlen) != 0) {
+        if (errno == EINPROGRESS) {
+            *connecting = 1;
+            return fd;
+        }
         close(fd);
         return -1;
     }
@@ -110,10 +152,23 @@ static void leave_service_locked(h2p_worker_t *w)
     }
 }
 
+/* An external worker has no process: stopping it takes its slot out of the pool at once. */
+static void remove_external_locked(h2p_worker_t *w)
+{
+    leave_service_locked(w);
+    w->state = WORKER_DEAD;
+    h2o_linklist_unlink(&w->all_link);
+    h2p_worker_unref_locked(w); /* the pool's reference; a request holding it keeps it until released */
+}
+
 void h2p_worker_stop_locked(h2p_worker_t *w, const char *why)
 {
     if (w->state == WORKER_STOPPING || w->state == WORKER_DEAD)
         return;
+    if (w->external) {
+        remove_external_locked(w);
+        return;
+    }
     if (w->state == WORKER_STARTING)
         w->killed = 1; /* its exit is ours, not a failed start */
     leave_service_locked(w);
@@ -128,6 +183,10 @@ void h2p_worker_kill_locked(h2p_worker_t *w)
 {
     if (w->state == WORKER_DEAD)
         return;
+    if (w->external) { /* never kill(-0): that is our own process group */
+        remove_external_locked(w);
+        return;
+    }
     leave_service_locked(w);
     w->state = WORKER_STOPPING;
     w->killed = 1;
@@ -346,6 +405,8 @@ static void end_probe(h2p_worker_t *w, int ok)
         h2o_socket_close(w->probe);
     w->probe = NULL;
     h2p_pool_waiter_t *handed_to = NULL;
+    h2o_linklist_t failed;
+    h2o_linklist_init_anchor(&failed);
 
     pthread_mutex_lock(&pool->lock);
     uint64_t now = h2p_now_ms();
@@ -377,6 +438,11 @@ static void end_probe(h2p_worker_t *w, int ok)
     } else if (w->state == WORKER_BUSY && was_ping && ok) {
         w->last_ping = now;
         h2p_pool_give_worker_locked(pool, w, &handed_to);
+    } else if (w->state == WORKER_BUSY && was_ping && w->external) {
+        /* the endpoint's processes are not ours to kill: the endpoint is skipped for a while */
+        h2p_pool_endpoint_failed_locked(pool, w->conn_endpoint, "failed a ping", &failed);
+        w->last_ping = now; /* the next ping one interval from now, not on the next tick */
+        h2p_pool_give_worker_locked(pool, w, &handed_to);
     } else if (w->state == WORKER_BUSY && was_ping) {
         pool_log(H2P_LOG_WARN, pool, "worker %d failed its ping (no answer within %llu ms): killing it", (int)w->pid,
                  (unsigned long long)pool->conf->ping_timeout_ms);
@@ -386,17 +452,32 @@ static void end_probe(h2p_worker_t *w, int ok)
     pthread_mutex_unlock(&pool->lock);
     if (handed_to != NULL)
         h2p_pool_deliver(handed_to);
+    h2p_pool_deliver_all(&failed);
 }
 
 static void on_probe_read(h2o_socket_t *sock, const char *err)
 {
     h2p_worker_t *w = sock->data;
+    h2p_fcgi_record_t rec;
+    ssize_t n;
+    /* A starting worker that answers anything at all runs and reads its socket: it is ready.  Not
+     * every FastCGI implementation answers FCGI_GET_VALUES as it should, and what a worker makes of
+     * requests is for its requests to show (a malformed answer there is a 502 and a new worker);
+     * waiting for an answer that never comes would only leave the queue to time out. */
+    if (w->state == WORKER_STARTING && sock->input->size != 0) {
+        n = h2p_fcgi_decode_record(sock->input->bytes, sock->input->size, &rec);
+        if (n == 0 && err == NULL)
+            return; /* the first record is not complete yet */
+        if (n <= 0 || rec.type != H2P_FCGI_GET_VALUES_RESULT)
+            pool_log(H2P_LOG_WARN, w->pool, "worker %d answered FCGI_GET_VALUES with something else: taking it as ready",
+                     (int)w->pid);
+        end_probe(w, 1);
+        return;
+    }
     if (err != NULL) {
         end_probe(w, 0);
         return;
     }
-    h2p_fcgi_record_t rec;
-    ssize_t n;
     while ((n = h2p_fcgi_decode_record(sock->input->bytes, sock->input->size, &rec)) > 0) {
         if (rec.type == H2P_FCGI_GET_VALUES_RESULT) {
             end_probe(w, 1);
@@ -418,7 +499,7 @@ static void start_probe(h2p_worker_t *w, int is_ping)
 {
     static const char *const names[] = {H2P_FCGI_MAX_CONNS, H2P_FCGI_MAX_REQS, H2P_FCGI_MPXS_CONNS};
     /* a ping travels on the kept connection: a one-at-a-time worker would not accept another */
-    int reused, fd = h2p_worker_connect(w, &reused);
+    int reused, connecting, fd = h2p_worker_connect(w, &reused, &connecting); /* (connecting: the write waits for it) */
     pthread_mutex_lock(&w->pool->lock);
     w->refcnt++;
     w->probe_is_ping = is_ping;
@@ -512,6 +593,14 @@ static void on_worker_exit(h2p_pool_t *pool, h2p_worker_t *w, int status)
         }
         break;
     case WORKER_STOPPING:
+        /* one stopped because it hung up mid-request was usually dead already: unless our signal
+         * ended it, that is a crash, and rapid-fail protection must count it */
+        if (w->lost && !clean && !(WIFSIGNALED(status) && (WTERMSIG(status) == SIGTERM || WTERMSIG(status) == SIGKILL))) {
+            pool_log(H2P_LOG_ERROR, pool, "worker %d crashed: %s, after %llu requests", (int)w->pid, how,
+                     (unsigned long long)w->requests);
+            h2p_pool_record_crash_locked(pool, now);
+            break;
+        }
         pool_log(H2P_LOG_INFO, pool, "worker %d stopped (%s)", (int)w->pid, how);
         break;
     case WORKER_DEAD:
@@ -559,7 +648,7 @@ static uint64_t read_rss(pid_t pid)
 }
 
 static void tick_pool(h2p_pool_t *pool, uint64_t now, int check_memory, h2o_linklist_t *expired, h2p_worker_t **pings,
-                      size_t *num_pings, size_t max_pings)
+                      size_t *num_pings, size_t max_pings, h2p_worker_t **late, size_t *num_late)
 {
     const h2p_pool_conf_t *conf = pool->conf;
     h2o_linklist_t *l, *next;
@@ -579,15 +668,23 @@ static void tick_pool(h2p_pool_t *pool, uint64_t now, int check_memory, h2o_link
             }
             break;
         case WORKER_IDLE:
-            if (pool->num_live > conf->min_processes && now - w->last_active >= conf->idle_timeout_ms) {
+            /* (an external worker is a slot, not a process: nothing of it idles out or ages) */
+            if (!w->external && pool->num_live > conf->min_processes && now - w->last_active >= conf->idle_timeout_ms) {
                 h2p_worker_stop_locked(w, "idle_timeout");
                 break;
             }
             /* fall through */
         case WORKER_BUSY:
-            if (conf->recycle_time_ms != 0 && now - w->started_at >= conf->recycle_time_ms)
+            /* a ping unanswered within ping.timeout fails (the probe would wait for ever) */
+            if (w->state == WORKER_BUSY && w->probe != NULL && w->probe_is_ping && now >= w->probe_deadline &&
+                *num_late < max_pings) {
+                w->refcnt++;
+                late[(*num_late)++] = w;
+                break;
+            }
+            if (!w->external && conf->recycle_time_ms != 0 && now - w->started_at >= conf->recycle_time_ms)
                 retire_locked(w, "recycle.time");
-            if (check_memory && conf->recycle_memory != 0 && read_rss(w->pid) > conf->recycle_memory)
+            if (!w->external && check_memory && conf->recycle_memory != 0 && read_rss(w->pid) > conf->recycle_memory)
                 retire_locked(w, "recycle.memory");
             if (w->state == WORKER_IDLE && w->retire_reason != NULL && w->replacement_ready) {
                 h2p_worker_stop_locked(w, w->retire_reason);
@@ -664,8 +761,8 @@ static void on_tick(h2o_timeout_entry_t *entry)
     int check_memory = now - sup.last_memory_check >= MEMORY_CHECK_MS;
     if (check_memory)
         sup.last_memory_check = now;
-    h2p_worker_t *probes[64];
-    size_t num_probes = 0;
+    h2p_worker_t *probes[64], *late[64];
+    size_t num_probes = 0, num_late = 0;
     h2o_linklist_t expired;
     h2o_linklist_init_anchor(&expired);
 
@@ -673,11 +770,19 @@ static void on_tick(h2o_timeout_entry_t *entry)
     for (h2o_linklist_t *pl = h2p_pools.next; pl != &h2p_pools; pl = pl->next) {
         h2p_pool_t *pool = H2O_STRUCT_FROM_MEMBER(h2p_pool_t, registry_link, pl);
         pthread_mutex_lock(&pool->lock);
-        tick_pool(pool, now, check_memory, &expired, sup.shutting_down ? NULL : probes, &num_probes, 64);
+        tick_pool(pool, now, check_memory, &expired, sup.shutting_down ? NULL : probes, &num_probes, 64, late, &num_late);
         pthread_mutex_unlock(&pool->lock);
     }
     pthread_mutex_unlock(&h2p_pools_lock);
 
+    for (size_t i = 0; i != num_late; ++i) {
+        h2p_worker_t *w = late[i];
+        if (w->probe != NULL && w->probe_is_ping) /* (its answer may have come in the meantime) */
+            end_probe(w, 0);
+        pthread_mutex_lock(&w->pool->lock);
+        h2p_worker_unref_locked(w);
+        pthread_mutex_unlock(&w->pool->lock);
+    }
     for (size_t i = 0; i != num_probes; ++i) {
         h2p_worker_t *w = probes[i];
         if (w->state == WORKER_STARTING || w->state == WORKER_BUSY)
@@ -755,7 +860,8 @@ void h2p_poolmgr_shutdown(h2o_evloop_t *loop)
     for (h2o_linklist_t *pl = h2p_pools.next; pl != &h2p_pools; pl = pl->next) {
         h2p_pool_t *pool = H2O_STRUCT_FROM_MEMBER(h2p_pool_t, registry_link, pl);
         pthread_mutex_lock(&pool->lock);
-        for (h2o_linklist_t *l = pool->workers.next; l != &pool->workers; l = l->next) {
+        for (h2o_linklist_t *l = pool->workers.next, *next; l != &pool->workers; l = next) {
+            next = l->next; /* an external worker leaves the list at once */
             h2p_worker_t *w = H2O_STRUCT_FROM_MEMBER(h2p_worker_t, all_link, l);
             h2p_worker_stop_locked(w, "server shutdown");
         }
