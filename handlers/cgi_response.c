@@ -164,7 +164,7 @@ void h2p_cgi_response_fail(h2p_cgi_response_t *self, int status, const char *rea
         return;
     }
     self->started = self->final_sent = 1;
-    h2o_send_error_generic(self->req, status, reason, body, 0);
+    h2o_send_error_generic(self->req, status, reason, body, H2O_SEND_ERROR_KEEP_HEADERS); /* e.g. Retry-After */
 }
 
 void h2p_cgi_response_end(h2p_cgi_response_t *self, int ok)

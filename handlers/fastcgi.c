@@ -14,18 +14,17 @@
 #include <string.h>
 
 #include "frontend/log.h"
+#include "handlers/cgi_env.h"
+#include "handlers/cgi_response.h"
 #include "handlers/fcgi_proto.h"
 #include "poolmgr/pool.h"
 
-#define MAX_PENDING (256 * 1024)
-#define MAX_HEAD (64 * 1024)
 #define REQUEST_ID 1
 #define MAX_CONNECT_ATTEMPTS 8  /* a refused connection sent nothing: the request goes to another worker */
 #define CONNECT_TIMEOUT_MS 5000 /* a TCP endpoint that drops connection attempts counts as refusing */
 
 typedef struct fcgi_request {
-    h2o_generator_t super;
-    h2o_req_t *req; /* NULL once the client's request is gone */
+    h2p_cgi_response_t response; /* the generator, the client's request (NULL once it is gone), the body */
     h2p_thread_t *thread;
     h2p_pool_t *pool;
     h2p_pool_waiter_t waiter;
@@ -34,12 +33,7 @@ typedef struct fcgi_request {
     h2o_buffer_t *request_records; /* BEGIN_REQUEST + PARAMS, built once (a retry resends it) */
     char *stdin_headers;           /* record headers for the body, which is sent from req->entity */
     h2o_timeout_entry_t timeout;
-    h2o_buffer_t *head;     /* STDOUT until the CGI header block is complete */
-    h2o_buffer_t *pending;  /* body bytes not yet given to h2o */
-    h2o_buffer_t *inflight; /* body bytes h2o is sending */
-    uint64_t body_left;     /* Content-Length from the worker, or UINT64_MAX */
-    unsigned waiting : 1, started : 1, sending : 1, final_sent : 1, end_seen : 1, reused_connection : 1, reconnected : 1,
-        retried : 1, got_output : 1, read_stopped : 1, error_pending : 1, connecting : 1;
+    unsigned waiting : 1, reused_connection : 1, reconnected : 1, retried : 1, got_output : 1, read_stopped : 1, connecting : 1;
     unsigned connect_attempts;
 } fcgi_request_t;
 
@@ -68,149 +62,22 @@ static h2o_timeout_t *timeout_for(h2o_evloop_t *loop, uint64_t ms)
     return &timeouts.entries[i].timeout;
 }
 
-/* ---- FastCGI params (RFC 3875 meta-variables) ------------------------------------------ */
+/* ---- the request's records -------------------------------------------------------------- */
 
-typedef struct params_builder {
-    h2o_mem_pool_t *pool;
-    h2o_iovec_t *pairs; /* name, value, name, value... */
-    size_t count, cap;
-} params_builder_t;
-
-static void add_param(params_builder_t *b, const char *name, size_t name_len, const char *value, size_t value_len)
-{
-    if (b->count + 2 > b->cap) {
-        size_t cap = b->cap * 2;
-        h2o_iovec_t *pairs = h2o_mem_alloc_pool(b->pool, sizeof(*pairs) * cap);
-        memcpy(pairs, b->pairs, sizeof(*pairs) * b->count);
-        b->pairs = pairs;
-        b->cap = cap;
-    }
-    b->pairs[b->count++] = h2o_iovec_init(name, name_len);
-    b->pairs[b->count++] = h2o_iovec_init(value, value_len);
-}
-
-#define ADD_LIT(b, name, ...) add_param(b, H2O_STRLIT(name), __VA_ARGS__)
-#define ADD_STR(b, name, s) add_param(b, H2O_STRLIT(name), s, strlen(s))
-
-static int is_hop_by_hop(const h2o_token_t *token)
-{
-    return token == H2O_TOKEN_CONNECTION || token == H2O_TOKEN_KEEP_ALIVE || token == H2O_TOKEN_TE ||
-           token == H2O_TOKEN_TRANSFER_ENCODING || token == H2O_TOKEN_UPGRADE || token == H2O_TOKEN_CONTENT_LENGTH ||
-           token == H2O_TOKEN_CONTENT_TYPE || token == H2O_TOKEN_HTTP2_SETTINGS;
-}
-
-static void add_header_params(params_builder_t *b, h2o_req_t *req)
-{
-    for (size_t i = 0; i != req->headers.size; ++i) {
-        h2o_header_t *h = req->headers.entries + i;
-        if (h2o_iovec_is_token(h->name) && is_hop_by_hop((const h2o_token_t *)h->name))
-            continue;
-        /* "Proxy" would become HTTP_PROXY (httpoxy); "_" in a name could impersonate "-" */
-        if (h2o_lcstris(h->name->base, h->name->len, H2O_STRLIT("proxy")) || memchr(h->name->base, '_', h->name->len) != NULL)
-            continue;
-        /* repeated headers are joined, as CGI has one variable per name */
-        int seen = 0;
-        for (size_t j = 0; j != i && !seen; ++j)
-            seen = h2o_lcstris(req->headers.entries[j].name->base, req->headers.entries[j].name->len, h->name->base, h->name->len);
-        if (seen)
-            continue;
-        h2o_iovec_t value = h->value;
-        for (size_t j = i + 1; j != req->headers.size; ++j) {
-            h2o_header_t *other = req->headers.entries + j;
-            if (h2o_lcstris(other->name->base, other->name->len, h->name->base, h->name->len))
-                value = h2o_concat(b->pool, value,
-                                   h->name == &H2O_TOKEN_COOKIE->buf ? h2o_iovec_init(H2O_STRLIT("; "))
-                                                                     : h2o_iovec_init(H2O_STRLIT(", ")),
-                                   other->value);
-        }
-        char *name = h2o_mem_alloc_pool(b->pool, h->name->len + 5);
-        memcpy(name, "HTTP_", 5);
-        for (size_t k = 0; k != h->name->len; ++k) {
-            char c = h->name->base[k];
-            name[5 + k] = c == '-' ? '_' : (char)toupper((unsigned char)c);
-        }
-        add_param(b, name, h->name->len + 5, value.base, value.len);
-    }
-}
-
-static char *format_address(h2o_mem_pool_t *pool, struct sockaddr *sa, socklen_t len, char **port)
-{
-    char *host = h2o_mem_alloc_pool(pool, NI_MAXHOST);
-    *port = h2o_mem_alloc_pool(pool, sizeof(H2O_UINT16_LONGEST_STR));
-    if (len == 0 || h2o_socket_getnumerichost(sa, len, host) == SIZE_MAX)
-        strcpy(host, "");
-    int32_t p = len == 0 ? -1 : h2o_socket_getport(sa);
-    sprintf(*port, "%d", p < 0 ? 0 : p);
-    return host;
-}
-
+/* BEGIN_REQUEST + PARAMS (the CGI variables) once per request; STDIN goes from req->entity. */
 static void build_request_records(fcgi_request_t *fr, const h2p_fastcgi_target_t *t)
 {
-    h2o_req_t *req = fr->req;
-    params_builder_t b = {&req->pool, h2o_mem_alloc_pool(&req->pool, sizeof(h2o_iovec_t) * 64), 0, 64};
-
-    ADD_LIT(&b, "GATEWAY_INTERFACE", H2O_STRLIT("CGI/1.1"));
-    ADD_LIT(&b, "SERVER_SOFTWARE", H2O_STRLIT("h2pool/" H2POOL_VERSION));
-    ADD_LIT(&b, "REQUEST_METHOD", req->method.base, req->method.len);
-    /* the URI the client sent, even after an internal rewrite */
-    ADD_LIT(&b, "REQUEST_URI", req->input.path.base, req->input.path.len);
-    if (req->query_at != SIZE_MAX)
-        ADD_LIT(&b, "QUERY_STRING", req->path.base + req->query_at + 1, req->path.len - req->query_at - 1);
-    else
-        ADD_LIT(&b, "QUERY_STRING", "", 0);
-    ADD_LIT(&b, "SCRIPT_NAME", t->script_name.base, t->script_name.len);
-    ADD_STR(&b, "SCRIPT_FILENAME", t->script_filename);
-    ADD_STR(&b, "DOCUMENT_ROOT", t->document_root);
-    ADD_LIT(&b, "DOCUMENT_URI", t->script_name.base, t->script_name.len);
-    if (t->path_info.len != 0) {
-        ADD_LIT(&b, "PATH_INFO", t->path_info.base, t->path_info.len);
-        h2o_iovec_t translated = h2o_concat(&req->pool, h2o_iovec_init(t->document_root, strlen(t->document_root)), t->path_info);
-        ADD_LIT(&b, "PATH_TRANSLATED", translated.base, translated.len);
-    }
-    if (req->version >= 0x200)
-        ADD_LIT(&b, "SERVER_PROTOCOL", H2O_STRLIT("HTTP/2.0"));
-    else if (req->version == 0x100)
-        ADD_LIT(&b, "SERVER_PROTOCOL", H2O_STRLIT("HTTP/1.0"));
-    else
-        ADD_LIT(&b, "SERVER_PROTOCOL", H2O_STRLIT("HTTP/1.1"));
-    int https = req->scheme == &H2O_URL_SCHEME_HTTPS;
-    ADD_STR(&b, "REQUEST_SCHEME", https ? "https" : "http");
-    if (https)
-        ADD_LIT(&b, "HTTPS", H2O_STRLIT("on"));
-
-    struct sockaddr_storage ss;
-    socklen_t sl = req->conn->callbacks->get_sockname(req->conn, (void *)&ss);
-    char *port, *addr = format_address(&req->pool, (void *)&ss, sl, &port);
-    ADD_STR(&b, "SERVER_ADDR", addr);
-    ADD_STR(&b, "SERVER_PORT", port);
-    sl = req->conn->callbacks->get_peername(req->conn, (void *)&ss);
-    addr = format_address(&req->pool, (void *)&ss, sl, &port);
-    ADD_STR(&b, "REMOTE_ADDR", addr);
-    ADD_STR(&b, "REMOTE_PORT", port);
-
-    h2o_iovec_t host;
-    uint16_t host_port;
-    if (h2o_url_parse_hostport(req->authority.base, req->authority.len, &host, &host_port) == NULL)
-        host = req->authority;
-    ADD_LIT(&b, "SERVER_NAME", host.base, host.len);
-    ADD_LIT(&b, "HTTP_HOST", req->authority.base, req->authority.len);
-
-    ssize_t ct = h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_TYPE, -1);
-    if (ct != -1)
-        ADD_LIT(&b, "CONTENT_TYPE", req->headers.entries[ct].value.base, req->headers.entries[ct].value.len);
-    if (req->entity.base != NULL) {
-        char *len = h2o_mem_alloc_pool(&req->pool, sizeof(H2O_UINT64_LONGEST_STR));
-        ADD_LIT(&b, "CONTENT_LENGTH", len, sprintf(len, "%zu", req->entity.len));
-    }
-    ADD_LIT(&b, "REDIRECT_STATUS", H2O_STRLIT("200")); /* php-cgi's cgi.force_redirect wants it */
-    add_header_params(&b, req);
+    h2o_req_t *req = fr->response.req;
+    h2p_cgi_script_t script = {t->script_name, t->path_info, t->script_filename, t->document_root};
+    h2p_cgi_vars_t vars;
+    h2p_cgi_vars_build(req, &script, &vars);
 
     size_t size = 0;
-    for (size_t i = 0; i < b.count; i += 2)
-        size += h2p_fcgi_nv_size(b.pairs[i].len, b.pairs[i + 1].len);
+    for (size_t i = 0; i < vars.count; i += 2)
+        size += h2p_fcgi_nv_size(vars.pairs[i].len, vars.pairs[i + 1].len);
     char *block = h2o_mem_alloc_pool(&req->pool, size), *p = block;
-    for (size_t i = 0; i < b.count; i += 2)
-        p = h2p_fcgi_nv_write(p, b.pairs[i].base, b.pairs[i].len, b.pairs[i + 1].base, b.pairs[i + 1].len);
+    for (size_t i = 0; i < vars.count; i += 2)
+        p = h2p_fcgi_nv_write(p, vars.pairs[i].base, vars.pairs[i].len, vars.pairs[i + 1].base, vars.pairs[i + 1].len);
 
     h2o_buffer_init(&fr->request_records, &h2o_socket_buffer_prototype);
     h2p_fcgi_encode_begin_request(&fr->request_records, REQUEST_ID, H2P_FCGI_RESPONDER, 1);
@@ -233,12 +100,7 @@ static void free_request(fcgi_request_t *fr)
     if (fr->request_records != NULL)
         h2o_buffer_dispose(&fr->request_records);
     free(fr->stdin_headers);
-    if (fr->head != NULL)
-        h2o_buffer_dispose(&fr->head);
-    if (fr->pending != NULL)
-        h2o_buffer_dispose(&fr->pending);
-    if (fr->inflight != NULL)
-        h2o_buffer_dispose(&fr->inflight);
+    h2p_cgi_response_dispose(&fr->response);
     free(fr);
 }
 
@@ -268,51 +130,25 @@ static void release_worker(fcgi_request_t *fr, h2p_release_outcome_t outcome, in
     }
 }
 
-static void send_pending(fcgi_request_t *fr)
+static void on_drained(h2p_cgi_response_t *response)
 {
-    if (fr->req == NULL || fr->sending || fr->final_sent || !fr->started)
-        return;
-    if (fr->error_pending) {
-        fr->final_sent = 1;
-        h2o_send(fr->req, NULL, 0, H2O_SEND_STATE_ERROR);
-        return;
-    }
-    if (fr->pending->size == 0 && !fr->end_seen)
-        return;
-    h2o_buffer_t *t = fr->inflight;
-    fr->inflight = fr->pending;
-    fr->pending = t;
-    fr->sending = 1;
-    h2o_iovec_t vec = h2o_iovec_init(fr->inflight->bytes, fr->inflight->size);
-    h2o_send_state_t state = fr->end_seen && fr->pending->size == 0 ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS;
-    if (state == H2O_SEND_STATE_FINAL)
-        fr->final_sent = 1;
-    h2o_send(fr->req, &vec, vec.len != 0, state);
-}
-
-static void on_generator_proceed(h2o_generator_t *generator, h2o_req_t *req)
-{
-    fcgi_request_t *fr = (void *)generator;
-    fr->sending = 0;
-    h2o_buffer_consume(&fr->inflight, fr->inflight->size);
-    if (fr->read_stopped && fr->sock != NULL && fr->pending->size < MAX_PENDING) {
+    fcgi_request_t *fr = (void *)response;
+    if (fr->read_stopped && fr->sock != NULL) {
         fr->read_stopped = 0;
         h2o_socket_read_start(fr->sock, on_worker_read);
     }
-    send_pending(fr);
 }
 
-static void on_generator_stop(h2o_generator_t *generator, h2o_req_t *req)
+static void on_client_left(h2p_cgi_response_t *response)
 {
     /* the client left mid-response: the worker is still writing, so its connection is not reusable */
-    fcgi_request_t *fr = (void *)generator;
-    release_worker(fr, H2P_RELEASE_CLOSED, 0);
+    release_worker((fcgi_request_t *)response, H2P_RELEASE_CLOSED, 0);
 }
 
 static void on_request_dispose(void *p)
 {
     fcgi_request_t *fr = *(fcgi_request_t **)p;
-    fr->req = NULL;
+    fr->response.req = NULL;
     if (fr->waiting) {
         if (!h2p_pool_cancel(fr->pool, &fr->waiter))
             return; /* a worker is on its way: the hand-over frees fr */
@@ -324,20 +160,10 @@ static void on_request_dispose(void *p)
 
 static void send_error(fcgi_request_t *fr, int status, const char *reason, const char *body)
 {
-    if (fr->req == NULL)
-        return;
-    if (fr->started) {
-        fr->error_pending = 1;
-        send_pending(fr);
-        return;
-    }
-    fr->started = fr->final_sent = 1;
-    if (status == 503) {
-        h2o_add_header(&fr->req->pool, &fr->req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("5"));
-        h2o_send_error_generic(fr->req, status, reason, body, H2O_SEND_ERROR_KEEP_HEADERS);
-    } else {
-        h2o_send_error_generic(fr->req, status, reason, body, 0);
-    }
+    h2o_req_t *req = fr->response.req;
+    if (req != NULL && !fr->response.started && status == 503)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("5"));
+    h2p_cgi_response_fail(&fr->response, status, reason, body);
 }
 
 /* ---- the worker's answer ---------------------------------------------------------------- */
@@ -359,83 +185,9 @@ static void log_stderr(fcgi_request_t *fr, const char *data, size_t len)
     }
 }
 
-static int is_response_hop_by_hop(const char *name, size_t len)
-{
-    return h2o_lcstris(name, len, H2O_STRLIT("connection")) || h2o_lcstris(name, len, H2O_STRLIT("transfer-encoding")) ||
-           h2o_lcstris(name, len, H2O_STRLIT("keep-alive")) || h2o_lcstris(name, len, H2O_STRLIT("upgrade")) ||
-           h2o_lcstris(name, len, H2O_STRLIT("proxy-connection")) || h2o_lcstris(name, len, H2O_STRLIT("te")) ||
-           h2o_lcstris(name, len, H2O_STRLIT("trailer"));
-}
-
-/* The CGI head is complete: turn it into the HTTP response head and start the response. */
-static int start_response(fcgi_request_t *fr, const h2p_cgi_head_t *head)
-{
-    h2o_req_t *req = fr->req;
-    req->res.status = head->status;
-    req->res.reason = head->reason_len != 0 ? h2o_strdup(&req->pool, head->reason, head->reason_len).base : "OK";
-    fr->body_left = UINT64_MAX;
-    for (size_t i = 0; i != head->num_headers; ++i) {
-        const h2p_cgi_header_t *h = head->headers + i;
-        if (is_response_hop_by_hop(h->name, h->name_len))
-            continue;
-        if (h2o_lcstris(h->name, h->name_len, H2O_STRLIT("content-length"))) {
-            size_t cl = h2o_strtosize(h->value, h->value_len);
-            if (cl == SIZE_MAX)
-                return -1;
-            req->res.content_length = fr->body_left = cl;
-            continue;
-        }
-        h2o_iovec_t name = h2o_strdup(&req->pool, h->name, h->name_len);
-        h2o_strtolower(name.base, name.len);
-        h2o_iovec_t value = h2o_strdup(&req->pool, h->value, h->value_len);
-        const h2o_token_t *token = h2o_lookup_token(name.base, name.len);
-        if (token != NULL)
-            h2o_add_header(&req->pool, &req->res.headers, token, NULL, value.base, value.len);
-        else
-            h2o_add_header_by_str(&req->pool, &req->res.headers, name.base, name.len, 0, NULL, value.base, value.len);
-    }
-    fr->started = 1;
-    h2o_start_response(req, &fr->super);
-    return 0;
-}
-
-static void append_body(fcgi_request_t *fr, const char *data, size_t len)
-{
-    if (len > fr->body_left) /* never more than the Content-Length the worker announced */
-        len = (size_t)fr->body_left;
-    if (fr->body_left != UINT64_MAX)
-        fr->body_left -= len;
-    if (len == 0)
-        return;
-    h2o_iovec_t dst = h2o_buffer_reserve(&fr->pending, len);
-    memcpy(dst.base, data, len);
-    fr->pending->size += len;
-}
-
-/* STDOUT bytes: the CGI head first, then the body. Returns -1 on a malformed head. */
-static int on_stdout(fcgi_request_t *fr, const char *data, size_t len)
-{
-    if (fr->started) {
-        append_body(fr, data, len);
-        return 0;
-    }
-    h2o_iovec_t dst = h2o_buffer_reserve(&fr->head, len);
-    memcpy(dst.base, data, len);
-    fr->head->size += len;
-    h2p_cgi_head_t head;
-    int consumed = h2p_cgi_parse_head(fr->head->bytes, fr->head->size, MAX_HEAD, &head);
-    if (consumed == -2)
-        return 0;
-    if (consumed < 0 || fr->req == NULL || start_response(fr, &head) != 0)
-        return -1;
-    append_body(fr, fr->head->bytes + consumed, fr->head->size - (size_t)consumed);
-    h2o_buffer_dispose(&fr->head);
-    return 0;
-}
-
 static int retry_allowed(fcgi_request_t *fr)
 {
-    h2o_iovec_t m = fr->req->method;
+    h2o_iovec_t m = fr->response.req->method;
     return h2p_pool_conf(fr->pool)->retry_on_crash && !fr->retried &&
            (h2o_memis(m.base, m.len, H2O_STRLIT("GET")) || h2o_memis(m.base, m.len, H2O_STRLIT("HEAD")) ||
             h2o_memis(m.base, m.len, H2O_STRLIT("OPTIONS")));
@@ -444,7 +196,7 @@ static int retry_allowed(fcgi_request_t *fr)
 /* The connection ended before the response did. */
 static void on_worker_gone(fcgi_request_t *fr)
 {
-    if (!fr->got_output && fr->req != NULL) {
+    if (!fr->got_output && fr->response.req != NULL) {
         /* a kept connection the worker had closed: the request never reached it, send it again */
         if (fr->reused_connection && !fr->reconnected) {
             h2p_worker_t *w = fr->worker;
@@ -473,7 +225,7 @@ static void on_worker_gone(fcgi_request_t *fr)
 static void on_connect_failed(fcgi_request_t *fr)
 {
     release_worker(fr, H2P_RELEASE_UNREACHABLE, 0);
-    if (fr->req == NULL)
+    if (fr->response.req == NULL)
         return;
     if (++fr->connect_attempts < MAX_CONNECT_ATTEMPTS) {
         dispatch(fr);
@@ -512,8 +264,8 @@ static void on_worker_read(h2o_socket_t *sock, const char *err)
         if (rec.request_id == REQUEST_ID || rec.type == H2P_FCGI_GET_VALUES_RESULT || rec.type == H2P_FCGI_UNKNOWN_TYPE) {
             switch (rec.type) {
             case H2P_FCGI_STDOUT:
-                if (on_stdout(fr, rec.content, rec.content_length) != 0) {
-                    on_malformed(fr, fr->req == NULL ? "output for a request that is gone" : "a malformed CGI header block");
+                if (h2p_cgi_response_feed(&fr->response, rec.content, rec.content_length) != 0) {
+                    on_malformed(fr, "a malformed CGI header block");
                     return;
                 }
                 break;
@@ -522,19 +274,17 @@ static void on_worker_read(h2o_socket_t *sock, const char *err)
                 break;
             case H2P_FCGI_END_REQUEST:
                 h2o_buffer_consume(&sock->input, (size_t)n);
-                if (!fr->started) {
+                if (!fr->response.started && fr->response.req != NULL) {
                     on_malformed(fr, "END_REQUEST before a CGI header block");
                     return;
                 }
-                fr->end_seen = 1;
-                if (fr->body_left != UINT64_MAX && fr->body_left != 0) {
-                    release_worker(fr, H2P_RELEASE_CLOSED, 1);
+                if (fr->response.body_left != UINT64_MAX && fr->response.body_left != 0) {
                     h2p_warn("fastcgi", "pool %s: response shorter than its Content-Length", h2p_pool_name(fr->pool));
-                    fr->error_pending = 1;
+                    release_worker(fr, H2P_RELEASE_CLOSED, 1);
                 } else {
                     release_worker(fr, H2P_RELEASE_OK, 1);
                 }
-                send_pending(fr);
+                h2p_cgi_response_end(&fr->response, 1);
                 return;
             default: /* GET_VALUES_RESULT, UNKNOWN_TYPE and unknown types carry nothing for us */
                 break;
@@ -546,8 +296,7 @@ static void on_worker_read(h2o_socket_t *sock, const char *err)
         on_malformed(fr, "a malformed FastCGI record");
         return;
     }
-    send_pending(fr);
-    if (fr->pending->size >= MAX_PENDING) { /* back-pressure: the client reads slower than the worker writes */
+    if (h2p_cgi_response_full(&fr->response)) { /* back-pressure: the client reads slower than the worker writes */
         fr->read_stopped = 1;
         h2o_socket_read_stop(sock);
     }
@@ -611,7 +360,7 @@ static void start_on_worker(fcgi_request_t *fr, h2p_worker_t *worker)
 
 static void send_request(fcgi_request_t *fr)
 {
-    h2o_req_t *req = fr->req;
+    h2o_req_t *req = fr->response.req;
     size_t body = req->entity.base != NULL ? req->entity.len : 0, records = (body + 65534) / 65535;
     h2o_iovec_t *vecs = h2o_mem_alloc_pool(&req->pool, sizeof(*vecs) * (2 * records + 2)), *v = vecs;
     *v++ = h2o_iovec_init(fr->request_records->bytes, fr->request_records->size);
@@ -682,16 +431,13 @@ void h2p_fastcgi_init_thread(h2p_thread_t *th)
 int h2p_fastcgi_handle(h2o_req_t *req, const h2p_fastcgi_target_t *target)
 {
     fcgi_request_t *fr = calloc(1, sizeof(*fr));
-    fr->super.proceed = on_generator_proceed;
-    fr->super.stop = on_generator_stop;
-    fr->req = req;
+    h2p_cgi_response_init(&fr->response, req);
+    fr->response.on_drained = on_drained;
+    fr->response.on_stop = on_client_left;
     fr->thread = h2p_this_thread;
     fr->pool = target->pool;
     fr->waiter.thread = fr->thread;
     fr->timeout.cb = on_timeout;
-    h2o_buffer_init(&fr->head, &h2o_socket_buffer_prototype);
-    h2o_buffer_init(&fr->pending, &h2o_socket_buffer_prototype);
-    h2o_buffer_init(&fr->inflight, &h2o_socket_buffer_prototype);
     *(fcgi_request_t **)h2o_mem_alloc_shared(&req->pool, sizeof(fr), on_request_dispose) = fr;
     build_request_records(fr, target);
     dispatch(fr);

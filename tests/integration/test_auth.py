@@ -387,9 +387,40 @@ class AuthTest(unittest.TestCase):
         self.assertNotIn(b"admin area", r.body)
         self.assertEqual(self.get("/hello.txt", host="noauth.test").status, 200)
 
-    @unittest.skip("REMOTE_USER / AUTH_TYPE in the FastCGI params are wired by handlers/fastcgi.c (lead)")
-    def test_remote_user_reaches_fastcgi(self):
-        pass
+
+
+class RemoteUserTest(unittest.TestCase):
+    """The authenticated user reaches FastCGI and CGI as REMOTE_USER / AUTH_TYPE."""
+
+    def test_remote_user_reaches_fastcgi_and_cgi(self):
+        srv = Server("""
+            pools:
+              echo:
+                command: [{apps}/echo_fcgi]
+                max_processes: 1
+                {worker_user}
+            sites:
+              s:
+                bindings: [http://127.0.0.1:{port:http}]
+                root: {dir}/www
+                handlers: [{path: "/app/*", pool: echo}, {path: "*.cgi", cgi: true}]
+                modules:
+                  authentication:
+                    anonymous: true
+                    basic: {users_file: ../users.htpasswd}
+            """, files={"users.htpasswd": "alice:" + openssl_hash("alice-pw", "-6") + "\n",
+                        "www/env.cgi": "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\n'\nenv\n"})
+        os.chmod(srv.path("www/env.cgi"), 0o755)
+        with srv:
+            for path in ("/app/x", "/env.cgi"):
+                r = srv.get(path, "-H", "Authorization: " + basic("alice", "alice-pw"))
+                self.assertEqual(r.status, 200, r)
+                self.assertIn(b"REMOTE_USER=alice", r.body)
+                self.assertIn(b"AUTH_TYPE=Basic", r.body)
+                r = srv.get(path)  # anonymous
+                self.assertEqual(r.status, 200, r)
+                self.assertNotIn(b"REMOTE_USER=", r.body)
+            stop_cleanly(srv)
 
 
 class CredentialCacheTimingTest(unittest.TestCase):
