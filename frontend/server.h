@@ -49,8 +49,9 @@ typedef struct h2p_thread {
     h2p_thread_listener_t **listeners; /* by listener index; never freed: pending handshakes point in */
     size_t num_listeners;
     h2o_multithread_queue_t *queue;
-    h2o_multithread_receiver_t control;  /* shutdown / generation swap */
-    h2o_multithread_receiver_t dispatch; /* requests handed over by the pool manager */
+    h2o_multithread_receiver_t control;   /* shutdown / generation swap */
+    h2o_multithread_receiver_t dispatch;  /* requests handed over by the pool manager */
+    h2o_multithread_receiver_t drop_kept; /* kept worker connections this thread must close */
     size_t requests_in_flight;
     int shutting_down;
 } h2p_thread_t;

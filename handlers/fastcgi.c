@@ -112,11 +112,11 @@ static void release_worker(fcgi_request_t *fr, h2p_release_outcome_t outcome, in
     fr->connecting = 0;
     int fd = -1;
     if (fr->sock != NULL) {
-        h2o_socket_export_t info;
-        if (outcome == H2P_RELEASE_OK && fr->sock->input->size == 0 && !h2o_socket_is_writing(fr->sock) &&
-            h2o_socket_export(fr->sock, &info) == 0) {
-            fd = info.fd;
-            h2o_buffer_dispose(&info.input);
+        if (outcome == H2P_RELEASE_OK && fr->sock->input->size == 0 && !h2o_socket_is_writing(fr->sock) && fr->worker != NULL) {
+            /* the clean connection stays registered with this loop for the worker's next request */
+            h2o_socket_read_stop(fr->sock);
+            fr->sock->data = NULL;
+            h2p_worker_keep_socket(fr->worker, fr->sock, fr->thread);
         } else {
             if (outcome == H2P_RELEASE_OK)
                 outcome = H2P_RELEASE_CLOSED;
@@ -339,6 +339,12 @@ static void start_on_worker(fcgi_request_t *fr, h2p_worker_t *worker)
 {
     fr->worker = worker;
     fr->got_output = 0;
+    if ((fr->sock = h2p_worker_take_socket(worker, fr->thread)) != NULL) {
+        fr->reused_connection = 1;
+        fr->sock->data = fr;
+        send_request(fr);
+        return;
+    }
     int reused, connecting, fd = h2p_worker_connect(worker, &reused, &connecting);
     fr->reused_connection = reused;
     if (fd < 0) {
@@ -426,6 +432,7 @@ static void on_dispatch_messages(h2o_multithread_receiver_t *receiver, h2o_linkl
 void h2p_fastcgi_init_thread(h2p_thread_t *th)
 {
     h2o_multithread_register_receiver(th->queue, &th->dispatch, on_dispatch_messages);
+    h2o_multithread_register_receiver(th->queue, &th->drop_kept, h2p_worker_on_drop_kept);
 }
 
 int h2p_fastcgi_handle(h2o_req_t *req, const h2p_fastcgi_target_t *target)

@@ -138,9 +138,62 @@ int h2p_worker_is_dead(h2p_worker_t *worker)
     return worker->state == WORKER_DEAD;
 }
 
+typedef struct drop_kept_message {
+    h2o_multithread_message_t super;
+    h2o_socket_t *sock;
+} drop_kept_message_t;
+
+/* Only the loop that registered a socket may close it: the owner thread is asked to. */
+void h2p_worker_drop_kept_locked(h2p_worker_t *worker)
+{
+    if (worker->kept_sock == NULL)
+        return;
+    drop_kept_message_t *msg = calloc(1, sizeof(*msg));
+    msg->sock = worker->kept_sock;
+    h2o_multithread_send_message(&worker->kept_thread->drop_kept, &msg->super);
+    worker->kept_sock = NULL;
+    worker->kept_thread = NULL;
+}
+
+void h2p_worker_on_drop_kept(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    while (!h2o_linklist_is_empty(messages)) {
+        drop_kept_message_t *msg = H2O_STRUCT_FROM_MEMBER(drop_kept_message_t, super.link, messages->next);
+        h2o_linklist_unlink(&msg->super.link);
+        h2o_socket_close(msg->sock);
+        free(msg);
+    }
+}
+
+h2o_socket_t *h2p_worker_take_socket(h2p_worker_t *worker, h2p_thread_t *th)
+{
+    h2o_socket_t *sock = NULL;
+    pthread_mutex_lock(&worker->pool->lock);
+    if (worker->kept_sock != NULL && worker->kept_thread == th && !worker->external) {
+        sock = worker->kept_sock;
+        worker->kept_sock = NULL;
+        worker->kept_thread = NULL;
+    } else {
+        /* another thread's: closed there, so a one-connection-at-a-time worker accepts ours */
+        h2p_worker_drop_kept_locked(worker);
+    }
+    pthread_mutex_unlock(&worker->pool->lock);
+    return sock;
+}
+
+void h2p_worker_keep_socket(h2p_worker_t *worker, h2o_socket_t *sock, h2p_thread_t *th)
+{
+    pthread_mutex_lock(&worker->pool->lock);
+    h2p_worker_drop_kept_locked(worker);
+    worker->kept_sock = sock;
+    worker->kept_thread = th;
+    pthread_mutex_unlock(&worker->pool->lock);
+}
+
 void h2p_worker_unref_locked(h2p_worker_t *worker)
 {
     if (--worker->refcnt == 0) {
+        h2p_worker_drop_kept_locked(worker);
         if (worker->fd >= 0)
             close(worker->fd);
         free(worker);
@@ -199,10 +252,16 @@ void h2p_pool_endpoint_failed_locked(h2p_pool_t *pool, size_t endpoint, const ch
 }
 
 /* The idle worker a request gets. */
-static h2p_worker_t *take_idle_locked(h2p_pool_t *pool, uint64_t now)
+static h2p_worker_t *take_idle_locked(h2p_pool_t *pool, uint64_t now, h2p_thread_t *th)
 {
     if (pool->conf->num_connect == 0) {
-        /* most recently used first: its code and data are warm */
+        /* most recently used first (its code and data are warm), one whose kept connection is on
+         * this thread's loop if there is one (no re-registering, no closing elsewhere) */
+        for (h2o_linklist_t *l = pool->idle.next; l != &pool->idle; l = l->next) {
+            h2p_worker_t *w = H2O_STRUCT_FROM_MEMBER(h2p_worker_t, idle_link, l);
+            if (w->kept_thread == th)
+                return w;
+        }
         return H2O_STRUCT_FROM_MEMBER(h2p_worker_t, idle_link, pool->idle.next);
     }
     /* external workers: least recently used first, which goes round the endpoints; one whose own
@@ -228,7 +287,7 @@ int h2p_pool_acquire(h2p_pool_t *pool, h2p_pool_waiter_t *waiter, h2p_worker_t *
         return H2P_ACQUIRE_UNAVAILABLE;
     }
     if (!h2o_linklist_is_empty(&pool->idle)) {
-        h2p_worker_t *w = take_idle_locked(pool, now);
+        h2p_worker_t *w = take_idle_locked(pool, now, waiter->thread);
         h2o_linklist_unlink(&w->idle_link);
         pool->num_idle--;
         w->state = WORKER_BUSY;

@@ -78,6 +78,12 @@ void h2p_worker_release(h2p_worker_t *worker, h2p_release_outcome_t outcome, int
  * reached.  *connecting = 1 when a TCP connection is still being made (wait for writability and
  * check SO_ERROR: the h2o socket's H2O_SOCKET_FLAG_IS_CONNECTING). */
 int h2p_worker_connect(h2p_worker_t *worker, int *reused, int *connecting);
+/* The worker's kept connection as a socket of `th`'s loop, or NULL (then h2p_worker_connect). */
+h2o_socket_t *h2p_worker_take_socket(h2p_worker_t *worker, h2p_thread_t *th);
+/* Before releasing with H2P_RELEASE_OK: the clean connection stays registered with `th`'s loop. */
+void h2p_worker_keep_socket(h2p_worker_t *worker, h2o_socket_t *sock, h2p_thread_t *th);
+/* A front-end thread's handler for the kept connections it is asked to close. */
+void h2p_worker_on_drop_kept(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages);
 pid_t h2p_worker_pid(h2p_worker_t *worker);
 h2p_pool_t *h2p_worker_pool(h2p_worker_t *worker);
 int h2p_worker_is_dead(h2p_worker_t *worker);

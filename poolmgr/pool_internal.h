@@ -20,6 +20,10 @@ struct h2p_worker {
     worker_state_t state;
     pid_t pid;
     int fd; /* kept connection while IDLE, else -1 */
+    /* or the kept connection still registered with the loop of the thread that last used it: that
+     * thread takes it back without re-registering it; any other user has it closed by its owner */
+    h2o_socket_t *kept_sock;
+    h2p_thread_t *kept_thread;
     char sock_path[108];
     uint64_t started_at, ready_at, last_active, last_ping, stop_deadline;
     uint64_t requests;
@@ -70,6 +74,7 @@ void h2p_pool_deliver(h2p_pool_waiter_t *waiter);
 void h2p_pool_fail_waiters_locked(h2p_pool_t *pool, int status, h2o_linklist_t *failed);
 void h2p_pool_record_crash_locked(h2p_pool_t *pool, uint64_t now);
 void h2p_worker_unref_locked(h2p_worker_t *worker);
+void h2p_worker_drop_kept_locked(h2p_worker_t *worker);
 void h2p_pool_want_spawn_locked(h2p_pool_t *pool, size_t n);
 int h2p_pool_endpoint_up_locked(h2p_pool_t *pool, size_t endpoint, uint64_t now);
 void h2p_pool_endpoint_failed_locked(h2p_pool_t *pool, size_t endpoint, const char *why, h2o_linklist_t *failed);

@@ -97,6 +97,7 @@ int h2p_worker_connect(h2p_worker_t *w, int *reused, int *connecting)
     *reused = *connecting = 0;
 
     pthread_mutex_lock(&w->pool->lock);
+    h2p_worker_drop_kept_locked(w); /* (its owner thread closes it: then the worker accepts us) */
     int fd = w->fd;
     w->fd = -1;
     if (w->external) {
@@ -150,6 +151,7 @@ static void leave_service_locked(h2p_worker_t *w)
         close(w->fd);
         w->fd = -1;
     }
+    h2p_worker_drop_kept_locked(w);
 }
 
 /* An external worker has no process: stopping it takes its slot out of the pool at once. */
