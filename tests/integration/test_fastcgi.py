@@ -4,6 +4,7 @@ PHP, HTTP/2, streaming of large bodies with back-pressure, and worker stderr in 
 Real h2pool, real libfcgi test apps (tests/apps) and real php-cgi (tests/apps/php).
 """
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -214,6 +215,18 @@ class FastCGITest(unittest.TestCase):
         r = self.get("/echo/x.cgi?header=Location:%20http://example.test/elsewhere")
         self.assertEqual(r.status, 302)
         self.assertEqual(r.header("location"), "http://example.test/elsewhere")
+
+    def test_head_request_has_no_body(self):
+        conn = http.client.HTTPConnection("127.0.0.1", self.server.port(), timeout=30)
+        self.addCleanup(conn.close)
+        conn.request("HEAD", "/echo/x.cgi?header=X-App:%20h")
+        r = conn.getresponse()
+        self.assertEqual((r.status, r.getheader("x-app"), r.read()), (200, "h", b""))
+        conn.request("GET", "/hello/x")  # the same client connection: nothing of a body was left on it
+        r = conn.getresponse()
+        self.assertEqual((r.status, r.read()), (200, b"hello from fastcgi\n"))
+        p, _ = self.echo()  # and the worker's connection is still in order
+        self.assertEqual(p["REQUEST_METHOD"], "GET")
 
     def test_custom_response_header_passed(self):
         r = self.get("/echo/x.cgi?header=X-App:%20value-1")

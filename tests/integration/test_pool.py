@@ -6,12 +6,13 @@ Real h2pool, real libfcgi test apps (tests/apps) and real php-cgi.  Every test r
 import collections
 import http.client
 import json
+import grp
 import os
 import pwd
-import grp
 import re
 import shutil
 import signal
+import socket
 import threading
 import time
 import unittest
@@ -239,14 +240,16 @@ class PoolTest(unittest.TestCase):
     # ---- health pings -----------------------------------------------------------------------
 
     def test_ping_keeps_healthy_libfcgi_worker(self):
-        s = self.server({"crash": {"command": [app("crash_fcgi")], "ping": {"interval": "1s", "timeout": "2s"}}})
-        status, _, body = self.get(s, "/crash/x")
-        self.assertEqual(status, 200)
-        pid = ok_pid(body)
+        s = self.server({"hello": {"command": [app("hello_fcgi")], "ping": {"interval": "1s", "timeout": "2s"}}})
+        status, _, body = self.get(s, "/hello/x")
+        self.assertEqual((status, body), (200, b"hello from fastcgi\n"))
+        pids = s.workers()
+        self.assertEqual(len(pids), 1)
         time.sleep(3.5)  # three ping intervals, idle
-        self.assertEqual(s.workers(), [pid])
-        status, _, body = self.get(s, "/crash/x")
-        self.assertEqual((status, ok_pid(body)), (200, pid))
+        self.assertEqual(s.workers(), pids)
+        status, _, body = self.get(s, "/hello/x")
+        self.assertEqual((status, body), (200, b"hello from fastcgi\n"))
+        self.assertEqual(s.workers(), pids)
         self.assertNotIn("failed its ping", s.read_log())
 
     def test_ping_keeps_healthy_php_worker(self):
@@ -275,6 +278,55 @@ class PoolTest(unittest.TestCase):
         status, _, body = self.get(s, "/crash/x")
         self.assertEqual(status, 200)
         self.assertNotEqual(ok_pid(body), pid)
+
+    def test_php_cgi_own_request_limit_is_anticipated(self):
+        # php-cgi exits by itself after PHP_FCGI_MAX_REQUESTS: the pool retires it first (with the
+        # replacement started), so no request meets the exit
+        s = self.server({"php": {"command": ["php-cgi"], "env": {"PHP_FCGI_MAX_REQUESTS": "3"}, "max_processes": 2}})
+        seen = set()
+        for _ in range(10):
+            status, _, body = self.get(s, "/hello.php")
+            self.assertEqual((status, body), (200, b"hello from php\n"))
+            seen.update(s.workers())
+        self.assertGreaterEqual(len(seen), 3)
+        self.assertNotIn("crashed", s.read_log())
+
+    # ---- clients that leave -----------------------------------------------------------------
+
+    def test_queued_clients_that_leave(self):
+        s = self.server({"slow": {"command": [app("slow_fcgi")], "max_processes": 1}})
+        self.assertEqual(self.get(s, "/slow/x?ms=0")[0], 200)
+        pid = s.proc.pid
+        fds_before = fd_count(pid)
+        busy = http.client.HTTPConnection("127.0.0.1", s.port(), timeout=30)
+        self.addCleanup(busy.close)
+        busy.request("GET", "/slow/x?chunks=4&ms=1000")
+        in_flight = busy.getresponse()  # its head came: the one worker is busy for 3 s
+        # five more are queued, then leave without an answer
+        gone = [socket.create_connection(("127.0.0.1", s.port())) for _ in range(5)]
+        for c in gone:
+            c.sendall(b"GET /slow/x?ms=0 HTTP/1.1\r\nHost: t\r\n\r\n")
+        time.sleep(0.3)  # (for the requests to be read and queued)
+        for c in gone:
+            c.setblocking(False)
+            with self.assertRaises(BlockingIOError):  # nothing yet: they wait for the worker
+                c.recv(1)
+            c.close()
+        self.assertEqual((in_flight.status, in_flight.read()), (200, b"tick\n" * 4))
+        status, _, body = self.get(s, "/slow/x?ms=0")
+        self.assertEqual((status, body), (200, b"slept 0 ms\n"))
+        h2ptest.wait_until(lambda: fd_count(pid) <= fds_before + 1, what=f"fds back to {fds_before}")
+        self.assertEqual(len(s.workers()), 1)
+
+    def test_client_leaving_mid_response(self):
+        s = self.server({"big": {"command": [app("big_fcgi")], "max_processes": 1}})
+        r = h2ptest.curl(s.url("/big/x?mb=10"), "--limit-rate", "500k", timeout=1)
+        self.assertEqual(r.status, 200)
+        self.assertLess(len(r.body), 10 * 1024 * 1024)
+        # the worker is told (its writes fail) and serves the next request whole
+        r = h2ptest.curl(s.url("/big/x?kb=100"))
+        self.assertEqual((r.status, len(r.body)), (200, 100 * 1024))
+        self.assertEqual(len(s.workers()), 1)
 
     # ---- crashes ----------------------------------------------------------------------------
 
