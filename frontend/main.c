@@ -265,7 +265,8 @@ int main(int argc, char **argv)
         h2o_evloop_run(loop, INT32_MAX);
 
     h2p_notice(NULL, "shutting down: no new connections; waiting for requests in flight");
-    h2p_server_stop(SHUTDOWN_GRACE_MS);
+    if (h2p_server_stop(SHUTDOWN_GRACE_MS) == 0)
+        h2p_poolmgr_front_end_stopped();
     h2p_poolmgr_shutdown(loop); /* reaps the workers: needs SIGCHLD, so the signalfd closes after it */
     if (isock != NULL)
         h2o_socket_close(isock);

@@ -415,8 +415,9 @@ void h2p_server_commit_listeners(h2p_config_t *conf)
     }
 }
 
-void h2p_server_stop(uint64_t grace_ms)
+int h2p_server_stop(uint64_t grace_ms)
 {
+    int running = 0;
     for (size_t t = 0; t != h2p_server.num_threads; ++t)
         send_control(h2p_server.threads + t, CONTROL_SHUTDOWN, NULL, NULL);
     /* a request that outlives the grace period is cut off by the process exit */
@@ -429,7 +430,10 @@ void h2p_server_stop(uint64_t grace_ms)
         deadline.tv_nsec -= 1000000000;
     }
     for (size_t t = 0; t != h2p_server.num_threads; ++t) {
-        if (pthread_timedjoin_np(h2p_server.threads[t].tid, NULL, &deadline) != 0)
+        if (pthread_timedjoin_np(h2p_server.threads[t].tid, NULL, &deadline) != 0) {
             h2p_warn(NULL, "shutdown: requests still in flight after %llu ms, cutting them off", (unsigned long long)grace_ms);
+            running = 1;
+        }
     }
+    return running ? -1 : 0;
 }

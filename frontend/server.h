@@ -76,7 +76,7 @@ int h2p_server_init(h2p_config_t *conf);
 /* Starts `num_threads` front-end loops serving `gen`. */
 int h2p_server_start(struct h2p_gen *gen);
 /* Stops accepting, lets requests in flight finish (bounded by `grace_ms`), joins the threads. */
-void h2p_server_stop(uint64_t grace_ms);
+int h2p_server_stop(uint64_t grace_ms); /* 0: every thread has exited */
 
 h2p_listener_t *h2p_server_find_listener(h2p_scheme_t scheme, const struct sockaddr_storage *addr, uint16_t port);
 

@@ -144,10 +144,25 @@ typedef struct drop_kept_message {
 } drop_kept_message_t;
 
 /* Only the loop that registered a socket may close it: the owner thread is asked to. */
+static int front_end_stopped;
+
+void h2p_poolmgr_front_end_stopped(void)
+{
+    pthread_mutex_lock(&h2p_pools_lock);
+    front_end_stopped = 1;
+    pthread_mutex_unlock(&h2p_pools_lock);
+}
+
 void h2p_worker_drop_kept_locked(h2p_worker_t *worker)
 {
     if (worker->kept_sock == NULL)
         return;
+    if (front_end_stopped) { /* no loop left to ask: the worker must see EOF to exit */
+        close(h2o_socket_get_fd(worker->kept_sock));
+        worker->kept_sock = NULL;
+        worker->kept_thread = NULL;
+        return;
+    }
     drop_kept_message_t *msg = calloc(1, sizeof(*msg));
     msg->sock = worker->kept_sock;
     h2o_multithread_send_message(&worker->kept_thread->drop_kept, &msg->super);
