@@ -10,6 +10,7 @@
 #include "frontend/log.h"
 #include "frontend/router.h"
 #include "handlers/static.h"
+#include "poolmgr/pool.h"
 
 h2p_server_t h2p_server;
 __thread h2p_thread_t *h2p_this_thread;
@@ -351,6 +352,11 @@ static void *thread_main(void *arg)
         h2o_filecache_clear(th->ctx.filecache);
         h2p_static_clear_cache();
     }
+    /* the kept worker connections on this loop close here, on their own thread, so the workers
+     * see EOF (php-cgi waits for its next request through SIGTERM); then the loop frees them */
+    h2p_poolmgr_release_thread(th);
+    for (int i = 0; i != 3; ++i)
+        h2o_evloop_run(th->loop, 0);
     h2p_router_dispose_thread(th);
     return NULL;
 }

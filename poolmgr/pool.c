@@ -180,6 +180,25 @@ void h2p_worker_on_drop_kept(h2o_multithread_receiver_t *receiver, h2o_linklist_
     }
 }
 
+void h2p_poolmgr_release_thread(h2p_thread_t *th)
+{
+    pthread_mutex_lock(&h2p_pools_lock);
+    for (h2o_linklist_t *pl = h2p_pools.next; pl != &h2p_pools; pl = pl->next) {
+        h2p_pool_t *pool = H2O_STRUCT_FROM_MEMBER(h2p_pool_t, registry_link, pl);
+        pthread_mutex_lock(&pool->lock);
+        for (h2o_linklist_t *l = pool->workers.next; l != &pool->workers; l = l->next) {
+            h2p_worker_t *w = H2O_STRUCT_FROM_MEMBER(h2p_worker_t, all_link, l);
+            if (w->kept_thread == th) {
+                h2o_socket_close(w->kept_sock);
+                w->kept_sock = NULL;
+                w->kept_thread = NULL;
+            }
+        }
+        pthread_mutex_unlock(&pool->lock);
+    }
+    pthread_mutex_unlock(&h2p_pools_lock);
+}
+
 h2o_socket_t *h2p_worker_take_socket(h2p_worker_t *worker, h2p_thread_t *th)
 {
     h2o_socket_t *sock = NULL;

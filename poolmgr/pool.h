@@ -93,6 +93,8 @@ int h2p_poolmgr_init(h2o_evloop_t *loop);
 void h2p_poolmgr_start(h2p_config_t *conf); /* spawns min_processes of every pool */
 void h2p_poolmgr_reap(void);                /* on SIGCHLD */
 void h2p_poolmgr_shutdown(h2o_evloop_t *loop);
+/* A front-end thread leaving its loop closes the kept connections it owns. */
+void h2p_poolmgr_release_thread(h2p_thread_t *th);
 /* The front-end threads have exited: kept connections they owned are closed directly. */
 void h2p_poolmgr_front_end_stopped(void);
 /* Front-end threads register their hand-over receiver here. */
