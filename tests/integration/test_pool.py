@@ -408,6 +408,19 @@ class PoolTest(unittest.TestCase):
         s.proc.wait()
         h2ptest.wait_until(lambda: not any(h2ptest.process_alive(p) for p in pids), what="the workers to die")
 
+    def test_sigterm_stops_workers_holding_kept_connections(self):
+        # both threads leave kept connections behind; php-cgi waits for its next request on them
+        # through SIGTERM, so h2pool exits by itself (status 0) only if it closes them
+        s = self.server({"php": {"command": ["php-cgi"], "max_processes": 2},
+                         "hello": {"command": [app("hello_fcgi")], "max_processes": 2}})
+        results = concurrent_requests(s.port(), ["/hello.php", "/hello/x"] * 4, workers=4)
+        self.assertEqual({r[0] for r in results}, {200})
+        pids = s.workers()
+        s.stop()
+        self.assertEqual(s.proc_returncode, 0)
+        self.assertNotIn("SIGKILL", s.read_log())
+        self.assertFalse(any(h2ptest.process_alive(p) for p in pids))
+
     def test_no_fd_or_process_leak_after_10000_requests(self):
         # pools at a fixed size, so that workers (and their kept connections) cannot legitimately
         # grow during the run: one worker shared by both clients (hand-overs), and two from the start
