@@ -9,6 +9,7 @@
 #include "handlers/fastcgi.h"
 
 #include <ctype.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,8 @@ typedef struct fcgi_request {
     h2o_buffer_t *request_records; /* BEGIN_REQUEST + PARAMS, built once (a retry resends it) */
     char *stdin_headers;           /* record headers for the body, which is sent from req->entity */
     h2o_timeout_entry_t timeout;
+    h2o_timeout_entry_t watch; /* while queued: is the HTTP/1 client still there? */
+    int client_fd;
     unsigned waiting : 1, reused_connection : 1, reconnected : 1, retried : 1, got_output : 1, read_stopped : 1, connecting : 1;
     unsigned connect_attempts;
 } fcgi_request_t;
@@ -46,6 +49,10 @@ typedef struct thread_timeouts {
     size_t count;
 } thread_timeouts_t;
 static __thread thread_timeouts_t timeouts;
+
+#define CLIENT_CHECK_MS 1000
+static __thread h2o_timeout_t watch_timeout;
+static __thread int watch_timeout_ready;
 
 static void start_on_worker(fcgi_request_t *fr, h2p_worker_t *worker);
 static void dispatch(fcgi_request_t *fr);
@@ -145,10 +152,17 @@ static void on_client_left(h2p_cgi_response_t *response)
     release_worker((fcgi_request_t *)response, H2P_RELEASE_CLOSED, 0);
 }
 
+static void stop_watching(fcgi_request_t *fr)
+{
+    if (h2o_timeout_is_linked(&fr->watch))
+        h2o_timeout_unlink(&fr->watch);
+}
+
 static void on_request_dispose(void *p)
 {
     fcgi_request_t *fr = *(fcgi_request_t **)p;
     fr->response.req = NULL;
+    stop_watching(fr);
     if (fr->waiting) {
         if (!h2p_pool_cancel(fr->pool, &fr->waiter))
             return; /* a worker is on its way: the hand-over frees fr */
@@ -383,6 +397,45 @@ static void send_request(fcgi_request_t *fr)
     h2o_timeout_link(fr->thread->loop, timeout_for(fr->thread->loop, h2p_pool_conf(fr->pool)->request_timeout_ms), &fr->timeout);
 }
 
+/*
+ * libh2o 2.2.5 stops reading an HTTP/1 connection while its request is handled, so a client that
+ * leaves while its request waits in the queue goes unnoticed and would hold its place.  While
+ * queued, its socket is polled for the peer's shutdown (POLLRDHUP); a departed client's request
+ * leaves the queue.  (HTTP/2 resets the stream: the request is disposed and leaves at once.)
+ */
+static void on_watch(h2o_timeout_entry_t *entry)
+{
+    fcgi_request_t *fr = H2O_STRUCT_FROM_MEMBER(fcgi_request_t, watch, entry);
+    if (!fr->waiting || fr->response.req == NULL)
+        return;
+    struct pollfd pfd = {.fd = fr->client_fd, .events = POLLRDHUP};
+    if (poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0) {
+        if (h2p_pool_cancel(fr->pool, &fr->waiter)) {
+            fr->waiting = 0;
+            h2p_info("fastcgi", "pool %s: a queued request left the queue: its client closed the connection",
+                     h2p_pool_name(fr->pool));
+            send_error(fr, 503, "Service Unavailable", "the client left");
+        }
+        return;
+    }
+    h2o_timeout_link(fr->thread->loop, &watch_timeout, &fr->watch);
+}
+
+static void watch_client(fcgi_request_t *fr)
+{
+    h2o_req_t *req = fr->response.req;
+    h2o_socket_t *client = req->version < 0x200 ? req->conn->callbacks->get_socket(req->conn) : NULL;
+    if (client == NULL)
+        return;
+    if (!watch_timeout_ready) {
+        h2o_timeout_init(fr->thread->loop, &watch_timeout, CLIENT_CHECK_MS);
+        watch_timeout_ready = 1;
+    }
+    fr->client_fd = h2o_socket_get_fd(client);
+    fr->watch.cb = on_watch;
+    h2o_timeout_link(fr->thread->loop, &watch_timeout, &fr->watch);
+}
+
 static void dispatch(fcgi_request_t *fr)
 {
     h2p_worker_t *worker;
@@ -393,6 +446,7 @@ static void dispatch(fcgi_request_t *fr)
         break;
     case H2P_ACQUIRE_QUEUED:
         fr->waiting = 1;
+        watch_client(fr);
         break;
     case H2P_ACQUIRE_QUEUE_FULL:
         send_error(fr, 503, "Service Unavailable", "the application pool's queue is full");
@@ -414,6 +468,7 @@ static void on_dispatch_messages(h2o_multithread_receiver_t *receiver, h2o_linkl
         h2o_linklist_unlink(&waiter->message.link);
         fcgi_request_t *fr = H2O_STRUCT_FROM_MEMBER(fcgi_request_t, waiter, waiter);
         fr->waiting = 0;
+        stop_watching(fr);
         if (waiter->state == H2P_WAITER_ABANDONED) {
             if (waiter->worker != NULL)
                 h2p_worker_release(waiter->worker, H2P_RELEASE_UNUSED, -1, 0);

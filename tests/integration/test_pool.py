@@ -318,6 +318,23 @@ class PoolTest(unittest.TestCase):
         h2ptest.wait_until(lambda: fd_count(pid) <= fds_before + 1, what=f"fds back to {fds_before}")
         self.assertEqual(len(s.workers()), 1)
 
+    def test_queued_http1_client_that_leaves_frees_its_place(self):
+        s = self.server({"slow": {"command": [app("slow_fcgi")], "max_processes": 1, "queue_length": 1}})
+        self.assertEqual(self.get(s, "/slow/x?ms=0")[0], 200)
+        busy = http.client.HTTPConnection("127.0.0.1", s.port(), timeout=30)
+        self.addCleanup(busy.close)
+        busy.request("GET", "/slow/x?chunks=6&ms=1000")
+        in_flight = busy.getresponse()  # its head came: the one worker is busy for 5 s
+        gone = socket.create_connection(("127.0.0.1", s.port()))
+        gone.sendall(b"GET /slow/x?ms=0 HTTP/1.1\r\nHost: t\r\n\r\n")
+        # it holds the one place in the queue: others are refused
+        h2ptest.wait_until(lambda: self.get(s, "/slow/x?ms=0")[0] == 503, what="the queue to be full")
+        gone.close()
+        h2ptest.wait_until(lambda: "left the queue" in s.read_log(), what="the departed client's request to leave")
+        status, _, body = self.get(s, "/slow/x?ms=0")  # waits in the freed place, then is served
+        self.assertEqual((status, body), (200, b"slept 0 ms\n"))
+        self.assertEqual((in_flight.status, in_flight.read()), (200, b"tick\n" * 6))
+
     def test_client_leaving_mid_response(self):
         s = self.server({"big": {"command": [app("big_fcgi")], "max_processes": 1}})
         r = h2ptest.curl(s.url("/big/x?mb=10"), "--limit-rate", "500k", timeout=1)
