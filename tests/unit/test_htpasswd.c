@@ -29,7 +29,7 @@ static char err[1024];
 static int parse_users(h2p_htpasswd_t *users, const char *text)
 {
     size_t len = strlen(text);
-    char *copy = malloc(len == 0 ? 1 : len);
+    char *copy = calloc(len == 0 ? 1 : len, 1);
     memcpy(copy, text, len);
     err[0] = '\0';
     int ret = h2p_htpasswd_parse(users, copy, len, "users", err, sizeof(err));
@@ -40,7 +40,7 @@ static int parse_users(h2p_htpasswd_t *users, const char *text)
 static int parse_groups(h2p_groups_t *groups, const char *text)
 {
     size_t len = strlen(text);
-    char *copy = malloc(len == 0 ? 1 : len);
+    char *copy = calloc(len == 0 ? 1 : len, 1);
     memcpy(copy, text, len);
     err[0] = '\0';
     int ret = h2p_groups_parse(groups, copy, len, "groups", err, sizeof(err));
