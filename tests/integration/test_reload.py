@@ -7,7 +7,18 @@ import threading
 import time
 import unittest
 
+import socket
+
 import h2ptest
+
+
+def served_cn(port):
+    """The CN of the certificate a new handshake gets."""
+    out = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}"], input="", capture_output=True,
+                         text=True, timeout=20).stdout
+    m = re.search(r"^subject=.*?CN\s*=\s*([^,/\n]+)", out, re.M)
+    assert m, out
+    return m.group(1).strip()
 
 SITE_MAIN = """
 sites:
@@ -128,6 +139,30 @@ class ReloadTest(unittest.TestCase):
         h2ptest.wait_until(lambda: srv.read_log().count("configuration reloaded") >= 1, what="reload")
         self.assertEqual(srv.get("/app/x").status, 200)
         self.assertEqual(set(srv.workers()), before)
+
+    def test_changed_certificate_is_used_for_new_handshakes(self):
+        srv = h2ptest.Server("", files={"www/index.html": "static\n"})
+        self.addCleanup(srv.cleanup)
+        old = h2ptest.make_cert(srv.dir, "old.test", "site")  # written as site.pem / site.key
+        site = """
+            sites:
+              tls:
+                bindings: [https://127.0.0.1:{port:https}]
+                tls: {certificate: %s, key: %s}
+                root: {dir}/www
+            """
+        srv.write("conf.d/h2pool.yaml", srv.expand(site % old))
+        srv.start()
+        self.assertEqual(served_cn(srv.port("https")), "old.test")
+        kept = socket.create_connection(("127.0.0.1", srv.port("https")))  # an open connection survives the change
+        self.addCleanup(kept.close)
+        new = h2ptest.make_cert(srv.dir, "new.test", "site2")
+        count = srv.read_log().count("configuration reloaded")
+        srv.write("conf.d/h2pool.yaml", srv.expand(site % new))
+        h2ptest.wait_until(lambda: srv.read_log().count("configuration reloaded") > count, what="the reload")
+        self.assertEqual(served_cn(srv.port("https")), "new.test")
+        r = h2ptest.curl(srv.url("/index.html", name="https", scheme="https"), "-k")
+        self.assertEqual((r.status, r.body), (200, b"static\n"))
 
     @unittest.skipIf(h2ptest.sanitized(), "ASan's quarantine keeps freed memory: RSS says nothing there")
     def test_rss_and_fds_stay_flat_over_1000_reloads(self):
