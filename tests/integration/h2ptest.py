@@ -248,6 +248,17 @@ class Server:
         self.cleanup()
 
 
+SANITIZER_REPORT = re.compile(r"ERROR: \w+Sanitizer|runtime error:")
+
+
+def stop_cleanly(server):
+    """Stops server; fails unless it exited 0 with no sanitizer report in its log."""
+    server.stop()
+    log = server.read_log()
+    if getattr(server, "proc_returncode", 0) != 0 or SANITIZER_REPORT.search(log):
+        raise AssertionError(f"h2pool exit status {getattr(server, 'proc_returncode', None)}:\n{log[-4000:]}")
+
+
 def run_h2pool(*args, timeout=20):
     return subprocess.run([BIN] + list(args), capture_output=True, timeout=timeout, text=True)
 

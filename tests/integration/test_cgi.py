@@ -13,12 +13,7 @@ import unittest
 import h2ptest
 from h2ptest import Server, curl, process_alive, raw_request, wait_until
 
-def stop_cleanly(server):
-    """Stops server; fails unless it exited 0 with no sanitizer report in its log."""
-    server.stop()
-    log = server.read_log()
-    if getattr(server, "proc_returncode", 0) != 0 or re.search(r"ERROR: \w+Sanitizer|runtime error:", log):
-        raise AssertionError(f"h2pool exit status {getattr(server, 'proc_returncode', None)}:\n{log[-4000:]}")
+stop_cleanly = h2ptest.stop_cleanly  # (exit 0, no sanitizer report)
 
 
 CONF = """
