@@ -101,6 +101,7 @@ static void on_stdout(h2o_socket_t *sock, const char *err)
         h2p_cgi_response_end(&cr->response, 1);
         return;
     }
+    h2p_cgi_response_flush(&cr->response);
     if (h2p_cgi_response_full(&cr->response))
         h2o_socket_read_stop(sock);
 }

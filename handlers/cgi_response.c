@@ -10,7 +10,13 @@ static void send_pending(h2p_cgi_response_t *self)
         return;
     if (self->failed) {
         self->final_sent = 1;
-        h2o_send(self->req, NULL, 0, H2O_SEND_STATE_ERROR);
+        if (self->sent) {
+            h2o_send(self->req, NULL, 0, H2O_SEND_STATE_ERROR); /* cut off: the client sees no clean end */
+        } else {
+            self->req->res.headers = (h2o_headers_t){NULL};
+            self->req->res.content_length = SIZE_MAX;
+            h2o_send_error_generic(self->req, 502, "Bad Gateway", "the response was cut short", 0);
+        }
         return;
     }
     if (self->pending->size == 0 && !self->ended)
@@ -23,6 +29,14 @@ static void send_pending(h2p_cgi_response_t *self)
     h2o_send_state_t state = self->ended ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS;
     if (state == H2O_SEND_STATE_FINAL)
         self->final_sent = 1;
+    if (!self->sent) {
+        /* the whole body in the first send (the common case): a Content-Length, not chunks; the
+         * head goes out only now, as libh2o picks the framing when the response starts */
+        if (state == H2O_SEND_STATE_FINAL && self->req->res.content_length == SIZE_MAX && self->body_left == UINT64_MAX)
+            self->req->res.content_length = vec.len;
+        self->sent = 1;
+        h2o_start_response(self->req, &self->super);
+    }
     h2o_send(self->req, &vec, vec.len != 0, state);
 }
 
@@ -112,8 +126,7 @@ static int start_response(h2p_cgi_response_t *self, const h2p_cgi_head_t *head)
      * length on a connection that stays open never ends.  Closing the connection delimits it. */
     if (req->version < 0x101 && req->res.content_length == SIZE_MAX && self->body_left != 0)
         req->http1_is_persistent = 0;
-    self->started = 1;
-    h2o_start_response(req, &self->super);
+    self->started = 1; /* libh2o's response starts with the first send (send_pending) */
     return 0;
 }
 
@@ -136,7 +149,6 @@ int h2p_cgi_response_feed(h2p_cgi_response_t *self, const char *data, size_t len
         return 0;
     if (self->started) {
         append_body(self, data, len);
-        send_pending(self);
         return 0;
     }
     h2o_iovec_t dst = h2o_buffer_reserve(&self->head, len);
@@ -150,18 +162,26 @@ int h2p_cgi_response_feed(h2p_cgi_response_t *self, const char *data, size_t len
         return -1;
     append_body(self, self->head->bytes + consumed, self->head->size - (size_t)consumed);
     h2o_buffer_consume(&self->head, self->head->size);
-    send_pending(self);
     return 0;
+}
+
+void h2p_cgi_response_flush(h2p_cgi_response_t *self)
+{
+    send_pending(self);
 }
 
 void h2p_cgi_response_fail(h2p_cgi_response_t *self, int status, const char *reason, const char *body)
 {
     if (self->req == NULL || self->final_sent)
         return;
-    if (self->started) {
+    if (self->sent) {
         self->failed = 1;
         send_pending(self);
         return;
+    }
+    if (self->started) { /* the script's head was parsed but not sent: it is not this answer's */
+        self->req->res.headers = (h2o_headers_t){NULL};
+        self->req->res.content_length = SIZE_MAX;
     }
     self->started = self->final_sent = 1;
     h2o_send_error_generic(self->req, status, reason, body, H2O_SEND_ERROR_KEEP_HEADERS); /* e.g. Retry-After */

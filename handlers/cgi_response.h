@@ -17,15 +17,18 @@ typedef struct h2p_cgi_response {
     h2o_req_t *req; /* NULL once the client's request is gone */
     h2o_buffer_t *head, *pending, *inflight;
     uint64_t body_left; /* Content-Length announced by the script, or UINT64_MAX */
-    unsigned started : 1, sending : 1, final_sent : 1, ended : 1, failed : 1;
+    unsigned started : 1, sending : 1, sent : 1, final_sent : 1, ended : 1, failed : 1;
     void (*on_drained)(struct h2p_cgi_response *self); /* the client took what was pending */
     void (*on_stop)(struct h2p_cgi_response *self);    /* the client left mid-response */
 } h2p_cgi_response_t;
 
 void h2p_cgi_response_init(h2p_cgi_response_t *self, h2o_req_t *req);
 void h2p_cgi_response_dispose(h2p_cgi_response_t *self);
-/* stdout bytes; -1 when the header block is malformed (nothing was sent yet: answer 502) */
+/* stdout bytes; -1 when the header block is malformed (nothing was sent yet: answer 502).
+ * Nothing goes out before h2p_cgi_response_flush() or _end(): what one read brings (often the
+ * whole response) leaves in one write, with a Content-Length when it is complete. */
 int h2p_cgi_response_feed(h2p_cgi_response_t *self, const char *data, size_t len);
+void h2p_cgi_response_flush(h2p_cgi_response_t *self);
 /* End of stdout. `ok` = 0: the source failed; the response is cut off (or 502 before the head). */
 void h2p_cgi_response_end(h2p_cgi_response_t *self, int ok);
 /* An error status before the head was sent, or an aborted stream after. */

@@ -310,6 +310,7 @@ static void on_worker_read(h2o_socket_t *sock, const char *err)
         on_malformed(fr, "a malformed FastCGI record");
         return;
     }
+    h2p_cgi_response_flush(&fr->response);
     if (h2p_cgi_response_full(&fr->response)) { /* back-pressure: the client reads slower than the worker writes */
         fr->read_stopped = 1;
         h2o_socket_read_stop(sock);
