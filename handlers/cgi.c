@@ -81,6 +81,8 @@ static void on_stderr(h2o_socket_t *sock, const char *err)
 static void on_stdout(h2o_socket_t *sock, const char *err)
 {
     cgi_request_t *cr = sock->data;
+    if (err == NULL && (err = h2p_read_slice(sock)) != NULL && strcmp(err, "again") == 0)
+        return;
     h2o_timeout_unlink(&cr->timeout);
     h2o_timeout_link(cr->loop, &cgi_timeout, &cr->timeout);
     if (sock->input->size != 0) {
@@ -279,7 +281,7 @@ int h2p_cgi_handle(h2o_req_t *req, const h2p_cgi_script_t *script)
     fcntl(out[0], F_SETFL, O_NONBLOCK);
     fcntl(err[0], F_SETFL, O_NONBLOCK);
     cr->in = h2o_evloop_socket_create(cr->loop, in[1], 0);
-    cr->out = h2o_evloop_socket_create(cr->loop, out[0], 0);
+    cr->out = h2o_evloop_socket_create(cr->loop, out[0], H2O_SOCKET_FLAG_DONT_READ); /* read a slice at a time */
     cr->err = h2o_evloop_socket_create(cr->loop, err[0], 0);
     cr->in->data = cr->out->data = cr->err->data = cr;
     if (req->entity.base != NULL && req->entity.len != 0) {

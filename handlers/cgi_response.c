@@ -1,8 +1,27 @@
 #include "handlers/cgi_response.h"
 
+#include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "handlers/fcgi_proto.h"
+
+#define READ_SLICE (64 * 1024)
+
+const char *h2p_read_slice(h2o_socket_t *sock)
+{
+    h2o_iovec_t buf = h2o_buffer_reserve(&sock->input, READ_SLICE);
+    if (buf.base == NULL)
+        return "error";
+    ssize_t r;
+    while ((r = read(h2o_socket_get_fd(sock), buf.base, READ_SLICE)) < 0 && errno == EINTR)
+        ;
+    if (r > 0) {
+        sock->input->size += (size_t)r;
+        return NULL;
+    }
+    return r == 0 ? "closed" : errno == EAGAIN ? "again" : "error";
+}
 
 static void send_pending(h2p_cgi_response_t *self)
 {

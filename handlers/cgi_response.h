@@ -33,6 +33,14 @@ void h2p_cgi_response_flush(h2p_cgi_response_t *self);
 void h2p_cgi_response_end(h2p_cgi_response_t *self, int ok);
 /* An error status before the head was sent, or an aborted stream after. */
 void h2p_cgi_response_fail(h2p_cgi_response_t *self, int status, const char *reason, const char *body);
+/*
+ * Reads one slice (64 KiB) of a socket created with H2O_SOCKET_FLAG_DONT_READ into its input.
+ * libh2o would read until the socket is empty, which a source writing on another core may never
+ * let happen, and back-pressure would come too late.  Returns NULL, "closed", "error", or
+ * "again" when there was nothing to read.
+ */
+const char *h2p_read_slice(h2o_socket_t *sock);
+
 static inline int h2p_cgi_response_full(h2p_cgi_response_t *self)
 {
     return self->pending->size >= H2P_CGI_MAX_PENDING;

@@ -258,32 +258,10 @@ static void on_malformed(fcgi_request_t *fr, const char *what)
     send_error(fr, 502, "Bad Gateway", "the application sent a malformed response");
 }
 
-/*
- * The worker's socket is read here, a slice at a time (H2O_SOCKET_FLAG_DONT_READ): libh2o would
- * read until the socket is empty, which a worker writing on another core may never let happen,
- * and back-pressure would come too late.  Returns NULL, "closed" or "error"; "again" when there
- * was nothing to read.
- */
-#define READ_SLICE (64 * 1024)
-static const char *read_slice(h2o_socket_t *sock)
-{
-    h2o_iovec_t buf = h2o_buffer_reserve(&sock->input, READ_SLICE);
-    if (buf.base == NULL)
-        return "error";
-    ssize_t r;
-    while ((r = read(h2o_socket_get_fd(sock), buf.base, READ_SLICE)) < 0 && errno == EINTR)
-        ;
-    if (r > 0) {
-        sock->input->size += (size_t)r;
-        return NULL;
-    }
-    return r == 0 ? "closed" : errno == EAGAIN ? "again" : "error";
-}
-
 static void on_worker_read(h2o_socket_t *sock, const char *err)
 {
     fcgi_request_t *fr = sock->data;
-    if (err == NULL && (err = read_slice(sock)) != NULL && strcmp(err, "again") == 0)
+    if (err == NULL && (err = h2p_read_slice(sock)) != NULL && strcmp(err, "again") == 0)
         return;
     if (err != NULL) {
         if (sock->input->size != 0) { /* a record cut short: the worker sent something, and it is broken */
