@@ -203,7 +203,10 @@ h2o_socket_t *h2p_worker_take_socket(h2p_worker_t *worker, h2p_thread_t *th)
 {
     h2o_socket_t *sock = NULL;
     pthread_mutex_lock(&worker->pool->lock);
-    if (worker->kept_sock != NULL && worker->kept_thread == th && !worker->external) {
+    /* (an external worker's only while it still goes to the endpoint that connection leads to) */
+    if (worker->kept_sock != NULL && worker->kept_thread == th &&
+        (!worker->external ||
+         h2p_pool_pick_endpoint_locked(worker->pool, worker->endpoint, h2p_now_ms()) == (int)worker->conn_endpoint)) {
         sock = worker->kept_sock;
         worker->kept_sock = NULL;
         worker->kept_thread = NULL;
@@ -283,6 +286,18 @@ void h2p_pool_endpoint_failed_locked(h2p_pool_t *pool, size_t endpoint, const ch
              H2P_ENDPOINT_RETRY_MS / 1000, none_left ? "; no endpoint is left: answering 503" : "");
     if (none_left)
         h2p_pool_fail_waiters_locked(pool, 503, failed);
+}
+
+/* An external worker connects to its own endpoint, or while that is down to the next one up; -1: none. */
+int h2p_pool_pick_endpoint_locked(h2p_pool_t *pool, size_t home, uint64_t now)
+{
+    size_t n = pool->conf->num_connect;
+    for (size_t i = 0; i != n; ++i) {
+        size_t e = (home + i) % n;
+        if (h2p_pool_endpoint_up_locked(pool, e, now))
+            return (int)e;
+    }
+    return -1;
 }
 
 /* The idle worker a request gets. */

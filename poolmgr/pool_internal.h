@@ -77,6 +77,7 @@ void h2p_worker_unref_locked(h2p_worker_t *worker);
 void h2p_worker_drop_kept_locked(h2p_worker_t *worker);
 void h2p_pool_want_spawn_locked(h2p_pool_t *pool, size_t n);
 int h2p_pool_endpoint_up_locked(h2p_pool_t *pool, size_t endpoint, uint64_t now);
+int h2p_pool_pick_endpoint_locked(h2p_pool_t *pool, size_t home, uint64_t now);
 void h2p_pool_endpoint_failed_locked(h2p_pool_t *pool, size_t endpoint, const char *why, h2o_linklist_t *failed);
 void h2p_pool_deliver_all(h2o_linklist_t *waiters);
 

@@ -77,18 +77,6 @@ void h2p_supervisor_kick(void)
         h2o_multithread_send_message(&sup.kick_receiver, &sup.kick_message);
 }
 
-/* An external worker connects to its own endpoint, or while that is down to the next one up. */
-static int pick_endpoint_locked(h2p_worker_t *w, uint64_t now)
-{
-    size_t n = w->pool->conf->num_connect;
-    for (size_t i = 0; i != n; ++i) {
-        size_t e = (w->endpoint + i) % n;
-        if (h2p_pool_endpoint_up_locked(w->pool, e, now))
-            return (int)e;
-    }
-    return -1;
-}
-
 int h2p_worker_connect(h2p_worker_t *w, int *reused, int *connecting)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -101,7 +89,7 @@ int h2p_worker_connect(h2p_worker_t *w, int *reused, int *connecting)
     int fd = w->fd;
     w->fd = -1;
     if (w->external) {
-        int e = pick_endpoint_locked(w, h2p_now_ms());
+        int e = h2p_pool_pick_endpoint_locked(w->pool, w->endpoint, h2p_now_ms());
         if (fd >= 0 && e != (int)w->conn_endpoint) { /* kept to an endpoint now skipped */
             close(fd);
             fd = -1;
