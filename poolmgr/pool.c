@@ -247,7 +247,7 @@ void h2p_pool_want_spawn_locked(h2p_pool_t *pool, size_t n)
     h2p_supervisor_kick();
 }
 
-static void maybe_spawn_for_queue_locked(h2p_pool_t *pool)
+void h2p_pool_spawn_for_queue_locked(h2p_pool_t *pool)
 {
     size_t total = pool->num_live + pool->num_starting;
     if (pool->conf->num_connect != 0 || pool->stopped || pool->num_queued <= pool->num_starting ||
@@ -354,7 +354,7 @@ int h2p_pool_acquire(h2p_pool_t *pool, h2p_pool_waiter_t *waiter, h2p_worker_t *
     waiter->queued_at = now;
     h2o_linklist_insert(&pool->queue, &waiter->link);
     pool->num_queued++;
-    maybe_spawn_for_queue_locked(pool);
+    h2p_pool_spawn_for_queue_locked(pool);
     pthread_mutex_unlock(&pool->lock);
     return H2P_ACQUIRE_QUEUED;
 }
@@ -523,7 +523,7 @@ void h2p_worker_release(h2p_worker_t *worker, h2p_release_outcome_t outcome, int
         }
     }
     if (worker->state != WORKER_IDLE && worker->state != WORKER_BUSY)
-        maybe_spawn_for_queue_locked(pool); /* the queue may still need a worker */
+        h2p_pool_spawn_for_queue_locked(pool); /* the queue may still need a worker */
     h2p_worker_unref_locked(worker);
     pthread_mutex_unlock(&pool->lock);
 

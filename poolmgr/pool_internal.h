@@ -76,6 +76,8 @@ void h2p_pool_record_crash_locked(h2p_pool_t *pool, uint64_t now);
 void h2p_worker_unref_locked(h2p_worker_t *worker);
 void h2p_worker_drop_kept_locked(h2p_worker_t *worker);
 void h2p_pool_want_spawn_locked(h2p_pool_t *pool, size_t n);
+/* Spawns what the queue needs, up to max_processes counting those already starting. */
+void h2p_pool_spawn_for_queue_locked(h2p_pool_t *pool);
 int h2p_pool_endpoint_up_locked(h2p_pool_t *pool, size_t endpoint, uint64_t now);
 int h2p_pool_pick_endpoint_locked(h2p_pool_t *pool, size_t home, uint64_t now);
 void h2p_pool_endpoint_failed_locked(h2p_pool_t *pool, size_t endpoint, const char *why, h2o_linklist_t *failed);

@@ -723,11 +723,7 @@ static void spawn_what_is_wanted(uint64_t now)
             size_t total = pool->num_live + pool->num_starting;
             if (total < pool->conf->min_processes && !pool->draining)
                 h2p_pool_want_spawn_locked(pool, pool->conf->min_processes - total);
-            if (pool->num_queued > pool->num_starting && total < pool->conf->max_processes) {
-                size_t want = pool->num_queued - pool->num_starting, room = pool->conf->max_processes - total;
-                pool->num_starting += want < room ? want : room;
-                pool->spawn_pending += want < room ? want : room;
-            }
+            h2p_pool_spawn_for_queue_locked(pool); /* (counts what min_processes just asked for) */
         }
         size_t n = 0;
         if (now >= pool->spawn_not_before) {
