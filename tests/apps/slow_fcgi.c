@@ -16,21 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static int open_listener(int argc, char **argv)
-{
-    if (argc != 3)
-        return 0; /* FCGI_LISTENSOCK_FILENO */
-    unlink(argv[1]);
-    int fd = FCGX_OpenSocket(argv[1], 4096);
-    if (fd < 0) {
-        perror("listen");
-        exit(1);
-    }
-    for (int i = 1; i < atoi(argv[2]); i++)
-        if (fork() == 0)
-            break;
-    return fd;
-}
+#include "fcgi_listener.h"
 
 /* Integer value of key in a query string, or def when absent. */
 static long query_long(const char *qs, const char *key, long def)
