@@ -283,10 +283,20 @@ typedef struct h2p_binding {
     h2p_origin_t origin;
 } h2p_binding_t;
 
+/* IIS's resourceType: what must exist under the root for a handler mapping to take a request. */
+typedef enum h2p_resource {
+    H2P_RESOURCE_DEFAULT = -1, /* unset: file for patterns naming files ("*.php"), else unspecified */
+    H2P_RESOURCE_FILE,
+    H2P_RESOURCE_DIRECTORY,
+    H2P_RESOURCE_EITHER,
+    H2P_RESOURCE_UNSPECIFIED
+} h2p_resource_t;
+
 typedef struct h2p_handler_mapping {
     char *path;                 /* a glob: "*.php", "/cgi-bin/ *.cgi" (without the space) */
     char *pool;                 /* NULL unless the mapping targets a pool */
     int cgi;                    /* 1 = run as CGI */
+    h2p_resource_t resource;    /* never H2P_RESOURCE_DEFAULT once loaded */
     h2p_pool_conf_t *pool_conf; /* resolved at load time */
     h2p_origin_t origin;
 } h2p_handler_mapping_t;

@@ -9,6 +9,7 @@
  * (server.load_modules), and are an error when no plugin is loaded.
  */
 #include <string.h>
+#include <strings.h>
 #include "frontend/config.h"
 #include "frontend/config_internal.h"
 
@@ -73,14 +74,47 @@ static void parse_header_names(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *base
     parse_checked_list(ctx, node, (h2p_strlist_t *)((char *)base + key->offset), H2P_CFG_LOWER, valid_header_name, "header name");
 }
 
+/* A path segment, optionally "!" first (remove) and "*" last (prefix). */
 static int valid_segment(const char *s)
 {
-    return strchr(s, '/') == NULL;
+    const char *name = s[0] == '!' ? s + 1 : s, *star = strchr(name, '*');
+    return name[0] != '\0' && name[0] != '*' && strchr(name, '/') == NULL && (star == NULL || star[1] == '\0');
 }
 
+/*
+ * What no site means to publish: server and PHP settings, version-control metadata, secrets.
+ * "/.well-known/" stays reachable.  A trailing '*' matches any name with that prefix.
+ */
+static const char *const default_hidden_segments[] = {".ht*", ".git*", ".svn", ".hg*", ".bzr", ".env*", ".user.ini", ".DS_Store"};
+
+static void set_default_hidden_segments(h2p_cfg_ctx_t *ctx, h2p_strlist_t *list)
+{
+    size_t n = sizeof(default_hidden_segments) / sizeof(default_hidden_segments[0]);
+    list->items = h2p_cfg_alloc(ctx->arena, n + 1, sizeof(char *));
+    for (list->count = 0; list->count != n; ++list->count)
+        list->items[list->count] = h2p_cfg_strdup(ctx->arena, default_hidden_segments[list->count]);
+}
+
+/* Names are added to the defaults; "!name" takes a name (a default one too) off the list. */
 static void parse_segments(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *base, const h2p_cfg_key_t *key)
 {
-    parse_checked_list(ctx, node, (h2p_strlist_t *)((char *)base + key->offset), 0, valid_segment, "path segment");
+    h2p_strlist_t *list = (h2p_strlist_t *)((char *)base + key->offset), given = {NULL, 0};
+    parse_checked_list(ctx, node, &given, 0, valid_segment, "path segment");
+    set_default_hidden_segments(ctx, list);
+    char **items = h2p_cfg_alloc(ctx->arena, list->count + given.count + 1, sizeof(char *));
+    memcpy(items, list->items, sizeof(char *) * list->count);
+    list->items = items;
+    for (size_t i = 0; i != given.count; ++i) {
+        if (given.items[i][0] != '!') {
+            list->items[list->count++] = given.items[i];
+            continue;
+        }
+        size_t kept = 0;
+        for (size_t j = 0; j != list->count; ++j)
+            if (strcasecmp(list->items[j], given.items[i] + 1) != 0)
+                list->items[kept++] = list->items[j];
+        list->count = kept;
+    }
 }
 
 static int valid_mime_pattern(const char *s)
@@ -135,6 +169,7 @@ static void request_filtering_init(h2p_cfg_ctx_t *ctx, h2p_modules_conf_t *m)
     c->max_header_size = 16384;
     c->allow_double_escaping = 0;
     c->allow_high_bit = 1;
+    set_default_hidden_segments(ctx, &c->hidden_segments);
 }
 
 static const h2p_cfg_key_t request_filtering_verbs_keys[] = {

@@ -109,17 +109,35 @@ static void remember_node(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *base, con
     *(yaml_node_t **)((char *)base + key->offset) = node;
 }
 
+static const char *const resource_names[] = {"file", "directory", "either", "unspecified", NULL};
+
 static const h2p_cfg_key_t handler_keys[] = {{"path", H2P_CFG_STRING, HANDLER(path), .flags = H2P_CFG_REQUIRED},
                                              {"pool", H2P_CFG_STRING, HANDLER(pool)},
                                              {"cgi", H2P_CFG_BOOL, HANDLER(cgi)},
+                                             {"resource", H2P_CFG_ENUM, HANDLER(resource), .arg = resource_names},
                                              {NULL}};
+
+/*
+ * A pattern whose last segment has a dot names files ("*.php", "/cgi-bin/ *.cgi", "/status.php"):
+ * such a mapping dispatches only to a file that exists, or "/img/evil.jpg/x.php" would hand an
+ * upload to the interpreter (php-cgi's cgi.fix_pathinfo walks back to evil.jpg).  A pattern
+ * without one ("/api/ *") names URLs an application routes itself: nothing to check.
+ */
+static h2p_resource_t default_resource(const char *pattern)
+{
+    const char *last = strrchr(pattern, '/');
+    return strchr(last != NULL ? last : pattern, '.') != NULL ? H2P_RESOURCE_FILE : H2P_RESOURCE_UNSPECIFIED;
+}
 
 static void parse_handler(h2p_cfg_ctx_t *ctx, yaml_node_t *node, h2p_handler_mapping_t *handler)
 {
     yaml_node_t *pool = h2p_cfg_map_get(ctx, node, "pool"), *cgi = h2p_cfg_map_get(ctx, node, "cgi");
 
     handler->origin = h2p_cfg_origin(ctx, node);
+    handler->resource = H2P_RESOURCE_DEFAULT;
     h2p_cfg_parse_map(ctx, node, handler_keys, handler);
+    if (handler->resource == H2P_RESOURCE_DEFAULT)
+        handler->resource = handler->path != NULL ? default_resource(handler->path) : H2P_RESOURCE_UNSPECIFIED;
     if (node->type != YAML_MAPPING_NODE)
         return;
     if (handler->path != NULL && handler->path[0] != '/' && handler->path[0] != '*') {

@@ -46,7 +46,7 @@ void h2p_static_clear_cache(void)
 
 static int escapes_root_uncached(const h2p_app_rt_t *app, const char *physical);
 
-static int escapes_root(const h2p_app_rt_t *app, const char *physical)
+int h2p_static_escapes_root(const h2p_app_rt_t *app, const char *physical)
 {
     size_t len = strlen(physical);
     for (size_t i = 0; i != verdicts.count; ++i)
@@ -91,7 +91,7 @@ static int escapes_root_uncached(const h2p_app_rt_t *app, const char *physical)
 int h2p_static_serve(h2o_req_t *req, h2p_scope_rt_t *scope, const char *physical)
 {
     const h2p_app_rt_t *app = scope->app;
-    if (!scope->follow_symlinks && escapes_root(app, physical)) {
+    if (!scope->follow_symlinks && h2p_static_escapes_root(app, physical)) {
         h2o_send_error_403(req, "Forbidden", "symbolic link leads out of the site root", 0);
         return 0;
     }

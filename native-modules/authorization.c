@@ -6,7 +6,7 @@
  * default rule allows everyone).  Denied anonymous requests get 401 with the scope's challenge,
  * so that a browser asks for credentials; denied users get 403.
  *
- * Runs after rewrite, on req->path_normalized: the resource actually served is what is checked.
+ * Runs after rewrite: the resource actually served is what is checked (see on_req).
  */
 #include <fnmatch.h>
 #include <stdio.h>
@@ -65,46 +65,51 @@ static int verb_listed(const h2p_strlist_t *verbs, h2o_iovec_t method)
     return 0;
 }
 
-static int on_req(h2o_handler_t *_self, h2o_req_t *req)
+/* The first rule matching `path` (slashes already collapsed by the router): 1 = it allows, or
+ * no rule matched (IIS's default rule allows everyone); 0 = it denies. */
+static int allowed(authorization_handler_t *self, h2o_req_t *req, h2o_iovec_t user, h2o_iovec_t path)
 {
-    authorization_handler_t *self = (void *)_self;
-    h2p_request_t *r = h2p_request_of(req);
-    h2o_iovec_t user = r != NULL ? r->remote_user : h2o_iovec_init(NULL, 0);
-    char *path = h2o_mem_alloc_pool(&req->pool, req->path_normalized.len + 1);
-    size_t path_len = 0;
-
-    /* "//admin/a.txt" is the file "/admin/a.txt": runs of slashes are one for the rules too */
-    for (size_t i = 0; i != req->path_normalized.len; ++i)
-        if (req->path_normalized.base[i] != '/' || path_len == 0 || path[path_len - 1] != '/')
-            path[path_len++] = req->path_normalized.base[i];
-    path[path_len] = '\0';
+    char *p = h2o_mem_alloc_pool(&req->pool, path.len + 1);
+    memcpy(p, path.base, path.len);
+    p[path.len] = '\0';
     for (size_t i = 0; i != self->count; ++i) {
         const h2p_authz_rule_t *rule = self->rules + i;
-        if (rule->path != NULL && !path_matches(rule->path, path, path_len))
+        if (rule->path != NULL && !path_matches(rule->path, p, path.len))
             continue;
         if (!verb_listed(&rule->verbs, req->method))
             continue;
         if (!user_listed(&rule->users, user) && !role_listed(self, &rule->roles, user))
             continue;
-        if (rule->allow)
-            return -1;
-        if (user.len == 0) {
-            if (self->challenge.len != 0)
-                h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, self->challenge.base,
-                               self->challenge.len);
-            if (r == NULL) {
-                h2o_send_error_generic(req, 401, "Unauthorized", "authentication required", H2O_SEND_ERROR_KEEP_HEADERS);
-                return 0;
-            }
-            return h2p_request_deny(r, "authorization", 401, 2, "Unauthorized", "authentication required");
-        }
-        if (r == NULL) {
-            h2o_send_error_403(req, "Forbidden", "access denied", 0);
-            return 0;
-        }
-        return h2p_request_deny(r, "authorization", 403, 0, "Forbidden", "access denied");
+        return rule->allow;
     }
-    return -1;
+    return 1;
+}
+
+/*
+ * Decides on the URL and on the resource actually served: "/" is also "/index.php" when that is
+ * its default document (IIS authorizes both the request and its child request), and
+ * "/admin.php/x" is the script "/admin.php" (PATH_INFO is the application's business).  Both must
+ * be allowed.
+ */
+static int on_req(h2o_handler_t *_self, h2o_req_t *req)
+{
+    authorization_handler_t *self = (void *)_self;
+    h2p_request_t *r = h2p_request_of(req);
+    h2o_iovec_t user = r->remote_user;
+    const struct h2p_served *served = h2p_request_served(r);
+    h2o_iovec_t script = h2o_iovec_init(served->path.base, served->script_len);
+
+    if (allowed(self, req, user, req->path_normalized) &&
+        (h2o_memis(script.base, script.len, req->path_normalized.base, req->path_normalized.len) ||
+         allowed(self, req, user, script)))
+        return -1;
+    if (user.len == 0) {
+        if (self->challenge.len != 0)
+            h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, self->challenge.base,
+                           self->challenge.len);
+        return h2p_request_deny(r, "authorization", 401, 2, "Unauthorized", "authentication required");
+    }
+    return h2p_request_deny(r, "authorization", 403, 0, "Forbidden", "access denied");
 }
 
 static void on_dispose(h2o_handler_t *_self)

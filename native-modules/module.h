@@ -37,7 +37,23 @@ typedef struct h2p_request {
     unsigned status, substatus;
     /* set by authentication, passed to FastCGI / CGI as REMOTE_USER and AUTH_TYPE */
     h2o_iovec_t remote_user, auth_type;
+    /* what the request will be served by, once h2p_request_served() has resolved it */
+    struct h2p_served {
+        h2o_iovec_t from;  /* the req->path_normalized it was resolved from */
+        h2o_iovec_t path;  /* after default documents: "/" -> "/index.php" */
+        int mapping;       /* index in the application's handler mappings, -1 = static file or listing */
+        size_t script_len; /* path[0, script_len) is the script; the rest is PATH_INFO */
+    } served;
 } h2p_request_t;
+
+/*
+ * The resource a request will be served by: its path after default documents, the handler
+ * mapping that takes it and the script that mapping selects.  A decision about access
+ * (filtering, authorization) is taken on this, the resource actually served, never on the URL
+ * alone.  Resolved once per path: a module that changes req->path_normalized (rewrite) makes
+ * the next call resolve again.
+ */
+const struct h2p_served *h2p_request_served(h2p_request_t *r);
 
 /* The h2p_request_t of a request that went through the router (NULL otherwise). */
 h2p_request_t *h2p_request_of(h2o_req_t *req);

@@ -93,42 +93,73 @@ static int verb_denied(request_filtering_handler_t *self, h2o_iovec_t method)
     return name_list_has_nocase(&self->verbs_deny, method.base, method.len);
 }
 
-/* 0, or the sub-status of the first rule the path's segments break (hidden segment, extension). */
-static unsigned check_segments(request_filtering_handler_t *self, h2o_iovec_t path)
+/* A hidden segment names the segment, or ends in '*' and names its prefix (".ht*"). */
+static int is_hidden(const name_list_t *hidden, const char *seg, size_t len)
 {
-    const char *p = path.base, *end = path.base + path.len, *last = p;
-    size_t last_len = 0;
+    for (size_t i = 0; i != hidden->count; ++i) {
+        h2o_iovec_t name = hidden->items[i];
+        if (name.len != 0 && name.base[name.len - 1] == '*'
+                ? len >= name.len - 1 && equals_nocase(name.base, name.len - 1, seg, name.len - 1)
+                : equals_nocase(name.base, name.len, seg, len))
+            return 1;
+    }
+    return 0;
+}
+
+/* 1 when the extension of segment `seg` is refused: denied, or not on an allowlist.  The
+ * extension is taken as the file system sees it ("a.ini." is "a.ini", ";params" dropped) and as
+ * a server that keeps ';' would ("a.ini;.txt" is ".txt"): both must pass. */
+static int extension_refused(request_filtering_handler_t *self, const char *seg, size_t len, int check_allow)
+{
+    for (int pass = 0; pass != 2; ++pass) {
+        size_t n = len;
+        if (pass == 0) {
+            n = h2p_segment_canonical_len(seg, len);
+        } else {
+            while (n != 0 && (seg[n - 1] == '.' || seg[n - 1] == ' '))
+                --n;
+        }
+        const char *ext;
+        size_t ext_len = h2p_segment_extension(seg, n, &ext);
+        if (ext_len == 0)
+            continue; /* "/", "/about": an allowlist has no way to list "no extension" */
+        if (name_list_has_nocase(&self->extensions_deny, ext, ext_len))
+            return 1;
+        if (check_allow && self->extensions_allow.count != 0 && !name_list_has_nocase(&self->extensions_allow, ext, ext_len))
+            return 1;
+    }
+    return 0;
+}
+
+/*
+ * 0, or the sub-status of the first rule the path's segments break (hidden segment, extension).
+ * A denied extension is refused in any segment: "/upload/shell.php/x" runs shell.php through
+ * PATH_INFO.  An allowlist applies to the last segment and to the script a handler mapping
+ * selects (the resource served), not to directory names on the way ("/v1.2/a.html").
+ */
+static unsigned check_segments(request_filtering_handler_t *self, h2o_req_t *req, h2o_iovec_t path)
+{
+    const char *p = path.base, *end = path.base + path.len;
     while (p != end) {
         const char *slash = memchr(p, '/', end - p), *seg_end = slash != NULL ? slash : end;
         size_t len = h2p_segment_canonical_len(p, seg_end - p);
-        if (self->hidden_segments.count != 0 && len != 0 && name_list_has_nocase(&self->hidden_segments, p, len))
+        if (len != 0 && is_hidden(&self->hidden_segments, p, len))
             return HIDDEN_SEGMENT;
-        last = p;
-        last_len = seg_end - p;
+        if (extension_refused(self, p, seg_end - p, seg_end == end))
+            return DENIED_EXTENSION;
         p = slash != NULL ? slash + 1 : end;
     }
-    if (self->extensions_allow.count == 0 && self->extensions_deny.count == 0)
-        return 0;
-    /* the extension as the file system sees it ("a.ini." is "a.ini"), and before any ";params" too */
-    const char *ext;
-    size_t ext_len = h2p_segment_extension(last, h2p_segment_canonical_len(last, last_len), &ext);
-    if (ext_len != 0) {
-        if (name_list_has_nocase(&self->extensions_deny, ext, ext_len))
-            return DENIED_EXTENSION;
-        if (self->extensions_allow.count != 0 && !name_list_has_nocase(&self->extensions_allow, ext, ext_len))
-            return DENIED_EXTENSION;
+    if (self->extensions_allow.count != 0) {
+        h2p_request_t *r = h2p_request_of(req);
+        const struct h2p_served *served = r != NULL ? h2p_request_served(r) : NULL;
+        if (served != NULL && served->mapping >= 0) {
+            const char *script = served->path.base, *seg = script + served->script_len;
+            while (seg != script && seg[-1] != '/')
+                --seg;
+            if (extension_refused(self, seg, script + served->script_len - seg, 1))
+                return DENIED_EXTENSION;
+        }
     }
-    /* the whole last segment's own extension ("a.ini;.txt" is ".txt" to a server that keeps ";") */
-    while (last_len != 0 && (last[last_len - 1] == '.' || last[last_len - 1] == ' '))
-        --last_len;
-    ext_len = h2p_segment_extension(last, last_len, &ext);
-    if (ext_len != 0) {
-        if (name_list_has_nocase(&self->extensions_deny, ext, ext_len))
-            return DENIED_EXTENSION;
-        if (self->extensions_allow.count != 0 && !name_list_has_nocase(&self->extensions_allow, ext, ext_len))
-            return DENIED_EXTENSION;
-    }
-    /* extensionless URLs ("/", "/about") pass an allowlist: the parser has no way to list "no extension" */
     return 0;
 }
 
@@ -198,7 +229,7 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     }
 
     if (self->hidden_segments.count != 0 || self->extensions_allow.count != 0 || self->extensions_deny.count != 0) {
-        unsigned substatus = check_segments(self, req->path_normalized);
+        unsigned substatus = check_segments(self, req, req->path_normalized);
         if (substatus != 0)
             return deny(req, substatus);
     }

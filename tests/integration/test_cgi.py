@@ -232,11 +232,14 @@ class CGITest(unittest.TestCase):
         self.assertNotIn(b"should never run", r.body)
 
     def test_missing_script_gives_404(self):
-        for path in ("/cgi-bin/missing.cgi", "/cgi-bin/missing.cgi/extra/info", "/cgi-bin/subdir.cgi/",
-                     "/cgi-bin/subdir.cgi/.keep"):
+        for path in ("/cgi-bin/missing.cgi", "/cgi-bin/missing.cgi/extra/info"):
             with self.subTest(path=path):
                 r = self.get(path)
                 self.assertEqual(r.status, 404, r)
+        # a directory named like a script is no script (IIS resourceType: File): it is a directory
+        self.assertEqual(self.get("/cgi-bin/subdir.cgi/").status, 403)
+        r = self.get("/cgi-bin/subdir.cgi/.keep")
+        self.assertEqual((r.status, r.body), (200, b""))
         r = self.get("/cgi-bin/missing.cgi", "--http2-prior-knowledge")
         self.assertEqual((r.status, r.version), (404, "2"))
 

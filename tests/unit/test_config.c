@@ -526,7 +526,10 @@ static void test_defaults(void **state)
     assert_int_equal(m->request_filtering.c.max_query_string, 2048);
     assert_int_equal(m->request_filtering.c.max_header_size, 16384);
     assert_int_equal(m->request_filtering.c.deny_sequences.count, 0);
-    assert_int_equal(m->request_filtering.c.hidden_segments.count, 0);
+    /* what no site means to publish: .htaccess, version control, secrets, PHP's .user.ini */
+    assert_int_equal(m->request_filtering.c.hidden_segments.count, 8);
+    assert_string_equal(m->request_filtering.c.hidden_segments.items[0], ".ht*");
+    assert_string_equal(m->request_filtering.c.hidden_segments.items[6], ".user.ini");
     assert_int_equal(m->request_filtering.c.allow_high_bit, 1);
     assert_int_equal(m->ip_restriction.enabled, 1);
     assert_int_equal(m->ip_restriction.c.default_allow, 1);
@@ -580,6 +583,48 @@ static void test_named_module_takes_defaults(void **state)
     /* no root: below the site's root, as an IIS virtual directory */
     assert_non_null(ends_with(app->root, "/app"));
     assert_int_equal(app->root[0], '/');
+    h2p_config_release(conf);
+}
+
+/* hidden_segments adds to the defaults; "!name" takes one off (a default one too) */
+static void test_hidden_segments_add_to_defaults(void **state)
+{
+    h2p_config_t *conf =
+        load_yaml(MINIMAL_SITE "    modules:\n"
+                               "      request_filtering: {hidden_segments: [App_Data, '!.git*', 'private*', '!.env*']}\n",
+                  NULL);
+    const h2p_strlist_t *hidden = &find_site(conf, "s")->applications[0].scope.modules.request_filtering.c.hidden_segments;
+    assert_true(has_item(hidden, ".ht*"));
+    assert_true(has_item(hidden, ".user.ini"));
+    assert_true(has_item(hidden, "App_Data"));
+    assert_true(has_item(hidden, "private*"));
+    assert_false(has_item(hidden, ".git*"));
+    assert_false(has_item(hidden, ".env*"));
+    assert_false(has_item(hidden, "!.git*"));
+    assert_int_equal(hidden->count, 8 - 2 + 2);
+    h2p_config_release(conf);
+}
+
+/* IIS's resourceType: file for patterns that name files, unspecified for URL patterns */
+static void test_handler_resource(void **state)
+{
+    h2p_config_t *conf = load_yaml("pools:\n  p: {command: [/bin/true]}\n" MINIMAL_SITE "    handlers:\n"
+                                   "      - {path: '*.php', pool: p}\n"
+                                   "      - {path: '/cgi-bin/*.cgi', cgi: true}\n"
+                                   "      - {path: '/api/*', pool: p}\n"
+                                   "      - {path: '/app/hello', pool: p}\n"
+                                   "      - {path: '/x/*', pool: p, resource: directory}\n"
+                                   "      - {path: '*.y', pool: p, resource: either}\n"
+                                   "      - {path: '*.z', pool: p, resource: unspecified}\n"
+                                   "      - {path: '/w/*', pool: p, resource: file}\n",
+                                   NULL);
+    const h2p_site_conf_t *site = find_site(conf, "s");
+    static const h2p_resource_t expected[] = {H2P_RESOURCE_FILE,        H2P_RESOURCE_FILE,      H2P_RESOURCE_UNSPECIFIED,
+                                              H2P_RESOURCE_UNSPECIFIED, H2P_RESOURCE_DIRECTORY, H2P_RESOURCE_EITHER,
+                                              H2P_RESOURCE_UNSPECIFIED, H2P_RESOURCE_FILE};
+    assert_int_equal(site->num_handlers, 8);
+    for (size_t i = 0; i != 8; ++i)
+        assert_int_equal(site->handlers[i].resource, expected[i]);
     h2p_config_release(conf);
 }
 
@@ -940,6 +985,15 @@ static const bad_case_t bad_cases[] = {
      "a.yaml:6:42: sites.s.modules.request_filtering.verbs.deny[0]: ", "bad verb"},
     {"bad_hidden_segment", SITE_HEAD "    modules:\n      request_filtering: {hidden_segments: [a/b]}\n", NULL, 0,
      "a.yaml:6:45: sites.s.modules.request_filtering.hidden_segments[0]: ", "segment"},
+    {"hidden_segment_star_inside", SITE_HEAD "    modules:\n      request_filtering: {hidden_segments: [ok, 'a*b']}\n", NULL, 0,
+     "a.yaml:6:49: sites.s.modules.request_filtering.hidden_segments[1]: ", "bad path segment \"a*b\""},
+    {"hidden_segment_everything", SITE_HEAD "    modules:\n      request_filtering: {hidden_segments: ['*']}\n", NULL, 0,
+     "a.yaml:6:45: sites.s.modules.request_filtering.hidden_segments[0]: ", "bad path segment \"*\""},
+    {"hidden_segment_bare_bang", SITE_HEAD "    modules:\n      request_filtering: {hidden_segments: ['!']}\n", NULL, 0,
+     "a.yaml:6:45: sites.s.modules.request_filtering.hidden_segments[0]: ", "bad path segment \"!\""},
+    {"handler_bad_resource",
+     "pools:\n  p: {command: [/bin/true]}\n" SITE_HEAD "    handlers: [{path: '*.php', pool: p, resource: files}]\n", NULL, 0,
+     "a.yaml:7:51: sites.s.handlers[0].resource: ", "file, directory, either, unspecified"},
     {"basic_without_users_file", SITE_HEAD "    modules:\n      authentication: {basic: {realm: r}}\n", NULL, 0,
      "a.yaml:6:31: sites.s.modules.authentication.basic: ", "users_file"},
     {"missing_users_file", SITE_HEAD "    modules:\n      authentication: {digest: {users_file: nope.htdigest}}\n", NULL, 1,
@@ -1257,6 +1311,8 @@ int main(void)
         cmocka_unit_test(test_good_config_modules),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_named_module_takes_defaults),
+        cmocka_unit_test(test_hidden_segments_add_to_defaults),
+        cmocka_unit_test(test_handler_resource),
         cmocka_unit_test(test_rule_modules_switch_off_with_a_map),
         cmocka_unit_test(test_server_keys_split_over_files),
         cmocka_unit_test(test_pools_and_sites_in_any_file),
