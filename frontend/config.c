@@ -16,6 +16,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -273,6 +274,32 @@ static int valid_name(const char *name)
     return 1;
 }
 
+/*
+ * php-cgi exits by itself after PHP_FCGI_MAX_REQUESTS requests, 500 unless set: a pool written
+ * as `command: [php-cgi]` would restart every worker every 500 requests, and a php-cgi start is
+ * expensive.  As IIS pairs instanceMaxRequests with it, the pool's max_requests is passed on when
+ * the user has not set the variable (h2pool recycles at that count itself, with overlap).
+ */
+static void pair_php_max_requests(h2p_cfg_ctx_t *ctx, h2p_pool_conf_t *pool)
+{
+    if (pool->command.count == 0)
+        return;
+    const char *argv0 = pool->command.items[0], *base = strrchr(argv0, '/');
+    if (strncmp(base != NULL ? base + 1 : argv0, "php-cgi", 7) != 0)
+        return;
+    for (size_t i = 0; i != pool->env.count; ++i)
+        if (strncmp(pool->env.items[i], "PHP_FCGI_MAX_REQUESTS=", 22) == 0)
+            return;
+    char **items = h2p_cfg_alloc(ctx->arena, pool->env.count + 2, sizeof(char *));
+    if (pool->env.count != 0)
+        memcpy(items, pool->env.items, sizeof(char *) * pool->env.count);
+    char entry[64];
+    snprintf(entry, sizeof(entry), "PHP_FCGI_MAX_REQUESTS=%" PRIu64, (uint64_t)pool->max_requests);
+    items[pool->env.count] = h2p_cfg_strdup(ctx->arena, entry);
+    pool->env.items = items;
+    pool->env.count++;
+}
+
 static void parse_pool(h2p_cfg_ctx_t *ctx, yaml_node_t *node, h2p_pool_conf_t *pool)
 {
     yaml_node_t *command = h2p_cfg_map_get(ctx, node, "command"), *connect = h2p_cfg_map_get(ctx, node, "connect");
@@ -300,6 +327,7 @@ static void parse_pool(h2p_cfg_ctx_t *ctx, yaml_node_t *node, h2p_pool_conf_t *p
         h2p_cfg_error(ctx, min, "min_processes (%u) is greater than max_processes (%u)", pool->min_processes, pool->max_processes);
         h2p_cfg_path_pop(ctx, mark);
     }
+    pair_php_max_requests(ctx, pool);
 }
 
 h2p_pool_conf_t *h2p_config_find_pool(h2p_config_t *conf, const char *name)

@@ -296,6 +296,18 @@ class PoolTest(unittest.TestCase):
         self.assertGreaterEqual(len(seen), 3)
         self.assertNotIn("crashed", s.read_log())
 
+    def test_php_cgi_without_env_is_not_restarted_every_500_requests(self):
+        # a pool written as a user would (`command: [php-cgi]`, no env): php-cgi gets
+        # PHP_FCGI_MAX_REQUESTS from max_requests, so its default of 500 does not recycle it
+        s = self.server({"php": {"command": ["php-cgi"], "max_processes": 1, "max_requests": 2000}})
+        status, _, body = self.get(s, "/env.php")
+        self.assertIn(b"PHP_FCGI_MAX_REQUESTS=2000\n", body)
+        pids = s.workers()
+        for _ in range(520):
+            self.assertEqual(self.get(s, "/hello.php")[0], 200)
+        self.assertEqual(s.workers(), pids)
+        self.assertNotIn("recycl", s.read_log())
+
     # ---- clients that leave -----------------------------------------------------------------
 
     def test_queued_clients_that_leave(self):

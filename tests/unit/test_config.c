@@ -605,6 +605,28 @@ static void test_hidden_segments_add_to_defaults(void **state)
     h2p_config_release(conf);
 }
 
+/* php-cgi gets PHP_FCGI_MAX_REQUESTS from max_requests unless the pool sets it */
+static void test_php_max_requests_paired(void **state)
+{
+    h2p_config_t *conf = load_yaml("pools:\n"
+                                   "  a: {command: [php-cgi]}\n"
+                                   "  b: {command: [/usr/bin/php-cgi8.2], max_requests: 0, env: {X: y}}\n"
+                                   "  c: {command: [php-cgi], env: {PHP_FCGI_MAX_REQUESTS: '7'}}\n"
+                                   "  d: {command: [/usr/bin/php-fpm]}\n",
+                                   NULL);
+    const h2p_pool_conf_t *a = h2p_config_find_pool(conf, "a"), *b = h2p_config_find_pool(conf, "b"),
+                          *c = h2p_config_find_pool(conf, "c"), *d = h2p_config_find_pool(conf, "d");
+    assert_int_equal(a->env.count, 1);
+    assert_string_equal(a->env.items[0], "PHP_FCGI_MAX_REQUESTS=10000");
+    assert_int_equal(b->env.count, 2);
+    assert_string_equal(b->env.items[0], "X=y");
+    assert_string_equal(b->env.items[1], "PHP_FCGI_MAX_REQUESTS=0");
+    assert_int_equal(c->env.count, 1);
+    assert_string_equal(c->env.items[0], "PHP_FCGI_MAX_REQUESTS=7");
+    assert_int_equal(d->env.count, 0);
+    h2p_config_release(conf);
+}
+
 /* IIS's resourceType: file for patterns that name files, unspecified for URL patterns */
 static void test_handler_resource(void **state)
 {
@@ -1313,6 +1335,7 @@ int main(void)
         cmocka_unit_test(test_named_module_takes_defaults),
         cmocka_unit_test(test_hidden_segments_add_to_defaults),
         cmocka_unit_test(test_handler_resource),
+        cmocka_unit_test(test_php_max_requests_paired),
         cmocka_unit_test(test_rule_modules_switch_off_with_a_map),
         cmocka_unit_test(test_server_keys_split_over_files),
         cmocka_unit_test(test_pools_and_sites_in_any_file),
