@@ -149,6 +149,7 @@ typedef struct h2p_redirect_rule {
 typedef struct h2p_rewrite_rule {
     char *match, *to;
     int unless_file, unless_directory;
+    struct pcre2_real_code_8 *re; /* `match` compiled (JIT where available), freed with the generation */
     h2p_origin_t origin;
 } h2p_rewrite_rule_t;
 

@@ -46,15 +46,32 @@ typedef struct arena_chunk {
     max_align_t data[];
 } arena_chunk_t;
 
+typedef struct arena_cleanup {
+    struct arena_cleanup *next;
+    void (*fn)(void *);
+    void *p;
+} arena_cleanup_t;
+
 struct h2p_config_arena {
-    arena_chunk_t *chunks; /* the first one is the one being filled */
+    arena_chunk_t *chunks;     /* the first one is the one being filled */
+    arena_cleanup_t *cleanups; /* what the arena holds that lives outside it (compiled regexes) */
 };
 
 struct h2p_config_arena *h2p_cfg_arena_new(void)
 {
     struct h2p_config_arena *arena = h2p_cfg_xmalloc(sizeof(*arena));
     arena->chunks = NULL;
+    arena->cleanups = NULL;
     return arena;
+}
+
+void h2p_cfg_arena_on_free(struct h2p_config_arena *arena, void (*fn)(void *), void *p)
+{
+    arena_cleanup_t *c = h2p_cfg_alloc(arena, 1, sizeof(*c));
+    c->fn = fn;
+    c->p = p;
+    c->next = arena->cleanups;
+    arena->cleanups = c;
 }
 
 void h2p_cfg_arena_free(struct h2p_config_arena *arena)
@@ -63,6 +80,8 @@ void h2p_cfg_arena_free(struct h2p_config_arena *arena)
 
     if (arena == NULL)
         return;
+    for (arena_cleanup_t *c = arena->cleanups; c != NULL; c = c->next)
+        c->fn(c->p);
     for (chunk = arena->chunks; chunk != NULL; chunk = next) {
         next = chunk->next;
         free(chunk);

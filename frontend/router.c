@@ -434,6 +434,31 @@ static void collapse_slashes(h2o_req_t *req)
     req->path_normalized = h2o_iovec_init(dst, n);
 }
 
+/* Runs the scope of req->path_normalized, from handler `from` on: each module passes (-1) or
+ * answers (0); the content handler is last. */
+static int run_scope(h2o_req_t *req, h2p_request_t *r, size_t from)
+{
+    r->app = find_app(r->site, req->path_normalized);
+    r->scope = find_scope(r->app, req->path_normalized);
+    h2o_req_bind_conf(req, r->site->hostconf, r->scope->pathconf);
+    h2o_handler_t **handler = r->scope->pathconf->handlers.entries + from,
+                  **end = r->scope->pathconf->handlers.entries + r->scope->pathconf->handlers.size;
+    for (; handler < end; ++handler)
+        if ((*handler)->on_req(*handler, req) == 0)
+            return 0;
+    h2o_send_error_404(req, "Not Found", "not found", 0);
+    return 0;
+}
+
+int h2p_router_resume(h2o_req_t *req)
+{
+    h2p_request_t *r = h2p_request_of(req);
+    collapse_slashes(req);
+    /* the new path's scope may have a chain of another shape: go on after its rewrite slot */
+    h2p_app_rt_t *app = find_app(r->site, req->path_normalized);
+    return run_scope(req, r, find_scope(app, req->path_normalized)->resume_at);
+}
+
 static int on_router_req(h2o_handler_t *_self, h2o_req_t *req)
 {
     router_handler_t *self = (void *)_self;
@@ -465,16 +490,7 @@ static int on_router_req(h2o_handler_t *_self, h2o_req_t *req)
         return 0;
     }
     collapse_slashes(req);
-    r->app = find_app(r->site, req->path_normalized);
-    r->scope = find_scope(r->app, req->path_normalized);
-    h2o_req_bind_conf(req, r->site->hostconf, r->scope->pathconf);
-    /* the request phase: each module passes (-1) or answers (0); the content handler is last */
-    h2o_handler_t **handler = r->scope->pathconf->handlers.entries, **end = handler + r->scope->pathconf->handlers.size;
-    for (; handler != end; ++handler)
-        if ((*handler)->on_req(*handler, req) == 0)
-            return 0;
-    h2o_send_error_404(req, "Not Found", "not found", 0);
-    return 0;
+    return run_scope(req, r, 0);
 }
 
 h2o_hostconf_t *h2p_router_create_hostconf(h2o_globalconf_t *globalconf, h2p_listener_t *listener)
@@ -504,6 +520,7 @@ void h2p_router_init_thread(h2p_thread_t *th)
 
 void h2p_router_dispose_thread(h2p_thread_t *th)
 {
+    h2p_rewrite_dispose_thread();
     /* every request is disposed by now: the map is empty */
     free(request_map.keys);
     free(request_map.values);

@@ -23,6 +23,7 @@ typedef struct h2p_scope_rt {
     int follow_symlinks;
     int directory_listing;
     h2o_handler_t *file; /* libh2o's static file handler for this scope (not in the chain) */
+    size_t resume_at;    /* the first handler after the rewrite slot: where a rewritten request goes on */
     h2o_pathconf_t *file_pathconf;
 } h2p_scope_rt_t;
 

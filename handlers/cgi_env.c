@@ -90,10 +90,9 @@ void h2p_cgi_vars_build(h2o_req_t *req, const h2p_cgi_script_t *t, h2p_cgi_vars_
     ADD_LIT(&b, "REQUEST_METHOD", req->method.base, req->method.len);
     /* the URI the client sent, even after an internal rewrite */
     ADD_LIT(&b, "REQUEST_URI", req->input.path.base, req->input.path.len);
-    if (req->query_at != SIZE_MAX)
-        ADD_LIT(&b, "QUERY_STRING", req->path.base + req->query_at + 1, req->path.len - req->query_at - 1);
-    else
-        ADD_LIT(&b, "QUERY_STRING", "", 0);
+    h2p_request_t *r = h2p_request_of(req);
+    h2o_iovec_t query = r != NULL ? h2p_request_query(r) : h2o_iovec_init("", 0);
+    ADD_LIT(&b, "QUERY_STRING", query.base, query.len);
     ADD_LIT(&b, "SCRIPT_NAME", t->script_name.base, t->script_name.len);
     ADD_STR(&b, "SCRIPT_FILENAME", t->script_filename);
     ADD_STR(&b, "DOCUMENT_ROOT", t->document_root);
@@ -140,7 +139,6 @@ void h2p_cgi_vars_build(h2o_req_t *req, const h2p_cgi_script_t *t, h2p_cgi_vars_
     }
     ADD_LIT(&b, "REDIRECT_STATUS", H2O_STRLIT("200")); /* php-cgi's cgi.force_redirect wants it */
     add_header_params(&b, req);
-    h2p_request_t *r = h2p_request_of(req);
     if (r != NULL && r->remote_user.base != NULL) {
         ADD_LIT(&b, "REMOTE_USER", r->remote_user.base, r->remote_user.len);
         ADD_LIT(&b, "AUTH_TYPE", r->auth_type.base, r->auth_type.len);

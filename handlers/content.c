@@ -32,9 +32,7 @@ char *h2p_physical_path(h2o_mem_pool_t *pool, const h2p_app_rt_t *app, const cha
     return p;
 }
 
-/* The type of what `path` names under the scope's root, seen as the static handler would see
- * it (a symlink out of the root is nothing unless follow_symlinks); 0 when nothing is there. */
-static mode_t resource_type(h2o_mem_pool_t *pool, const h2p_scope_rt_t *scope, const char *path, size_t len)
+mode_t h2p_resource_type(h2o_mem_pool_t *pool, const h2p_scope_rt_t *scope, const char *path, size_t len)
 {
     const char *physical = h2p_physical_path(pool, scope->app, path, len);
     struct stat st;
@@ -47,7 +45,7 @@ static int resource_exists(h2o_mem_pool_t *pool, const h2p_scope_rt_t *scope, h2
 {
     if (resource == H2P_RESOURCE_UNSPECIFIED)
         return 1;
-    mode_t type = resource_type(pool, scope, path, len);
+    mode_t type = h2p_resource_type(pool, scope, path, len);
     switch (resource) {
     case H2P_RESOURCE_FILE:
         return type == S_IFREG;
@@ -97,7 +95,7 @@ static h2o_iovec_t apply_default_document(h2o_req_t *req, const h2p_scope_rt_t *
         return path;
     for (size_t i = 0; i != docs->count; ++i) {
         h2o_iovec_t file = h2o_concat(&req->pool, path, h2o_iovec_init(docs->items[i], strlen(docs->items[i])));
-        if (resource_type(&req->pool, scope, file.base, file.len) == S_IFREG)
+        if (h2p_resource_type(&req->pool, scope, file.base, file.len) == S_IFREG)
             return file;
     }
     return path;

@@ -44,7 +44,28 @@ typedef struct h2p_request {
         int mapping;       /* index in the application's handler mappings, -1 = static file or listing */
         size_t script_len; /* path[0, script_len) is the script; the rest is PATH_INFO */
     } served;
+    /* the query string after a rewrite (the target's own, then the client's) */
+    h2o_iovec_t query;
+    int query_rewritten;
 } h2p_request_t;
+
+/* The query string the application sees: the client's, or what rewrite made of it. */
+static inline h2o_iovec_t h2p_request_query(h2p_request_t *r)
+{
+    h2o_req_t *req = r->req;
+    if (r->query_rewritten)
+        return r->query;
+    if (req->query_at == SIZE_MAX)
+        return h2o_iovec_init("", 0);
+    return h2o_iovec_init(req->path.base + req->query_at + 1, req->path.len - req->query_at - 1);
+}
+
+/* Frees the calling thread's rewrite state. */
+void h2p_rewrite_dispose_thread(void);
+
+/* Goes on with a request whose path a module changed (rewrite): in the scope of the new path,
+ * from the module after rewrite.  Always answers (returns 0). */
+int h2p_router_resume(h2o_req_t *req);
 
 /*
  * The resource a request will be served by: its path after default documents, the handler

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs what h2pool needs to build and test on Debian 12 (run as root; a no-op when present).
 set -e
-PACKAGES="build-essential cmake pkg-config clang-format libh2o-evloop-dev libssl-dev libyaml-dev libjansson-dev
+PACKAGES="build-essential cmake pkg-config clang-format libh2o-evloop-dev libssl-dev libyaml-dev libjansson-dev libpcre2-dev
   libcmocka-dev libfcgi-dev libcrypt-dev php-cgi curl nghttp2-client python3 openssl procps"
 missing=""
 for p in $PACKAGES; do
