@@ -77,6 +77,7 @@ static void parse_load_modules(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *base
 
 static const h2p_cfg_key_t server_limits_keys[] = {{"max_connections", H2P_CFG_U64, SERVER(limits.max_connections), 1, 10000000},
                                                    {"header_timeout", H2P_CFG_DURATION, SERVER(limits.header_timeout_ms), 1},
+                                                   {"body_timeout", H2P_CFG_DURATION, SERVER(limits.body_timeout_ms), 1},
                                                    {"keepalive_timeout", H2P_CFG_DURATION, SERVER(limits.keepalive_timeout_ms), 0},
                                                    {"max_request_body", H2P_CFG_SIZE, SERVER(limits.max_request_body), 0},
                                                    {NULL}};
@@ -99,6 +100,7 @@ static void server_defaults(h2p_server_conf_t *server)
     server->threads = 0;
     server->limits.max_connections = 10000;
     server->limits.header_timeout_ms = 10 * 1000;
+    server->limits.body_timeout_ms = 60 * 1000; /* nginx's client_body_timeout */
     server->limits.keepalive_timeout_ms = 120 * 1000;
     server->limits.max_request_body = 30000000;
     server->cache.max_memory = 256 * 1024 * 1024;

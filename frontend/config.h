@@ -30,15 +30,18 @@ typedef struct h2p_strlist {
 
 /* ---- server ---------------------------------------------------------------------------- */
 
+typedef struct h2p_limits_conf h2p_limits_conf_t;
+
 typedef struct h2p_server_conf {
     unsigned threads; /* 0 = auto (number of CPUs) */
     char *error_log;  /* NULL = stderr */
     char *log_dir;
     char *control_socket;
     char *management; /* "ip:port" or NULL */
-    struct {
+    struct h2p_limits_conf {
         uint64_t max_connections;
         uint64_t header_timeout_ms;
+        uint64_t body_timeout_ms; /* between two reads of a request body */
         uint64_t keepalive_timeout_ms;
         uint64_t max_request_body;
     } limits;

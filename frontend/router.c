@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "frontend/conn_watch.h"
 #include "frontend/log.h"
 #include "frontend/tls.h"
 #include "handlers/content.h"
@@ -375,6 +376,7 @@ static void request_map_remove(h2o_req_t *req)
 static void on_request_dispose(void *p)
 {
     h2p_request_t *r = p;
+    h2p_conn_watch_request_end(r->req);
     request_map_remove(r->req);
     r->thread->requests_in_flight--;
     h2p_gen_release(r->gen);
@@ -467,6 +469,7 @@ static int on_router_req(h2o_handler_t *_self, h2o_req_t *req)
     *r = (h2p_request_t){req, h2p_gen_retain(th->gen), th};
     request_map_put(req, r);
     th->requests_in_flight++;
+    h2p_conn_watch_request_begin(req);
 
     h2p_listener_rt_t *lr = r->gen->listeners + self->listener->index;
     char host[256];

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "frontend/log.h"
+#include "frontend/conn_watch.h"
 #include "frontend/router.h"
 #include "handlers/static.h"
 #include "poolmgr/pool.h"
@@ -173,16 +174,20 @@ int h2p_server_open_listeners(h2p_config_t *conf, char *err, size_t errlen)
     return 0;
 }
 
+#define BACKSTOP_TIMEOUT_MS (24 * 3600 * 1000)
+
 void h2p_server_apply_limits(const h2p_server_conf_t *s)
 {
     h2o_globalconf_t *g = &h2p_server.globalconf;
     h2p_server.max_connections = s->limits.max_connections;
     g->max_request_entity_size = s->limits.max_request_body;
     /* libh2o 2.2.5 runs one HTTP/1 timer from the start of the wait for a request until its
-     * head and body have arrived: that is the slowloris bound (header_timeout). */
-    g->http1.req_timeout = s->limits.header_timeout_ms;
+     * head and body have arrived, and sets it when a thread starts.  frontend/conn_watch.c times
+     * the head and the body apart, from the configuration in force; libh2o's own timers are
+     * only a backstop behind it. */
+    g->http1.req_timeout = BACKSTOP_TIMEOUT_MS;
+    g->handshake_timeout = BACKSTOP_TIMEOUT_MS;
     g->http2.idle_timeout = s->limits.keepalive_timeout_ms;
-    g->handshake_timeout = s->limits.header_timeout_ms;
     g->server_name = h2o_iovec_init(H2O_STRLIT("h2pool"));
     g->filecache.capacity = g->http2.max_concurrent_requests_per_connection * 2;
 }
@@ -203,11 +208,6 @@ int h2p_server_init(h2p_config_t *conf)
     return 0;
 }
 
-static void on_connection_close(void *data)
-{
-    atomic_fetch_sub(&h2p_server.num_connections, 1);
-}
-
 static void on_accept(h2o_socket_t *listen_sock, const char *err)
 {
     h2p_thread_listener_t *tl = listen_sock->data;
@@ -223,8 +223,7 @@ static void on_accept(h2o_socket_t *listen_sock, const char *err)
             h2o_socket_close(sock);
             continue;
         }
-        sock->on_close.cb = on_connection_close;
-        sock->on_close.data = NULL;
+        h2p_conn_watch_add(h2p_this_thread, sock);
         h2o_accept(&tl->accept_ctx, sock);
     }
 }
@@ -341,6 +340,7 @@ static void *thread_main(void *arg)
     h2o_multithread_register_receiver(th->queue, &th->control, on_control);
     h2p_router_init_thread(th);
     use_generation(th, h2p_server.gen);
+    h2p_conn_watch_init_thread(th);
     for (size_t i = 0; i != h2p_server.num_listeners; ++i)
         if (h2p_server.listeners[i]->active)
             start_listener(th, h2p_server.listeners[i], h2p_server.listeners[i]->epoch, h2p_server.listeners[i]->fds[th->index]);
@@ -357,6 +357,7 @@ static void *thread_main(void *arg)
     h2p_poolmgr_release_thread(th);
     for (int i = 0; i != 3; ++i)
         h2o_evloop_run(th->loop, 0);
+    h2p_conn_watch_dispose_thread(th);
     h2p_router_dispose_thread(th);
     return NULL;
 }

@@ -54,6 +54,8 @@ typedef struct h2p_thread {
     h2o_multithread_receiver_t drop_kept; /* kept worker connections this thread must close */
     size_t requests_in_flight;
     int shutting_down;
+    h2o_linklist_t watched;         /* client connections (frontend/conn_watch.c) */
+    h2o_timeout_entry_t watch_tick; /* once a second: their request timeouts */
 } h2p_thread_t;
 
 typedef struct h2p_server {

@@ -480,6 +480,7 @@ static void test_defaults(void **state)
     assert_null(server->management);
     assert_int_equal(server->limits.max_connections, 10000);
     assert_int_equal(server->limits.header_timeout_ms, 10000);
+    assert_int_equal(server->limits.body_timeout_ms, 60000);
     assert_int_equal(server->limits.keepalive_timeout_ms, 120000);
     assert_int_equal(server->limits.max_request_body, 30000000);
     assert_int_equal(server->cache.max_memory, 256 * 1024 * 1024);
@@ -1051,6 +1052,8 @@ static const bad_case_t bad_cases[] = {
      "a.yaml:7:11: sites.s.modules.redirect[0]: ", "missing required key \"to\""},
     {"rewrite_empty_match", SITE_HEAD "    modules:\n      rewrite: [{match: '', to: /x}]\n", NULL, 0,
      "a.yaml:6:25: sites.s.modules.rewrite[0].match: ", "empty"},
+    {"body_timeout_zero", "server:\n  limits: {body_timeout: 0s}\n" MINIMAL_SITE, NULL, 0,
+     "a.yaml:2:26: server.limits.body_timeout: ", "out of range"},
     {"rewrite_bad_regex", SITE_HEAD "    modules:\n      rewrite: [{match: '^/(unclosed', to: /x}]\n", NULL, 0,
      "a.yaml:6:25: sites.s.modules.rewrite[0].match: ", "bad regular expression: missing closing parenthesis at offset 11"},
     {"rewrite_reference_beyond_captures", SITE_HEAD "    modules:\n      rewrite: [{match: '^/(a)/b', to: '/x?$1=$2'}]\n", NULL, 0,

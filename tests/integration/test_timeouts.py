@@ -1,0 +1,195 @@
+"""How long a client may take to send a request: the head, the body, and an idle kept connection.
+
+libh2o 2.2.5 runs one timer over the head and the body; h2pool times them apart
+(frontend/conn_watch.c), so an upload on a slow link completes while a trickled head is cut
+off, and every connection dropped for time says why in the error log.
+"""
+import hashlib
+import os
+import re
+import signal
+import socket
+import time
+import unittest
+
+from h2ptest import APPS, Server, curl, main, stop_cleanly, wait_until
+
+CONF = """
+server:
+  threads: 1
+  limits:
+    header_timeout: {header}
+    body_timeout: 2s
+    keepalive_timeout: 4s
+pools:
+  echo: {command: ["{apps}/echo_fcgi"], max_processes: 1, {worker_user}}
+  slow: {command: ["{apps}/slow_fcgi"], max_processes: 1, {worker_user}}
+sites:
+  s:
+    bindings: [http://127.0.0.1:{port:http}]
+    root: {dir}/www
+    handlers:
+      - {path: "/echo/*", pool: echo}
+      - {path: "/slow/*", pool: slow}
+"""
+
+
+def read_response(s, timeout=15):
+    """Reads one response with a Content-Length (or to EOF); returns (head, body) bytes."""
+    s.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(65536)
+        if not chunk:
+            return data, b""
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    m = re.search(rb"(?i)content-length: *(\d+)", head)
+    while m and len(body) < int(m.group(1)):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head, body
+
+
+def read_to_eof(s, timeout=15):
+    """Reads a response to EOF (Connection: close); returns (head, body) with chunks decoded."""
+    s.settimeout(timeout)
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    if re.search(rb"(?i)transfer-encoding: *chunked", head):
+        decoded = b""
+        while True:
+            size_line, body = body.split(b"\r\n", 1)
+            size = int(size_line, 16)
+            if size == 0:
+                break
+            decoded, body = decoded + body[:size], body[size + 2:]
+        body = decoded
+    return head, body
+
+
+def closed_within(s, seconds):
+    """True when the server closes `s` (EOF or reset) within `seconds`, reading what it sends."""
+    deadline = time.monotonic() + seconds
+    s.settimeout(0.2)
+    while time.monotonic() < deadline:
+        try:
+            if not s.recv(65536):
+                return True
+        except socket.timeout:
+            continue
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+    return False
+
+
+class TimeoutsTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server(CONF.replace("{header}", "1s"), {"www/index.html": "ok\n"})
+        cls.addClassCleanup(cls.server.cleanup)
+        cls.addClassCleanup(stop_cleanly, cls.server)
+        cls.server.start()
+
+    def connect(self):
+        s = socket.create_connection(("127.0.0.1", self.server.port()), timeout=10)
+        self.addCleanup(s.close)
+        return s
+
+    def log_shows(self, pattern):
+        wait_until(lambda: re.search(pattern, self.server.read_log()), timeout=10, what=pattern)
+
+    def test_slow_upload_completes(self):
+        # 400 KB at about 100 KB/s: 4 s, four times header_timeout, never 2 s without a byte
+        body = os.urandom(400 * 1024)
+        s = self.connect()
+        s.sendall(b"POST /echo/up HTTP/1.1\r\nHost: s\r\nContent-Type: application/octet-stream\r\n"
+                  b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body))
+        for i in range(0, len(body), 10 * 1024):
+            s.sendall(body[i:i + 10 * 1024])
+            time.sleep(0.1)
+        head, out = read_to_eof(s)
+        self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
+        self.assertIn(b"BODY-LENGTH=%d\n" % len(body), out)
+        self.assertEqual(hashlib.sha256(out.split(b"\nBODY=", 1)[1]).digest(), hashlib.sha256(body).digest())
+
+    def test_slow_chunked_upload_completes(self):
+        s = self.connect()
+        s.sendall(b"POST /echo/up HTTP/1.1\r\nHost: s\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(25):  # 2.5 s
+            s.sendall(b"400\r\n" + b"x" * 1024 + b"\r\n")
+            time.sleep(0.1)
+        s.sendall(b"0\r\n\r\n")
+        head, out = read_response(s)
+        self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
+        self.assertIn(b"BODY-LENGTH=25600\n", out)
+
+    def test_stalled_body_is_cut_off_and_logged(self):
+        s = self.connect()
+        s.sendall(b"POST /echo/up HTTP/1.1\r\nHost: s\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000)
+        self.assertTrue(closed_within(s, 15), "a stalled body outlived body_timeout")
+        self.log_shows(r"closed: request body stalled: nothing received for body_timeout \(2000 ms\)")
+
+    def test_trickled_head_is_cut_off_and_logged(self):
+        s = self.connect()
+        s.sendall(b"GET / HTTP/1.1\r\n")
+        closed = False
+        for _ in range(40):  # one header byte every 0.25 s: 10 s, far past header_timeout
+            try:
+                s.sendall(b"a")
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+            if closed_within(s, 0.25):
+                closed = True
+                break
+        self.assertTrue(closed, "a trickled request head outlived header_timeout")
+        self.log_shows(r"127\.0\.0\.1:\d+ closed: request head not complete within header_timeout \(1000 ms\)")
+
+    def test_silent_connection_is_closed_and_logged(self):
+        s = self.connect()
+        self.assertTrue(closed_within(s, 15))
+        self.log_shows(r"closed: no request within header_timeout")
+
+    def test_idle_kept_connection_lives_for_keepalive_timeout(self):
+        s = self.connect()
+        s.sendall(b"GET / HTTP/1.1\r\nHost: s\r\n\r\n")
+        head, body = read_response(s)
+        self.assertEqual(body, b"ok\n")
+        time.sleep(2)  # past header_timeout (1 s), within keepalive_timeout (4 s): still open
+        s.sendall(b"GET / HTTP/1.1\r\nHost: s\r\n\r\n")
+        head, body = read_response(s)
+        self.assertEqual((head[:12], body), (b"HTTP/1.1 200", b"ok\n"))
+        self.assertTrue(closed_within(s, 15), "an idle kept connection outlived keepalive_timeout")
+
+    def test_a_slow_application_is_not_a_slow_client(self):
+        # the request is complete: the 3 s the worker takes are not the client's
+        r = curl(self.server.url("/slow/x?ms=3000"))
+        self.assertEqual((r.status, r.body), (200, b"slept 3000 ms\n"))
+
+
+class TimeoutReloadTest(unittest.TestCase):
+    def test_header_timeout_changes_on_reload(self):
+        server = Server(CONF.replace("{header}", "60s"), {"www/index.html": "ok\n"})
+        self.addCleanup(server.cleanup)
+        server.start()
+        server.write("conf.d/h2pool.yaml", server.expand(CONF.replace("{header}", "1s")))
+        server.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: "configuration reloaded" in server.read_log(), what="the reload")
+        s = socket.create_connection(("127.0.0.1", server.port()), timeout=10)
+        self.addCleanup(s.close)
+        s.sendall(b"GET / HTTP/1.1\r\n")
+        self.assertTrue(closed_within(s, 20), "the reloaded header_timeout (1 s) was not applied")
+        self.assertIn("request head not complete within header_timeout (1000 ms)", server.read_log())
+        stop_cleanly(server)
+
+
+if __name__ == "__main__":
+    main()
