@@ -166,10 +166,10 @@ static void on_dispose(void *p)
 }
 
 /* In the child: async-signal-safe calls only. */
-static void exec_script(const char *path, const char *dir, char **envp, int in, int out, int err, uid_t uid, gid_t gid, int drop)
+static void exec_script(const char *path, const char *dir, char **envp, int in, int out, int err, uid_t uid, gid_t gid, int drop,
+                        pid_t parent)
 {
     setpgid(0, 0);
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -178,6 +178,9 @@ static void exec_script(const char *path, const char *dir, char **envp, int in, 
         _exit(127);
     syscall(SYS_close_range, 3, ~0U, 0);
     if (chdir(dir) != 0 || (drop && (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0)))
+        _exit(127);
+    /* after the credential change, which clears it; the parent may have died before it */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
         _exit(127);
     char *argv[] = {(char *)path, NULL};
     execve(path, argv, envp);
@@ -240,9 +243,10 @@ int h2p_cgi_handle(h2o_req_t *req, const h2p_cgi_script_t *script)
         h2o_send_error_503(req, "Service Unavailable", "cannot start the script", 0);
         return 0;
     }
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0)
-        exec_script(script->script_filename, dir, envp, in[0], out[1], err[1], uid, gid, drop);
+        exec_script(script->script_filename, dir, envp, in[0], out[1], err[1], uid, gid, drop, parent);
     close(in[0]);
     close(out[1]);
     close(err[1]);

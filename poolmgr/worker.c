@@ -269,11 +269,10 @@ static char **build_environment(const h2p_pool_conf_t *conf)
 
 /* In the child, between fork and exec: async-signal-safe calls only. */
 static void exec_worker(const h2p_pool_conf_t *conf, int listen_fd, int output_fd, int errpipe, const char *dir, char **envp,
-                        uid_t uid, gid_t gid, int drop)
+                        uid_t uid, gid_t gid, int drop, pid_t parent)
 {
     int err;
     setpgid(0, 0);
-    prctl(PR_SET_PDEATHSIG, SIGKILL); /* no orphans, even if h2pool is killed with SIGKILL */
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -287,6 +286,10 @@ static void exec_worker(const h2p_pool_conf_t *conf, int listen_fd, int output_f
         goto Fail;
     if (drop && (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0))
         goto Fail;
+    /* no orphans, even if h2pool is killed with SIGKILL: set after the credential change, which
+     * clears it, and the parent checked again since it may have died before the prctl */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+        _exit(127);
     if (strchr(conf->command.items[0], '/') != NULL)
         execve(conf->command.items[0], conf->command.items, envp);
     else
@@ -331,9 +334,10 @@ static void spawn_worker(h2p_pool_t *pool)
         goto Fail;
     }
     char **envp = build_environment(conf);
+    pid_t parent = getpid();
     w->pid = fork();
     if (w->pid == 0)
-        exec_worker(conf, listen_fd, output[1], errpipe[1], dir, envp, uid, gid, drop);
+        exec_worker(conf, listen_fd, output[1], errpipe[1], dir, envp, uid, gid, drop, parent);
     free(envp);
     if (w->pid < 0) {
         pool_log(H2P_LOG_ERROR, pool, "fork: %s", strerror(errno));
