@@ -91,7 +91,8 @@ int h2p_worker_is_dead(h2p_worker_t *worker);
 /* Supervisor side (main thread). */
 int h2p_poolmgr_init(h2o_evloop_t *loop);
 void h2p_poolmgr_start(h2p_config_t *conf); /* spawns min_processes of every pool */
-void h2p_poolmgr_reap(void);                /* on SIGCHLD */
+/* A process the spawner started has exited (its report on the event channel). */
+void h2p_poolmgr_on_exit(pid_t pid, int status);
 void h2p_poolmgr_shutdown(h2o_evloop_t *loop);
 /* A front-end thread leaving its loop closes the kept connections it owns. */
 void h2p_poolmgr_release_thread(h2p_thread_t *th);
