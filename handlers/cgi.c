@@ -259,6 +259,7 @@ int h2p_cgi_handle(h2o_req_t *req, const h2p_cgi_script_t *script)
     cr->done = 0;
     if (spawning.next == NULL)
         h2o_linklist_init_anchor(&spawning);
+    cr->spawning = (h2o_linklist_t){NULL}; /* (the pool's memory is not zeroed) */
     h2o_linklist_insert(&spawning, &cr->spawning);
     cr->loop = req->conn->ctx->loop;
     cr->timeout = (h2o_timeout_entry_t){0};
