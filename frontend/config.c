@@ -16,8 +16,10 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,6 +77,37 @@ static void parse_load_modules(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *base
     }
 }
 
+/* server.user / server.group: the front end's identity when h2pool starts as root.  Checked
+ * here, so that `-t` and a reload name an account that does not exist instead of a start that
+ * fails later. */
+static void parse_user(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *base, const h2p_cfg_key_t *key)
+{
+    h2p_server_conf_t *server = base;
+    char *value = h2p_cfg_string(ctx, node);
+
+    if (value == NULL)
+        return;
+    if (getpwnam(value) == NULL) {
+        h2p_cfg_error(ctx, node, "no such user \"%s\"", value);
+        return;
+    }
+    server->user = value;
+}
+
+static void parse_group(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *base, const h2p_cfg_key_t *key)
+{
+    h2p_server_conf_t *server = base;
+    char *value = h2p_cfg_string(ctx, node);
+
+    if (value == NULL)
+        return;
+    if (getgrnam(value) == NULL) {
+        h2p_cfg_error(ctx, node, "no such group \"%s\"", value);
+        return;
+    }
+    server->group = value;
+}
+
 static const h2p_cfg_key_t server_limits_keys[] = {{"max_connections", H2P_CFG_U64, SERVER(limits.max_connections), 1, 10000000},
                                                    {"header_timeout", H2P_CFG_DURATION, SERVER(limits.header_timeout_ms), 1},
                                                    {"body_timeout", H2P_CFG_DURATION, SERVER(limits.body_timeout_ms), 1},
@@ -93,6 +126,8 @@ static const h2p_cfg_key_t server_keys[] = {{"threads", H2P_CFG_CUSTOM, 0, .pars
                                             {"limits", H2P_CFG_MAP, 0, .arg = server_limits_keys},
                                             {"cache", H2P_CFG_MAP, 0, .arg = server_cache_keys},
                                             {"load_modules", H2P_CFG_CUSTOM, 0, .parse = parse_load_modules},
+                                            {"user", H2P_CFG_CUSTOM, 0, .parse = parse_user},
+                                            {"group", H2P_CFG_CUSTOM, 0, .parse = parse_group},
                                             {NULL}};
 
 static void server_defaults(h2p_server_conf_t *server)

@@ -50,7 +50,12 @@ typedef struct h2p_server_conf {
         uint64_t max_entry;
     } cache;
     h2p_strlist_t load_modules; /* absolute paths of native module plugins */
+    /* the front end's identity when h2pool starts as root; NULL = H2P_DEFAULT_SERVER_USER and
+     * the user's own group */
+    char *user, *group;
 } h2p_server_conf_t;
+
+#define H2P_DEFAULT_SERVER_USER "www-data" /* as Debian's nginx */
 
 /* ---- pools ----------------------------------------------------------------------------- */
 

@@ -107,6 +107,9 @@ int h2p_cfg_size(h2p_cfg_ctx_t *ctx, yaml_node_t *node, uint64_t min, uint64_t m
 #define H2P_CFG_ANY_PATH 0
 #define H2P_CFG_REGULAR_FILE 1
 #define H2P_CFG_DIRECTORY 2
+/* a certificate or key: read by the privileged part, so the front end (server.user), which
+ * reloads the configuration, need not be able to read it, nor reach it (EACCES is no error) */
+#define H2P_CFG_PRIVILEGED_FILE 3
 /* absolute path (arena); with check_files, `must_be` FILE/DIRECTORY must exist */
 char *h2p_cfg_path(h2p_cfg_ctx_t *ctx, yaml_node_t *node, int must_be);
 
@@ -130,6 +133,7 @@ typedef enum h2p_cfg_kind {
     H2P_CFG_STRING,      /* char *, non-empty */
     H2P_CFG_PATH,        /* char *, absolute */
     H2P_CFG_FILE,        /* char *, absolute, a regular file when check_files */
+    H2P_CFG_KEY_FILE,    /* H2P_CFG_FILE that the privileged part reads (H2P_CFG_PRIVILEGED_FILE) */
     H2P_CFG_DIR,         /* char *, absolute, a directory when check_files */
     H2P_CFG_STRLIST,     /* h2p_strlist_t, `flags` apply */
     H2P_CFG_ENUM,        /* an enum (int sized): index of the value in `arg` (NULL-terminated names) */

@@ -225,9 +225,9 @@ static void parse_bindings(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *base, co
 static const char *const client_verify_names[] = {"none", "optional", "required", NULL};
 
 static const h2p_cfg_key_t site_tls_keys[] = {
-    {"certificate", H2P_CFG_FILE, SITE(site.tls.certificate)},
-    {"key", H2P_CFG_FILE, SITE(site.tls.key)},
-    {"client_ca", H2P_CFG_FILE, SITE(site.tls.client_ca)},
+    {"certificate", H2P_CFG_KEY_FILE, SITE(site.tls.certificate)},
+    {"key", H2P_CFG_KEY_FILE, SITE(site.tls.key)},
+    {"client_ca", H2P_CFG_KEY_FILE, SITE(site.tls.client_ca)},
     {"client_verify", H2P_CFG_ENUM, SITE(site.tls.client_verify), .arg = client_verify_names},
     {NULL}};
 

@@ -497,11 +497,17 @@ char *h2p_cfg_path(h2p_cfg_ctx_t *ctx, yaml_node_t *node, int must_be)
     if (!ctx->check_files || must_be == H2P_CFG_ANY_PATH)
         return path;
     if (stat(path, &st) != 0) {
+        if (errno == EACCES && must_be == H2P_CFG_PRIVILEGED_FILE)
+            return path;
         h2p_cfg_error(ctx, node, "cannot access \"%s\": %s", path, strerror(errno));
         return NULL;
     }
     if (must_be == H2P_CFG_DIRECTORY && !S_ISDIR(st.st_mode)) {
         h2p_cfg_error(ctx, node, "\"%s\" is not a directory", path);
+        return NULL;
+    }
+    if (must_be == H2P_CFG_PRIVILEGED_FILE && !S_ISREG(st.st_mode)) {
+        h2p_cfg_error(ctx, node, "\"%s\" is not a regular file", path);
         return NULL;
     }
     if (must_be == H2P_CFG_REGULAR_FILE) {
@@ -640,11 +646,13 @@ static void parse_value(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *base, const
         break;
     case H2P_CFG_PATH:
     case H2P_CFG_FILE:
+    case H2P_CFG_KEY_FILE:
     case H2P_CFG_DIR:
         s = h2p_cfg_path(ctx, node,
-                         key->kind == H2P_CFG_FILE  ? H2P_CFG_REGULAR_FILE
-                         : key->kind == H2P_CFG_DIR ? H2P_CFG_DIRECTORY
-                                                    : H2P_CFG_ANY_PATH);
+                         key->kind == H2P_CFG_KEY_FILE ? H2P_CFG_PRIVILEGED_FILE
+                         : key->kind == H2P_CFG_FILE   ? H2P_CFG_REGULAR_FILE
+                         : key->kind == H2P_CFG_DIR    ? H2P_CFG_DIRECTORY
+                                                       : H2P_CFG_ANY_PATH);
         if (s != NULL)
             *(char **)field = s;
         break;

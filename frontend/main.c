@@ -1,9 +1,11 @@
 /*
  * h2pool: an IIS-style application-hosting front end for FastCGI pools, on libh2o.
  *
- * The main thread is the supervisor: it loads the configuration, opens the listeners, starts
- * the front-end threads, and then runs its own event loop for what must never block a
- * front-end loop: signals, spawning and reaping workers, and the pools' timers.
+ * The main thread is the supervisor: it loads the configuration, forks the privileged part
+ * (privsep/privsep.h: the spawner, which keeps the rights h2pool was started with), drops to
+ * server.user, opens the listeners (bound by the spawner), starts the front-end threads, and
+ * then runs its own event loop for what must never block a front-end loop: signals, asking for
+ * workers to be spawned and signalled, their exits, and the pools' timers.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -13,6 +15,7 @@
 #include <string.h>
 #include <sys/inotify.h>
 #include <sys/signalfd.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "frontend/config.h"
@@ -21,6 +24,7 @@
 #include "frontend/server.h"
 #include "frontend/tls.h"
 #include "poolmgr/pool.h"
+#include "privsep/privsep.h"
 
 #define SHUTDOWN_GRACE_MS 30000
 
@@ -58,6 +62,7 @@ static void print_errors(h2p_config_errors_t *errors);
  */
 static void reload(const char *why)
 {
+    h2p_privsep_reload(); /* the privileged part re-reads it first: it allows what the new one names */
     h2p_config_errors_t errors = {0};
     h2p_config_t *conf = h2p_config_load(conf_dir, 1, &errors);
     if (conf == NULL) {
@@ -91,6 +96,27 @@ static void reload(const char *why)
                (unsigned long long)conf->generation, conf->num_sites, conf->num_pools);
 }
 
+/* Our only child is the spawner: workers and CGI scripts are its children (their exits come
+ * over the event channel).  Without it nothing can be started any more, and what it ran died
+ * with it. */
+static void on_child_exit(void)
+{
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        if (pid == h2p_privsep_spawner_pid()) {
+            h2p_error(NULL, "the privileged part (spawner %d) exited: stopping", (int)pid);
+            h2p_log_close();
+            _exit(1);
+        }
+    }
+}
+
+static void on_spawner_event(h2o_socket_t *sock, const char *err)
+{
+    h2p_privsep_read_events(h2p_poolmgr_on_exit);
+}
+
 /* The signalfd and inotify sockets are read here, not by libh2o (H2O_SOCKET_FLAG_DONT_READ):
  * their reads must be whole records, which a byte-stream buffer does not guarantee. */
 static void on_signal_readable(h2o_socket_t *sock, const char *err)
@@ -105,7 +131,7 @@ static void on_signal_readable(h2o_socket_t *sock, const char *err)
                 stop_requested = 1;
                 break;
             case SIGCHLD:
-                h2p_poolmgr_reap();
+                on_child_exit();
                 break;
             case SIGHUP:
                 reload("SIGHUP");
@@ -217,6 +243,13 @@ int main(int argc, char **argv)
         return ok ? 0 : 1;
     }
 
+    /* before any thread exists (the error log has one): the spawner forks from a single thread */
+    if (h2p_privsep_start(conf_dir, conf) != 0) {
+        fprintf(stderr, "cannot start the privileged part: %m\n");
+        h2p_config_release(conf);
+        return 1;
+    }
+
     /* every thread inherits this mask: signals arrive only through the supervisor's signalfd */
     sigset_t signals;
     sigemptyset(&signals);
@@ -231,10 +264,18 @@ int main(int argc, char **argv)
         fprintf(stderr, "cannot open error log %s: %m\n", conf->server.error_log);
         return 1;
     }
+    /* the log is opened with the rights h2pool was started with; from here on, the front end
+     * has server.user's */
+    char err[512];
+    if (h2p_privsep_drop_privileges(&conf->server, err, sizeof(err)) != 0) {
+        h2p_error(NULL, "%s", err);
+        goto Fail;
+    }
     h2o_evloop_t *loop = supervisor_loop = h2o_evloop_create();
+    h2o_socket_t *spawner_events = h2o_evloop_socket_create(loop, h2p_privsep_event_fd(), H2O_SOCKET_FLAG_DONT_READ);
+    h2o_socket_read_start(spawner_events, on_spawner_event);
     if (h2p_poolmgr_init(loop) != 0 || h2p_server_init(conf) != 0)
         goto Fail;
-    char err[512];
     h2p_gen_t *gen = h2p_gen_create(conf, err, sizeof(err));
     if (gen == NULL) {
         h2p_error(NULL, "%s", err);
@@ -267,10 +308,12 @@ int main(int argc, char **argv)
     h2p_notice(NULL, "shutting down: no new connections; waiting for requests in flight");
     if (h2p_server_stop(SHUTDOWN_GRACE_MS) == 0)
         h2p_poolmgr_front_end_stopped();
-    h2p_poolmgr_shutdown(loop); /* reaps the workers: needs SIGCHLD, so the signalfd closes after it */
+    h2p_poolmgr_shutdown(loop); /* waits for the workers' exits: the spawner's events close after it */
     if (isock != NULL)
         h2o_socket_close(isock);
     h2o_socket_close(sigsock);
+    h2o_socket_close(spawner_events);
+    h2p_privsep_stop();      /* it kills what it still runs (CGI scripts) and exits */
     h2o_evloop_run(loop, 0); /* frees the closed sockets */
     h2p_notice(NULL, "stopped");
     h2p_log_close();

@@ -12,6 +12,7 @@
 #include "frontend/router.h"
 #include "handlers/static.h"
 #include "poolmgr/pool.h"
+#include "privsep/privsep.h"
 
 h2p_server_t h2p_server;
 __thread h2p_thread_t *h2p_this_thread;
@@ -41,7 +42,7 @@ static int open_listen_socket(const h2p_listener_t *l, char *err, size_t errlen)
     /* the first bytes of a request wake the loop, not the bare handshake */
     int defer = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof(defer));
-    if (bind(fd, (const struct sockaddr *)&l->addr, l->addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
+    if (h2p_privsep_bind(fd, (const struct sockaddr *)&l->addr, l->addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
         snprintf(err, errlen, "%s: %s", l->name, strerror(errno));
         close(fd);
         return -1;
@@ -355,6 +356,7 @@ static void *thread_main(void *arg)
     /* the kept worker connections on this loop close here, on their own thread, so the workers
      * see EOF (php-cgi waits for its next request through SIGTERM); then the loop frees them */
     h2p_poolmgr_release_thread(th);
+    h2p_privsep_thread_exit();
     for (int i = 0; i != 3; ++i)
         h2o_evloop_run(th->loop, 0);
     h2p_conn_watch_dispose_thread(th);

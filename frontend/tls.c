@@ -3,7 +3,10 @@
 #include <h2o.h>
 #include <h2o/http2.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <stdio.h>
+
+#include "privsep/privsep.h"
 
 /* Mozilla's "intermediate" list: forward secrecy and AEAD only. TLS 1.3 suites are OpenSSL's defaults. */
 #define TLS12_CIPHERS                                                                                                              \
@@ -23,6 +26,78 @@ static void openssl_error(char *err, size_t errlen, const char *what, const char
     ERR_clear_error();
 }
 
+/* Certificates and keys are read through the privileged part: the front end runs as
+ * server.user, which need not be able to read them (a key is usually root's alone). */
+static BIO *read_privileged(const char *path, char *err, size_t errlen)
+{
+    char *data, why[256];
+    size_t len;
+    if (h2p_privsep_read_file(path, &data, &len, why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "cannot read %s: %s", path, why);
+        return NULL;
+    }
+    BIO *bio = BIO_new(BIO_s_mem());
+    BIO_write(bio, data, (int)len);
+    OPENSSL_cleanse(data, len);
+    free(data);
+    return bio;
+}
+
+/* SSL_CTX_use_certificate_chain_file, from memory: the first certificate, then its chain */
+static int use_certificate_chain(SSL_CTX *ctx, BIO *bio)
+{
+    X509 *cert = PEM_read_bio_X509_AUX(bio, NULL, NULL, NULL);
+    if (cert == NULL || SSL_CTX_use_certificate(ctx, cert) != 1) {
+        X509_free(cert);
+        return 0;
+    }
+    X509_free(cert);
+    SSL_CTX_clear_chain_certs(ctx);
+    X509 *ca;
+    while ((ca = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+        if (SSL_CTX_add0_chain_cert(ctx, ca) != 1) {
+            X509_free(ca);
+            return 0;
+        }
+    }
+    unsigned long e = ERR_peek_last_error();
+    if (ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE)
+        ERR_clear_error(); /* the end of the file */
+    return ERR_peek_error() == 0;
+}
+
+static int use_private_key(SSL_CTX *ctx, BIO *bio)
+{
+    EVP_PKEY *key = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+    int ok = key != NULL && SSL_CTX_use_PrivateKey(ctx, key) == 1;
+    EVP_PKEY_free(key);
+    return ok;
+}
+
+/* SSL_CTX_load_verify_locations + SSL_load_client_CA_file, from memory */
+static int use_client_ca(SSL_CTX *ctx, BIO *bio)
+{
+    X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+    STACK_OF(X509_NAME) *names = sk_X509_NAME_new_null();
+    X509 *ca;
+    size_t count = 0;
+    while ((ca = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+        X509_STORE_add_cert(store, ca);
+        X509_NAME *name = X509_NAME_dup(X509_get_subject_name(ca));
+        if (name != NULL)
+            sk_X509_NAME_push(names, name);
+        X509_free(ca);
+        ++count;
+    }
+    ERR_clear_error();
+    if (count == 0) {
+        sk_X509_NAME_pop_free(names, X509_NAME_free);
+        return 0;
+    }
+    SSL_CTX_set_client_CA_list(ctx, names);
+    return 1;
+}
+
 SSL_CTX *h2p_tls_create_site_ctx(const h2p_site_conf_t *site, char *err, size_t errlen)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
@@ -31,11 +106,21 @@ SSL_CTX *h2p_tls_create_site_ctx(const h2p_site_conf_t *site, char *err, size_t 
     SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS);
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)site->name, (unsigned)strlen(site->name));
 
-    if (SSL_CTX_use_certificate_chain_file(ctx, site->tls.certificate) != 1) {
+    BIO *bio;
+    int ok;
+    if ((bio = read_privileged(site->tls.certificate, err, errlen)) == NULL)
+        goto Error;
+    ok = use_certificate_chain(ctx, bio);
+    BIO_free(bio);
+    if (!ok) {
         openssl_error(err, errlen, "cannot load certificate", site->tls.certificate);
         goto Error;
     }
-    if (SSL_CTX_use_PrivateKey_file(ctx, site->tls.key, SSL_FILETYPE_PEM) != 1) {
+    if ((bio = read_privileged(site->tls.key, err, errlen)) == NULL)
+        goto Error;
+    ok = use_private_key(ctx, bio);
+    BIO_free(bio);
+    if (!ok) {
         openssl_error(err, errlen, "cannot load key", site->tls.key);
         goto Error;
     }
@@ -44,11 +129,14 @@ SSL_CTX *h2p_tls_create_site_ctx(const h2p_site_conf_t *site, char *err, size_t 
         goto Error;
     }
     if (site->tls.client_ca != NULL) {
-        if (SSL_CTX_load_verify_locations(ctx, site->tls.client_ca, NULL) != 1) {
+        if ((bio = read_privileged(site->tls.client_ca, err, errlen)) == NULL)
+            goto Error;
+        ok = use_client_ca(ctx, bio);
+        BIO_free(bio);
+        if (!ok) {
             openssl_error(err, errlen, "cannot load client CA", site->tls.client_ca);
             goto Error;
         }
-        SSL_CTX_set_client_CA_list(ctx, SSL_load_client_CA_file(site->tls.client_ca));
         int mode = SSL_VERIFY_NONE;
         if (site->tls.client_verify == H2P_CLIENT_VERIFY_OPTIONAL)
             mode = SSL_VERIFY_PEER;

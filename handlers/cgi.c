@@ -2,30 +2,30 @@
  * CGI: the script runs in its own process group with the request's CGI variables as its whole
  * environment, the request body on stdin, its stdout parsed as a CGI response and streamed to
  * the client, its stderr sent to the error log.  As for pool workers, a script never runs as
- * root: when h2pool is root, it runs as nobody.  The supervisor's SIGCHLD handler reaps it.
+ * root: when h2pool is root, it runs as nobody.  The privileged part (privsep/privsep.h) forks,
+ * execs, signals and reaps it: this loop only asks, and learns the pid from its answer.
  */
 #include "handlers/cgi.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <poll.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "frontend/log.h"
 #include "handlers/cgi_response.h"
+#include "privsep/privsep.h"
 
 typedef struct cgi_request {
     h2p_cgi_response_t response;
-    pid_t pid;
+    uint64_t cookie;         /* names the script to the privileged part */
+    h2o_linklist_t spawning; /* in this thread's list while its pid is not known */
+    pid_t pid;               /* 0 until the privileged part answers */
     h2o_socket_t *in, *out, *err;
     h2o_timeout_entry_t timeout, watch;
     h2o_loop_t *loop;
@@ -37,6 +37,9 @@ typedef struct cgi_request {
 
 static __thread h2o_timeout_t cgi_timeout, watch_timeout;
 static __thread int cgi_timeout_ready;
+static __thread h2o_linklist_t spawning; /* cgi_request_t.spawning */
+
+static void on_stderr(h2o_socket_t *sock, const char *err);
 
 static void close_socket(h2o_socket_t **sock)
 {
@@ -55,14 +58,16 @@ static void finish(cgi_request_t *cr, int kill_script)
     close_socket(&cr->in);
     close_socket(&cr->out);
     close_socket(&cr->err);
-    if (kill_script && cr->pid > 0)
-        kill(-cr->pid, SIGKILL);
+    if (kill_script && !cr->done)
+        h2p_privsep_kill_cgi(cr->cookie, SIGKILL); /* (asked after the spawn, on the same channel) */
     cr->done = 1;
 }
 
 static void on_stderr(h2o_socket_t *sock, const char *err)
 {
     cgi_request_t *cr = sock->data;
+    if (cr->pid == 0 && err == NULL)
+        return; /* its lines are logged with its pid: kept until the spawn is answered */
     char *line = sock->input->bytes, *end = line + sock->input->size, *nl;
     while ((nl = memchr(line, '\n', end - line)) != NULL) {
         if (nl != line)
@@ -160,28 +165,35 @@ static void on_dispose(void *p)
 {
     cgi_request_t *cr = p;
     cr->response.req = NULL;
+    if (h2o_linklist_is_linked(&cr->spawning))
+        h2o_linklist_unlink(&cr->spawning);
     if (!cr->done)
         finish(cr, 1);
     h2p_cgi_response_dispose(&cr->response);
 }
 
-/* In the child: async-signal-safe calls only. */
-static void exec_script(const char *path, const char *dir, char **envp, int in, int out, int err, uid_t uid, gid_t gid, int drop)
+/* The privileged part's answer: the script's pid, or why it could not start. */
+static void on_spawned(uint64_t cookie, pid_t pid, int err)
 {
-    setpgid(0, 0);
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    signal(SIGPIPE, SIG_DFL);
-    if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
-        _exit(127);
-    syscall(SYS_close_range, 3, ~0U, 0);
-    if (chdir(dir) != 0 || (drop && (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0)))
-        _exit(127);
-    char *argv[] = {(char *)path, NULL};
-    execve(path, argv, envp);
-    _exit(127);
+    for (h2o_linklist_t *l = spawning.next; l != &spawning; l = l->next) {
+        cgi_request_t *cr = H2O_STRUCT_FROM_MEMBER(cgi_request_t, spawning, l);
+        if (cr->cookie != cookie)
+            continue;
+        h2o_linklist_unlink(&cr->spawning);
+        if (err != 0) {
+            h2p_error("cgi", "cannot start the script: %s", strerror(err));
+            if (!cr->done) {
+                finish(cr, 0);
+                h2p_cgi_response_fail(&cr->response, err == EPERM ? 403 : 503, err == EPERM ? "Forbidden" : "Service Unavailable",
+                                      "cannot start the script");
+            }
+            return;
+        }
+        cr->pid = pid;
+        if (cr->err != NULL && cr->err->input->size != 0)
+            on_stderr(cr->err, NULL);
+        return;
+    }
 }
 
 int h2p_cgi_handle(h2o_req_t *req, const h2p_cgi_script_t *script)
@@ -207,24 +219,6 @@ int h2p_cgi_handle(h2o_req_t *req, const h2p_cgi_script_t *script)
     }
     envp[n++] = "PATH=/usr/local/bin:/usr/bin:/bin";
     envp[n] = NULL;
-    char *dir = h2o_strdup(&req->pool, script->script_filename, SIZE_MAX).base;
-    *strrchr(dir, '/') = '\0';
-    if (*dir == '\0')
-        dir = "/";
-
-    uid_t uid = 0;
-    gid_t gid = 0;
-    int drop = geteuid() == 0;
-    if (drop) {
-        struct passwd *pw = getpwnam("nobody");
-        struct group *gr = getgrnam("nogroup");
-        if (pw == NULL) {
-            h2o_send_error_503(req, "Service Unavailable", "no unprivileged user to run CGI as", 0);
-            return 0;
-        }
-        uid = pw->pw_uid;
-        gid = gr != NULL ? gr->gr_gid : pw->pw_gid;
-    }
 
     int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
     if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
@@ -240,14 +234,15 @@ int h2p_cgi_handle(h2o_req_t *req, const h2p_cgi_script_t *script)
         h2o_send_error_503(req, "Service Unavailable", "cannot start the script", 0);
         return 0;
     }
-    pid_t pid = fork();
-    if (pid == 0)
-        exec_script(script->script_filename, dir, envp, in[0], out[1], err[1], uid, gid, drop);
+    /* the privileged part forks and execs it (as nobody when h2pool was started as root) */
+    uint64_t cookie = h2p_privsep_new_cookie();
+    int spawned =
+        h2p_privsep_spawn_cgi(req->conn->ctx->loop, cookie, script->script_filename, envp, in[0], out[1], err[1], on_spawned);
     close(in[0]);
     close(out[1]);
     close(err[1]);
-    if (pid < 0) {
-        h2p_error("cgi", "fork: %s", strerror(errno));
+    if (spawned != 0) {
+        h2p_error("cgi", "cannot ask for the script to be started: %s", strerror(errno));
         close(in[1]);
         close(out[0]);
         close(err[0]);
@@ -259,8 +254,13 @@ int h2p_cgi_handle(h2o_req_t *req, const h2p_cgi_script_t *script)
     h2p_cgi_response_init(&cr->response, req);
     cr->response.on_drained = on_drained;
     cr->response.on_stop = on_client_gone;
-    cr->pid = pid;
+    cr->cookie = cookie;
+    cr->pid = 0;
     cr->done = 0;
+    if (spawning.next == NULL)
+        h2o_linklist_init_anchor(&spawning);
+    cr->spawning = (h2o_linklist_t){NULL}; /* (the pool's memory is not zeroed) */
+    h2o_linklist_insert(&spawning, &cr->spawning);
     cr->loop = req->conn->ctx->loop;
     cr->timeout = (h2o_timeout_entry_t){0};
     cr->timeout.cb = on_timeout;

@@ -12,6 +12,41 @@
  * a worker set free on one thread is handed to a request queued on another by a message to
  * that thread's loop.  Processes are spawned, reaped, pinged and recycled by the supervisor
  * (the main thread's loop), never on a front-end loop.
+ *
+ * Threading model
+ * ---------------
+ * Processes: the front end (this code, running as server.user) and the spawner (privsep/, the
+ * privileged part).  Workers are the spawner's children: the pool manager never forks, execs,
+ * signals or waits itself; it asks (h2p_privsep_spawn_worker, h2p_privsep_kill) and learns of
+ * exits from the spawner's event channel (h2p_poolmgr_on_exit), all on the supervisor's loop.
+ *
+ * Threads of the front end that touch pools:
+ *   - the supervisor (main thread, its own evloop): spawn requests (spawn_what_is_wanted),
+ *     exits, readiness probes and pings, the 250 ms tick (idle_timeout, recycling, stop
+ *     deadlines, queue timeouts), reload (h2p_poolmgr_apply) and shutdown;
+ *   - each front-end thread (one evloop each): h2p_pool_acquire / h2p_pool_cancel /
+ *     h2p_worker_release for its requests, h2p_worker_connect, and the kept connections that
+ *     stay registered with its loop (only that loop may close them: others ask it by message,
+ *     h2p_worker_drop_kept_locked -> h2p_worker_on_drop_kept).
+ * A request on a front-end thread never waits for the supervisor: what it needs later (a
+ * worker, or a failure status) arrives as a message on its own loop.
+ *
+ * Locks, in this order (never the other way round):
+ *   1. h2p_pools_lock: the registry of pools (h2p_pools), taken to walk or change it;
+ *   2. pool->lock, one pool at a time: everything in h2p_pool_t and in its workers
+ *      (state, lists, counters, refcnt, fd, kept_sock).
+ * The spawner's command channel has its own mutex (privsep/client.c), taken with or without
+ * the above and never held while taking them.
+ *
+ * `_locked`: a function whose name ends in `_locked` expects the caller to hold pool->lock of
+ * the pool (or worker's pool) it is given, and leaves it held.
+ *
+ * "Deliver after unlocking": a function that hands a worker or a failure to a waiting request
+ * (h2p_pool_give_worker_locked, h2p_pool_fail_waiters_locked, ..._endpoint_failed_locked)
+ * only records it (*handed_to, or a list) under the lock; the caller sends it to the waiter's
+ * thread (h2p_pool_deliver / h2p_pool_deliver_all) once pool->lock is released.  The message
+ * wakes another thread that takes pool->lock itself and may free the waiter: sending under the
+ * lock would make it wait on us, and nothing may touch the waiter once it is sent.
  */
 #ifndef H2POOL_POOL_H
 #define H2POOL_POOL_H
@@ -91,7 +126,8 @@ int h2p_worker_is_dead(h2p_worker_t *worker);
 /* Supervisor side (main thread). */
 int h2p_poolmgr_init(h2o_evloop_t *loop);
 void h2p_poolmgr_start(h2p_config_t *conf); /* spawns min_processes of every pool */
-void h2p_poolmgr_reap(void);                /* on SIGCHLD */
+/* A process the spawner started has exited (its report on the event channel). */
+void h2p_poolmgr_on_exit(pid_t pid, int status);
 void h2p_poolmgr_shutdown(h2o_evloop_t *loop);
 /* A front-end thread leaving its loop closes the kept connections it owns. */
 void h2p_poolmgr_release_thread(h2p_thread_t *th);

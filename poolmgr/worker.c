@@ -25,6 +25,7 @@
 #include "frontend/log.h"
 #include "handlers/fcgi_proto.h"
 #include "poolmgr/pool_internal.h"
+#include "privsep/privsep.h"
 
 #define TICK_MS 250
 #define MEMORY_CHECK_MS 5000
@@ -166,7 +167,7 @@ void h2p_worker_stop_locked(h2p_worker_t *w, const char *why)
     w->stop_deadline = h2p_now_ms() + w->pool->conf->shutdown_time_limit_ms;
     pool_log(H2P_LOG_INFO, w->pool, "stopping worker %d (%s) after %llu requests", (int)w->pid, why,
              (unsigned long long)w->requests);
-    kill(-w->pid, SIGTERM);
+    h2p_privsep_kill(w->pid, SIGTERM);
 }
 
 void h2p_worker_kill_locked(h2p_worker_t *w)
@@ -180,7 +181,7 @@ void h2p_worker_kill_locked(h2p_worker_t *w)
     leave_service_locked(w);
     w->state = WORKER_STOPPING;
     w->killed = 1;
-    kill(-w->pid, SIGKILL);
+    h2p_privsep_kill(w->pid, SIGKILL);
 }
 
 /* Recycling overlaps: the replacement starts now, this worker stops once it is ready. */
@@ -222,82 +223,6 @@ static void on_worker_output(h2o_socket_t *sock, const char *err)
     }
 }
 
-static int resolve_credentials(const h2p_pool_conf_t *conf, uid_t *uid, gid_t *gid, int *drop)
-{
-    *drop = 0;
-    if (geteuid() != 0)
-        return 0; /* not root: workers run as we do */
-    const char *user = conf->user != NULL ? conf->user : "nobody";
-    if (strcmp(user, "root") == 0 && conf->group == NULL)
-        return 0;
-    struct passwd *pw = getpwnam(user);
-    if (pw == NULL) {
-        h2p_error(conf->name, "pool %s: no such user %s", conf->name, user);
-        return -1;
-    }
-    *uid = pw->pw_uid;
-    *gid = pw->pw_gid;
-    if (conf->group != NULL) {
-        struct group *gr = getgrnam(conf->group);
-        if (gr == NULL) {
-            h2p_error(conf->name, "pool %s: no such group %s", conf->name, conf->group);
-            return -1;
-        }
-        *gid = gr->gr_gid;
-    } else if (conf->user == NULL) {
-        struct group *gr = getgrnam("nogroup");
-        if (gr != NULL)
-            *gid = gr->gr_gid;
-    }
-    *drop = 1;
-    return 0;
-}
-
-static char **build_environment(const h2p_pool_conf_t *conf)
-{
-    char **envp = calloc(conf->env.count + 2, sizeof(char *));
-    size_t n = 0;
-    int has_path = 0;
-    for (size_t i = 0; i != conf->env.count; ++i) {
-        envp[n++] = conf->env.items[i];
-        has_path |= strncmp(conf->env.items[i], "PATH=", 5) == 0;
-    }
-    if (!has_path)
-        envp[n++] = "PATH=/usr/local/bin:/usr/bin:/bin";
-    return envp;
-}
-
-/* In the child, between fork and exec: async-signal-safe calls only. */
-static void exec_worker(const h2p_pool_conf_t *conf, int listen_fd, int output_fd, int errpipe, const char *dir, char **envp,
-                        uid_t uid, gid_t gid, int drop)
-{
-    int err;
-    setpgid(0, 0);
-    prctl(PR_SET_PDEATHSIG, SIGKILL); /* no orphans, even if h2pool is killed with SIGKILL */
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    signal(SIGPIPE, SIG_DFL);
-    /* fd 0: the listening socket (FCGI_LISTENSOCK_FILENO); 1 and 2: the error log; 3: exec errors */
-    if (dup2(listen_fd, 0) < 0 || dup2(output_fd, 1) < 0 || dup2(output_fd, 2) < 0 || dup2(errpipe, 3) < 0)
-        goto Fail;
-    fcntl(3, F_SETFD, FD_CLOEXEC);
-    syscall(SYS_close_range, 4, ~0U, 0);
-    if (chdir(dir) != 0)
-        goto Fail;
-    if (drop && (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0))
-        goto Fail;
-    if (strchr(conf->command.items[0], '/') != NULL)
-        execve(conf->command.items[0], conf->command.items, envp);
-    else
-        execvpe(conf->command.items[0], conf->command.items, envp);
-Fail:
-    err = errno;
-    if (write(3, &err, sizeof(err)) < 0) {
-    }
-    _exit(127);
-}
-
 static void spawn_worker(h2p_pool_t *pool)
 {
     const h2p_pool_conf_t *conf = pool->conf;
@@ -308,17 +233,7 @@ static void spawn_worker(h2p_pool_t *pool)
     w->state = WORKER_STARTING;
     snprintf(w->sock_path, sizeof(w->sock_path), "%s/%lu.sock", sup.sock_dir, ++sup.sequence);
 
-    uid_t uid = 0;
-    gid_t gid = 0;
-    int drop, listen_fd = -1, output[2] = {-1, -1}, errpipe[2] = {-1, -1};
-    char dir_buf[4096];
-    const char *dir = conf->working_dir;
-    if (dir == NULL) {
-        snprintf(dir_buf, sizeof(dir_buf), "%s", conf->origin.file);
-        dir = dirname(dir_buf);
-    }
-    if (resolve_credentials(conf, &uid, &gid, &drop) != 0)
-        goto Fail;
+    int listen_fd = -1, output[2] = {-1, -1};
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     memcpy(sa.sun_path, w->sock_path, sizeof(sa.sun_path));
     if ((listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 || bind(listen_fd, (void *)&sa, sizeof(sa)) != 0 ||
@@ -326,29 +241,21 @@ static void spawn_worker(h2p_pool_t *pool)
         pool_log(H2P_LOG_ERROR, pool, "cannot create worker socket %s: %s", w->sock_path, strerror(errno));
         goto Fail;
     }
-    if (pipe2(output, O_CLOEXEC) != 0 || pipe2(errpipe, O_CLOEXEC) != 0) {
+    if (pipe2(output, O_CLOEXEC) != 0) {
         pool_log(H2P_LOG_ERROR, pool, "pipe: %s", strerror(errno));
         goto Fail;
     }
-    char **envp = build_environment(conf);
-    w->pid = fork();
-    if (w->pid == 0)
-        exec_worker(conf, listen_fd, output[1], errpipe[1], dir, envp, uid, gid, drop);
-    free(envp);
-    if (w->pid < 0) {
-        pool_log(H2P_LOG_ERROR, pool, "fork: %s", strerror(errno));
+    /* the privileged part forks and execs it, as the pool's user, from its own configuration */
+    char why[512];
+    int exec_errno;
+    if ((w->pid = h2p_privsep_spawn_worker(conf->name, listen_fd, output[1], &exec_errno, why, sizeof(why))) < 0) {
+        pool_log(H2P_LOG_ERROR, pool, "cannot start a worker: %s", why);
         goto Fail;
     }
     close(listen_fd);
     close(output[1]);
-    close(errpipe[1]);
-    int child_errno;
-    ssize_t r;
-    while ((r = read(errpipe[0], &child_errno, sizeof(child_errno))) < 0 && errno == EINTR)
-        ;
-    close(errpipe[0]);
-    if (r == sizeof(child_errno))
-        pool_log(H2P_LOG_ERROR, pool, "cannot start %s (in %s): %s", conf->command.items[0], dir, strerror(child_errno));
+    if (exec_errno != 0)
+        pool_log(H2P_LOG_ERROR, pool, "cannot start %s", why);
 
     stderr_reader_t *reader = malloc(sizeof(*reader));
     snprintf(reader->scope, sizeof(reader->scope), "pool %s", conf->name);
@@ -363,19 +270,16 @@ static void spawn_worker(h2p_pool_t *pool)
     pool->spawned_total++;
     pthread_mutex_unlock(&pool->lock);
     pool_log(H2P_LOG_INFO, pool, "spawned worker %d", (int)w->pid);
-    if (r != sizeof(child_errno))
+    if (exec_errno == 0)
         start_probe(w, 0);
     return;
 
 Fail:
     if (listen_fd >= 0)
         close(listen_fd);
-    for (int i = 0; i != 2; ++i) {
+    for (int i = 0; i != 2; ++i)
         if (output[i] >= 0)
             close(output[i]);
-        if (errpipe[i] >= 0)
-            close(errpipe[i]);
-    }
     unlink(w->sock_path);
     free(w);
     pthread_mutex_lock(&pool->lock);
@@ -424,7 +328,7 @@ static void end_probe(h2p_worker_t *w, int ok)
     } else if (w->state == WORKER_STARTING) {
         pool_log(H2P_LOG_ERROR, pool, "worker %d did not become ready (no answer to FCGI_GET_VALUES within %llu ms)", (int)w->pid,
                  (unsigned long long)pool->conf->startup_time_limit_ms);
-        kill(-w->pid, SIGKILL); /* its exit counts as a failed start */
+        h2p_privsep_kill(w->pid, SIGKILL); /* its exit counts as a failed start */
     } else if (w->state == WORKER_BUSY && was_ping && ok) {
         w->last_ping = now;
         h2p_pool_give_worker_locked(pool, w, &handed_to);
@@ -602,15 +506,11 @@ static void on_worker_exit(h2p_pool_t *pool, h2p_worker_t *w, int status)
     h2p_worker_unref_locked(w);
 }
 
-void h2p_poolmgr_reap(void)
+void h2p_poolmgr_on_exit(pid_t pid, int status)
 {
-    int status;
-    pid_t pid;
-    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-        h2p_pool_t *pool;
-        h2p_worker_t *w = find_worker_locked_pool(pid, &pool);
-        if (w == NULL)
-            continue;
+    h2p_pool_t *pool;
+    h2p_worker_t *w = find_worker_locked_pool(pid, &pool);
+    if (w != NULL) { /* (else a CGI script) */
         on_worker_exit(pool, w, status);
         pthread_mutex_unlock(&pool->lock);
     }
@@ -650,8 +550,8 @@ static void tick_pool(h2p_pool_t *pool, uint64_t now, int check_memory, h2o_link
             if (now > w->started_at + conf->startup_time_limit_ms && !w->killed) {
                 pool_log(H2P_LOG_ERROR, pool, "worker %d not ready within startup_time_limit (%llu ms): killing it", (int)w->pid,
                          (unsigned long long)conf->startup_time_limit_ms);
-                kill(-w->pid, SIGKILL);         /* counted as a failed start when reaped */
-                w->started_at = UINT64_MAX / 2; /* once */
+                h2p_privsep_kill(w->pid, SIGKILL); /* counted as a failed start when reaped */
+                w->started_at = UINT64_MAX / 2;    /* once */
             } else if (w->probe == NULL && !w->killed && pings != NULL && *num_pings < max_pings) {
                 w->refcnt++; /* (a readiness probe that could not connect yet: retry) */
                 pings[(*num_pings)++] = w;
@@ -690,7 +590,7 @@ static void tick_pool(h2p_pool_t *pool, uint64_t now, int check_memory, h2o_link
         case WORKER_STOPPING:
             if (now >= w->stop_deadline) {
                 pool_log(H2P_LOG_WARN, pool, "worker %d still running after shutdown_time_limit: SIGKILL", (int)w->pid);
-                kill(-w->pid, SIGKILL);
+                h2p_privsep_kill(w->pid, SIGKILL);
                 w->stop_deadline = UINT64_MAX / 2;
             }
             break;

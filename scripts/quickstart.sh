@@ -5,7 +5,8 @@ cd "$(dirname "$0")/.."
 sh scripts/deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)"
-# Workers never run as root: stage the sample where its unprivileged workers can read it.
+# Nothing that serves runs as root: the front end becomes www-data (server.user) and the
+# workers nobody, so stage the sample where both can read it.
 stage="${TMPDIR:-/tmp}/h2pool-sample"
 rm -rf "$stage"
 mkdir -p "$stage/apps"

@@ -60,6 +60,25 @@ def children_of(pid):
     return kids
 
 
+def process_name(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+SPAWNER_NAME = "h2pool-spawner"
+
+
+def spawner_of(pid):
+    """The privileged part h2pool pid forked (the workers' and CGI scripts' parent), or None."""
+    for kid in children_of(pid):
+        if process_name(kid) == SPAWNER_NAME:
+            return kid
+    return None
+
+
 def process_alive(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -205,13 +224,23 @@ class Server:
     def get(self, path="/", *args, name="http", **kw):
         return curl(self.url(path, name), *args, **kw)
 
+    def spawner(self):
+        return spawner_of(self.proc.pid) if self.proc else None
+
     def workers(self):
-        return children_of(self.proc.pid) if self.proc else []
+        """Worker (and CGI) processes: the spawner's children."""
+        if not self.proc:
+            return []
+        spawner = self.spawner()
+        return children_of(spawner) if spawner else []
 
     def stop(self, timeout=40):
         if self.proc is None:
             return
         workers = self.workers()
+        spawner = self.spawner()
+        if spawner:
+            workers.append(spawner)  # (it does not outlive h2pool either)
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:

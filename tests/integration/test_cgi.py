@@ -494,7 +494,7 @@ class CGITest(unittest.TestCase):
         self.assertEqual(r.text.strip(), self.server.path("www/cgi-bin"))
 
     def no_zombies(self):
-        pid = self.server.proc.pid
+        pid = self.server.spawner()  # (the scripts' parent)
         zombies = []
         for entry in os.listdir("/proc"):
             if not entry.isdigit():

@@ -514,7 +514,8 @@ class PoolTest(unittest.TestCase):
         self.assertEqual({r[0] for r in results} - {200, 502, 504}, set(), results)
         self.assertEqual(self.get(s, "/crash/x")[0], 200)
         h2ptest.wait_until(lambda: unexplained_fds() <= baseline + 1, what=f"fds back to {baseline} + 2 per worker")
-        h2ptest.wait_until(lambda: zombies(pid) == [], what="every exited worker reaped")
+        spawner = s.spawner()  # (the workers' parent)
+        h2ptest.wait_until(lambda: zombies(spawner) == [], what="every exited worker reaped")
         self.assertLessEqual(len(s.workers()), 4)
 
     # ---- identity and environment -----------------------------------------------------------

@@ -48,7 +48,9 @@ def tcp_accepts(port):
 class ConnectPoolTest(unittest.TestCase):
     def backend(self, argv, env=None, ready=None):
         """Starts an external worker in its own process group; killed by that PID at cleanup."""
-        p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        # umask 0: its unix socket accepts the front end, which runs as www-data when the tests run
+        # as root (php-fpm's listen.owner / listen.mode do the same)
+        p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, umask=0,
                              env=env if env is not None else {"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
 
         def kill():

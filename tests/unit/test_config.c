@@ -172,6 +172,8 @@ static void test_good_config_server(void **state)
     assert_int_equal(server->cache.max_memory, 512ull * 1024 * 1024);
     assert_int_equal(server->cache.max_entry, 2 * 1024 * 1024);
     assert_int_equal(server->load_modules.count, 0);
+    assert_string_equal(server->user, "nobody");
+    assert_string_equal(server->group, "nogroup");
     h2p_config_release(conf);
     free(dir);
 }
@@ -478,6 +480,8 @@ static void test_defaults(void **state)
     assert_int_equal(server->threads, 0);
     assert_null(server->error_log);
     assert_null(server->management);
+    assert_null(server->user); /* H2P_DEFAULT_SERVER_USER, its own group */
+    assert_null(server->group);
     assert_int_equal(server->limits.max_connections, 10000);
     assert_int_equal(server->limits.header_timeout_ms, 10000);
     assert_int_equal(server->limits.body_timeout_ms, 60000);
@@ -855,6 +859,11 @@ static const bad_case_t bad_cases[] = {
     {"bad_number", POOL_HEAD "    max_processes: four\n", NULL, 0, "a.yaml:4:20: pools.php.max_processes: ", "bad number"},
     {"negative_number", POOL_HEAD "    queue_length: -1\n", NULL, 0, "a.yaml:4:19: pools.php.queue_length: ", "bad number"},
     {"bad_threads", "server:\n  threads: lots\n", NULL, 0, "a.yaml:2:12: server.threads: ", "bad number"},
+    {"server_user_unknown", "server:\n  user: no-such-user-h2p\n", NULL, 0, "a.yaml:2:9: server.user: ", "no such user"},
+    {"server_group_unknown", "server:\n  user: nobody\n  group: no-such-group-h2p\n", NULL, 0,
+     "a.yaml:3:10: server.group: ", "no such group"},
+    {"server_user_not_scalar", "server:\n  user: [www-data]\n", NULL, 0, "a.yaml:2:9: server.user: ", "expected a single value"},
+    {"server_user_empty", "server:\n  user: \"\"\n", NULL, 0, "a.yaml:2:9: server.user: ", ""},
     {"bad_management", "server:\n  management: localhost:8090\n", NULL, 0, "a.yaml:2:15: server.management: ", "IP address"},
     {"cache_entry_over_memory", "server:\n  cache: {max_memory: 1MiB, max_entry: 2MiB}\n", NULL, 0,
      "a.yaml:2:29: server.cache.max_entry: ", "larger"},

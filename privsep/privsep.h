@@ -1,0 +1,110 @@
+/*
+ * Privilege separation (ARCHITECTURE.md, "Process model").
+ *
+ * h2pool runs as two processes.  The front end (the process started, which drops to
+ * server.user / server.group when started as root) accepts, speaks HTTP and TLS, runs the module
+ * pipeline, serves static files and runs the pool manager.  The spawner, a child forked before
+ * any thread exists, keeps the rights h2pool was started with and does only what needs them:
+ * binding listening sockets, opening certificates and keys, and starting, signalling and reaping
+ * pool workers and CGI scripts under their own identities.  It never parses HTTP.
+ *
+ * The two talk over SOCK_SEQPACKET socketpairs (one message per request, descriptors passed with
+ * SCM_RIGHTS):
+ *   - the command channel: the front end's main thread asks and waits for the answer;
+ *   - the event channel: the spawner reports exits (pid, wait status) and log lines;
+ *   - a CGI channel per front-end thread that runs CGI, answered asynchronously on its loop.
+ * The spawner decides from a configuration it loaded itself (as root, from the same -c
+ * directory, re-read when the front end reloads): it spawns only pools that configuration
+ * names, as their user; CGI only for files beneath the root of a site or application that maps
+ * `cgi: true`, as nobody; it binds only addresses its bindings list, and opens only the
+ * certificates, keys and client CAs it names.  It signals only processes it spawned and has not
+ * yet reaped.  The spawner dies with the front end (PR_SET_PDEATHSIG, and EOF on the command
+ * channel), the workers and scripts with the spawner.
+ */
+#ifndef H2POOL_PRIVSEP_H
+#define H2POOL_PRIVSEP_H
+
+#include <h2o.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include "frontend/config.h"
+
+/* ---- the wire format (both processes are the same binary) ------------------------------ */
+
+enum {
+    H2P_PS_SPAWN_WORKER = 1, /* payload: pool name; fds: listening socket, output; answer: pid, exec errno */
+    H2P_PS_KILL,             /* pid (a worker's process group), value: signal; no answer */
+    H2P_PS_BIND,             /* payload: sockaddr; fd: the socket; answer: errno */
+    H2P_PS_OPEN_FILE,        /* payload: path; answer: errno, fd */
+    H2P_PS_RELOAD,           /* answer: 0, or the number of errors (the spawner keeps its configuration) */
+    H2P_PS_CGI_CHANNEL,      /* fd: a front-end thread's CGI channel; no answer */
+    H2P_PS_SPAWN_CGI,        /* (CGI channel) cookie; payload: path NUL env NUL env...; fds: stdin, stdout, stderr;
+                                answer (H2P_PS_CGI_SPAWNED): cookie, pid or 0 and errno */
+    H2P_PS_KILL_CGI,         /* (CGI channel) cookie, value: signal; no answer */
+    H2P_PS_CGI_SPAWNED,
+    H2P_PS_ANSWER,
+    H2P_PS_EXITED, /* (event channel) pid, value: wait status */
+    H2P_PS_LOG     /* (event channel) value: level; payload: the message */
+};
+
+typedef struct h2p_ps_msg {
+    uint32_t type;
+    int32_t value; /* a signal, an errno, a wait status or a log level */
+    int64_t pid;
+    uint64_t cookie;
+    int32_t exec_errno;
+    uint32_t len; /* payload bytes that follow */
+} h2p_ps_msg_t;
+
+#define H2P_PS_MAX_PAYLOAD (160 * 1024) /* a unix SEQPACKET message must fit the default socket buffer */
+#define H2P_PS_MAX_FDS 3
+
+/* ---- the front end's side ---------------------------------------------------------------- */
+
+/* Forks the spawner (before any thread exists).  `conf` is the configuration loaded as the user
+ * h2pool was started as; the spawner keeps it and re-reads `conf_dir` on reload. */
+int h2p_privsep_start(const char *conf_dir, h2p_config_t *conf);
+/* When running as root: becomes server.user / server.group for good (-1 and `err` if not). */
+int h2p_privsep_drop_privileges(const h2p_server_conf_t *server, char *err, size_t errlen);
+pid_t h2p_privsep_spawner_pid(void);
+/* The event channel (read by the supervisor loop), and what reading it reports. */
+int h2p_privsep_event_fd(void);
+void h2p_privsep_read_events(void (*on_exit)(pid_t pid, int status));
+/* Before the front end reloads: the spawner re-reads the configuration. */
+void h2p_privsep_reload(void);
+/* Stops the spawner (it kills what it still runs) and waits for it.  The event channel is the
+ * caller's to close (its loop's socket owns it). */
+void h2p_privsep_stop(void);
+
+/* Main thread only; without a spawner (`h2pool -t`), they do it themselves. */
+int h2p_privsep_bind(int fd, const struct sockaddr *addr, socklen_t addrlen);
+/* The whole file, malloc()ed (free it); -1 and `err` on failure. */
+int h2p_privsep_read_file(const char *path, char **data, size_t *len, char *err, size_t errlen);
+/* Starts a worker of `pool`: its pid, or -1 and `err`.  *exec_errno: why the exec failed (0: it did not). */
+pid_t h2p_privsep_spawn_worker(const char *pool, int listen_fd, int output_fd, int *exec_errno, char *err, size_t errlen);
+/* Signals the process group of a worker this spawner started (and has not reaped); any thread. */
+void h2p_privsep_kill(pid_t pid, int sig);
+
+/* CGI, from any front-end thread: asynchronous, answered on `loop`.  `cookie` names the script
+ * in the answer and in h2p_privsep_kill_cgi.  0, or -1 when the request cannot even be sent. */
+typedef void (*h2p_privsep_cgi_cb)(uint64_t cookie, pid_t pid, int err);
+uint64_t h2p_privsep_new_cookie(void);
+int h2p_privsep_spawn_cgi(h2o_loop_t *loop, uint64_t cookie, const char *path, char **envp, int in, int out, int err,
+                          h2p_privsep_cgi_cb cb);
+void h2p_privsep_kill_cgi(uint64_t cookie, int sig);
+/* A front-end thread leaving its loop closes its CGI channel. */
+void h2p_privsep_thread_exit(void);
+
+/* ---- the spawner (privsep/spawner.c) ------------------------------------------------------ */
+
+/* The spawner's main: never returns. */
+void h2p_spawner_main(const char *conf_dir, h2p_config_t *conf, int command_fd, int event_fd, pid_t front_end)
+    __attribute__((noreturn));
+
+/* Messages over a channel: -1 and errno on failure; 0 on EOF for receive. */
+int h2p_ps_send(int fd, const h2p_ps_msg_t *msg, const void *payload, const int *fds, size_t num_fds, int flags);
+ssize_t h2p_ps_recv(int fd, h2p_ps_msg_t *msg, void *payload, size_t max, int *fds, size_t *num_fds, int flags);
+
+#endif
