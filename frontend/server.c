@@ -224,7 +224,7 @@ static void on_accept(h2o_socket_t *listen_sock, const char *err)
             continue;
         }
         sock->on_close.cb = on_connection_close;
-        sock->on_close.data = NULL;
+        sock->on_close.data = NULL; /* https: the connection's SSL, once tls.c's SNI callback has seen it */
         h2o_accept(&tl->accept_ctx, sock);
     }
 }
