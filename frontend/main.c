@@ -20,6 +20,7 @@
 #include "frontend/router.h"
 #include "frontend/server.h"
 #include "frontend/tls.h"
+#include "native-modules/credfile.h"
 #include "poolmgr/pool.h"
 
 #define SHUTDOWN_GRACE_MS 30000
@@ -272,6 +273,7 @@ int main(int argc, char **argv)
         h2o_socket_close(isock);
     h2o_socket_close(sigsock);
     h2o_evloop_run(loop, 0); /* frees the closed sockets */
+    h2p_credfile_stop_watching();
     h2p_notice(NULL, "stopped");
     h2p_log_close();
     h2p_config_release(current_conf);
@@ -279,6 +281,7 @@ int main(int argc, char **argv)
     return 0;
 
 Fail:
+    h2p_credfile_stop_watching();
     h2p_log_close();
     h2p_config_release(conf);
     return 1;
