@@ -14,6 +14,7 @@
 #include <strings.h>
 #include "frontend/config.h"
 #include "frontend/config_internal.h"
+#include "native-modules/match.h"
 
 #define MOD(field) offsetof(h2p_modules_conf_t, field)
 
@@ -473,9 +474,12 @@ static const h2p_cfg_key_t redirect_keys[] = {{"from", H2P_CFG_STRING, RULE(h2p_
 static void check_redirect(h2p_cfg_ctx_t *ctx, yaml_node_t *item, void *data)
 {
     h2p_redirect_rule_t *rule = data;
+    const char *problem;
 
     if (rule->status == 0)
         rule->status = 302;
+    if (rule->to != NULL && (problem = h2p_redirect_check_target(rule->to, strlen(rule->to))) != NULL)
+        error_at_key(ctx, item, "to", problem);
 }
 
 static void parse_redirect(h2p_cfg_ctx_t *ctx, yaml_node_t *node, h2p_modules_conf_t *m)

@@ -25,6 +25,7 @@ typedef struct conn_watch {
     int in_body; /* the head is complete: the body is coming */
     int http2;   /* libh2o's HTTP/2 idle timeout governs it */
     int shut;    /* already shut down by the watch */
+    void *ssl;   /* https: the connection's SSL, once the SNI callback has seen it */
 } conn_watch_t;
 
 static void on_close(void *data)
@@ -44,12 +45,16 @@ void h2p_conn_watch_add(h2p_thread_t *th, h2o_socket_t *sock)
     sock->on_close.data = w;
 }
 
+static conn_watch_t *watch_of_socket(h2o_socket_t *sock)
+{
+    return sock != NULL && sock->on_close.cb == on_close ? sock->on_close.data : NULL;
+}
+
 static conn_watch_t *watch_of(h2o_req_t *req)
 {
     if (req->conn->callbacks->get_socket == NULL)
         return NULL;
-    h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
-    return sock != NULL && sock->on_close.cb == on_close ? sock->on_close.data : NULL;
+    return watch_of_socket(req->conn->callbacks->get_socket(req->conn));
 }
 
 void h2p_conn_watch_request_begin(h2o_req_t *req)
@@ -73,6 +78,19 @@ void h2p_conn_watch_request_end(h2o_req_t *req)
         w->in_body = 0;
         w->last_size = 0;
     }
+}
+
+void h2p_conn_set_ssl(h2o_socket_t *sock, void *ssl)
+{
+    conn_watch_t *w = watch_of_socket(sock);
+    if (w != NULL)
+        w->ssl = ssl;
+}
+
+void *h2p_conn_ssl(h2o_socket_t *sock)
+{
+    conn_watch_t *w = watch_of_socket(sock);
+    return w != NULL ? w->ssl : NULL;
 }
 
 static int head_complete(const h2o_buffer_t *in)

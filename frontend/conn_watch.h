@@ -28,6 +28,11 @@ void h2p_conn_watch_add(struct h2p_thread *th, h2o_socket_t *sock);
 void h2p_conn_watch_request_begin(h2o_req_t *req);
 void h2p_conn_watch_request_end(h2o_req_t *req);
 
+/* The SSL object of an https connection, recorded by the SNI callback (libh2o 2.2.5 has no
+ * accessor for it; the router compares its site's TLS policy with the Host's). */
+void h2p_conn_set_ssl(h2o_socket_t *sock, void *ssl);
+void *h2p_conn_ssl(h2o_socket_t *sock);
+
 void h2p_conn_watch_init_thread(struct h2p_thread *th);
 void h2p_conn_watch_dispose_thread(struct h2p_thread *th);
 

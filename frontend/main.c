@@ -23,6 +23,7 @@
 #include "frontend/router.h"
 #include "frontend/server.h"
 #include "frontend/tls.h"
+#include "native-modules/credfile.h"
 #include "poolmgr/pool.h"
 #include "privsep/privsep.h"
 
@@ -315,6 +316,7 @@ int main(int argc, char **argv)
     h2o_socket_close(spawner_events);
     h2p_privsep_stop();      /* it kills what it still runs (CGI scripts) and exits */
     h2o_evloop_run(loop, 0); /* frees the closed sockets */
+    h2p_credfile_stop_watching();
     h2p_notice(NULL, "stopped");
     h2p_log_close();
     h2p_config_release(current_conf);
@@ -322,6 +324,7 @@ int main(int argc, char **argv)
     return 0;
 
 Fail:
+    h2p_credfile_stop_watching();
     h2p_log_close();
     h2p_config_release(conf);
     return 1;

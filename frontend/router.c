@@ -461,6 +461,18 @@ int h2p_router_resume(h2o_req_t *req)
     return run_scope(req, r, find_scope(app, req->path_normalized)->resume_at);
 }
 
+/*
+ * On https, the site the Host picks must have the client-certificate policy the handshake
+ * followed (the SNI's site, or the default one): else a handshake made for a site that asks for
+ * no certificate could reach one that requires one.  421 Misdirected Request, as RFC 9110
+ * says and Apache's mod_ssl does; a client opens a new connection with the right SNI.
+ */
+static int tls_policy_allows(h2o_req_t *req, h2p_site_rt_t *site)
+{
+    SSL *ssl = h2p_tls_connection_ssl(req->conn->callbacks->get_socket(req->conn));
+    return ssl != NULL && h2p_tls_same_client_policy(SSL_get_SSL_CTX(ssl), site->ssl_ctx);
+}
+
 static int on_router_req(h2o_handler_t *_self, h2o_req_t *req)
 {
     router_handler_t *self = (void *)_self;
@@ -486,6 +498,10 @@ static int on_router_req(h2o_handler_t *_self, h2o_req_t *req)
     }
     if (r->site == NULL) {
         h2o_send_error_400(req, "Bad Request", "Invalid Hostname", 0);
+        return 0;
+    }
+    if (self->listener->scheme == H2P_SCHEME_HTTPS && !tls_policy_allows(req, r->site)) {
+        h2o_send_error_generic(req, 421, "Misdirected Request", "this host needs a connection of its own (TLS client policy)", 0);
         return 0;
     }
     if (memchr(req->path_normalized.base, '\0', req->path_normalized.len) != NULL) {

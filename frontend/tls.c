@@ -3,9 +3,12 @@
 #include <h2o.h>
 #include <h2o/http2.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <stdio.h>
+#include <string.h>
 
+#include "frontend/conn_watch.h"
 #include "privsep/privsep.h"
 
 /* Mozilla's "intermediate" list: forward secrecy and AEAD only. TLS 1.3 suites are OpenSSL's defaults. */
@@ -98,6 +101,57 @@ static int use_client_ca(SSL_CTX *ctx, BIO *bio)
     return 1;
 }
 
+/*
+ * A site's client-certificate policy, kept on each of its contexts.  Two policies are the same
+ * when they ask for certificates the same way (client_verify) and trust the same CA certificates
+ * (the CA file's content, not its name: a reload may change a file under the same name).
+ */
+typedef struct client_policy {
+    int client_verify; /* H2P_CLIENT_VERIFY_*; NONE when the site has no client_ca */
+    unsigned char ca_digest[EVP_MAX_MD_SIZE];
+} client_policy_t;
+
+static int policy_index = -1, sni_index = -1;
+
+static void free_ex_data(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+    free(ptr);
+}
+
+/* The CA file's content as the spawner read it (the front end need not be able to read it). */
+static void digest_bio(BIO *bio, unsigned char *digest)
+{
+    char *data;
+    long len = BIO_get_mem_data(bio, &data);
+    EVP_Digest(data, (size_t)len, digest, NULL, EVP_sha256(), NULL);
+}
+
+/* `ca_digest` is NULL when the site has no client_ca */
+static void attach_client_policy(SSL_CTX *ctx, const h2p_site_conf_t *site, const unsigned char *ca_digest)
+{
+    if (policy_index < 0)
+        policy_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, free_ex_data);
+    client_policy_t *policy = calloc(1, sizeof(*policy));
+    if (ca_digest != NULL && site->tls.client_verify != H2P_CLIENT_VERIFY_NONE) {
+        policy->client_verify = site->tls.client_verify;
+        memcpy(policy->ca_digest, ca_digest, sizeof(policy->ca_digest));
+    }
+    SSL_CTX_set_ex_data(ctx, policy_index, policy);
+}
+
+int h2p_tls_same_client_policy(SSL_CTX *handshake_ctx, SSL_CTX *site_ctx)
+{
+    if (handshake_ctx == site_ctx)
+        return 1;
+    const client_policy_t *a = handshake_ctx != NULL ? SSL_CTX_get_ex_data(handshake_ctx, policy_index) : NULL;
+    const client_policy_t *b = site_ctx != NULL ? SSL_CTX_get_ex_data(site_ctx, policy_index) : NULL;
+    int verify_a = a != NULL ? a->client_verify : H2P_CLIENT_VERIFY_NONE,
+        verify_b = b != NULL ? b->client_verify : H2P_CLIENT_VERIFY_NONE;
+    if (verify_a != verify_b)
+        return 0;
+    return verify_a == H2P_CLIENT_VERIFY_NONE || memcmp(a->ca_digest, b->ca_digest, sizeof(a->ca_digest)) == 0;
+}
+
 SSL_CTX *h2p_tls_create_site_ctx(const h2p_site_conf_t *site, char *err, size_t errlen)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
@@ -128,9 +182,11 @@ SSL_CTX *h2p_tls_create_site_ctx(const h2p_site_conf_t *site, char *err, size_t 
         openssl_error(err, errlen, "key does not match certificate", site->tls.key);
         goto Error;
     }
+    unsigned char ca_digest[EVP_MAX_MD_SIZE] = {0};
     if (site->tls.client_ca != NULL) {
         if ((bio = read_privileged(site->tls.client_ca, err, errlen)) == NULL)
             goto Error;
+        digest_bio(bio, ca_digest);
         ok = use_client_ca(ctx, bio);
         BIO_free(bio);
         if (!ok) {
@@ -144,6 +200,7 @@ SSL_CTX *h2p_tls_create_site_ctx(const h2p_site_conf_t *site, char *err, size_t 
             mode = SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
         SSL_CTX_set_verify(ctx, mode, NULL);
     }
+    attach_client_policy(ctx, site, site->tls.client_ca != NULL ? ca_digest : NULL);
     h2o_ssl_register_alpn_protocols(ctx, site->http2 ? h2_and_http1_alpn : http1_only_alpn);
     return ctx;
 Error:
@@ -156,11 +213,14 @@ struct sni_picker {
     void *arg;
 };
 
-static int sni_index = -1;
-
 static int on_servername(SSL *ssl, int *ad, void *arg)
 {
     struct sni_picker *picker = arg;
+    /* libh2o's BIO carries the connection's socket: the router needs the SSL of a connection to
+     * know which site's policy its handshake followed (libh2o has no accessor for it) */
+    h2o_socket_t *sock = BIO_get_data(SSL_get_rbio(ssl));
+    if (sock != NULL)
+        h2p_conn_set_ssl(sock, ssl);
     const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
     if (name == NULL)
         return SSL_TLSEXT_ERR_OK;
@@ -174,19 +234,19 @@ static int on_servername(SSL *ssl, int *ad, void *arg)
     return SSL_TLSEXT_ERR_OK;
 }
 
-static void free_picker(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
-{
-    free(ptr);
-}
-
 void h2p_tls_set_sni(SSL_CTX *ctx, SSL_CTX *(*pick)(void *arg, const char *servername), void *arg)
 {
     if (sni_index < 0)
-        sni_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, free_picker);
+        sni_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, free_ex_data);
     struct sni_picker *picker = malloc(sizeof(*picker));
     picker->pick = pick;
     picker->arg = arg;
     SSL_CTX_set_ex_data(ctx, sni_index, picker);
     SSL_CTX_set_tlsext_servername_callback(ctx, on_servername);
     SSL_CTX_set_tlsext_servername_arg(ctx, picker);
+}
+
+SSL *h2p_tls_connection_ssl(h2o_socket_t *sock)
+{
+    return sock != NULL && sock->ssl != NULL ? h2p_conn_ssl(sock) : NULL;
 }

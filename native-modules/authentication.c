@@ -11,6 +11,10 @@
  *
  * Checking a bcrypt hash costs milliseconds of CPU, so verified credentials are remembered per
  * thread for credential_cache.ttl, keyed by the exact Authorization value (IIS's token cache).
+ *
+ * The users file is watched (credfile.h): a change is in effect within H2P_CREDFILE_CHECK_MS,
+ * and cache entries name the snapshot of the file they were verified against, so a deleted user
+ * or a changed password is never served from the cache.
  */
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
@@ -18,7 +22,7 @@
 #include <string.h>
 
 #include "frontend/log.h"
-#include "native-modules/htpasswd.h"
+#include "native-modules/credfile.h"
 #include "native-modules/module.h"
 
 #define MAX_AUTHORIZATION 8192 /* longer Authorization values are refused without decoding */
@@ -30,14 +34,15 @@ typedef struct authentication_handler {
     int anonymous;
     int basic;
     h2o_iovec_t challenge; /* WWW-Authenticate value; empty when no implemented scheme is enabled */
-    h2p_htpasswd_t users;
+    h2p_credfile_t *users; /* basic: the users file */
     uint64_t cache_ttl_ms;
 } authentication_handler_t;
 
 typedef struct cache_entry {
-    uint64_t owner; /* 0 = empty */
+    uint64_t owner;    /* 0 = empty */
+    uint64_t snapshot; /* the users file's snapshot the credentials were verified against */
     uint64_t expires_at;
-    const h2p_htpasswd_user_t *user; /* owned by the handler `owner`, dereferenced only while it matches */
+    const h2p_htpasswd_user_t *user; /* in that snapshot, dereferenced only while it is the current one */
     unsigned char key[SHA256_DIGEST_LENGTH];
 } cache_entry_t;
 
@@ -51,18 +56,21 @@ static cache_entry_t *cache_slot(const unsigned char *key)
     return credential_cache + h % CACHE_SLOTS;
 }
 
-static const h2p_htpasswd_user_t *cache_lookup(authentication_handler_t *self, const unsigned char *key, uint64_t now)
+static const h2p_htpasswd_user_t *cache_lookup(authentication_handler_t *self, const h2p_credfile_snapshot_t *users,
+                                               const unsigned char *key, uint64_t now)
 {
     cache_entry_t *e = cache_slot(key);
-    if (e->owner != self->id || now >= e->expires_at || CRYPTO_memcmp(e->key, key, sizeof(e->key)) != 0)
+    if (e->owner != self->id || e->snapshot != users->id || now >= e->expires_at || CRYPTO_memcmp(e->key, key, sizeof(e->key)) != 0)
         return NULL;
     return e->user;
 }
 
-static void cache_store(authentication_handler_t *self, const unsigned char *key, uint64_t now, const h2p_htpasswd_user_t *user)
+static void cache_store(authentication_handler_t *self, const h2p_credfile_snapshot_t *users, const unsigned char *key,
+                        uint64_t now, const h2p_htpasswd_user_t *user)
 {
     cache_entry_t *e = cache_slot(key);
     e->owner = self->id;
+    e->snapshot = users->id;
     e->expires_at = now + self->cache_ttl_ms;
     e->user = user;
     memcpy(e->key, key, sizeof(e->key));
@@ -101,7 +109,7 @@ static ssize_t decode_base64(const char *src, size_t len, unsigned char *dst)
 }
 
 /* "Basic <token68>": the decoded user and password of a well-formed header, else NULL. */
-static const h2p_htpasswd_user_t *verify_basic(authentication_handler_t *self, h2o_iovec_t value)
+static const h2p_htpasswd_user_t *verify_basic(const h2p_htpasswd_t *users, h2o_iovec_t value)
 {
     const char *p = value.base, *end = value.base + value.len;
     while (p != end && (*p == ' ' || *p == '\t'))
@@ -121,7 +129,7 @@ static const h2p_htpasswd_user_t *verify_basic(authentication_handler_t *self, h
     const unsigned char *colon = len > 0 ? memchr(decoded, ':', (size_t)len) : NULL;
     const h2p_htpasswd_user_t *user = NULL;
     if (colon != NULL && colon != decoded && memchr(decoded, '\0', (size_t)len) == NULL)
-        user = h2p_htpasswd_verify(&self->users, (const char *)decoded, (size_t)(colon - decoded), (const char *)colon + 1,
+        user = h2p_htpasswd_verify(users, (const char *)decoded, (size_t)(colon - decoded), (const char *)colon + 1,
                                    (size_t)(decoded + len - colon - 1));
     OPENSSL_cleanse(decoded, sizeof(decoded));
     return user;
@@ -155,28 +163,28 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
 
     unsigned char key[SHA256_DIGEST_LENGTH];
     uint64_t now = h2o_now(req->conn->ctx->loop);
+    h2p_credfile_snapshot_t *users = h2p_credfile_acquire(self->users);
     const h2p_htpasswd_user_t *user = NULL;
     if (self->cache_ttl_ms != 0) {
         SHA256((const unsigned char *)value.base, value.len, key);
-        user = cache_lookup(self, key, now);
+        user = cache_lookup(self, users, key, now);
     }
-    if (user == NULL) {
-        if ((user = verify_basic(self, value)) == NULL)
-            return send_challenge(self, req, r, "invalid credentials");
-        if (self->cache_ttl_ms != 0)
-            cache_store(self, key, now, user);
-    }
-    if (r != NULL) {
-        r->remote_user = h2o_iovec_init(user->name, user->name_len);
+    if (user == NULL && (user = verify_basic(&users->users, value)) != NULL && self->cache_ttl_ms != 0)
+        cache_store(self, users, key, now, user);
+    /* the name outlives the snapshot: a change of the file may free it mid-request */
+    if (user != NULL && r != NULL) {
+        r->remote_user = h2o_strdup(&req->pool, user->name, user->name_len);
         r->auth_type = h2o_iovec_init(H2O_STRLIT("Basic"));
     }
-    return -1;
+    h2p_credfile_release(users);
+    return user != NULL ? -1 : send_challenge(self, req, r, "invalid credentials");
 }
 
 static void on_dispose(h2o_handler_t *_self)
 {
     authentication_handler_t *self = (void *)_self;
-    h2p_htpasswd_dispose(&self->users);
+    if (self->users != NULL)
+        h2p_credfile_close(self->users);
     free(self->challenge.base);
 }
 
@@ -212,14 +220,17 @@ static int on_config(h2p_module_scope_t *ms)
     self->cache_ttl_ms = c->credential_cache_ttl_ms;
     if (self->basic) {
         char err[1024];
-        if (h2p_htpasswd_load(&self->users, c->basic.users_file, err, sizeof(err)) != 0) {
+        if ((self->users = h2p_credfile_open(H2P_CREDFILE_USERS, c->basic.users_file, err, sizeof(err))) == NULL) {
             const h2p_origin_t *o = &ms->settings->authentication.origin;
             snprintf(ms->err, ms->errlen, "%s:%u:%u: site %s: authentication.basic.users_file: %s", o->file != NULL ? o->file : "",
                      o->line, o->column, site, err);
             return -1;
         }
-        if (self->users.count == 0)
-            h2p_warn(site, "authentication: users file %s has no users: basic credentials always get 401", c->basic.users_file);
+        h2p_credfile_snapshot_t *users = h2p_credfile_acquire(self->users);
+        if (users->users.count == 0)
+            h2p_warn(site, "authentication: users file %s has no users: basic credentials get 401 until it has",
+                     c->basic.users_file);
+        h2p_credfile_release(users);
         size_t len = strlen(c->basic.realm) + sizeof("Basic realm=\"\"");
         self->challenge.base = malloc(len);
         self->challenge.len = (size_t)snprintf(self->challenge.base, len, "Basic realm=\"%s\"", c->basic.realm);

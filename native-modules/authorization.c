@@ -7,21 +7,25 @@
  * so that a browser asks for credentials; denied users get 403.
  *
  * Runs after rewrite: the resource actually served is what is checked (see on_req).
+ *
+ * The groups file is watched (credfile.h): a change of memberships is in effect within
+ * H2P_CREDFILE_CHECK_MS.  While it is unusable (missing, unreadable, malformed), a request that
+ * reaches a rule whose decision needs a group membership is denied (403): fail closed.
  */
 #include <fnmatch.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "frontend/router.h"
-#include "native-modules/htpasswd.h"
+#include "native-modules/credfile.h"
 #include "native-modules/module.h"
 
 typedef struct authorization_handler {
     h2o_handler_t super;
     const h2p_authz_rule_t *rules;
     size_t count;
-    h2p_groups_t groups;   /* from authentication.groups_file, when a rule names roles */
-    h2o_iovec_t challenge; /* WWW-Authenticate for denied anonymous requests, may be empty */
+    h2p_credfile_t *groups; /* authentication.groups_file, when a rule names roles */
+    h2o_iovec_t challenge;  /* WWW-Authenticate for denied anonymous requests, may be empty */
 } authorization_handler_t;
 
 /* A glob over the whole path; "/admin/" + "*" also covers "/admin" itself (no trailing slash). */
@@ -43,16 +47,23 @@ static int user_listed(const h2p_strlist_t *users, h2o_iovec_t user)
     return 0;
 }
 
-static int role_listed(authorization_handler_t *self, const h2p_strlist_t *roles, h2o_iovec_t user)
+/* 1 when a role of `roles` covers `user`, 0 when none does, -1 when that cannot be known (the
+ * groups file is unusable). */
+static int role_listed(const h2p_credfile_snapshot_t *groups, const h2p_strlist_t *roles, h2o_iovec_t user)
 {
+    int unknown = 0;
     for (size_t i = 0; i != roles->count; ++i) {
         const char *role = roles->items[i];
-        if (strcmp(role, "*") == 0 ||
-            (strcmp(role, "?") == 0 ? user.len == 0
-                                    : user.len != 0 && h2p_groups_is_member(&self->groups, role, user.base, user.len)))
+        if (strcmp(role, "*") == 0 || (strcmp(role, "?") == 0 && user.len == 0))
+            return 1;
+        if (strcmp(role, "?") == 0 || user.len == 0)
+            continue;
+        if (groups == NULL || !groups->usable)
+            unknown = 1;
+        else if (h2p_groups_is_member(&groups->groups, role, user.base, user.len))
             return 1;
     }
-    return 0;
+    return unknown ? -1 : 0;
 }
 
 static int verb_listed(const h2p_strlist_t *verbs, h2o_iovec_t method)
@@ -65,9 +76,22 @@ static int verb_listed(const h2p_strlist_t *verbs, h2o_iovec_t method)
     return 0;
 }
 
-/* The first rule matching `path` (slashes already collapsed by the router): 1 = it allows, or
- * no rule matched (IIS's default rule allows everyone); 0 = it denies. */
-static int allowed(authorization_handler_t *self, h2o_req_t *req, h2o_iovec_t user, h2o_iovec_t path)
+static int deny(authorization_handler_t *self, h2o_req_t *req, h2p_request_t *r, h2o_iovec_t user)
+{
+    if (user.len == 0) {
+        if (self->challenge.len != 0)
+            h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, self->challenge.base,
+                           self->challenge.len);
+        return h2p_request_deny(r, "authorization", 401, 2, "Unauthorized", "authentication required");
+    }
+    return h2p_request_deny(r, "authorization", 403, 0, "Forbidden", "access denied");
+}
+
+/* The first rule matching `path` (slashes already collapsed by the router) decides: 1 = allowed
+ * (also when no rule matched: IIS's default rule allows everyone), 0 = denied.  A membership
+ * that cannot be known (an unusable groups file) decides nothing in the user's favour. */
+static int allowed(authorization_handler_t *self, h2o_req_t *req, const h2p_credfile_snapshot_t *groups, h2o_iovec_t user,
+                   h2o_iovec_t path)
 {
     char *p = h2o_mem_alloc_pool(&req->pool, path.len + 1);
     memcpy(p, path.base, path.len);
@@ -78,7 +102,10 @@ static int allowed(authorization_handler_t *self, h2o_req_t *req, h2o_iovec_t us
             continue;
         if (!verb_listed(&rule->verbs, req->method))
             continue;
-        if (!user_listed(&rule->users, user) && !role_listed(self, &rule->roles, user))
+        int listed = user_listed(&rule->users, user);
+        if (!listed && (listed = role_listed(groups, &rule->roles, user)) < 0)
+            return 0;
+        if (!listed)
             continue;
         return rule->allow;
     }
@@ -97,25 +124,20 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     h2p_request_t *r = h2p_request_of(req);
     h2o_iovec_t user = r->remote_user;
     const struct h2p_served *served = h2p_request_served(r);
-    h2o_iovec_t script = h2o_iovec_init(served->path.base, served->script_len);
-
-    if (allowed(self, req, user, req->path_normalized) &&
-        (h2o_memis(script.base, script.len, req->path_normalized.base, req->path_normalized.len) ||
-         allowed(self, req, user, script)))
-        return -1;
-    if (user.len == 0) {
-        if (self->challenge.len != 0)
-            h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, self->challenge.base,
-                           self->challenge.len);
-        return h2p_request_deny(r, "authorization", 401, 2, "Unauthorized", "authentication required");
-    }
-    return h2p_request_deny(r, "authorization", 403, 0, "Forbidden", "access denied");
+    h2o_iovec_t url = req->path_normalized, script = h2o_iovec_init(served->path.base, served->script_len);
+    h2p_credfile_snapshot_t *groups = self->groups != NULL && user.len != 0 ? h2p_credfile_acquire(self->groups) : NULL;
+    int ok = allowed(self, req, groups, user, url) &&
+             (h2o_memis(script.base, script.len, url.base, url.len) || allowed(self, req, groups, user, script));
+    if (groups != NULL)
+        h2p_credfile_release(groups);
+    return ok ? -1 : deny(self, req, r, user);
 }
 
 static void on_dispose(h2o_handler_t *_self)
 {
     authorization_handler_t *self = (void *)_self;
-    h2p_groups_dispose(&self->groups);
+    if (self->groups != NULL)
+        h2p_credfile_close(self->groups);
     free(self->challenge.base);
 }
 
@@ -149,7 +171,7 @@ static int on_config(h2p_module_scope_t *ms)
                      o->file != NULL ? o->file : "", o->line, o->column, ms->site->name, ms->scope->prefix);
             return -1;
         }
-        if (h2p_groups_load(&self->groups, authn->groups_file, err, sizeof(err)) != 0) {
+        if ((self->groups = h2p_credfile_open(H2P_CREDFILE_GROUPS, authn->groups_file, err, sizeof(err))) == NULL) {
             snprintf(ms->err, ms->errlen, "%s:%u:%u: site %s: authentication.groups_file: %s", o->file != NULL ? o->file : "",
                      o->line, o->column, ms->site->name, err);
             return -1;

@@ -24,8 +24,7 @@ static void set_error(char *err, size_t errlen, const char *fmt, ...)
     va_end(args);
 }
 
-/* A NUL-terminated copy of the whole file. */
-static char *read_file(const char *path, size_t *len, char *err, size_t errlen)
+char *h2p_htpasswd_read_file(const char *path, size_t *len, char *err, size_t errlen)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
@@ -252,7 +251,7 @@ int h2p_htpasswd_parse(h2p_htpasswd_t *out, const char *text, size_t len, const 
 int h2p_htpasswd_load(h2p_htpasswd_t *out, const char *path, char *err, size_t errlen)
 {
     size_t len;
-    char *text = read_file(path, &len, err, errlen);
+    char *text = h2p_htpasswd_read_file(path, &len, err, errlen);
     if (text == NULL)
         return -1;
     return parse_users_text(out, text, len, path, err, errlen);
@@ -429,7 +428,7 @@ int h2p_groups_parse(h2p_groups_t *out, const char *text, size_t len, const char
 int h2p_groups_load(h2p_groups_t *out, const char *path, char *err, size_t errlen)
 {
     size_t len;
-    char *text = read_file(path, &len, err, errlen);
+    char *text = h2p_htpasswd_read_file(path, &len, err, errlen);
     if (text == NULL)
         return -1;
     return parse_groups_text(out, text, len, path, err, errlen);

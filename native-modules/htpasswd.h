@@ -41,6 +41,10 @@ typedef struct h2p_groups {
     char *text;
 } h2p_groups_t;
 
+/* The whole file at `path` as NUL-terminated text (at most 64 MiB, a regular file), or NULL with
+ * "path: why" in `err`. */
+char *h2p_htpasswd_read_file(const char *path, size_t *len, char *err, size_t errlen);
+
 /*
  * Parse `len` bytes of users-file text (`source` names it in messages).  Returns 0, or -1 with
  * "source:line: what is wrong" in `err`; on failure `out` holds nothing to dispose.

@@ -279,15 +279,101 @@ int h2p_wildcard_match(const char *pattern, size_t pattern_len, const char *s, s
     return 1;
 }
 
+/* ---- redirect targets ------------------------------------------------------------------ */
+
+/*
+ * A capture can never change the scheme, userinfo, host or port of a redirect target.  What `to`
+ * says about them is read from its literal text once per expansion:
+ *   - "scheme://authority..." and "//authority...": the authority is the literal text up to the
+ *     first '/', '?', '#' or $N; whatever follows starts with '/', '?' or '#' (a '/' is put in
+ *     when it would not), so "https://www.example.com$1" cannot become "...com@evil.com" or
+ *     "...com.evil.com" or "...com:8080";
+ *   - anything else is a reference relative to the request's URL: a capture can neither make its
+ *     first segment a scheme (':' there is encoded) nor make it start with "//" (a network-path
+ *     reference to another host: the second '/' is dropped);
+ *   - captures are path text: '?', '#', '\', '@', '%', controls, blanks and non-ASCII bytes are
+ *     percent-encoded.
+ * A `to` with $N in its scheme or authority ("https://$1.example.com", "https://host:$1"), or
+ * with a scheme but no "//host" before its first $N ("https:$1"), is refused when the
+ * configuration is read (h2p_redirect_check_target).
+ */
+
+static int is_capture_ref(const char *to, size_t i, size_t to_len)
+{
+    return to[i] == '$' && i + 1 != to_len && to[i + 1] >= '1' && to[i + 1] <= '9';
+}
+
+static int is_scheme_char(char c, int first)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (!first && ((c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.'));
+}
+
+/* The length of "scheme:" at the start of `to`, or 0. */
+static size_t scheme_len(const char *to, size_t to_len)
+{
+    size_t i = 0;
+    while (i != to_len && is_scheme_char(to[i], i == 0))
+        ++i;
+    return i != 0 && i != to_len && to[i] == ':' ? i + 1 : 0;
+}
+
+typedef struct target_shape {
+    size_t authority_start, authority_end; /* authority_end == SIZE_MAX: `to` has no authority */
+    size_t scheme_len;
+} target_shape_t;
+
+static target_shape_t target_shape(const char *to, size_t to_len)
+{
+    target_shape_t shape = {0, SIZE_MAX, scheme_len(to, to_len)};
+    size_t i = shape.scheme_len;
+    if (to_len - i >= 2 && to[i] == '/' && to[i + 1] == '/') {
+        shape.authority_start = i + 2;
+        for (i += 2; i != to_len && to[i] != '/' && to[i] != '?' && to[i] != '#' && !is_capture_ref(to, i, to_len); ++i)
+            ;
+        shape.authority_end = i;
+    }
+    return shape;
+}
+
+const char *h2p_redirect_check_target(const char *to, size_t to_len)
+{
+    size_t first_capture = 0;
+    while (first_capture != to_len && !is_capture_ref(to, first_capture, to_len))
+        ++first_capture;
+    if (first_capture == to_len)
+        return NULL; /* no captures: `to` is what the administrator wrote */
+    /* "$1:" or "x$1y:" would let a capture write the scheme (a ':' in the first segment) */
+    size_t first_segment_end = 0;
+    while (first_segment_end != to_len && to[first_segment_end] != '/' && to[first_segment_end] != '?' &&
+           to[first_segment_end] != '#')
+        ++first_segment_end;
+    for (size_t i = first_capture; i < first_segment_end; ++i)
+        if (to[i] == ':')
+            return "a capture ($N) in the scheme: a capture cannot choose the scheme";
+    target_shape_t shape = target_shape(to, to_len);
+    if (shape.authority_end == SIZE_MAX)
+        return shape.scheme_len != 0 ? "a scheme without //host before the first capture ($N): write scheme://host/..." : NULL;
+    /* "https://$1.example.com", "https://host:$1", "https://www.example.$1": the capture was meant
+     * to be part of the authority (elsewhere a capture right after it starts the path) */
+    if (shape.authority_end == shape.authority_start || strchr(":@.[", to[shape.authority_end - 1]) != NULL)
+        return "a capture ($N) in the authority: a capture cannot choose the host, port or user";
+    return NULL;
+}
+
 /* Bytes a capture may carry into a Location as they are; the rest is percent-encoded. */
 static int is_plain_in_path(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || strchr("-._~/!$'()*,;:@", c) != NULL;
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || strchr("-._~/!$'()*,;:", c) != NULL;
 }
 
 typedef struct writer {
     char *out;
     size_t cap, len;
+    size_t path_start;    /* where the target's path starts in the output; SIZE_MAX until known */
+    int path_slash;       /* the path starts with '/': 1 = written by `to` itself, 2 = by a capture or put in */
+    int authority_open;   /* right after the literal authority: the next byte must be '/', '?' or '#' */
+    int in_first_segment; /* a relative target before its first '/', '?' or '#' */
 } writer_t;
 
 static void put(writer_t *w, char c)
@@ -297,26 +383,53 @@ static void put(writer_t *w, char c)
     w->len++;
 }
 
+/* A byte of the target (the writer's decisions never read `out`: measuring gives the same length). */
+static void put_target(writer_t *w, char c, int from_capture)
+{
+    if (w->authority_open) {
+        w->authority_open = 0;
+        if (c != '/' && c != '?' && c != '#') {
+            w->path_slash = 2;
+            put(w, '/');
+        }
+    }
+    if (w->path_start == SIZE_MAX) {
+        /* scheme and authority: literal text only */
+    } else if (w->len == w->path_start) {
+        w->path_slash = c == '/' ? (from_capture ? 2 : 1) : 0;
+    } else if (w->len == w->path_start + 1 && c == '/' && w->path_slash != 0 && (from_capture || w->path_slash == 2)) {
+        return; /* "/" + "/evil.com" would be a reference to the host evil.com */
+    }
+    if (c == '/' || c == '?' || c == '#')
+        w->in_first_segment = 0;
+    put(w, c);
+}
+
 static void put_escaped(writer_t *w, unsigned char c)
 {
     static const char hex[] = "0123456789ABCDEF";
-    put(w, '%');
+    put_target(w, '%', 1);
     put(w, hex[c >> 4]);
     put(w, hex[c & 15]);
 }
 
-/* `to` with its $N replaced; says whether it wrote a '?' of its own. */
-static int expand_captures(writer_t *w, const char *to, size_t to_len, const char *s, const h2p_capture_t *captures,
-                           size_t num_captures)
+/* `to` (from offset `from` of the whole target, whose shape is `shape`) with its $N replaced;
+ * says whether it wrote a '?' of its own. */
+static int expand_captures(writer_t *w, const char *to, size_t from, size_t to_len, const target_shape_t *shape, const char *s,
+                           const h2p_capture_t *captures, size_t num_captures)
 {
     int has_query = 0;
-    for (size_t i = 0; i != to_len; ++i) {
-        if (to[i] == '$' && i + 1 != to_len && to[i + 1] >= '1' && to[i + 1] <= '9') {
+    for (size_t i = from; i != to_len; ++i) {
+        if (i == shape->authority_end) {
+            w->authority_open = 1;
+            w->path_start = w->len;
+        }
+        if (is_capture_ref(to, i, to_len)) {
             size_t k = to[++i] - '1';
             for (size_t j = 0; k < num_captures && j != captures[k].len; ++j) {
                 unsigned char c = s[captures[k].offset + j];
-                if (is_plain_in_path(c))
-                    put(w, c);
+                if (is_plain_in_path(c) && !(c == ':' && w->in_first_segment))
+                    put_target(w, c, 1);
                 else
                     put_escaped(w, c);
             }
@@ -324,7 +437,7 @@ static int expand_captures(writer_t *w, const char *to, size_t to_len, const cha
         }
         if (to[i] == '?')
             has_query = 1;
-        put(w, to[i]);
+        put_target(w, to[i], 0);
     }
     return has_query;
 }
@@ -332,14 +445,18 @@ static int expand_captures(writer_t *w, const char *to, size_t to_len, const cha
 size_t h2p_redirect_expand(char *out, size_t cap, const char *to, size_t to_len, const char *s, const h2p_capture_t *captures,
                            size_t num_captures, const char *query, size_t query_len)
 {
+    target_shape_t shape = target_shape(to, to_len);
     writer_t w = {out, cap, 0};
+    /* a relative target's path starts at once; an absolute one's after its authority */
+    w.path_start = shape.authority_end == SIZE_MAX && shape.scheme_len == 0 ? 0 : SIZE_MAX;
+    w.in_first_segment = w.path_start == 0;
     /* the client's query goes before a fragment of `to` ("/new#top" -> "/new?q=1#top") */
     const char *hash = memchr(to, '#', to_len);
     size_t before_hash = hash != NULL ? (size_t)(hash - to) : to_len;
 
-    int has_query = expand_captures(&w, to, before_hash, s, captures, num_captures);
+    int has_query = expand_captures(&w, to, 0, before_hash, &shape, s, captures, num_captures);
     if (query_len != 0) {
-        put(&w, has_query ? '&' : '?');
+        put_target(&w, has_query ? '&' : '?', 0);
         for (size_t i = 0; i != query_len; ++i) {
             unsigned char c = query[i];
             /* the query goes on as the client sent it, but never with bytes a header may not carry */
@@ -349,6 +466,6 @@ size_t h2p_redirect_expand(char *out, size_t cap, const char *to, size_t to_len,
                 put(&w, c);
         }
     }
-    expand_captures(&w, to + before_hash, to_len - before_hash, s, captures, num_captures);
+    expand_captures(&w, to, before_hash, to_len, &shape, s, captures, num_captures);
     return w.len;
 }

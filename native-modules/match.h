@@ -92,10 +92,17 @@ int h2p_wildcard_match(const char *pattern, size_t pattern_len, const char *s, s
 
 /*
  * Writes `to` with $1..$9 replaced by the captures of `s` (percent-encoded where a byte may not
- * stand in a URL as it is; a capture that does not exist is empty; any other '$' is literal),
- * then `query` (without its '?') after '?' or '&' when it is not empty.  Writes at most `cap`
- * bytes into `out` (which may be NULL when cap is 0) and returns the full length.
+ * stand in a URL path as it is; a capture that does not exist is empty; any other '$' is
+ * literal), then `query` (without its '?') after '?' or '&' when it is not empty.  A capture
+ * never changes the scheme, userinfo, host or port `to` names (see match.c).  Writes at most
+ * `cap` bytes into `out` (which may be NULL when cap is 0) and returns the full length.
  */
+/*
+ * Whether `to` can be a redirect target with captures: NULL, or why not (a $N in its scheme or
+ * authority, or a scheme without "//host" before the first $N).
+ */
+const char *h2p_redirect_check_target(const char *to, size_t to_len);
+
 size_t h2p_redirect_expand(char *out, size_t cap, const char *to, size_t to_len, const char *s, const h2p_capture_t *captures,
                            size_t num_captures, const char *query, size_t query_len);
 

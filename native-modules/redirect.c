@@ -5,7 +5,8 @@
  * it as $1..$9 for `to`); it is matched against the decoded, normalized path, so "/old/%61"
  * is "/old/a".  Captured text is percent-encoded again where the Location needs it, and the
  * client's query string is kept ("?" or "&" after what `to` has).  `to` is an absolute URL or
- * a path, sent as written.
+ * a path, sent as written; a capture never changes the scheme, userinfo, host or port it names
+ * (h2p_redirect_expand: "https://www.example.com$1" with "@evil.com" is ".com/%40evil.com").
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,6 +91,11 @@ static int on_config(h2p_module_scope_t *ms)
                 snprintf(ms->err, ms->errlen, "redirect: `to` of the rule from \"%s\" has a control character", rules[i].from);
                 return -1;
             }
+        }
+        const char *problem = h2p_redirect_check_target(rules[i].to, strlen(rules[i].to));
+        if (problem != NULL) { /* the configuration parser refuses it already; never serve one */
+            snprintf(ms->err, ms->errlen, "redirect: `to` of the rule from \"%s\": %s", rules[i].from, problem);
+            return -1;
         }
     }
     redirect_handler_t *self = (void *)h2o_create_handler(ms->pathconf, sizeof(*self));

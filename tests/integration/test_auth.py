@@ -467,6 +467,192 @@ class CredentialCacheTimingTest(unittest.TestCase):
         self.assertGreater(uncached, later * 2, (uncached, later))
 
 
+class FileChangeTest(unittest.TestCase):
+    """Users and groups files are watched: a deleted user, a changed password, an added user, a
+    changed group membership take effect without a reload, with and without the credential cache,
+    over HTTP/1.1 and h2.  A file that becomes missing or malformed fails closed."""
+
+    CONF = """
+    server:
+      threads: 2
+    sites:
+      cached:
+        bindings: ["http://127.0.0.1:{port:http}:cached.test"]
+        root: {dir}/www
+        http2: true
+        modules:
+          authentication:
+            anonymous: false
+            basic: {realm: r, users_file: ../users.htpasswd}
+            groups_file: ../groups.txt
+            credential_cache: {ttl: 10m}
+          authorization: &authz
+            - {path: "/staff/*", allow: {roles: [staff]}}
+            - {path: "/staff/*", deny: {users: ["*"]}}
+            - {path: "/banned/*", deny: {roles: [banned]}}
+      uncached:
+        bindings: ["http://127.0.0.1:{port:http}:uncached.test"]
+        root: {dir}/www
+        http2: true
+        modules:
+          authentication:
+            anonymous: false
+            basic: {realm: r, users_file: ../users.htpasswd}
+            groups_file: ../groups.txt
+            credential_cache: {ttl: 0s}
+          authorization: *authz
+    """
+    HOSTS = ("cached.test", "uncached.test")
+    PROTOCOLS = ((), ("--http2-prior-knowledge",))
+
+    @classmethod
+    def setUpClass(cls):
+        cls.hashes = {"alice": bcrypt_hash("alice-pw"), "bob": openssl_hash("bob-pw", "-6"), "bob2": bcrypt_hash("bob-new"),
+                      "bob3": bcrypt_hash("bob-old"), "carol": openssl_hash("carol-pw", "-5"), "dave": bcrypt_hash("dave-pw")}
+        files = {"www/hello.txt": "hello\n", "www/staff/s.txt": "staff\n", "www/banned/b.txt": "not banned\n"}
+        cls.server = Server(cls.CONF, files)
+        cls.addClassCleanup(cls.server.cleanup)
+        cls.addClassCleanup(stop_cleanly, cls.server)
+        cls.write_baseline()
+        cls.server.start()
+
+    @classmethod
+    def write_baseline(cls):
+        h = cls.hashes
+        cls.server.write("users.htpasswd", f"alice:{h['alice']}\nbob:{h['bob']}\ndave:{h['dave']}\n")
+        cls.server.write("groups.txt", "staff: dave\nbanned: nobody\n")
+
+    def setUp(self):
+        self.write_baseline()
+        self.wait_for("alice", "alice-pw", 200)
+        self.wait_for("dave", "dave-pw", 200, "/staff/s.txt")
+        self.wait_for("bob", "bob-pw", 200)
+        self.wait_for("carol", "carol-pw", 401)
+
+    def get(self, host, user, password, path="/hello.txt", proto=()):
+        port = self.server.port()
+        return curl(f"http://{host}:{port}{path}", "--resolve", f"{host}:{port}:127.0.0.1", *proto,
+                    "-H", "Authorization: " + basic(user, password))
+
+    def statuses(self, user, password, path="/hello.txt"):
+        return {(host, bool(proto)): self.get(host, user, password, path, proto).status
+                for host in self.HOSTS for proto in self.PROTOCOLS}
+
+    def wait_for(self, user, password, status, path="/hello.txt"):
+        """Every site and protocol answers `status`: the change is in effect (no reload happens)."""
+        want = {(host, bool(proto)): status for host in self.HOSTS for proto in self.PROTOCOLS}
+        last = {}
+
+        def in_effect():
+            last.update(self.statuses(user, password, path))
+            return last == want
+        try:
+            h2ptest.wait_until(in_effect, timeout=15, interval=0.05, what=f"{user} on {path} to get {status}")
+        except AssertionError:
+            self.fail(f"{user} on {path}: {last}, want {status}\n" + self.server.read_log()[-3000:])
+
+    def replace_file(self, name, content):
+        """As `htpasswd` and editors that save atomically do: a new file renamed over the old one."""
+        tmp = self.server.write(name + ".new", content)
+        os.replace(tmp, self.server.path(name))
+
+    def assert_no_reload(self):
+        self.assertNotIn("configuration reloaded", self.server.read_log())
+        self.assertIsNone(self.server.proc.poll(), "h2pool died")
+
+    def test_deleted_user_loses_access_at_once(self):
+        h = self.hashes
+        for _ in range(2):  # the second request of each is served from the credential cache
+            self.statuses("alice", "alice-pw")
+        self.server.write("users.htpasswd", f"bob:{h['bob']}\ndave:{h['dave']}\n")  # rewritten in place
+        self.wait_for("alice", "alice-pw", 401)
+        self.wait_for("bob", "bob-pw", 200)
+        self.assertIn("changed: 2 users", self.server.read_log())
+        self.assert_no_reload()
+
+    def test_deleted_user_with_the_file_replaced(self):
+        h = self.hashes
+        self.statuses("alice", "alice-pw")
+        self.replace_file("users.htpasswd", f"bob:{h['bob']}\ndave:{h['dave']}\n")
+        self.wait_for("alice", "alice-pw", 401)
+        self.wait_for("bob", "bob-pw", 200)
+        self.assert_no_reload()
+
+    def test_changed_password(self):
+        h = self.hashes
+        self.server.write("users.htpasswd", f"alice:{h['alice']}\nbob:{h['bob3']}\ndave:{h['dave']}\n")
+        self.wait_for("bob", "bob-pw", 401)
+        self.wait_for("bob", "bob-old", 200)
+        self.statuses("bob", "bob-old")  # cached now
+        # a hash of the same length, written at once: the same size, maybe the same timestamp tick
+        self.server.write("users.htpasswd", f"alice:{h['alice']}\nbob:{h['bob2']}\ndave:{h['dave']}\n")
+        self.wait_for("bob", "bob-old", 401)
+        self.wait_for("bob", "bob-new", 200)
+        self.wait_for("alice", "alice-pw", 200)
+        self.assert_no_reload()
+
+    def test_added_user(self):
+        h = self.hashes
+        self.statuses("carol", "carol-pw")
+        self.replace_file("users.htpasswd", f"alice:{h['alice']}\nbob:{h['bob']}\ncarol:{h['carol']}\ndave:{h['dave']}\n")
+        self.wait_for("carol", "carol-pw", 200)
+        self.assert_no_reload()
+
+    def test_group_membership_removed_and_added(self):
+        self.server.write("groups.txt", "staff: bob\nbanned: nobody\n")
+        self.wait_for("dave", "dave-pw", 403, "/staff/s.txt")
+        self.wait_for("bob", "bob-pw", 200, "/staff/s.txt")
+        self.wait_for("dave", "dave-pw", 200, "/banned/b.txt")
+        self.replace_file("groups.txt", "staff: bob\nbanned: dave\n")
+        self.wait_for("dave", "dave-pw", 403, "/banned/b.txt")
+        self.wait_for("alice", "alice-pw", 200, "/banned/b.txt")
+        self.server.write("groups.txt", "# no groups at all\n")
+        self.wait_for("bob", "bob-pw", 403, "/staff/s.txt")
+        self.wait_for("dave", "dave-pw", 200, "/banned/b.txt")
+        self.assert_no_reload()
+
+    def test_malformed_or_missing_users_file_fails_closed(self):
+        h = self.hashes
+        self.statuses("alice", "alice-pw")
+        broken = [("malformed", f"alice:{h['alice']}\nbob:$2y$05$truncated\n"), ("weak hash", "alice:$apr1$abc$def\n"),
+                  ("not text", "alice\0:x\n"), ("missing", None), ("unreadable", "")]
+        for what, content in broken:
+            with self.subTest(what=what):
+                if content is None:
+                    os.unlink(self.server.path("users.htpasswd"))
+                elif what == "unreadable":
+                    if os.geteuid() == 0:
+                        continue  # root reads it anyway
+                    os.chmod(self.server.path("users.htpasswd"), 0)
+                else:
+                    self.server.write("users.htpasswd", content)
+                self.wait_for("alice", "alice-pw", 401)
+                self.wait_for("dave", "dave-pw", 401, "/staff/s.txt")
+                self.assertIn("no credentials are accepted until it is fixed", self.server.read_log())
+                if what == "unreadable":
+                    os.chmod(self.server.path("users.htpasswd"), 0o644)
+                self.write_baseline()
+                self.wait_for("alice", "alice-pw", 200)
+        self.assert_no_reload()
+
+    def test_malformed_or_missing_groups_file_fails_closed(self):
+        for what in ("malformed", "missing"):
+            with self.subTest(what=what):
+                if what == "missing":
+                    os.unlink(self.server.path("groups.txt"))
+                else:
+                    self.server.write("groups.txt", "staff dave\n")
+                # a decision that needs a membership is denied; the others are not
+                self.wait_for("dave", "dave-pw", 403, "/staff/s.txt")
+                self.wait_for("alice", "alice-pw", 403, "/banned/b.txt")
+                self.wait_for("alice", "alice-pw", 200, "/hello.txt")
+                self.assertIn("requests that need a group membership are denied", self.server.read_log())
+                self.write_baseline()
+                self.wait_for("dave", "dave-pw", 200, "/staff/s.txt")
+                self.wait_for("alice", "alice-pw", 200, "/banned/b.txt")
+        self.assert_no_reload()
+
+
 class AuthConfigErrorTest(unittest.TestCase):
     """A users or groups file that cannot be used refuses the configuration, naming the file and line."""
 

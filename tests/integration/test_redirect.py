@@ -5,7 +5,7 @@ per location with per-module inheritance.  Each check runs over HTTP/1.1 and HTT
 import unittest
 
 import h2ptest
-from h2ptest import Server, curl, raw_request
+from h2ptest import Server, curl, raw_request, run_h2pool
 
 CONF = """
 server:
@@ -33,6 +33,10 @@ sites:
         - {from: /keep/moved, to: /moved-here, status: 301}
         - {from: /none/x, to: /y, status: 301}
         - {from: /area/old, to: /site-rule, status: 301}
+        - &go {from: "/go*", to: "https://www.example.com$1", status: 302}
+        - &net {from: "/net*", to: "//www.example.com$1", status: 302}
+        - &rel {from: "/rel*", to: "/$1", status: 302}
+        - &bare {from: "/bare*", to: "$1", status: 302}
     locations:
       /area: {modules: {redirect: [{from: /area/*, to: /zone/$1, status: 307}]}}
       /keep: {directory_listing: true}
@@ -41,6 +45,13 @@ sites:
     bindings: [http://127.0.0.1:{port:http}:other.test]
     root: {dir}/www
     http2: true
+  unfiltered:  # request_filtering off: '\\' and friends reach the redirect rules
+    bindings: [http://127.0.0.1:{port:http}:unfiltered.test]
+    root: {dir}/www
+    http2: true
+    modules:
+      request_filtering: {enabled: false}
+      redirect: [*go, *net, *rel, *bare]
 """
 
 FILES = {
@@ -157,6 +168,91 @@ class WildcardTest(RedirectCase):
         self.each_protocol("/old/%0d%0aSet-Cookie:%20evil=1", check)
         out = raw_request(SERVER.port(), b"GET /old/x?a=%0d%0a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         self.assertIn(b"\r\nlocation: /new/x?a=%0d%0a\r\n", out.lower())
+
+
+class CapturesKeepTheHostTest(RedirectCase):
+    """A capture can never change the scheme, userinfo, host or port of the target."""
+
+    AFTER_AUTHORITY = [
+        ("/go@evil.com/", "/%40evil.com/"),
+        ("/go%40evil.com/", "/%40evil.com/"),
+        ("/go:8080/", "/:8080/"),
+        ("/go%3A8080/", "/:8080/"),
+        ("/go:@evil.com", "/:%40evil.com"),
+        ("/go.evil.com/", "/.evil.com/"),
+        ("/go%2Eevil.com", "/.evil.com"),
+        ("/go-x.evil.com", "/-x.evil.com"),
+        ("/go//evil.com", "/evil.com"),
+        ("/go%2F%2Fevil.com", "/evil.com"),
+        ("/go%2F@evil.com", "/%40evil.com"),
+        ("/go%09evil.com", "/%09evil.com"),
+        ("/go%0d%0a@evil.com", "/%0D%0A%40evil.com"),
+        ("/go%20@evil.com", "/%20%40evil.com"),
+        ("/go%3F@evil.com", "/%3F%40evil.com"),
+        ("/go%23@evil.com", "/%23%40evil.com"),
+        ("/go%EF%BC%A0evil.com", "/%EF%BC%A0evil.com"),  # U+FF20 FULLWIDTH COMMERCIAL AT
+        ("/go%C3%A9", "/%C3%A9"),
+        ("/go/page", "/page"),
+        ("/go", ""),
+    ]
+
+    def test_capture_right_after_the_host(self):
+        for path, rest in self.AFTER_AUTHORITY:
+            self.assert_redirect(path, 302, "https://www.example.com" + rest)
+        self.assert_redirect("/go?x=1", 302, "https://www.example.com?x=1")
+        self.assert_redirect("/go@evil.com?x=1", 302, "https://www.example.com/%40evil.com?x=1")
+
+    def test_network_path_target(self):
+        self.assert_redirect("/net@evil.com", 302, "//www.example.com/%40evil.com")
+        self.assert_redirect("/net:1@evil.com", 302, "//www.example.com/:1%40evil.com")
+        self.assert_redirect("/net.evil.com", 302, "//www.example.com/.evil.com")
+
+    def test_backslashes_without_request_filtering(self):
+        # request_filtering refuses '\\' (404.5); without it the capture still cannot name a host
+        self.assert_not_redirected("/go%5Cevil.com", 404)
+        for path, location in (("/go%5Cevil.com", "https://www.example.com/%5Cevil.com"),
+                               ("/go%5C%5Cevil.com", "https://www.example.com/%5C%5Cevil.com"),
+                               ("/go/%5Cevil.com", "https://www.example.com/%5Cevil.com"),
+                               ("/rel%5C%5Cevil.com", "/%5C%5Cevil.com"),
+                               ("/rel/%5Cevil.com", "/%5Cevil.com"),
+                               ("/bare%5C%5Cevil.com", "%5C%5Cevil.com"),
+                               ("/go@evil.com", "https://www.example.com/%40evil.com")):
+            self.assert_redirect(path, 302, location, host="unfiltered.test")
+
+    def test_relative_target_never_names_a_host(self):
+        # "/" + "/evil.com" would be "//evil.com": a network-path reference to evil.com
+        for path in ("/rel/evil.com", "/rel%2Fevil.com", "/rel%2F%2Fevil.com", "/rel//evil.com"):
+            self.assert_redirect(path, 302, "/evil.com")
+        self.assert_redirect("/rel%09/evil.com", 302, "/%09/evil.com")
+        self.assert_redirect("/rel/x", 302, "/x")
+
+    def test_bare_capture_never_makes_a_scheme(self):
+        self.assert_redirect("/barehttps:%2F%2Fevil.com", 302, "https%3A/evil.com")
+        self.assert_redirect("/barejavascript:alert(1)", 302, "javascript%3Aalert(1)")
+        self.assert_redirect("/bare%2F%2Fevil.com", 302, "/evil.com")
+        self.assert_redirect("/bare/x:y", 302, "/x:y")
+
+
+BAD_TARGET_CONF = """
+sites:
+  main:
+    bindings: [http://127.0.0.1:{port:http}]
+    root: {dir}/www
+    modules:
+      redirect:
+        - {from: "/a*", to: "TO"}
+"""
+
+
+class TargetCheckedAtLoadTest(unittest.TestCase):
+    def test_capture_in_scheme_or_authority_is_refused(self):
+        for to in ("https://$1.example.com/", "https://www.example.com:$1/", "https://$1@www.example.com/", "$1://x/", "https:$1"):
+            with self.subTest(to=to):
+                server = Server(BAD_TARGET_CONF.replace("TO", to), {"www/index.html": "x\n"}, expect_start=False)
+                self.addCleanup(server.cleanup)
+                proc = run_h2pool("-t", "-c", server.conf)
+                self.assertEqual(proc.returncode, 1, proc.stdout + proc.stderr)
+                self.assertRegex(proc.stderr, r"h2pool\.yaml:8:\d+: sites\.main\.modules\.redirect\[0\]\.to: .*capture")
 
 
 class QueryTest(RedirectCase):

@@ -1,7 +1,10 @@
 """TLS: certificates chosen by SNI, the default certificate without SNI, ALPN per site
-(`http2`), TLS 1.2 as the floor, and bad key material refused at start."""
+(`http2`), TLS 1.2 as the floor, bad key material refused at start, and client-certificate
+policies per site that a Host differing from the SNI cannot walk around (421)."""
 import os
 import re
+import socket
+import ssl
 import subprocess
 import unittest
 
@@ -31,9 +34,47 @@ sites:
   plain:
     bindings: [http://127.0.0.1:{port:http}]
     root: {dir}/c
+  req:
+    bindings: [https://127.0.0.1:{port:https}:req.test]
+    tls: {certificate: {dir}/certs/req.test.pem, key: {dir}/certs/req.test.key, client_ca: {dir}/certs/ca.pem,
+          client_verify: required}
+    root: {dir}/req
+  req2:  # the same policy as req: the same CA certificates (a copy of the file), required
+    bindings: [https://127.0.0.1:{port:https}:req2.test]
+    tls: {certificate: {dir}/certs/req2.test.pem, key: {dir}/certs/req2.test.key, client_ca: {dir}/certs/ca-copy.pem,
+          client_verify: required}
+    root: {dir}/req2
+  opt:
+    bindings: [https://127.0.0.1:{port:https}:opt.test]
+    tls: {certificate: {dir}/certs/opt.test.pem, key: {dir}/certs/opt.test.key, client_ca: {dir}/certs/ca.pem,
+          client_verify: optional}
+    root: {dir}/opt
+  otherca:  # required, another CA
+    bindings: [https://127.0.0.1:{port:https}:otherca.test]
+    tls: {certificate: {dir}/certs/otherca.test.pem, key: {dir}/certs/otherca.test.key, client_ca: {dir}/certs/ca2.pem,
+          client_verify: required}
+    root: {dir}/otherca
 """
 
-FILES = {"a/index.html": "site a\n", "b/index.html": "site b\n", "c/index.html": "site c\n"}
+FILES = {"a/index.html": "site a\n", "b/index.html": "site b\n", "c/index.html": "site c\n", "req/index.html": "site req\n",
+         "req2/index.html": "site req2\n", "opt/index.html": "site opt\n", "otherca/index.html": "site otherca\n"}
+
+
+def make_ca_and_client(directory, ca_name, client_name):
+    """A CA (ca_name.pem/.key) and a client certificate it signed (client_name.pem/.key)."""
+    def run(*args):
+        subprocess.run(["openssl"] + list(args), check=True, capture_output=True)
+    ca, ca_key = os.path.join(directory, ca_name + ".pem"), os.path.join(directory, ca_name + ".key")
+    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+        "-subj", f"/CN={ca_name} test CA", "-keyout", ca_key, "-out", ca)
+    cert, key, csr = (os.path.join(directory, client_name + ext) for ext in (".pem", ".key", ".csr"))
+    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", f"/CN={client_name}",
+        "-keyout", key, "-out", csr)
+    ext = os.path.join(directory, client_name + ".ext")
+    with open(ext, "w") as f:
+        f.write("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n")
+    run("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", cert)
+    return cert, key
 
 
 def s_client(port, *args, servername=None, timeout=20):
@@ -62,8 +103,12 @@ def setUpModule():
     unittest.addModuleCleanup(stop_cleanly, SERVER)
     certs = SERVER.path("certs")
     os.makedirs(certs)
-    for cn in ("a.test", "b.test", "c.test"):
+    for cn in ("a.test", "b.test", "c.test", "req.test", "req2.test", "opt.test", "otherca.test"):
         make_cert(certs, cn)
+    make_ca_and_client(certs, "ca", "client")
+    make_ca_and_client(certs, "ca2", "client2")
+    with open(os.path.join(certs, "ca.pem")) as f, open(os.path.join(certs, "ca-copy.pem"), "w") as g:
+        g.write(f.read())
     SERVER.start()
 
 
@@ -113,6 +158,153 @@ class SniTest(unittest.TestCase):
         port = SERVER.port("https")
         r = curl(f"https://a.test:{port}/", "--resolve", f"a.test:{port}:127.0.0.1", "-k", "-H", "Host: b.test")
         self.assertEqual((r.status, r.body), (200, b"site b\n"))
+
+
+class ClientPolicyTest(unittest.TestCase):
+    """A request whose Host picks a site with another client-certificate policy than the one its
+    handshake followed (the SNI's site, or the default site without SNI) gets 421."""
+
+    def fetch(self, sni, host=None, *args, cert=None, h2=False):
+        """GET / over a handshake with SNI `sni` (None: no SNI) and Host `host` (default: sni)."""
+        port = SERVER.port("https")
+        extra = ["-k", "--http2" if h2 else "--http1.1"]
+        if cert is not None:
+            extra += ["--cert", SERVER.path(f"certs/{cert}.pem"), "--key", SERVER.path(f"certs/{cert}.key")]
+        if host is not None and host != sni:
+            extra += ["-H", f"Host: {host}"]
+        if sni is None:  # curl sends no SNI for an IP address
+            url = f"https://127.0.0.1:{port}/"
+        else:
+            url = f"https://{sni}:{port}/"
+            extra += ["--resolve", f"{sni}:{port}:127.0.0.1"]
+        return curl(url, *extra, *args)
+
+    def assert_fetch(self, status, body, sni, host=None, cert=None):
+        for h2 in (False, True):
+            with self.subTest(sni=sni, host=host, cert=cert, h2=h2):
+                r = self.fetch(sni, host, cert=cert, h2=h2)
+                self.assertEqual(r.status, status, r)
+                if status == 200:
+                    self.assertEqual(r.body, body)
+                    self.assertEqual(r.version, "1.1" if not h2 or host in ("b.test",) else "2")
+                else:
+                    self.assertNotIn(b"site ", r.body)
+
+    def test_sni_without_policy_and_host_of_a_required_site(self):
+        port = SERVER.port("https")
+        for sni in ("a.test", "b.test", "c.test", "unknown.test"):
+            for host in ("req.test", "REQ.Test", "req.test.", f"req.test:{port}", "req2.test", "otherca.test"):
+                self.assert_fetch(421, None, sni, host)
+
+    def test_no_sni_and_host_of_a_required_site(self):
+        for host in ("req.test", "req.test.", "req2.test", "opt.test", "otherca.test"):
+            self.assert_fetch(421, None, None, host)
+
+    def test_raw_http11_on_a_handshake_without_sni(self):
+        # openssl s_client: no SNI, no certificate, then a hand-written request naming req.test
+        proc = subprocess.run(["openssl", "s_client", "-quiet", "-noservername", "-connect", f"127.0.0.1:{SERVER.port('https')}"],
+                              input=b"GET / HTTP/1.1\r\nHost: req.test\r\nConnection: close\r\n\r\n", capture_output=True,
+                              timeout=20)
+        self.assertRegex(proc.stdout, rb"^HTTP/1\.1 421 ")
+        self.assertNotIn(b"site req", proc.stdout)
+
+    def test_required_site_without_a_certificate_fails_the_handshake(self):
+        for h2 in (False, True):
+            with self.subTest(h2=h2):
+                self.assertEqual(self.fetch("req.test", h2=h2).status, 0)
+                self.assertEqual(self.fetch("otherca.test", cert="client", h2=h2).status, 0)  # another CA's client
+
+    def test_required_site_with_a_certificate(self):
+        self.assert_fetch(200, b"site req\n", "req.test", cert="client")
+        self.assert_fetch(200, b"site otherca\n", "otherca.test", cert="client2")
+
+    def test_same_policy_serves_across_hosts(self):
+        # req2 trusts the same CA certificates (another file with the same content) and requires too
+        self.assert_fetch(200, b"site req2\n", "req.test", "req2.test", cert="client")
+        self.assert_fetch(200, b"site req\n", "req2.test", "req.test", cert="client")
+
+    def test_another_policy_gets_421_even_with_a_certificate(self):
+        # a site without policy, an optional one, one with another CA: each needs its own handshake
+        for sni, host in (("req.test", "a.test"), ("req.test", "c.test"), ("req.test", "opt.test"), ("req.test", "otherca.test"),
+                          ("opt.test", "req.test"), ("opt.test", "a.test")):
+            self.assert_fetch(421, None, sni, host, cert="client")
+        self.assert_fetch(421, None, "opt.test", "req.test")
+
+    def test_optional_site(self):
+        self.assert_fetch(200, b"site opt\n", "opt.test")
+        self.assert_fetch(200, b"site opt\n", "opt.test", cert="client")
+
+    def test_sites_without_policy_still_serve_across_hosts(self):
+        # HTTP/2 connection coalescing and clients without SNI keep working among them
+        self.assert_fetch(200, b"site c\n", "a.test", "c.test")
+        self.assert_fetch(200, b"site a\n", "c.test", "a.test")
+        self.assert_fetch(200, b"site a\n", None, "a.test")
+        self.assert_fetch(200, b"site a\n", "unknown.test", "a.test")
+
+    def test_one_h2_connection_two_hosts(self):
+        # the second request of the same HTTP/2 connection names the required site
+        port = SERVER.port("https")
+        out = subprocess.run(["curl", "-s", "-k", "--http2", "--resolve", f"a.test:{port}:127.0.0.1", "-o", "/dev/null", "-w",
+                              "%{http_code} %{num_connects} %{http_version}\n", f"https://a.test:{port}/", "--next", "-s", "-k",
+                              "--http2", "--resolve", f"a.test:{port}:127.0.0.1", "-H", "Host: req.test", "-o", "/dev/null", "-w",
+                              "%{http_code} %{num_connects} %{http_version}\n", f"https://a.test:{port}/"],
+                             capture_output=True, text=True, timeout=30).stdout.split("\n")
+        self.assertEqual(out[:2], ["200 1 2", "421 0 2"], out)
+
+
+RELOAD_CONF = """
+sites:
+  a:
+    bindings: [https://127.0.0.1:{port:https}:a.test]
+    tls: {certificate: {dir}/certs/a.test.pem, key: {dir}/certs/a.test.key POLICY}
+    root: {dir}/a
+"""
+
+
+def read_response(conn):
+    """One HTTP/1.1 response with a Content-Length from a socket: (status, body)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            raise AssertionError("connection closed before a response: %r" % data)
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = int(re.search(rb"(?im)^content-length:\s*(\d+)", head).group(1))
+    while len(body) < length:
+        body += conn.recv(65536)
+    return int(head.split()[1]), body
+
+
+class PolicyAfterReloadTest(unittest.TestCase):
+    def test_connection_from_before_a_reload_follows_the_new_policy(self):
+        # policies are compared by content, not by context: a kept-alive connection made before a
+        # reload that adds `client_verify: required` cannot reach the site without a certificate
+        server = Server(RELOAD_CONF.replace(" POLICY", ""), {"a/index.html": "site a\n"})
+        self.addCleanup(server.cleanup)
+        self.addCleanup(stop_cleanly, server)
+        certs = server.path("certs")
+        os.makedirs(certs)
+        make_cert(certs, "a.test")
+        make_ca_and_client(certs, "ca", "client")
+        server.start()
+        tls = ssl.create_default_context()
+        tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE
+        request = b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n"
+        with tls.wrap_socket(socket.create_connection(("127.0.0.1", server.port("https"))), server_hostname="a.test") as conn:
+            conn.sendall(request)
+            self.assertEqual(read_response(conn), (200, b"site a\n"))
+            policy = ", client_ca: {dir}/certs/ca.pem, client_verify: required".replace("{dir}", server.dir)
+            server.write("conf.d/h2pool.yaml", server.expand(RELOAD_CONF.replace(" POLICY", policy)))
+            h2ptest.wait_until(lambda: "configuration reloaded" in server.read_log(), what="the reload")
+            conn.sendall(request)
+            self.assertEqual(read_response(conn)[0], 421)
+        port = server.port("https")
+        r = curl(f"https://a.test:{port}/", "--resolve", f"a.test:{port}:127.0.0.1", "-k")
+        self.assertEqual(r.status, 0, r)
+        r = curl(f"https://a.test:{port}/", "--resolve", f"a.test:{port}:127.0.0.1", "-k", "--cert", os.path.join(certs, "client.pem"),
+                 "--key", os.path.join(certs, "client.key"))
+        self.assertEqual((r.status, r.body), (200, b"site a\n"))
 
 
 class AlpnTest(unittest.TestCase):

@@ -442,6 +442,122 @@ static void test_redirect_expand(void **state)
     free(out);
 }
 
+/* `to` expanded for `path` matched against `from` (which must match), without a query. */
+static char *redirect_of(const char *from, const char *to, const char *path)
+{
+    h2p_capture_t caps[H2P_WILDCARD_MAX_CAPTURES];
+    size_t n;
+    assert_true(wildcard(from, path, caps, &n));
+    return expand(to, path, caps, n, "");
+}
+
+static void assert_redirect(const char *from, const char *to, const char *path, const char *expected)
+{
+    char *out = redirect_of(from, to, path);
+    if (strcmp(out, expected) != 0)
+        fail_msg("%s -> %s for %s: got \"%s\", want \"%s\"", from, to, path, out, expected);
+    free(out);
+}
+
+/* A capture never changes the scheme, userinfo, host or port of the target. */
+static void test_redirect_captures_keep_the_host(void **state)
+{
+    static const struct {
+        const char *path, *expected;
+    } after_authority[] = {
+        {"/go", "https://www.example.com"},
+        {"/go/", "https://www.example.com/"},
+        {"/go/page?x", "https://www.example.com/page%3Fx"},
+        {"/go@evil.com/", "https://www.example.com/%40evil.com/"}, /* userinfo */
+        {"/go:8080/", "https://www.example.com/:8080/"},           /* port */
+        {"/go:@evil.com", "https://www.example.com/:%40evil.com"}, /* empty port, userinfo */
+        {"/go.evil.com/", "https://www.example.com/.evil.com/"},   /* a longer host */
+        {"/go-x.evil.com", "https://www.example.com/-x.evil.com"}, /* a longer label */
+        {"/go\\evil.com", "https://www.example.com/%5Cevil.com"},  /* browsers read '\\' as '/' */
+        {"/go//evil.com", "https://www.example.com/evil.com"},     /* the path never starts with "//" */
+        {"/go/\\evil.com", "https://www.example.com/%5Cevil.com"},
+        {"/go\t/evil.com", "https://www.example.com/%09/evil.com"}, /* browsers drop tabs and newlines */
+        {"/go\r\n@evil.com", "https://www.example.com/%0D%0A%40evil.com"},
+        {"/go%40evil.com", "https://www.example.com/%2540evil.com"}, /* '%' is text: it stays text */
+        {"/go?@evil.com", "https://www.example.com/%3F%40evil.com"},
+        {"/go#@evil.com", "https://www.example.com/%23%40evil.com"},
+        {"/go\xef\xbc\xa0"
+         "evil.com",
+         "https://www.example.com/%EF%BC%A0evil.com"}, /* U+FF20 FULLWIDTH @ */
+        {"/go\xc3\xa9", "https://www.example.com/%C3%A9"},
+        {"/go evil.com", "https://www.example.com/%20evil.com"},
+    };
+    for (size_t i = 0; i != sizeof(after_authority) / sizeof(after_authority[0]); ++i)
+        assert_redirect("/go*", "https://www.example.com$1", after_authority[i].path, after_authority[i].expected);
+
+    /* network-path targets, literal text after the capture, a second capture */
+    assert_redirect("/go*", "//www.example.com$1", "/go@evil.com", "//www.example.com/%40evil.com");
+    assert_redirect("/go*", "https://www.example.com$1.html", "/go", "https://www.example.com/.html");
+    assert_redirect("/go*", "https://www.example.com$1.html", "/go/a", "https://www.example.com/a.html");
+    assert_redirect("/go*/*", "https://www.example.com$2$1", "/go/@evil.com", "https://www.example.com/%40evil.com");
+    assert_redirect("/go*", "https://www.example.com$1?x=1", "/go", "https://www.example.com?x=1");
+    assert_redirect("/go*", "https://www.example.com$1#top", "/go", "https://www.example.com#top");
+    assert_redirect("/go*", "https://user@www.example.com:8443$1", "/go@evil.com:1",
+                    "https://user@www.example.com:8443/%40evil.com:1");
+    assert_redirect("/go*", "https://[::1]:8443$1", "/go]:1", "https://[::1]:8443/%5D:1");
+    assert_redirect("/go/*", "https://www.example.com/$1", "/go//evil.com", "https://www.example.com/evil.com");
+    assert_redirect("/go/*", "https://www.example.com//$1", "/go/x", "https://www.example.com//x"); /* as written */
+
+    /* relative targets: never "//host", never a scheme */
+    assert_redirect("/rel*", "/$1", "/rel/evil.com", "/evil.com");
+    assert_redirect("/rel*", "/$1", "/rel//evil.com", "/evil.com");
+    assert_redirect("/rel*", "/$1", "/rel\\evil.com", "/%5Cevil.com");
+    assert_redirect("/rel*", "/$1", "/rel/\\evil.com", "/%5Cevil.com");
+    assert_redirect("/rel*", "/$1", "/rel\t/evil.com", "/%09/evil.com");
+    assert_redirect("/rel*", "/new$1", "/rel//evil.com", "/new//evil.com"); /* a path of this host */
+    assert_redirect("/rel*", "$1", "/rel//evil.com", "/evil.com");
+    assert_redirect("/rel*", "$1", "/relhttps://evil.com", "https%3A//evil.com");
+    assert_redirect("/rel*", "$1", "/reljavascript:alert(1)", "javascript%3Aalert(1)");
+    assert_redirect("/rel*", "$1", "/rel/a:b", "/a:b");
+    assert_redirect("/rel*x*", "$1$2", "/rel/x/evil.com", "/evil.com");
+    assert_redirect("/rel*", "$1/evil.com", "/rel/", "/evil.com");
+    assert_redirect("/rel*", "x$1", "/rel:y", "x%3Ay");
+    assert_redirect("/rel*", "?to=$1", "/rel//evil.com", "?to=//evil.com");
+}
+
+static void test_redirect_check_target(void **state)
+{
+    static const char *const refused[] = {"https://$1.example.com/",
+                                          "https://$1",
+                                          "//$1/",
+                                          "https://host:$1/",
+                                          "https://$1@host/",
+                                          "https://www.example.$1/",
+                                          "https://[$1]/",
+                                          "$1://example.com/",
+                                          "x$1y:z",
+                                          "https:$1",
+                                          "https:/$1",
+                                          "mailto:$1",
+                                          "$1:"};
+    static const char *const accepted[] = {"https://www.example.com$1",
+                                           "https://www.example.com/$1",
+                                           "//www.example.com$1",
+                                           "/new/$1",
+                                           "$1",
+                                           "/a:$1",
+                                           "?q=$1",
+                                           "#$1",
+                                           "https://x/",
+                                           "https:$x",
+                                           "$0://x",
+                                           "https://user@host/$1",
+                                           "/$1:x"};
+    for (size_t i = 0; i != sizeof(refused) / sizeof(refused[0]); ++i)
+        if (h2p_redirect_check_target(refused[i], strlen(refused[i])) == NULL)
+            fail_msg("accepted %s", refused[i]);
+    for (size_t i = 0; i != sizeof(accepted) / sizeof(accepted[0]); ++i) {
+        const char *problem = h2p_redirect_check_target(accepted[i], strlen(accepted[i]));
+        if (problem != NULL)
+            fail_msg("refused %s: %s", accepted[i], problem);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -460,6 +576,8 @@ int main(void)
         cmocka_unit_test(test_wildcard_captures),
         cmocka_unit_test(test_wildcard_many_stars),
         cmocka_unit_test(test_redirect_expand),
+        cmocka_unit_test(test_redirect_captures_keep_the_host),
+        cmocka_unit_test(test_redirect_check_target),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
