@@ -2,6 +2,7 @@
 #include "frontend/conn_watch.h"
 
 #include <arpa/inet.h>
+#include <openssl/ssl.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -132,10 +133,16 @@ static void check(conn_watch_t *w, const h2p_limits_conf_t *limits, uint64_t now
 {
     if (w->in_flight != 0 || w->http2 || w->shut)
         return;
-    h2o_iovec_t alpn = w->sock->ssl != NULL ? h2o_socket_ssl_get_selected_protocol(w->sock) : h2o_iovec_init(NULL, 0);
-    if (alpn.len >= 2 && memcmp(alpn.base, "h2", 2) == 0) {
-        w->http2 = 1;
-        return;
+    /* HTTP/2 over TLS: ALPN says so once the handshake is done (through the SSL the SNI callback
+     * recorded: libh2o's own accessor cannot be called on a connection in every state) */
+    if (w->ssl != NULL && SSL_is_init_finished(w->ssl)) {
+        const unsigned char *proto;
+        unsigned len;
+        SSL_get0_alpn_selected(w->ssl, &proto, &len);
+        if (len == 2 && memcmp(proto, "h2", 2) == 0) {
+            w->http2 = 1;
+            return;
+        }
     }
     size_t size = w->sock->input != NULL ? w->sock->input->size : 0;
     if (size == 0) {
