@@ -42,15 +42,19 @@ typedef struct fcgi_request {
     unsigned connect_attempts;
 } fcgi_request_t;
 
-/* request_timeout per pool differs: one h2o_timeout_t per distinct duration on each thread */
-typedef struct thread_timeouts {
-    struct {
-        uint64_t ms;
-        h2o_timeout_t timeout;
-    } entries[16];
-    size_t count;
-} thread_timeouts_t;
-static __thread thread_timeouts_t timeouts;
+/*
+ * request_timeout differs per pool, and reloads bring new values: each thread has one
+ * h2o_timeout_t per duration, allocated on first use.  A timeout stays linked into the loop for
+ * the thread's life (initialising one that is linked would corrupt the loop's list of timeouts
+ * and spin the loop); one left with no entry takes the next new duration instead (its entries
+ * all share one duration, and it has none), so there are never more than the durations in use
+ * at once.
+ */
+typedef struct duration_timeout {
+    h2o_timeout_t timeout;
+    struct duration_timeout *next;
+} duration_timeout_t;
+static __thread duration_timeout_t *duration_timeouts;
 
 #define CLIENT_CHECK_MS 1000
 static __thread h2o_timeout_t watch_timeout;
@@ -62,13 +66,22 @@ static void on_worker_read(h2o_socket_t *sock, const char *err);
 
 static h2o_timeout_t *timeout_for(h2o_evloop_t *loop, uint64_t ms)
 {
-    for (size_t i = 0; i != timeouts.count; ++i)
-        if (timeouts.entries[i].ms == ms)
-            return &timeouts.entries[i].timeout;
-    size_t i = timeouts.count < 16 ? timeouts.count++ : 15; /* 16 distinct limits: share the last */
-    timeouts.entries[i].ms = ms;
-    h2o_timeout_init(loop, &timeouts.entries[i].timeout, ms);
-    return &timeouts.entries[i].timeout;
+    duration_timeout_t *t, *unused = NULL;
+    for (t = duration_timeouts; t != NULL; t = t->next) {
+        if (t->timeout.timeout == ms)
+            return &t->timeout;
+        if (unused == NULL && h2o_linklist_is_empty(&t->timeout._entries))
+            unused = t;
+    }
+    if (unused != NULL) {
+        unused->timeout.timeout = ms;
+        return &unused->timeout;
+    }
+    t = h2o_mem_alloc(sizeof(*t)); /* (reachable through the loop's list for the thread's life) */
+    h2o_timeout_init(loop, &t->timeout, ms);
+    t->next = duration_timeouts;
+    duration_timeouts = t;
+    return &t->timeout;
 }
 
 /* ---- the request's records -------------------------------------------------------------- */
