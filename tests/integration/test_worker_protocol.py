@@ -91,5 +91,84 @@ class ManyRequestTimeoutsTest(unittest.TestCase):
         self.check(threads=1)
 
 
+STRAY_MODES = ["same-write", "same-write-next", "extra-stdout", "then-close", "delayed", "delayed-next", "on-next",
+               "on-next-next"]
+ANSWER = re.compile(rb"pid=(\d+) id=\d+ cookie=marker=(\S+)\n")
+
+
+class OutOfTurnTest(unittest.TestCase):
+    """A worker that writes after its response ended (tests/apps/stray_fcgi.c) is replaced, and
+    what it wrote (a forged response carrying the previous client's cookie) reaches nobody."""
+
+    def start_server(self, modes, threads=2):
+        pools = {f"s{i}": {"command": ["{apps}/stray_fcgi"], "max_processes": 1} for i in range(len(modes))}
+        srv = h2ptest.Server(site_yaml([(f"/s{i}/*", f"s{i}") for i in range(len(modes))], threads=threads) +
+                             pools_yaml(pools))
+        self.addCleanup(srv.cleanup)
+        return srv.start()
+
+    def get(self, srv, path, marker):
+        status, _, body = request(srv.port(), path, headers={"Cookie": f"marker={marker}"})
+        self.assertEqual(status, 200, body)
+        self.assertNotIn(b"LEAKED", body)
+        m = ANSWER.fullmatch(body)
+        self.assertIsNotNone(m, body)
+        self.assertEqual(m.group(2).decode(), marker, "a response carried another request's cookie")
+        return int(m.group(1))
+
+    def check_mode(self, srv, pool, mode):
+        first = self.get(srv, f"/{pool}/a?stray={mode}", f"{pool}-first")  # the answer that completed is delivered
+        if not mode.startswith("on-next"):  # (those misbehave only once the next request is there)
+            log_shows(srv, rf"worker {first} wrote out of turn")
+        pids = {self.get(srv, f"/{pool}/b{n}", f"{pool}-then-{n}") for n in range(6)}
+        self.assertNotIn(first, pids, "the worker that wrote out of turn still serves")
+        self.assertEqual(len(pids), 1, pids)  # one replacement, which behaves
+        log_shows(srv, rf"pool {pool}: worker {first} (wrote out of turn|sent a record for another request).*replacing it")
+        h2ptest.wait_until(lambda: not h2ptest.process_alive(first), what=f"worker {first} to be gone")
+
+    def test_stray_bytes_never_reach_a_client_and_the_worker_is_replaced(self):
+        srv = self.start_server(STRAY_MODES)
+        for i, mode in enumerate(STRAY_MODES):
+            with self.subTest(mode=mode):
+                self.check_mode(srv, f"s{i}", mode)
+        self.assertEqual(count_in_log(srv, r"protocol violation"), len(STRAY_MODES))
+        h2ptest.stop_cleanly(srv)
+
+    def test_stray_bytes_on_one_thread(self):
+        modes = ["delayed", "on-next", "same-write-next"]
+        srv = self.start_server(modes, threads=1)  # the kept connection is always reused, never reopened
+        for i, mode in enumerate(modes):
+            with self.subTest(mode=mode):
+                self.check_mode(srv, f"s{i}", mode)
+        h2ptest.stop_cleanly(srv)
+
+    def test_stray_bytes_over_http2(self):
+        srv = self.start_server(["delayed", "on-next"])
+        for i, mode in enumerate(["delayed", "on-next"]):
+            pool = f"s{i}"
+            r = srv.get(f"/{pool}/a?stray={mode}", "--http2-prior-knowledge", "-H", f"Cookie: marker={pool}-h2-first")
+            self.assertEqual((r.status, r.version), (200, "2"), r)
+            first = int(ANSWER.fullmatch(r.body).group(1))
+            if mode == "delayed":
+                log_shows(srv, rf"worker {first} wrote out of turn")
+            for n in range(4):
+                r = srv.get(f"/{pool}/b{n}", "--http2-prior-knowledge", "-H", f"Cookie: marker={pool}-h2-{n}")
+                self.assertEqual(r.status, 200, r)
+                m = ANSWER.fullmatch(r.body)
+                self.assertIsNotNone(m, r)
+                self.assertEqual(m.group(2).decode(), f"{pool}-h2-{n}")
+                self.assertNotEqual(int(m.group(1)), first)
+        h2ptest.stop_cleanly(srv)
+
+    def test_worker_that_closes_its_connection_between_requests_is_kept(self):
+        srv = self.start_server(["close"])
+        first = self.get(srv, "/s0/a?stray=close", "close-first")
+        # its hang-up is no violation: the next requests go to it over a new connection
+        for n in range(4):
+            self.assertEqual(self.get(srv, f"/s0/b{n}?stray=close", f"close-{n}"), first)
+        self.assertEqual(count_in_log(srv, r"protocol violation"), 0)
+        h2ptest.stop_cleanly(srv)
+
+
 if __name__ == "__main__":
     h2ptest.main()
