@@ -8,10 +8,7 @@ Real h2pool, the libfcgi test apps and tests/apps/stray_fcgi.c (which speaks Fas
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
-import time
 import unittest
 from concurrent.futures import ThreadPoolExecutor
 
@@ -168,6 +165,58 @@ class OutOfTurnTest(unittest.TestCase):
             self.assertEqual(self.get(srv, f"/s0/b{n}?stray=close", f"close-{n}"), first)
         self.assertEqual(count_in_log(srv, r"protocol violation"), 0)
         h2ptest.stop_cleanly(srv)
+
+
+def header_lines(url, *args):
+    """The response head as curl received it: [(lower-case name, value)], repeated headers kept."""
+    out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-D", "-", "--max-time", "20"] + list(args) + [url],
+                         capture_output=True, text=True, timeout=30).stdout
+    return [(name.strip().lower(), value.strip())
+            for name, sep, value in (line.partition(":") for line in out.splitlines()[1:]) if sep]
+
+
+HEADERS_CONF = """
+server: {threads: 2}
+pools:
+  stray: {command: ["{apps}/stray_fcgi"], max_processes: 1, {worker_user}}
+  php: {command: [/usr/bin/php-cgi], max_processes: 1, {worker_user}}
+sites:
+  t:
+    bindings: ["http://127.0.0.1:{port:http}"]
+    root: "{dir}/www"
+    handlers:
+      - {path: "/cgi-bin/*.cgi", cgi: true}
+      - {path: "/app/*", pool: stray}
+      - {path: "*.php", pool: php}
+"""
+
+SERVER_DATE_CGI = ("#!/bin/sh\nprintf 'Server: cgi-app/1.0\\r\\nDate: Thu, 01 Jan 1970 00:00:00 GMT\\r\\n"
+                   "X-Pad: avoid browser bug\\r\\nContent-Type: text/plain\\r\\n\\r\\ncgi\\n'\n")
+
+
+class FrontEndHeadersTest(unittest.TestCase):
+    """libh2o writes Server and Date on every response: a worker's or CGI script's own are
+    dropped (as nginx hides an upstream's Date, Server and X-Pad), so each appears once."""
+
+    def test_one_server_and_one_date_header(self):
+        with open(os.path.join(h2ptest.PHP_APPS, "server_date.php")) as f:
+            php = f.read()
+        srv = h2ptest.Server(HEADERS_CONF.replace(", {worker_user}", ", user: root" if os.geteuid() == 0 else ""),
+                             files={"www/server_date.php": php})
+        srv.write("www/cgi-bin/server_date.cgi", SERVER_DATE_CGI, mode=0o755)
+        self.addCleanup(srv.cleanup)
+        srv.start()
+        for path in ["/app/x?headers=1", "/server_date.php", "/cgi-bin/server_date.cgi"]:
+            for proto in [["--http1.1"], ["--http2-prior-knowledge"]]:
+                with self.subTest(path=path, proto=proto):
+                    lines = header_lines(srv.url(path), *proto)
+                    names = [n for n, _ in lines]
+                    self.assertEqual(names.count("server"), 1, lines)
+                    self.assertEqual(names.count("date"), 1, lines)
+                    self.assertEqual(names.count("x-pad"), 0, lines)
+                    self.assertNotIn("app/1.0", dict(lines)["server"])  # h2pool's, not the application's
+                    self.assertNotIn("1970", dict(lines)["date"])
+                    self.assertTrue(dict(lines).get("content-type", "").startswith("text/plain"), lines)
 
 
 if __name__ == "__main__":
