@@ -297,7 +297,7 @@ static void on_malformed(fcgi_request_t *fr, const char *what)
 static void on_other_request_record(fcgi_request_t *fr, uint16_t id)
 {
     char what[128];
-    snprintf(what, sizeof(what), "sent a record for another request (id %u; this request's is %u)", (unsigned)id,
+    snprintf(what, sizeof(what), "wrote out of turn (a record for request id %u; this request's is %u)", (unsigned)id,
              (unsigned)fr->request_id);
     h2p_worker_violation(fr->worker, what);
     int nothing_received = !fr->got_output;
