@@ -106,6 +106,15 @@ static int is_hop_by_hop(const char *name, size_t len)
     return 0;
 }
 
+/* libh2o writes its own Server and Date on every response: the script's would go out next to
+ * them, two of each.  As nginx hides an upstream's Date, Server and X-Pad by default, the front
+ * end's win. */
+static int is_front_end_header(const char *name, size_t len)
+{
+    return h2o_lcstris(name, len, H2O_STRLIT("server")) || h2o_lcstris(name, len, H2O_STRLIT("date")) ||
+           h2o_lcstris(name, len, H2O_STRLIT("x-pad"));
+}
+
 static int start_response(h2p_cgi_response_t *self, const h2p_cgi_head_t *head)
 {
     h2o_req_t *req = self->req;
@@ -115,7 +124,7 @@ static int start_response(h2p_cgi_response_t *self, const h2p_cgi_head_t *head)
     req->res.reason = head->reason_len != 0 ? h2o_strdup(&req->pool, head->reason, head->reason_len).base : "OK";
     for (size_t i = 0; i != head->num_headers; ++i) {
         const h2p_cgi_header_t *h = head->headers + i;
-        if (is_hop_by_hop(h->name, h->name_len))
+        if (is_hop_by_hop(h->name, h->name_len) || is_front_end_header(h->name, h->name_len))
             continue;
         if (h2o_lcstris(h->name, h->name_len, H2O_STRLIT("content-length"))) {
             size_t cl = h2o_strtosize(h->value, h->value_len);

@@ -11,6 +11,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +23,7 @@
 #include "handlers/fcgi_proto.h"
 #include "poolmgr/pool.h"
 
-#define REQUEST_ID 1
+#define BUILD_REQUEST_ID 1      /* in the records as built; each attempt stamps the worker's next id */
 #define MAX_CONNECT_ATTEMPTS 8  /* a refused connection sent nothing: the request goes to another worker */
 #define CONNECT_TIMEOUT_MS 5000 /* a TCP endpoint that drops connection attempts counts as refusing */
 
@@ -38,19 +39,24 @@ typedef struct fcgi_request {
     h2o_timeout_entry_t timeout;
     h2o_timeout_entry_t watch; /* while queued: is the HTTP/1 client still there? */
     int client_fd;
+    uint16_t request_id; /* of this attempt: records with another id are not this request's */
     unsigned waiting : 1, reused_connection : 1, reconnected : 1, retried : 1, got_output : 1, read_stopped : 1, connecting : 1;
     unsigned connect_attempts;
 } fcgi_request_t;
 
-/* request_timeout per pool differs: one h2o_timeout_t per distinct duration on each thread */
-typedef struct thread_timeouts {
-    struct {
-        uint64_t ms;
-        h2o_timeout_t timeout;
-    } entries[16];
-    size_t count;
-} thread_timeouts_t;
-static __thread thread_timeouts_t timeouts;
+/*
+ * request_timeout differs per pool, and reloads bring new values: each thread has one
+ * h2o_timeout_t per duration, allocated on first use.  A timeout stays linked into the loop for
+ * the thread's life (initialising one that is linked would corrupt the loop's list of timeouts
+ * and spin the loop); one left with no entry takes the next new duration instead (its entries
+ * all share one duration, and it has none), so there are never more than the durations in use
+ * at once.
+ */
+typedef struct duration_timeout {
+    h2o_timeout_t timeout;
+    struct duration_timeout *next;
+} duration_timeout_t;
+static __thread duration_timeout_t *duration_timeouts;
 
 #define CLIENT_CHECK_MS 1000
 static __thread h2o_timeout_t watch_timeout;
@@ -62,13 +68,22 @@ static void on_worker_read(h2o_socket_t *sock, const char *err);
 
 static h2o_timeout_t *timeout_for(h2o_evloop_t *loop, uint64_t ms)
 {
-    for (size_t i = 0; i != timeouts.count; ++i)
-        if (timeouts.entries[i].ms == ms)
-            return &timeouts.entries[i].timeout;
-    size_t i = timeouts.count < 16 ? timeouts.count++ : 15; /* 16 distinct limits: share the last */
-    timeouts.entries[i].ms = ms;
-    h2o_timeout_init(loop, &timeouts.entries[i].timeout, ms);
-    return &timeouts.entries[i].timeout;
+    duration_timeout_t *t, *unused = NULL;
+    for (t = duration_timeouts; t != NULL; t = t->next) {
+        if (t->timeout.timeout == ms)
+            return &t->timeout;
+        if (unused == NULL && h2o_linklist_is_empty(&t->timeout._entries))
+            unused = t;
+    }
+    if (unused != NULL) {
+        unused->timeout.timeout = ms;
+        return &unused->timeout;
+    }
+    t = h2o_mem_alloc(sizeof(*t)); /* (reachable through the loop's list for the thread's life) */
+    h2o_timeout_init(loop, &t->timeout, ms);
+    t->next = duration_timeouts;
+    duration_timeouts = t;
+    return &t->timeout;
 }
 
 /* ---- the request's records -------------------------------------------------------------- */
@@ -89,17 +104,36 @@ static void build_request_records(fcgi_request_t *fr, const h2p_fastcgi_target_t
         p = h2p_fcgi_nv_write(p, vars.pairs[i].base, vars.pairs[i].len, vars.pairs[i + 1].base, vars.pairs[i + 1].len);
 
     h2o_buffer_init(&fr->request_records, &h2o_socket_buffer_prototype);
-    h2p_fcgi_encode_begin_request(&fr->request_records, REQUEST_ID, H2P_FCGI_RESPONDER, 1);
-    h2p_fcgi_encode_stream(&fr->request_records, H2P_FCGI_PARAMS, REQUEST_ID, block, size);
-    h2p_fcgi_encode_stream(&fr->request_records, H2P_FCGI_PARAMS, REQUEST_ID, NULL, 0);
+    h2p_fcgi_encode_begin_request(&fr->request_records, BUILD_REQUEST_ID, H2P_FCGI_RESPONDER, 1);
+    h2p_fcgi_encode_stream(&fr->request_records, H2P_FCGI_PARAMS, BUILD_REQUEST_ID, block, size);
+    h2p_fcgi_encode_stream(&fr->request_records, H2P_FCGI_PARAMS, BUILD_REQUEST_ID, NULL, 0);
 
     size_t body = req->entity.base != NULL ? req->entity.len : 0, records = (body + 65534) / 65535;
     fr->stdin_headers = malloc((records + 1) * H2P_FCGI_HEADER_LEN);
     for (size_t i = 0; i != records; ++i) {
         size_t len = body - i * 65535 < 65535 ? body - i * 65535 : 65535;
-        h2p_fcgi_write_header(fr->stdin_headers + i * H2P_FCGI_HEADER_LEN, H2P_FCGI_STDIN, REQUEST_ID, (uint16_t)len, 0);
+        h2p_fcgi_write_header(fr->stdin_headers + i * H2P_FCGI_HEADER_LEN, H2P_FCGI_STDIN, BUILD_REQUEST_ID, (uint16_t)len, 0);
     }
-    h2p_fcgi_write_header(fr->stdin_headers + records * H2P_FCGI_HEADER_LEN, H2P_FCGI_STDIN, REQUEST_ID, 0, 0);
+    h2p_fcgi_write_header(fr->stdin_headers + records * H2P_FCGI_HEADER_LEN, H2P_FCGI_STDIN, BUILD_REQUEST_ID, 0, 0);
+}
+
+/* Stamps `id` on every record the request sends (BEGIN_REQUEST, PARAMS, STDIN). */
+static void set_request_id(fcgi_request_t *fr, uint16_t id)
+{
+    fr->request_id = id;
+    for (size_t off = 0; off + H2P_FCGI_HEADER_LEN <= fr->request_records->size;) {
+        unsigned char *h = (unsigned char *)fr->request_records->bytes + off;
+        h[2] = (unsigned char)(id >> 8);
+        h[3] = (unsigned char)id;
+        off += H2P_FCGI_HEADER_LEN + ((size_t)h[4] << 8 | h[5]) + h[6];
+    }
+    h2o_req_t *req = fr->response.req;
+    size_t body = req->entity.base != NULL ? req->entity.len : 0, records = (body + 65534) / 65535;
+    for (size_t i = 0; i <= records; ++i) {
+        unsigned char *h = (unsigned char *)fr->stdin_headers + i * H2P_FCGI_HEADER_LEN;
+        h[2] = (unsigned char)(id >> 8);
+        h[3] = (unsigned char)id;
+    }
 }
 
 /* ---- life cycle ------------------------------------------------------------------------- */
@@ -122,9 +156,10 @@ static void release_worker(fcgi_request_t *fr, h2p_release_outcome_t outcome, in
     int fd = -1;
     if (fr->sock != NULL) {
         if (outcome == H2P_RELEASE_OK && fr->sock->input->size == 0 && !h2o_socket_is_writing(fr->sock) && fr->worker != NULL) {
-            /* the clean connection stays registered with this loop for the worker's next request */
-            h2o_socket_read_stop(fr->sock);
+            /* the clean connection stays registered with this loop for the worker's next request,
+             * watched: anything the worker sends before that request is out of turn */
             fr->sock->data = NULL;
+            h2o_socket_read_start(fr->sock, h2p_worker_on_kept_readable);
             h2p_worker_keep_socket(fr->worker, fr->sock, fr->thread);
         } else {
             if (outcome == H2P_RELEASE_OK)
@@ -258,6 +293,23 @@ static void on_malformed(fcgi_request_t *fr, const char *what)
     send_error(fr, 502, "Bad Gateway", "the application sent a malformed response");
 }
 
+/* A record for another request: left over from an earlier one, or forged for a later one. */
+static void on_other_request_record(fcgi_request_t *fr, uint16_t id)
+{
+    char what[128];
+    snprintf(what, sizeof(what), "wrote out of turn (a record for request id %u; this request's is %u)", (unsigned)id,
+             (unsigned)fr->request_id);
+    h2p_worker_violation(fr->worker, what);
+    int nothing_received = !fr->got_output;
+    release_worker(fr, H2P_RELEASE_BROKEN, 0);
+    if (nothing_received && fr->response.req != NULL && retry_allowed(fr)) {
+        fr->retried = 1;
+        dispatch(fr);
+        return;
+    }
+    send_error(fr, 502, "Bad Gateway", "the application's worker broke the FastCGI protocol");
+}
+
 static void on_worker_read(h2o_socket_t *sock, const char *err)
 {
     fcgi_request_t *fr = sock->data;
@@ -278,35 +330,47 @@ static void on_worker_read(h2o_socket_t *sock, const char *err)
     h2p_fcgi_record_t rec;
     ssize_t n;
     while ((n = h2p_fcgi_decode_record(sock->input->bytes, sock->input->size, &rec)) > 0) {
-        fr->got_output = 1;
-        if (rec.request_id == REQUEST_ID || rec.type == H2P_FCGI_GET_VALUES_RESULT || rec.type == H2P_FCGI_UNKNOWN_TYPE) {
-            switch (rec.type) {
-            case H2P_FCGI_STDOUT:
-                if (h2p_cgi_response_feed(&fr->response, rec.content, rec.content_length) != 0) {
-                    on_malformed(fr, "a malformed CGI header block");
-                    return;
-                }
-                break;
-            case H2P_FCGI_STDERR:
-                log_stderr(fr, rec.content, rec.content_length);
-                break;
-            case H2P_FCGI_END_REQUEST:
-                h2o_buffer_consume(&sock->input, (size_t)n);
-                if (!fr->response.started && fr->response.req != NULL) {
-                    on_malformed(fr, "END_REQUEST before a CGI header block");
-                    return;
-                }
-                if (fr->response.body_left != UINT64_MAX && fr->response.body_left != 0) {
-                    h2p_warn("fastcgi", "pool %s: response shorter than its Content-Length", h2p_pool_name(fr->pool));
-                    release_worker(fr, H2P_RELEASE_CLOSED, 1);
-                } else {
-                    release_worker(fr, H2P_RELEASE_OK, 1);
-                }
-                h2p_cgi_response_end(&fr->response, 1);
-                return;
-            default: /* GET_VALUES_RESULT, UNKNOWN_TYPE and unknown types carry nothing for us */
-                break;
+        if (rec.request_id != fr->request_id) {
+            if (rec.request_id == H2P_FCGI_NULL_REQUEST_ID &&
+                (rec.type == H2P_FCGI_GET_VALUES_RESULT || rec.type == H2P_FCGI_UNKNOWN_TYPE)) {
+                h2o_buffer_consume(&sock->input, (size_t)n); /* management records carry nothing for us */
+                continue;
             }
+            on_other_request_record(fr, rec.request_id);
+            return;
+        }
+        fr->got_output = 1;
+        switch (rec.type) {
+        case H2P_FCGI_STDOUT:
+            if (h2p_cgi_response_feed(&fr->response, rec.content, rec.content_length) != 0) {
+                on_malformed(fr, "a malformed CGI header block");
+                return;
+            }
+            break;
+        case H2P_FCGI_STDERR:
+            log_stderr(fr, rec.content, rec.content_length);
+            break;
+        case H2P_FCGI_END_REQUEST:
+            h2o_buffer_consume(&sock->input, (size_t)n);
+            if (!fr->response.started && fr->response.req != NULL) {
+                on_malformed(fr, "END_REQUEST before a CGI header block");
+                return;
+            }
+            if (sock->input->size != 0) {
+                /* the response is whole and goes out; what follows it answers no request, and would
+                 * answer the next one on this connection: neither connection nor worker is kept */
+                h2p_worker_violation(fr->worker, "wrote out of turn (bytes after its END_REQUEST record)");
+                release_worker(fr, H2P_RELEASE_BROKEN, 1);
+            } else if (fr->response.body_left != UINT64_MAX && fr->response.body_left != 0) {
+                h2p_warn("fastcgi", "pool %s: response shorter than its Content-Length", h2p_pool_name(fr->pool));
+                release_worker(fr, H2P_RELEASE_CLOSED, 1);
+            } else {
+                release_worker(fr, H2P_RELEASE_OK, 1);
+            }
+            h2p_cgi_response_end(&fr->response, 1);
+            return;
+        default: /* GET_VALUES_RESULT, UNKNOWN_TYPE and unknown types carry nothing for us */
+            break;
         }
         h2o_buffer_consume(&sock->input, (size_t)n);
     }
@@ -354,15 +418,48 @@ static void on_connected(h2o_socket_t *sock, const char *err)
     send_request(fr);
 }
 
+typedef enum kept_state { KEPT_CLEAN, KEPT_WROTE, KEPT_CLOSED } kept_state_t;
+
+/* The kept connection's read watch may not have run yet for what arrived since this loop last
+ * polled: a look at the socket itself, just before the request goes out. */
+static kept_state_t kept_connection_state(h2o_socket_t *sock)
+{
+    if (sock->input->size != 0)
+        return KEPT_WROTE;
+    char byte;
+    ssize_t r;
+    while ((r = recv(h2o_socket_get_fd(sock), &byte, 1, MSG_PEEK | MSG_DONTWAIT)) < 0 && errno == EINTR)
+        ;
+    if (r > 0)
+        return KEPT_WROTE;
+    return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? KEPT_CLEAN : KEPT_CLOSED;
+}
+
 static void start_on_worker(fcgi_request_t *fr, h2p_worker_t *worker)
 {
     fr->worker = worker;
     fr->got_output = 0;
+    set_request_id(fr, h2p_worker_next_request_id(worker));
     if ((fr->sock = h2p_worker_take_socket(worker, fr->thread)) != NULL) {
-        fr->reused_connection = 1;
         fr->sock->data = fr;
-        send_request(fr);
-        return;
+        switch (kept_connection_state(fr->sock)) {
+        case KEPT_CLEAN:
+            fr->reused_connection = 1;
+            send_request(fr);
+            return;
+        case KEPT_WROTE: /* nothing was sent: the request goes to another worker */
+            h2p_worker_violation(worker, "wrote out of turn (bytes on its kept connection before its next request)");
+            release_worker(fr, H2P_RELEASE_BROKEN, 0);
+            if (fr->response.req != NULL && ++fr->connect_attempts < MAX_CONNECT_ATTEMPTS)
+                dispatch(fr);
+            else
+                send_error(fr, 502, "Bad Gateway", "the application's workers broke the FastCGI protocol");
+            return;
+        case KEPT_CLOSED: /* the worker hung up between requests: a new connection */
+            h2o_socket_close(fr->sock);
+            fr->sock = NULL;
+            break;
+        }
     }
     int reused, connecting, fd = h2p_worker_connect(worker, &reused, &connecting);
     fr->reused_connection = reused;

@@ -1,8 +1,10 @@
 /* Pools: the queue, dispatch, hand-over between threads and rapid-fail protection. */
+#include <errno.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -225,6 +227,79 @@ void h2p_worker_keep_socket(h2p_worker_t *worker, h2o_socket_t *sock, h2p_thread
     worker->kept_sock = sock;
     worker->kept_thread = th;
     pthread_mutex_unlock(&worker->pool->lock);
+}
+
+static void violation_locked(h2p_worker_t *worker, const char *what)
+{
+    h2p_pool_t *pool = worker->pool;
+    ++pool->violations_total;
+    if (worker->external)
+        h2p_error("pool", "pool %s: a worker at %s %s: closing its connection (protocol violation %llu in this pool)",
+                  pool->conf->name, pool->conf->connect[worker->conn_endpoint].text, what,
+                  (unsigned long long)pool->violations_total);
+    else
+        h2p_error("pool", "pool %s: worker %d %s: replacing it (protocol violation %llu in this pool)", pool->conf->name,
+                  (int)worker->pid, what, (unsigned long long)pool->violations_total);
+}
+
+void h2p_worker_violation(h2p_worker_t *worker, const char *what)
+{
+    pthread_mutex_lock(&worker->pool->lock);
+    violation_locked(worker, what);
+    pthread_mutex_unlock(&worker->pool->lock);
+}
+
+uint16_t h2p_worker_next_request_id(h2p_worker_t *worker)
+{
+    /* a stride coprime with 65535 walks all of 1..65535 before it repeats, and is no step of 1 */
+    uint64_t k = worker->request_seq++;
+    return (uint16_t)(1 + (k * 7919) % 65535);
+}
+
+/* Detaches `sock` from the worker it is kept for; NULL if it is no longer kept (taken, or its
+ * owner has been asked to close it). */
+static h2p_worker_t *detach_kept_socket(h2o_socket_t *sock, int wrote)
+{
+    h2p_worker_t *found = NULL;
+    pthread_mutex_lock(&h2p_pools_lock);
+    for (h2o_linklist_t *pl = h2p_pools.next; pl != &h2p_pools && found == NULL; pl = pl->next) {
+        h2p_pool_t *pool = H2O_STRUCT_FROM_MEMBER(h2p_pool_t, registry_link, pl);
+        pthread_mutex_lock(&pool->lock);
+        for (h2o_linklist_t *l = pool->workers.next; l != &pool->workers; l = l->next) {
+            h2p_worker_t *w = H2O_STRUCT_FROM_MEMBER(h2p_worker_t, all_link, l);
+            if (w->kept_sock != sock)
+                continue;
+            w->kept_sock = NULL;
+            w->kept_thread = NULL;
+            if (wrote) {
+                violation_locked(w, "wrote out of turn (bytes on its kept connection while it had no request)");
+                if (!w->external) /* (an endpoint's processes are not ours: its connection goes, the slot stays) */
+                    h2p_worker_kill_locked(w);
+                h2p_pool_spawn_for_queue_locked(pool);
+            }
+            found = w;
+            break;
+        }
+        pthread_mutex_unlock(&pool->lock);
+    }
+    pthread_mutex_unlock(&h2p_pools_lock);
+    return found;
+}
+
+void h2p_worker_on_kept_readable(h2o_socket_t *sock, const char *err)
+{
+    /* (the socket does not read by itself: H2O_SOCKET_FLAG_DONT_READ; what is there is peeked at) */
+    char byte;
+    ssize_t r;
+    while ((r = recv(h2o_socket_get_fd(sock), &byte, 1, MSG_PEEK | MSG_DONTWAIT)) < 0 && errno == EINTR)
+        ;
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return;
+    if (detach_kept_socket(sock, r > 0) == NULL) {
+        h2o_socket_read_stop(sock); /* its owner thread (this one) has a message to close it */
+        return;
+    }
+    h2o_socket_close(sock);
 }
 
 void h2p_worker_unref_locked(h2p_worker_t *worker)

@@ -117,6 +117,20 @@ int h2p_worker_connect(h2p_worker_t *worker, int *reused, int *connecting);
 h2o_socket_t *h2p_worker_take_socket(h2p_worker_t *worker, h2p_thread_t *th);
 /* Before releasing with H2P_RELEASE_OK: the clean connection stays registered with `th`'s loop. */
 void h2p_worker_keep_socket(h2p_worker_t *worker, h2o_socket_t *sock, h2p_thread_t *th);
+/*
+ * A kept connection stays watched while its worker is idle (its read callback, on the owner
+ * thread): a worker that writes between requests wrote out of turn, and those bytes would read
+ * as the next request's response.  The connection is closed at once; a worker that wrote is
+ * replaced (killed, counted, logged), one that only hung up keeps running.
+ */
+void h2p_worker_on_kept_readable(h2o_socket_t *sock, const char *err);
+/* The worker broke the protocol (`what` it did, for the error log): counted and logged; the
+ * caller then releases it with H2P_RELEASE_BROKEN, which replaces it. */
+void h2p_worker_violation(h2p_worker_t *worker, const char *what);
+/* The FastCGI request id for the worker's next request (its holder only): never the previous
+ * one nor the one after it, and distinct over 65535 consecutive requests, so records left over
+ * from an earlier request, or forged for the next, are told apart from the answer. */
+uint16_t h2p_worker_next_request_id(h2p_worker_t *worker);
 /* A front-end thread's handler for the kept connections it is asked to close. */
 void h2p_worker_on_drop_kept(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages);
 pid_t h2p_worker_pid(h2p_worker_t *worker);

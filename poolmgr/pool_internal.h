@@ -27,8 +27,9 @@ struct h2p_worker {
     char sock_path[108];
     uint64_t started_at, ready_at, last_active, last_ping, stop_deadline;
     uint64_t requests;
-    int killed; /* we sent the fatal signal: its exit is no crash */
-    int lost;   /* stopped because it hung up mid-request: an exit of its own is still a crash */
+    uint64_t request_seq; /* FastCGI request ids handed out (h2p_worker_next_request_id) */
+    int killed;           /* we sent the fatal signal: its exit is no crash */
+    int lost;             /* stopped because it hung up mid-request: an exit of its own is still a crash */
     /* external workers (`connect:` pools): no process; endpoint indexes into conf->connect */
     int external;
     size_t endpoint;      /* its own endpoint (round-robin over the list) */
@@ -60,6 +61,7 @@ struct h2p_pool {
     uint64_t spawn_not_before; /* back-off after failed starts */
     unsigned failed_starts;
     uint64_t spawned_total, crashed_total;
+    uint64_t violations_total;     /* workers replaced for breaking the protocol (garbage, bytes out of turn) */
     uint64_t *endpoint_down_until; /* `connect:` pools: per endpoint, skipped until then */
 };
 
