@@ -9,7 +9,8 @@
  * same table order, so they see every response of the scope, whatever produced it.  A module
  * whose settings say `enabled: false` registers nothing there: it costs nothing at run time.
  *
- * Adding a module: one .c file with its h2p_module_t, one line in modules.c's table.
+ * Adding a module: its files, one line in native-modules/modules.def, its build entry
+ * (ARCHITECTURE.md, "Adding a module").
  */
 #ifndef H2POOL_MODULE_H
 #define H2POOL_MODULE_H
@@ -83,7 +84,11 @@ h2p_request_t *h2p_request_of(h2o_req_t *req);
 int h2p_request_deny(h2p_request_t *r, const char *module, unsigned status, unsigned substatus, const char *reason,
                      const char *body);
 
-typedef enum h2p_module_phase { H2P_PHASE_REQUEST = 1, H2P_PHASE_RESPONSE = 2 } h2p_module_phase_t;
+typedef enum h2p_module_phase {
+    H2P_PHASE_REQUEST = 1,  /* a handler of the chain, before the content handler */
+    H2P_PHASE_RESPONSE = 2, /* a filter on every response of the scope */
+    H2P_PHASE_CONTENT = 4   /* a content handler chosen by handler mapping (not in the chain) */
+} h2p_module_phase_t;
 
 /* What a module needs to set itself up in one scope. */
 typedef struct h2p_module_scope {
@@ -105,7 +110,7 @@ typedef struct h2p_module {
     int (*on_config)(h2p_module_scope_t *scope);
 } h2p_module_t;
 
-/* The pipeline, in order (DESIGN.md), NULL-terminated. */
+/* The pipeline, in the order of native-modules/modules.def, NULL-terminated. */
 extern const h2p_module_t *const h2p_modules[];
 
 /* Settings of a child scope over its parent's: a module the child names replaces the parent's. */

@@ -5,46 +5,40 @@
 
 #include "frontend/router.h"
 
-extern const h2p_module_t h2p_module_ip_restriction, h2p_module_request_filtering, h2p_module_redirect, h2p_module_rewrite,
-    h2p_module_authentication, h2p_module_authorization, h2p_module_default_document, h2p_module_custom_headers,
-    h2p_module_custom_errors;
+/*
+ * Each module of native-modules/modules.def, in its order.  A module whose code is not written
+ * yet gets a placeholder that registers nothing: a weak definition, replaced by the module's own
+ * h2p_module_<name> when its file is built in.
+ */
+#define REQUEST H2P_PHASE_REQUEST
+#define RESPONSE H2P_PHASE_RESPONSE
+#define CONTENT H2P_PHASE_CONTENT
+#define H2P_MODULE(name, phases, settings) __attribute__((weak)) const h2p_module_t h2p_module_##name = {#name, phases, NULL};
+#include "native-modules/modules.def"
+#undef H2P_MODULE
+#undef REQUEST
+#undef RESPONSE
+#undef CONTENT
 
-/* Slots whose issues are still open: named here so the order is fixed, they register nothing. */
-static const h2p_module_t request_monitor = {"request_monitor", H2P_PHASE_REQUEST | H2P_PHASE_RESPONSE, NULL},
-                          compression = {"compression", H2P_PHASE_RESPONSE, NULL},
-                          output_cache = {"output_cache", H2P_PHASE_RESPONSE, NULL},
-                          logging = {"logging", H2P_PHASE_RESPONSE, NULL},
-                          failed_request_tracing = {"failed_request_tracing", H2P_PHASE_RESPONSE, NULL};
-
-/* DESIGN.md's order: the request phase, then (after the content handler) the response phase. */
 const h2p_module_t *const h2p_modules[] = {
-    &request_monitor, &h2p_module_ip_restriction, &h2p_module_request_filtering, &h2p_module_redirect, &h2p_module_rewrite,
-    &h2p_module_authentication, &h2p_module_authorization, &h2p_module_default_document,
-    /* response phase */
-    &h2p_module_custom_headers, &compression, &output_cache, &h2p_module_custom_errors, &logging, &failed_request_tracing, NULL};
+#define H2P_MODULE(name, phases, settings) &h2p_module_##name,
+#include "native-modules/modules.def"
+#undef H2P_MODULE
+    NULL};
 
+/* A module the child scope names replaces the parent's settings of that module there. */
 void h2p_modules_merge(h2p_modules_conf_t *out, const h2p_modules_conf_t *parent, const h2p_modules_conf_t *child)
 {
     *out = *parent;
-#define INHERIT(field)                                                                                                             \
-    if (child->field.set)                                                                                                          \
-    out->field = child->field
-    INHERIT(request_filtering);
-    INHERIT(ip_restriction);
-    INHERIT(authentication);
-    INHERIT(authorization);
-    INHERIT(redirect);
-    INHERIT(rewrite);
-    INHERIT(webdav);
-    INHERIT(ssi);
-    INHERIT(custom_headers);
-    INHERIT(custom_errors);
-    INHERIT(compression);
-    INHERIT(output_cache);
-    INHERIT(logging);
-    INHERIT(failed_request_tracing);
-    INHERIT(request_monitor);
-#undef INHERIT
+#define MERGE_SETTINGS(name)                                                                                                       \
+    if (child->name.set)                                                                                                           \
+        out->name = child->name;
+#define MERGE_NO_SETTINGS(name)
+#define H2P_MODULE(name, phases, settings) MERGE_##settings(name)
+#include "native-modules/modules.def"
+#undef H2P_MODULE
+#undef MERGE_SETTINGS
+#undef MERGE_NO_SETTINGS
     if (child->num_plugin_settings != 0) {
         out->plugin_settings = child->plugin_settings;
         out->num_plugin_settings = child->num_plugin_settings;
