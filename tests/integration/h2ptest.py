@@ -302,5 +302,54 @@ def make_cert(directory, cn, name=None):
     return cert, key
 
 
+def log_shows(server, pattern, timeout=15.0):
+    """Waits for a line of h2pool's error log (written by a thread of its own, a moment later)."""
+    return wait_until(lambda: re.search(pattern, server.read_log()), timeout=timeout, what=f"{pattern!r} in the log")
+
+
+def s_client(port, *args, servername=None, timeout=20):
+    """openssl s_client; returns (returncode, stdout + stderr)."""
+    cmd = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}"]
+    cmd += ["-servername", servername] if servername else ["-noservername"]
+    proc = subprocess.run(cmd + list(args), input=b"", capture_output=True, timeout=timeout)
+    return proc.returncode, (proc.stdout + proc.stderr).decode("utf-8", "replace")
+
+
+def served_cn(port, servername=None):
+    """The CN of the certificate a new handshake gets."""
+    rc, out = s_client(port, servername=servername)
+    m = re.search(r"^subject=.*?CN\s*=\s*([^,/\n]+)", out, re.M)
+    if m is None:
+        raise AssertionError("no server certificate in s_client output:\n" + out)
+    return m.group(1).strip()
+
+
+class ServerTestCase(unittest.TestCase):
+    """One h2pool for the whole class: CONF and FILES, started once, stopped cleanly (exit 0, no
+    sanitizer report) at the end.  get() asks for `path` with Host HOST (any Host when None)."""
+    CONF = None
+    FILES = None
+    HOST = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server(cls.CONF, cls.FILES)
+        cls.addClassCleanup(cls.server.cleanup)
+        cls.addClassCleanup(stop_cleanly, cls.server)
+        cls.prepare(cls.server)
+        cls.server.start()
+
+    @classmethod
+    def prepare(cls, server):
+        """Runs before the server starts: files that need more than text (modes, directories)."""
+
+    def get(self, path="/", *args, host=None, **kw):
+        host = host or self.HOST
+        if host is None:
+            return curl(self.server.url(path), *args, **kw)
+        port = self.server.port()
+        return curl(f"http://{host}:{port}{path}", "--resolve", f"{host}:{port}:127.0.0.1", *args, **kw)
+
+
 def main():
     unittest.main(verbosity=2)

@@ -86,17 +86,8 @@ FILES = {
 H2 = "--http2-prior-knowledge"
 
 
-class CustomErrorsTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.server = Server(CONF, FILES)
-        cls.addClassCleanup(cls.server.cleanup)
-        cls.addClassCleanup(stop_cleanly, cls.server)
-        cls.server.start()
-
-    def get(self, path, *args, host="on.test", **kw):
-        port = self.server.port()
-        return curl(f"http://{host}:{port}{path}", "--resolve", f"{host}:{port}:127.0.0.1", *args, **kw)
+class CustomErrorsTest(h2ptest.ServerTestCase):
+    CONF, FILES, HOST = CONF, FILES, "on.test"
 
     def need_php(self):
         if shutil.which("php-cgi") is None:

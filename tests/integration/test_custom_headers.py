@@ -85,17 +85,8 @@ def header_lines(raw):
     return [(k.strip().lower(), v.strip()) for k, _, v in (line.partition(":") for line in head)]
 
 
-class CustomHeadersTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.server = Server(CONF, FILES)
-        cls.addClassCleanup(cls.server.cleanup)
-        cls.addClassCleanup(stop_cleanly, cls.server)
-        cls.server.start()
-
-    def get(self, path, *args, host="main.test", **kw):
-        port = self.server.port()
-        return curl(f"http://{host}:{port}{path}", "--resolve", f"{host}:{port}:127.0.0.1", *args, **kw)
+class CustomHeadersTest(h2ptest.ServerTestCase):
+    CONF, FILES, HOST = CONF, FILES, "main.test"
 
     def raw(self, path, host="main.test"):
         return raw_request(self.server.port(),

@@ -75,9 +75,7 @@ def ok_pid(body):
     return int(m.group(1))
 
 
-def log_shows(server, pattern):
-    """Waits for a line of h2pool's error log (written by a thread of its own, a moment later)."""
-    return h2ptest.wait_until(lambda: re.search(pattern, server.read_log()), what=f"{pattern!r} in the log")
+log_shows = h2ptest.log_shows
 
 
 def count_in_log(server, pattern):

@@ -23,9 +23,7 @@ from test_pool import concurrent_requests, count_in_log, make_conf, ok_pid, requ
 APPS = h2ptest.APPS
 
 
-def log_shows(server, pattern):
-    """Waits for a line of h2pool's error log (written by a thread of its own, a moment later)."""
-    return h2ptest.wait_until(lambda: re.search(pattern, server.read_log()), what=f"{pattern!r} in the log")
+log_shows = h2ptest.log_shows
 
 
 def unix_accepts(path):

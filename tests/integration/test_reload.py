@@ -12,13 +12,7 @@ import socket
 import h2ptest
 
 
-def served_cn(port):
-    """The CN of the certificate a new handshake gets."""
-    out = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}"], input="", capture_output=True,
-                         text=True, timeout=20).stdout
-    m = re.search(r"^subject=.*?CN\s*=\s*([^,/\n]+)", out, re.M)
-    assert m, out
-    return m.group(1).strip()
+served_cn = h2ptest.served_cn
 
 SITE_MAIN = """
 sites:

@@ -60,17 +60,8 @@ FILES = {
 }
 
 
-class StaticTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.server = Server(CONF, FILES)
-        cls.addClassCleanup(cls.server.cleanup)
-        cls.addClassCleanup(stop_cleanly, cls.server)
-        cls.server.start()
-
-    def get(self, path, *args, host="main.test", **kw):
-        port = self.server.port()
-        return curl(f"http://{host}:{port}{path}", "--resolve", f"{host}:{port}:127.0.0.1", *args, **kw)
+class StaticTest(h2ptest.ServerTestCase):
+    CONF, FILES, HOST = CONF, FILES, "main.test"
 
     def raw(self, request):
         """One raw HTTP/1.1 exchange on a fresh connection; returns (status, headers, body)."""

@@ -77,20 +77,7 @@ def make_ca_and_client(directory, ca_name, client_name):
     return cert, key
 
 
-def s_client(port, *args, servername=None, timeout=20):
-    """openssl s_client; returns (returncode, stdout + stderr)."""
-    cmd = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}"]
-    cmd += ["-servername", servername] if servername else ["-noservername"]
-    proc = subprocess.run(cmd + list(args), input=b"", capture_output=True, timeout=timeout)
-    return proc.returncode, (proc.stdout + proc.stderr).decode("utf-8", "replace")
-
-
-def served_cn(port, servername=None):
-    rc, out = s_client(port, servername=servername)
-    m = re.search(r"^subject=.*?CN\s*=\s*([^,/\n]+)", out, re.M)
-    if m is None:
-        raise AssertionError("no server certificate in s_client output:\n" + out)
-    return m.group(1).strip()
+s_client, served_cn = h2ptest.s_client, h2ptest.served_cn
 
 
 SERVER = None
