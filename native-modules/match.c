@@ -279,10 +279,12 @@ int h2p_wildcard_match(const char *pattern, size_t pattern_len, const char *s, s
     return 1;
 }
 
-/* Bytes a capture may carry into a Location as they are; the rest is percent-encoded. */
+/* Bytes a capture may carry into a Location as they are; the rest is percent-encoded.  (NUL is
+ * tested apart: strchr() would find the set's own terminator.) */
 static int is_plain_in_path(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || strchr("-._~/!$'()*,;:@", c) != NULL;
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != '\0' && strchr("-._~/!$'()*,;:@", c) != NULL);
 }
 
 typedef struct writer {
