@@ -364,7 +364,9 @@ const char *h2p_redirect_check_target(const char *to, size_t to_len)
 /* Bytes a capture may carry into a Location as they are; the rest is percent-encoded. */
 static int is_plain_in_path(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || strchr("-._~/!$'()*,;:", c) != NULL;
+    /* (NUL is tested apart: strchr() would find the set's own terminator) */
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != '\0' && strchr("-._~/!$'()*,;:", c) != NULL);
 }
 
 typedef struct writer {

@@ -558,6 +558,33 @@ static void test_redirect_check_target(void **state)
     }
 }
 
+/* A NUL in the decoded path ("/old/%00") must not reach the Location raw: strchr() finds the
+ * terminator of its set for '\0', which once made NUL a "plain" byte (found by fuzzing). */
+static void test_redirect_expand_escapes_nul(void **state)
+{
+    static const struct {
+        const char *path;
+        size_t len;
+        const char *pattern, *to, *expected;
+    } cases[] = {
+        {"/old/\0", 6, "/old/*", "/new/$1", "/new/%00"},
+        {"/old/a\0b", 8, "/old/*", "/new/$1", "/new/a%00b"},
+        {"/old/\0\0\r\n", 9, "/old/*", "/new/$1", "/new/%00%00%0D%0A"},
+        {"/x\0/y\0", 6, "/*/*", "/$2/$1", "/y%00/x%00"},
+        {"/\0", 2, "*", "https://h.test$1#f", "https://h.test/%00#f"},
+    };
+    for (size_t i = 0; i != sizeof(cases) / sizeof(cases[0]); ++i) {
+        h2p_capture_t caps[H2P_WILDCARD_MAX_CAPTURES];
+        size_t n;
+        char *path = exact_copy(cases[i].path, cases[i].len);
+        assert_true(h2p_wildcard_match(cases[i].pattern, strlen(cases[i].pattern), path, cases[i].len, caps, &n));
+        char *out = expand(cases[i].to, path, caps, n, "");
+        assert_string_equal(out, cases[i].expected);
+        free(out);
+        free(path);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -578,6 +605,7 @@ int main(void)
         cmocka_unit_test(test_redirect_expand),
         cmocka_unit_test(test_redirect_captures_keep_the_host),
         cmocka_unit_test(test_redirect_check_target),
+        cmocka_unit_test(test_redirect_expand_escapes_nul),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
