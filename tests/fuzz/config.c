@@ -18,7 +18,18 @@
 #include <unistd.h>
 
 #include "frontend/config.h"
+#include "frontend/conn_watch.h"
 #include "frontend/tls.h"
+
+/* tls.c records a connection's SSL on its connection-watch record; no connection is made here */
+void h2p_conn_set_ssl(h2o_socket_t *sock, void *ssl)
+{
+}
+
+void *h2p_conn_ssl(h2o_socket_t *sock)
+{
+    return NULL;
+}
 
 #define MAX_FILES 8
 #define FILE_SEPARATOR "\n##file\n"
