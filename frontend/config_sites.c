@@ -487,6 +487,30 @@ static int same_address(const h2p_binding_t *a, const h2p_binding_t *b)
                   sizeof(struct in6_addr)) == 0;
 }
 
+static int is_unspecified(const h2p_binding_t *b)
+{
+    static const struct in6_addr any6 = IN6ADDR_ANY_INIT;
+    if (b->addr.ss_family == AF_INET)
+        return ((const struct sockaddr_in *)&b->addr)->sin_addr.s_addr == htonl(INADDR_ANY);
+    return memcmp(&((const struct sockaddr_in6 *)&b->addr)->sin6_addr, &any6, sizeof(any6)) == 0;
+}
+
+/* Whether one binding's addresses include the other's (same port, not the same address): `*`
+ * includes every address, 0.0.0.0 / [::] every address of their family.  Both are served by one
+ * socket (h2pool never shares a port through SO_REUSEPORT), so they must have one scheme. */
+static int wildcard_rank(const h2p_binding_t *b)
+{
+    return b->any_address ? 2 : is_unspecified(b) ? 1 : 0;
+}
+
+static int wildcard_overlap(const h2p_binding_t *a, const h2p_binding_t *b)
+{
+    if (a->port != b->port || wildcard_rank(a) == wildcard_rank(b))
+        return 0;
+    const h2p_binding_t *wide = wildcard_rank(a) > wildcard_rank(b) ? a : b, *narrow = wide == a ? b : a;
+    return wide->any_address || wide->addr.ss_family == narrow->addr.ss_family;
+}
+
 static const char *scheme_name(h2p_scheme_t scheme)
 {
     return scheme == H2P_SCHEME_HTTP ? "http" : scheme == H2P_SCHEME_HTTPS ? "https" : "tcp";
@@ -505,7 +529,18 @@ static void check_binding(h2p_cfg_ctx_t *ctx, size_t site_index, size_t index)
         size_t end = s == site_index ? index : other_site->num_bindings;
         for (size_t i = 0; i < end; i++) {
             h2p_binding_t *other = &other_site->bindings[i];
-            if (other->text == NULL || !same_address(binding, other))
+            if (other->text == NULL)
+                continue;
+            if (binding->scheme != other->scheme && binding->scheme != H2P_SCHEME_TCP && other->scheme != H2P_SCHEME_TCP &&
+                wildcard_overlap(binding, other)) {
+                h2p_cfg_error_at(ctx, &binding->origin, path,
+                                 "%s and %s on overlapping addresses of port %u: site \"%s\" binds \"%s\" at %s:%u:%u (a "
+                                 "wildcard address includes the other, and one port serves one scheme)",
+                                 scheme_name(binding->scheme), scheme_name(other->scheme), binding->port, other_site->name,
+                                 other->text, other->origin.file, other->origin.line, other->origin.column);
+                return;
+            }
+            if (!same_address(binding, other))
                 continue;
             if (binding->scheme != other->scheme) {
                 h2p_cfg_error_at(ctx, &binding->origin, path, "%s and %s on the same ip:port: site \"%s\" binds \"%s\" at %s:%u:%u",

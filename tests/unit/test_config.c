@@ -749,6 +749,18 @@ static void test_errors_accumulate_and_clear(void **state)
     remove_dir(dir);
 }
 
+/* A wildcard and the addresses it includes may share a port when they share the scheme; a
+ * wildcard of one family does not include the other family's addresses. */
+static void test_wildcard_and_its_addresses_of_one_scheme(void **state)
+{
+    h2p_config_release(load_yaml("sites:\n  s: {bindings: ['http://*:80', 'http://127.0.0.1:80', 'http://0.0.0.0:80'], root: .}\n"
+                                 "  t: {bindings: ['https://*:443'], root: ., tls: {certificate: c, key: k}}\n",
+                                 NULL));
+    h2p_config_release(load_yaml("sites:\n  s: {bindings: ['http://0.0.0.0:80'], root: .}\n"
+                                 "  t: {bindings: ['https://[::1]:80'], root: ., tls: {certificate: c, key: k}}\n",
+                                 NULL));
+}
+
 /* ---- bad configurations ------------------------------------------------------------------- */
 
 typedef struct bad_case {
@@ -868,6 +880,18 @@ static const bad_case_t bad_cases[] = {
     {"http_and_https_same_port",
      SITE_HEAD "  t:\n    root: .\n    tls: {certificate: c, key: k}\n    bindings: [https://*:80:t.test]\n", NULL, 0,
      "a.yaml:8:16: sites.t.bindings[0]: ", "same ip:port"},
+    /* one socket serves a wildcard and the addresses it includes (no SO_REUSEPORT): one scheme */
+    {"https_inside_http_wildcard",
+     SITE_HEAD "  t:\n    root: .\n    tls: {certificate: c, key: k}\n    bindings: [https://127.0.0.1:80]\n", NULL, 0,
+     "a.yaml:8:16: sites.t.bindings[0]: ", "overlapping addresses of port 80"},
+    {"https_inside_http_ipv4_wildcard",
+     "sites:\n  s:\n    bindings: [http://0.0.0.0:80]\n    root: .\n  t:\n    root: .\n    tls: {certificate: c, key: k}\n"
+     "    bindings: [https://127.0.0.1:80]\n",
+     NULL, 0, "a.yaml:8:16: sites.t.bindings[0]: ", "overlapping addresses"},
+    {"https_wildcard_over_http_address",
+     "sites:\n  s:\n    bindings: ['http://[::1]:80']\n    root: .\n  t:\n    root: .\n    tls: {certificate: c, key: k}\n"
+     "    bindings: ['https://*:80']\n",
+     NULL, 0, "a.yaml:8:16: sites.t.bindings[0]: ", "overlapping addresses"},
     {"https_without_tls", "sites:\n  s:\n    root: .\n    bindings: [http://*:80, https://*:443]\n", NULL, 0,
      "a.yaml:4:29: sites.s.bindings[1]: ", "tls.certificate"},
     {"tcp_mixed_with_http",
@@ -1255,6 +1279,7 @@ int main(void)
         cmocka_unit_test(test_good_config_pools),
         cmocka_unit_test(test_good_config_site),
         cmocka_unit_test(test_good_config_modules),
+        cmocka_unit_test(test_wildcard_and_its_addresses_of_one_scheme),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_named_module_takes_defaults),
         cmocka_unit_test(test_rule_modules_switch_off_with_a_map),
