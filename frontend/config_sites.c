@@ -270,6 +270,8 @@ static void parse_applications(h2p_cfg_ctx_t *ctx, yaml_node_t *node, site_build
     h2p_site_conf_t *site = &b->site;
     size_t count = node != NULL ? h2p_cfg_map_size(node) : 0, mark = h2p_cfg_path_push_key(ctx, "applications");
 
+    h2p_cfg_names_t paths = {NULL, NULL, 0, 0};
+
     site->applications = h2p_cfg_alloc(ctx->arena, count + 1, sizeof(*site->applications));
     site->applications[0] = b->root;
     site->num_applications = 1;
@@ -279,7 +281,7 @@ static void parse_applications(h2p_cfg_ctx_t *ctx, yaml_node_t *node, site_build
         h2p_application_conf_t *app = &site->applications[site->num_applications];
         yaml_node_t *key_node, *value;
         const char *key = h2p_cfg_map_entry(ctx, node, i, &key_node, &value);
-        size_t key_mark, j;
+        size_t key_mark;
         if (key == NULL)
             continue;
         key_mark = h2p_cfg_path_push_key(ctx, key);
@@ -288,9 +290,7 @@ static void parse_applications(h2p_cfg_ctx_t *ctx, yaml_node_t *node, site_build
         } else if (strcmp(app->path, "/") == 0) {
             h2p_cfg_error(ctx, key_node, "\"/\" is the root application: set its root and pool on the site itself");
         } else {
-            for (j = 1; j < site->num_applications && strcmp(site->applications[j].path, app->path) != 0; j++)
-                ;
-            if (j < site->num_applications) {
+            if (h2p_cfg_names_put(&paths, app->path, i) != SIZE_MAX) {
                 h2p_cfg_error(ctx, key_node, "duplicate application \"%s\"", app->path);
             } else {
                 app->origin = h2p_cfg_origin(ctx, key_node);
@@ -302,12 +302,14 @@ static void parse_applications(h2p_cfg_ctx_t *ctx, yaml_node_t *node, site_build
     }
     qsort(site->applications + 1, site->num_applications - 1, sizeof(*site->applications), compare_applications);
 out:
+    h2p_cfg_names_free(&paths);
     h2p_cfg_path_pop(ctx, mark);
 }
 
 static void parse_locations(h2p_cfg_ctx_t *ctx, yaml_node_t *node, h2p_site_conf_t *site)
 {
     size_t count = h2p_cfg_map_size(node), mark = h2p_cfg_path_push_key(ctx, "locations");
+    h2p_cfg_names_t paths = {NULL, NULL, 0, 0};
 
     if (!h2p_cfg_expect_map(ctx, node))
         goto out;
@@ -316,14 +318,12 @@ static void parse_locations(h2p_cfg_ctx_t *ctx, yaml_node_t *node, h2p_site_conf
         h2p_location_conf_t *location = &site->locations[site->num_locations];
         yaml_node_t *key_node, *value;
         const char *key = h2p_cfg_map_entry(ctx, node, i, &key_node, &value);
-        size_t key_mark, j;
+        size_t key_mark;
         if (key == NULL)
             continue;
         key_mark = h2p_cfg_path_push_key(ctx, key);
         if ((location->path = parse_prefix(ctx, key_node, key)) != NULL) {
-            for (j = 0; j < site->num_locations && strcmp(site->locations[j].path, location->path) != 0; j++)
-                ;
-            if (j < site->num_locations) {
+            if (h2p_cfg_names_put(&paths, location->path, i) != SIZE_MAX) {
                 h2p_cfg_error(ctx, key_node, "duplicate location \"%s\"", location->path);
             } else {
                 location->origin = h2p_cfg_origin(ctx, key_node);
@@ -336,6 +336,7 @@ static void parse_locations(h2p_cfg_ctx_t *ctx, yaml_node_t *node, h2p_site_conf
     }
     qsort(site->locations, site->num_locations, sizeof(*site->locations), compare_locations);
 out:
+    h2p_cfg_names_free(&paths);
     h2p_cfg_path_pop(ctx, mark);
 }
 
@@ -476,39 +477,59 @@ void h2p_cfg_parse_site(h2p_cfg_ctx_t *ctx, yaml_node_t *name_node, yaml_node_t 
 
 /* ---- checks across sites ------------------------------------------------------------------ */
 
-static int same_address(const h2p_binding_t *a, const h2p_binding_t *b)
+/*
+ * Every binding is compared with the bindings before it (in this site and the sites before):
+ * one ip:port serves one scheme, a wildcard and the addresses it includes too (they share one
+ * socket: h2pool never shares a port through SO_REUSEPORT), and one (ip, port, hostname) one
+ * site.  Sorted by address, so that thousands of sites on one port cost no more than a sort.
+ */
+
+typedef struct binding_ref {
+    h2p_binding_t *binding;
+    const h2p_site_conf_t *site;
+    size_t site_index, index, order;
+    sa_family_t family;
+    unsigned char addr[16];
+} binding_ref_t;
+
+static int is_unspecified(const binding_ref_t *r)
 {
-    if (a->addr.ss_family != b->addr.ss_family || a->port != b->port)
+    static const unsigned char zeros[16];
+    return memcmp(r->addr, zeros, r->family == AF_INET ? 4 : 16) == 0;
+}
+
+/* 2: `*`, 1: 0.0.0.0 or [::] (every address of a family), 0: one address */
+static int wildcard_rank(const binding_ref_t *r)
+{
+    return r->binding->any_address ? 2 : is_unspecified(r) ? 1 : 0;
+}
+
+/* Whether one binding's addresses include the other's (same port, not the same address). */
+static int wildcard_overlap(const binding_ref_t *a, const binding_ref_t *b)
+{
+    if (a->binding->port != b->binding->port || wildcard_rank(a) == wildcard_rank(b))
         return 0;
-    if (a->addr.ss_family == AF_INET)
-        return memcmp(&((const struct sockaddr_in *)&a->addr)->sin_addr, &((const struct sockaddr_in *)&b->addr)->sin_addr,
-                      sizeof(struct in_addr)) == 0;
-    return memcmp(&((const struct sockaddr_in6 *)&a->addr)->sin6_addr, &((const struct sockaddr_in6 *)&b->addr)->sin6_addr,
-                  sizeof(struct in6_addr)) == 0;
+    const binding_ref_t *wide = wildcard_rank(a) > wildcard_rank(b) ? a : b, *narrow = wide == a ? b : a;
+    return wide->binding->any_address || wide->family == narrow->family;
 }
 
-static int is_unspecified(const h2p_binding_t *b)
+static int compare_refs(const void *pa, const void *pb)
 {
-    static const struct in6_addr any6 = IN6ADDR_ANY_INIT;
-    if (b->addr.ss_family == AF_INET)
-        return ((const struct sockaddr_in *)&b->addr)->sin_addr.s_addr == htonl(INADDR_ANY);
-    return memcmp(&((const struct sockaddr_in6 *)&b->addr)->sin6_addr, &any6, sizeof(any6)) == 0;
+    const binding_ref_t *a = pa, *b = pb;
+    int diff;
+
+    if (a->binding->port != b->binding->port)
+        return a->binding->port < b->binding->port ? -1 : 1;
+    if (a->family != b->family)
+        return a->family < b->family ? -1 : 1;
+    if ((diff = memcmp(a->addr, b->addr, sizeof(a->addr))) != 0)
+        return diff;
+    return a->order < b->order ? -1 : a->order > b->order;
 }
 
-/* Whether one binding's addresses include the other's (same port, not the same address): `*`
- * includes every address, 0.0.0.0 / [::] every address of their family.  Both are served by one
- * socket (h2pool never shares a port through SO_REUSEPORT), so they must have one scheme. */
-static int wildcard_rank(const h2p_binding_t *b)
+static int same_address(const binding_ref_t *a, const binding_ref_t *b)
 {
-    return b->any_address ? 2 : is_unspecified(b) ? 1 : 0;
-}
-
-static int wildcard_overlap(const h2p_binding_t *a, const h2p_binding_t *b)
-{
-    if (a->port != b->port || wildcard_rank(a) == wildcard_rank(b))
-        return 0;
-    const h2p_binding_t *wide = wildcard_rank(a) > wildcard_rank(b) ? a : b, *narrow = wide == a ? b : a;
-    return wide->any_address || wide->addr.ss_family == narrow->addr.ss_family;
+    return a->binding->port == b->binding->port && a->family == b->family && memcmp(a->addr, b->addr, sizeof(a->addr)) == 0;
 }
 
 static const char *scheme_name(h2p_scheme_t scheme)
@@ -516,52 +537,115 @@ static const char *scheme_name(h2p_scheme_t scheme)
     return scheme == H2P_SCHEME_HTTP ? "http" : scheme == H2P_SCHEME_HTTPS ? "https" : "tcp";
 }
 
-/* Compares `binding` with every binding before it (in this site and the sites before). */
-static void check_binding(h2p_cfg_ctx_t *ctx, size_t site_index, size_t index)
+static void binding_error(h2p_cfg_ctx_t *ctx, const binding_ref_t *r, const binding_ref_t *other, const char *what)
 {
-    h2p_site_conf_t *site = &ctx->conf->sites[site_index];
-    h2p_binding_t *binding = &site->bindings[index];
     char path[256];
+    const h2p_binding_t *b = r->binding, *o = other->binding;
 
-    snprintf(path, sizeof(path), "sites.%s.bindings[%zu]", site->name, index);
-    for (size_t s = 0; s <= site_index; s++) {
-        h2p_site_conf_t *other_site = &ctx->conf->sites[s];
-        size_t end = s == site_index ? index : other_site->num_bindings;
-        for (size_t i = 0; i < end; i++) {
-            h2p_binding_t *other = &other_site->bindings[i];
-            if (other->text == NULL)
-                continue;
-            if (binding->scheme != other->scheme && binding->scheme != H2P_SCHEME_TCP && other->scheme != H2P_SCHEME_TCP &&
-                wildcard_overlap(binding, other)) {
-                h2p_cfg_error_at(ctx, &binding->origin, path,
-                                 "%s and %s on overlapping addresses of port %u: site \"%s\" binds \"%s\" at %s:%u:%u (a "
-                                 "wildcard address includes the other, and one port serves one scheme)",
-                                 scheme_name(binding->scheme), scheme_name(other->scheme), binding->port, other_site->name,
-                                 other->text, other->origin.file, other->origin.line, other->origin.column);
-                return;
-            }
-            if (!same_address(binding, other))
-                continue;
-            if (binding->scheme != other->scheme) {
-                h2p_cfg_error_at(ctx, &binding->origin, path, "%s and %s on the same ip:port: site \"%s\" binds \"%s\" at %s:%u:%u",
-                                 scheme_name(binding->scheme), scheme_name(other->scheme), other_site->name, other->text,
-                                 other->origin.file, other->origin.line, other->origin.column);
-                return;
-            }
-            if ((binding->host == NULL && other->host == NULL) ||
-                (binding->host != NULL && other->host != NULL && strcmp(binding->host, other->host) == 0)) {
-                h2p_cfg_error_at(ctx, &binding->origin, path, "duplicate binding \"%s\": also bound by site \"%s\" at %s:%u:%u",
-                                 binding->text, other_site->name, other->origin.file, other->origin.line, other->origin.column);
-                return;
-            }
+    snprintf(path, sizeof(path), "sites.%s.bindings[%zu]", r->site->name, r->index);
+    if (strcmp(what, "duplicate") == 0)
+        h2p_cfg_error_at(ctx, &b->origin, path, "duplicate binding \"%s\": also bound by site \"%s\" at %s:%u:%u", b->text,
+                         other->site->name, o->origin.file, o->origin.line, o->origin.column);
+    else if (strcmp(what, "scheme") == 0)
+        h2p_cfg_error_at(ctx, &b->origin, path, "%s and %s on the same ip:port: site \"%s\" binds \"%s\" at %s:%u:%u",
+                         scheme_name(b->scheme), scheme_name(o->scheme), other->site->name, o->text, o->origin.file, o->origin.line,
+                         o->origin.column);
+    else
+        h2p_cfg_error_at(ctx, &b->origin, path,
+                         "%s and %s on overlapping addresses of port %u: site \"%s\" binds \"%s\" at %s:%u:%u (a wildcard "
+                         "address includes the other, and one port serves one scheme)",
+                         scheme_name(b->scheme), scheme_name(o->scheme), b->port, other->site->name, o->text, o->origin.file,
+                         o->origin.line, o->origin.column);
+}
+
+/* One address (port, ip) of the sorted refs: the first binding's scheme is the address's, and
+ * a hostname is bound once.  Sets reported[order] for each binding it reports. */
+static void check_one_address(h2p_cfg_ctx_t *ctx, binding_ref_t *refs, size_t count, char *reported)
+{
+    h2p_cfg_names_t hosts = {NULL, NULL, 0, 0};
+
+    for (size_t i = 0; i < count; i++) {
+        binding_ref_t *r = &refs[i];
+        size_t first;
+        if (r->binding->scheme != refs[0].binding->scheme) {
+            binding_error(ctx, r, &refs[0], "scheme");
+            reported[r->order] = 1;
+        } else if ((first = h2p_cfg_names_put(&hosts, r->binding->host != NULL ? r->binding->host : "", i)) != SIZE_MAX) {
+            binding_error(ctx, r, &refs[first], "duplicate");
+            reported[r->order] = 1;
         }
+    }
+    h2p_cfg_names_free(&hosts);
+}
+
+/* One port of the sorted refs: a wildcard and the addresses it includes have one scheme.  The
+ * bindings of one (scheme, rank, family) overlap the same others: the earliest of each stands
+ * for them all. */
+static void check_one_port(h2p_cfg_ctx_t *ctx, binding_ref_t *refs, size_t count, const char *reported)
+{
+    binding_ref_t *earliest[2][3][2] = {{{NULL}}}; /* [https][rank][IPv6] */
+
+    for (size_t i = 0; i < count; i++) {
+        binding_ref_t *r = &refs[i], **slot;
+        if (r->binding->scheme == H2P_SCHEME_TCP)
+            continue;
+        slot = &earliest[r->binding->scheme == H2P_SCHEME_HTTPS][wildcard_rank(r)][r->family == AF_INET6];
+        if (*slot == NULL || r->order < (*slot)->order)
+            *slot = r;
+    }
+    for (size_t i = 0; i < count; i++) {
+        binding_ref_t *r = &refs[i], *first = NULL;
+        if (r->binding->scheme == H2P_SCHEME_TCP || reported[r->order])
+            continue;
+        for (int rank = 0; rank < 3; rank++)
+            for (int v6 = 0; v6 < 2; v6++) {
+                binding_ref_t *other = earliest[r->binding->scheme != H2P_SCHEME_HTTPS][rank][v6];
+                if (other != NULL && other->order < r->order && wildcard_overlap(r, other) &&
+                    (first == NULL || other->order < first->order))
+                    first = other;
+            }
+        if (first != NULL)
+            binding_error(ctx, r, first, "overlap");
     }
 }
 
 void h2p_cfg_check_bindings(h2p_cfg_ctx_t *ctx)
 {
+    size_t count = 0, n = 0;
+    binding_ref_t *refs;
+    char *reported;
+
     for (size_t s = 0; s < ctx->conf->num_sites; s++)
-        for (size_t i = 0; i < ctx->conf->sites[s].num_bindings; i++)
-            if (ctx->conf->sites[s].bindings[i].text != NULL)
-                check_binding(ctx, s, i);
+        count += ctx->conf->sites[s].num_bindings;
+    refs = h2p_cfg_xmalloc((count + 1) * sizeof(*refs));
+    reported = h2p_cfg_xmalloc(count + 1);
+    memset(reported, 0, count + 1);
+    for (size_t s = 0; s < ctx->conf->num_sites; s++) {
+        const h2p_site_conf_t *site = &ctx->conf->sites[s];
+        for (size_t i = 0; i < site->num_bindings; i++) {
+            binding_ref_t *r = &refs[n];
+            if (site->bindings[i].text == NULL)
+                continue;
+            memset(r, 0, sizeof(*r));
+            *r = (binding_ref_t){&site->bindings[i], site, s, i, n, site->bindings[i].addr.ss_family, {0}};
+            if (r->family == AF_INET)
+                memcpy(r->addr, &((const struct sockaddr_in *)&site->bindings[i].addr)->sin_addr, 4);
+            else
+                memcpy(r->addr, &((const struct sockaddr_in6 *)&site->bindings[i].addr)->sin6_addr, 16);
+            n++;
+        }
+    }
+    qsort(refs, n, sizeof(*refs), compare_refs);
+    for (size_t start = 0, end; start < n; start = end) {
+        for (end = start + 1; end < n && same_address(&refs[start], &refs[end]); end++)
+            ;
+        check_one_address(ctx, refs + start, end - start, reported);
+    }
+    for (size_t start = 0, end; start < n; start = end) {
+        for (end = start + 1; end < n && refs[end].binding->port == refs[start].binding->port; end++)
+            ;
+        check_one_port(ctx, refs + start, end - start, reported);
+    }
+    free(refs);
+    free(reported);
 }

@@ -133,6 +133,7 @@ static const char *ends_with(const char *s, const char *suffix)
     return ls >= lx && strcmp(s + ls - lx, suffix) == 0 ? s : NULL;
 }
 
+#define PADDING_LINE "# padding padding padding padding padding padding padding padding padding\n" /* 74 bytes */
 #define MINIMAL_SITE "sites:\n  s:\n    bindings: [http://*:80]\n    root: .\n"
 
 /* ---- the good configuration of data/good ---------------------------------------------------- */
@@ -761,6 +762,201 @@ static void test_wildcard_and_its_addresses_of_one_scheme(void **state)
                                  NULL));
 }
 
+/* ---- limits: a hostile or broken file must not hold a (re)load --------------------------- */
+
+/* Loading `dir` fails with an error that starts with "<dir>/<where>" and contains `word`. */
+static void expect_error_at(char *dir, const char *where, const char *word)
+{
+    h2p_config_errors_t errors = {NULL, 0};
+    h2p_config_t *conf = h2p_config_load(dir, 0, &errors);
+    char prefix[4400];
+    int found = 0;
+
+    snprintf(prefix, sizeof(prefix), "%s/%s", dir, where);
+    for (size_t i = 0; i < errors.count; i++)
+        if (strncmp(errors.messages[i], prefix, strlen(prefix)) == 0 && strstr(errors.messages[i], word) != NULL)
+            found = 1;
+    if (conf != NULL || !found) {
+        print_message("expected \"%s...%s\" among:\n", prefix, word);
+        for (size_t i = 0; i < errors.count && i < 10; i++)
+            print_message("    %s\n", errors.messages[i]);
+    }
+    h2p_config_release(conf);
+    h2p_config_errors_clear(&errors);
+    remove_dir(dir);
+    assert_null(conf);
+    assert_true(found);
+}
+
+/* `count` copies of `unit` between `head` and `tail` (malloc'ed) */
+static char *repeat(const char *head, const char *unit, size_t count, const char *tail)
+{
+    size_t hl = strlen(head), ul = strlen(unit), tl = strlen(tail);
+    char *text = malloc(hl + ul * count + tl + 1), *p = text;
+
+    assert_non_null(text);
+    memcpy(p, head, hl);
+    p += hl;
+    for (size_t i = 0; i < count; i++, p += ul)
+        memcpy(p, unit, ul);
+    memcpy(p, tail, tl + 1);
+    return text;
+}
+
+static void test_file_over_4_mib_is_refused(void **state)
+{
+    char *dir = make_temp_dir();
+    /* a comment is valid YAML: only the size is wrong */
+    char *text = repeat(MINIMAL_SITE, PADDING_LINE, (4 << 20) / 74 + 1, "");
+
+    write_file(dir, "a.yaml", text);
+    free(text);
+    expect_error_at(dir, "a.yaml:1:1: ", "larger than 4 MiB");
+}
+
+static void test_file_of_almost_4_mib_is_read(void **state)
+{
+    char *dir = make_temp_dir();
+    char *text = repeat(MINIMAL_SITE, PADDING_LINE, (4 << 20) / 74 - 10, "");
+
+    write_file(dir, "a.yaml", text);
+    free(text);
+    h2p_config_release(load_good(dir, 0));
+    remove_dir(dir);
+}
+
+static void test_files_over_16_mib_together_are_refused(void **state)
+{
+    char *dir = make_temp_dir(), name[16];
+    char *text = repeat("", PADDING_LINE, (3 << 20) / 74 + 1, "");
+
+    write_file(dir, "a.yaml", MINIMAL_SITE);
+    for (int i = 0; i < 6; i++) { /* 6 x 3 MiB: the sixth goes over */
+        snprintf(name, sizeof(name), "b%d.yaml", i);
+        write_file(dir, name, text);
+    }
+    free(text);
+    expect_error_at(dir, "b5.yaml:1:1: ", "larger than 16 MiB together");
+}
+
+static void test_deep_flow_nesting_is_refused_at_once(void **state)
+{
+    /* 100,000 levels took libyaml half a minute; the check stops at the 65th */
+    char *open = repeat("sites: ", "[", 100000, ""), *text = repeat(open, "]", 100000, "\n");
+
+    free(open);
+    expect_error_at(conf_dir(text, NULL), "a.yaml:1:71: ", "nested deeper than 64 levels");
+    free(text);
+    text = repeat("sites: ", "{a: ", 100000, "");
+    expect_error_at(conf_dir(text, NULL), "a.yaml:1:", "nested deeper than 64 levels");
+    free(text);
+}
+
+static void test_deep_block_nesting_is_refused(void **state)
+{
+    char text[65 * 140 + 64] = "", line[200];
+
+    for (int depth = 0; depth < 70; depth++) {
+        snprintf(line, sizeof(line), "%*sk:\n", 2 * depth, "");
+        strcat(text, line);
+    }
+    expect_error_at(conf_dir(text, NULL), "a.yaml:65:129: ", "nested deeper than 64 levels");
+}
+
+static void test_64_levels_are_allowed(void **state)
+{
+    /* the root map and 63 lists: no limit error, only what is wrong with the key */
+    char *open = repeat("x: ", "[", 63, ""), *text = repeat(open, "]", 63, "\n"), *dir = conf_dir(text, NULL);
+    h2p_config_errors_t errors = {NULL, 0};
+
+    free(open);
+    free(text);
+    assert_null(h2p_config_load(dir, 0, &errors));
+    assert_int_equal(errors.count, 1);
+    assert_non_null(strstr(errors.messages[0], "unknown top-level key \"x\""));
+    h2p_config_errors_clear(&errors);
+    remove_dir(dir);
+}
+
+static void test_billion_laughs_is_refused(void **state)
+{
+    static const char laughs[] = "a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+                                 "a1: &a1 [*a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0]\n"
+                                 "a2: &a2 [*a1, *a1, *a1, *a1, *a1, *a1, *a1, *a1, *a1]\n"
+                                 "a3: &a3 [*a2, *a2, *a2, *a2, *a2, *a2, *a2, *a2, *a2]\n"
+                                 "a4: &a4 [*a3, *a3, *a3, *a3, *a3, *a3, *a3, *a3, *a3]\n"
+                                 "a5: &a5 [*a4, *a4, *a4, *a4, *a4, *a4, *a4, *a4, *a4]\n"
+                                 "a6: &a6 [*a5, *a5, *a5, *a5, *a5, *a5, *a5, *a5, *a5]\n"
+                                 "a7: &a7 [*a6, *a6, *a6, *a6, *a6, *a6, *a6, *a6, *a6]\n"
+                                 "a8: &a8 [*a7, *a7, *a7, *a7, *a7, *a7, *a7, *a7, *a7]\n";
+    /* a1..a5 stand for 9 + 90 + 819 + 7380 + 66429 nodes; the 4th alias of a5 goes past 100,000 */
+    expect_error_at(conf_dir(laughs, NULL), "a.yaml:6:", "expand to more than 100000 nodes");
+    /* the same with maps, as settings would be written */
+    expect_error_at(conf_dir("x: &x {a: 1, b: 2, c: 3, d: 4, e: 5, f: 6, g: 7, h: 8, i: 9, j: 0}\n"
+                             "y: &y {a: *x, b: *x, c: *x, d: *x, e: *x, f: *x, g: *x, h: *x, i: *x, j: *x}\n"
+                             "z: &z {a: *y, b: *y, c: *y, d: *y, e: *y, f: *y, g: *y, h: *y, i: *y, j: *y}\n"
+                             "w: &w {a: *z, b: *z, c: *z, d: *z, e: *z, f: *z, g: *z, h: *z, i: *z, j: *z}\n"
+                             "v: &v {a: *w, b: *w, c: *w, d: *w, e: *w, f: *w, g: *w, h: *w, i: *w, j: *w}\n",
+                             NULL),
+                    "a.yaml:5:", "expand to more than");
+}
+
+static void test_alias_cycle_is_refused(void **state)
+{
+    expect_error_at(conf_dir("sites: &s [1, *s]\n", NULL), "a.yaml:1:15: ", "refers to a node that contains it");
+    expect_error_at(conf_dir("sites: &s {a: {b: *s}}\n", NULL), "a.yaml:1:19: ", "refers to a node that contains it");
+}
+
+static void test_too_many_anchors_or_aliases_are_refused(void **state)
+{
+    char unit[32], *text = malloc(1001 * 32), *p = text;
+
+    for (int i = 0; i <= 1000; i++)
+        p += sprintf(p, "- &a%d x\n", i);
+    expect_error_at(conf_dir(text, NULL), "a.yaml:1001:3: ", "more than 1000 YAML anchors");
+    free(text);
+    snprintf(unit, sizeof(unit), "- *a\n");
+    text = repeat("- &a x\n", unit, 10001, "");
+    expect_error_at(conf_dir(text, NULL), "a.yaml:10002:3: ", "more than 10000 YAML aliases");
+    free(text);
+}
+
+static void test_aliases_within_the_limits_work(void **state)
+{
+    h2p_config_t *conf = load_yaml("sites:\n"
+                                   "  a:\n"
+                                   "    bindings: [http://*:80]\n"
+                                   "    root: .\n"
+                                   "    modules: &shared\n"
+                                   "      custom_headers: {X-Shared: yes}\n"
+                                   "  b:\n"
+                                   "    bindings: [http://*:81]\n"
+                                   "    root: .\n"
+                                   "    modules: *shared\n",
+                                   NULL);
+
+    for (size_t s = 0; s < 2; s++) {
+        const h2p_modules_conf_t *m = &conf->sites[s].applications[0].scope.modules;
+        assert_int_equal(m->custom_headers.count, 1);
+        assert_string_equal(m->custom_headers.headers[0].name, "x-shared");
+    }
+    h2p_config_release(conf);
+}
+
+static void test_duplicate_key_in_a_big_map_is_found(void **state)
+{
+    /* 50,000 keys: checked in one pass, not each against all the earlier ones */
+    size_t count = 50000;
+    char *text = malloc(count * 24 + 64), *p = text;
+
+    p += sprintf(p, "server:\n  limits:\n");
+    for (size_t i = 0; i < count; i++)
+        p += sprintf(p, "    k%zu: 1\n", i);
+    sprintf(p, "    k7: 2\n");
+    expect_error_at(conf_dir(text, NULL), "a.yaml:50003:5: server.limits.k7: ", "duplicate key \"k7\" (first at line 10)");
+    free(text);
+}
+
 /* ---- bad configurations ------------------------------------------------------------------- */
 
 typedef struct bad_case {
@@ -1293,6 +1489,17 @@ int main(void)
         cmocka_unit_test(test_unreadable_dir_is_an_error),
         cmocka_unit_test(test_dir_that_is_a_file_is_an_error),
         cmocka_unit_test(test_errors_accumulate_and_clear),
+        cmocka_unit_test(test_file_over_4_mib_is_refused),
+        cmocka_unit_test(test_file_of_almost_4_mib_is_read),
+        cmocka_unit_test(test_files_over_16_mib_together_are_refused),
+        cmocka_unit_test(test_deep_flow_nesting_is_refused_at_once),
+        cmocka_unit_test(test_deep_block_nesting_is_refused),
+        cmocka_unit_test(test_64_levels_are_allowed),
+        cmocka_unit_test(test_billion_laughs_is_refused),
+        cmocka_unit_test(test_alias_cycle_is_refused),
+        cmocka_unit_test(test_too_many_anchors_or_aliases_are_refused),
+        cmocka_unit_test(test_aliases_within_the_limits_work),
+        cmocka_unit_test(test_duplicate_key_in_a_big_map_is_found),
         cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_parse_size),
         cmocka_unit_test(test_parse_binding),
