@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include "frontend/config.h"
 #include "frontend/config_internal.h"
 
@@ -112,10 +113,41 @@ static const h2p_cfg_seen_key_t *find_seen(h2p_cfg_ctx_t *ctx, const char *path)
     return NULL;
 }
 
+/* The start opens the error log for appending (creating it): -t and a reload must find out
+ * first that it cannot.  Nothing is created here. */
+static void check_error_log(h2p_cfg_ctx_t *ctx)
+{
+    const char *path = ctx->conf->server.error_log;
+    const h2p_cfg_seen_key_t *seen = find_seen(ctx, "server.error_log");
+    struct stat st;
+    char *dir, *slash;
+
+    if (!ctx->check_files || path == NULL || seen == NULL)
+        return;
+    if (stat(path, &st) == 0) {
+        if (S_ISDIR(st.st_mode))
+            h2p_cfg_error_at(ctx, &seen->origin, seen->path, "\"%s\" is a directory", path);
+        else if (access(path, W_OK) != 0)
+            h2p_cfg_error_at(ctx, &seen->origin, seen->path, "cannot write \"%s\": %s", path, strerror(errno));
+        return;
+    }
+    if (errno != ENOENT) {
+        h2p_cfg_error_at(ctx, &seen->origin, seen->path, "cannot access \"%s\": %s", path, strerror(errno));
+        return;
+    }
+    dir = h2p_cfg_strdup(ctx->arena, path); /* absolute: the parser made it so */
+    slash = strrchr(dir, '/');
+    *(slash == dir ? slash + 1 : slash) = '\0';
+    if (access(dir, W_OK | X_OK) != 0)
+        h2p_cfg_error_at(ctx, &seen->origin, seen->path, "cannot create \"%s\" in \"%s\": %s", path, dir, strerror(errno));
+}
+
 /* Checks across `server` keys, once every file has been read. */
 static void check_server(h2p_cfg_ctx_t *ctx)
 {
     h2p_server_conf_t *server = &ctx->conf->server;
+
+    check_error_log(ctx);
 
     if (server->cache.max_entry > server->cache.max_memory) {
         const h2p_cfg_seen_key_t *seen = find_seen(ctx, "server.cache.max_entry");

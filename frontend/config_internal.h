@@ -28,6 +28,8 @@ void *h2p_cfg_xrealloc(void *p, size_t size);
 struct h2p_config_arena *h2p_cfg_arena_new(void);
 void h2p_cfg_arena_free(struct h2p_config_arena *arena);
 void *h2p_cfg_alloc(struct h2p_config_arena *arena, size_t count, size_t size); /* zeroed */
+/* Calls fn(data) when the arena is freed: for what a generation owns outside it. */
+void h2p_cfg_arena_on_free(struct h2p_config_arena *arena, void (*fn)(void *), void *data);
 char *h2p_cfg_strndup(struct h2p_config_arena *arena, const char *s, size_t len);
 char *h2p_cfg_strdup(struct h2p_config_arena *arena, const char *s);
 

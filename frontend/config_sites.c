@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include "frontend/config.h"
 #include "frontend/config_internal.h"
 
@@ -342,6 +344,45 @@ out:
 
 /* ---- checks of one site ------------------------------------------------------------------- */
 
+/* The certificate, key and client CA loaded as the start loads them: a key that does not match
+ * its certificate, or a file that is no PEM, is an error of -t and of a reload, not a surprise
+ * at the next start.  Each problem is reported against its own key. */
+static void tls_error(h2p_cfg_ctx_t *ctx, yaml_node_t *tls, const char *name, const char *what, const char *path)
+{
+    unsigned long code = ERR_peek_error(); /* the first: "no start line" says more than "PEM lib" */
+    char reason[256] = "not a PEM file of that kind";
+    yaml_node_t *node = h2p_cfg_map_get(ctx, tls, name);
+    size_t mark = h2p_cfg_path_push_key(ctx, name);
+
+    if (code != 0)
+        ERR_error_string_n(code, reason, sizeof(reason));
+    ERR_clear_error();
+    h2p_cfg_error(ctx, node != NULL ? node : tls, "%s \"%s\": %s", what, path, reason);
+    h2p_cfg_path_pop(ctx, mark);
+}
+
+static void check_tls_files(h2p_cfg_ctx_t *ctx, yaml_node_t *tls, h2p_site_conf_t *site)
+{
+    SSL_CTX *ssl;
+    int certificate_ok, key_ok;
+
+    if (!ctx->check_files || site->tls.certificate == NULL || site->tls.key == NULL)
+        return; /* (a missing or unreadable file has been reported) */
+    if ((ssl = SSL_CTX_new(TLS_server_method())) == NULL)
+        return;
+    ERR_clear_error();
+    /* the key first: loaded after the certificate, a key of another pair would fail as "cannot load" */
+    if (!(key_ok = SSL_CTX_use_PrivateKey_file(ssl, site->tls.key, SSL_FILETYPE_PEM) == 1))
+        tls_error(ctx, tls, "key", "cannot load the key", site->tls.key);
+    if (!(certificate_ok = SSL_CTX_use_certificate_chain_file(ssl, site->tls.certificate) == 1))
+        tls_error(ctx, tls, "certificate", "cannot load the certificate", site->tls.certificate);
+    if (certificate_ok && key_ok && SSL_CTX_check_private_key(ssl) != 1)
+        tls_error(ctx, tls, "key", "the key does not match the certificate", site->tls.key);
+    if (site->tls.client_ca != NULL && SSL_CTX_load_verify_locations(ssl, site->tls.client_ca, NULL) != 1)
+        tls_error(ctx, tls, "client_ca", "cannot load the client CA", site->tls.client_ca);
+    SSL_CTX_free(ssl);
+}
+
 static void check_tls(h2p_cfg_ctx_t *ctx, yaml_node_t *site_node, h2p_site_conf_t *site)
 {
     yaml_node_t *tls = h2p_cfg_map_get(ctx, site_node, "tls");
@@ -369,6 +410,9 @@ static void check_tls(h2p_cfg_ctx_t *ctx, yaml_node_t *site_node, h2p_site_conf_
     } else if (site->tls.client_verify != H2P_CLIENT_VERIFY_NONE) {
         h2p_cfg_error(ctx, tls, "client_verify needs client_ca");
     }
+    h2p_cfg_path_pop(ctx, mark);
+    mark = h2p_cfg_path_push_key(ctx, "tls");
+    check_tls_files(ctx, tls, site);
     h2p_cfg_path_pop(ctx, mark);
 }
 
@@ -399,6 +443,61 @@ static void check_client_certificates(h2p_cfg_ctx_t *ctx, h2p_site_conf_t *site)
             return;
         }
     }
+}
+
+/* Whether a location applies to an application: one of the two paths contains the other. */
+int h2p_location_applies(const char *app_prefix, size_t app_len, const char *location)
+{
+    size_t loc_len = strcmp(location, "/") == 0 ? 0 : strlen(location);
+    size_t n = app_len < loc_len ? app_len : loc_len;
+    const char *longer = app_len < loc_len ? location : app_prefix;
+    return memcmp(app_prefix, location, n) == 0 && (longer[n] == '\0' || longer[n] == '/');
+}
+
+static const char *role_needing_groups(const h2p_modules_conf_t *m)
+{
+    if (!m->authorization.enabled)
+        return NULL;
+    for (size_t i = 0; i < m->authorization.count; i++)
+        for (size_t j = 0; j < m->authorization.rules[i].roles.count; j++) {
+            const char *role = m->authorization.rules[i].roles.items[j];
+            if (strcmp(role, "*") != 0 && strcmp(role, "?") != 0)
+                return role;
+        }
+    return NULL;
+}
+
+/* Authorization rules that name roles need a groups_file in the authentication settings of
+ * every scope they apply to; a location or application that names authentication replaces all
+ * of its settings, groups_file included.  The scopes are the router's: each application, and
+ * each location under it, with the settings merged the same way. */
+static void check_roles_have_groups(h2p_cfg_ctx_t *ctx, h2p_site_conf_t *site)
+{
+    h2p_cfg_names_t reported = {NULL, NULL, 0, 0};
+    const h2p_modules_conf_t *site_modules = &site->applications[0].scope.modules;
+
+    for (size_t a = 0; a < site->num_applications; a++) {
+        const h2p_application_conf_t *app = &site->applications[a];
+        const char *prefix = a == 0 ? "" : app->path;
+        h2p_modules_conf_t app_modules, scope_modules;
+        h2p_modules_merge(&app_modules, site_modules, &app->scope.modules);
+        for (size_t l = 0; l <= site->num_locations; l++) {
+            const h2p_location_conf_t *location = l < site->num_locations ? &site->locations[l] : NULL;
+            const char *role, *where = location != NULL ? location->path : a == 0 ? "/" : app->path;
+            if (location != NULL && !h2p_location_applies(prefix, strlen(prefix), location->path))
+                continue;
+            h2p_modules_merge(&scope_modules, &app_modules, location != NULL ? &location->scope.modules : &app_modules);
+            if ((role = role_needing_groups(&scope_modules)) == NULL || scope_modules.authentication.c.groups_file != NULL ||
+                scope_modules.authorization.path == NULL ||
+                h2p_cfg_names_put(&reported, scope_modules.authorization.path, 0) != SIZE_MAX)
+                continue;
+            h2p_cfg_error_at(ctx, &scope_modules.authorization.origin, scope_modules.authorization.path,
+                             "the rules name role \"%s\", but the authentication settings that apply to %s have no groups_file "
+                             "(a scope that names authentication replaces all of its settings, groups_file included)",
+                             role, where);
+        }
+    }
+    h2p_cfg_names_free(&reported);
 }
 
 static void check_tcp_site(h2p_cfg_ctx_t *ctx, yaml_node_t *node, site_build_t *b)
@@ -470,6 +569,7 @@ void h2p_cfg_parse_site(h2p_cfg_ctx_t *ctx, yaml_node_t *name_node, yaml_node_t 
         if (b.locations != NULL)
             parse_locations(ctx, b.locations, &b.site);
         check_client_certificates(ctx, &b.site);
+        check_roles_have_groups(ctx, &b.site);
     }
     *site = b.site;
     ctx->site_name = NULL;

@@ -46,14 +46,22 @@ typedef struct arena_chunk {
     max_align_t data[];
 } arena_chunk_t;
 
+typedef struct arena_cleanup {
+    struct arena_cleanup *next;
+    void (*fn)(void *);
+    void *data;
+} arena_cleanup_t;
+
 struct h2p_config_arena {
-    arena_chunk_t *chunks; /* the first one is the one being filled */
+    arena_chunk_t *chunks;     /* the first one is the one being filled */
+    arena_cleanup_t *cleanups; /* what the generation owns outside the arena (loaded users files, ...) */
 };
 
 struct h2p_config_arena *h2p_cfg_arena_new(void)
 {
     struct h2p_config_arena *arena = h2p_cfg_xmalloc(sizeof(*arena));
     arena->chunks = NULL;
+    arena->cleanups = NULL;
     return arena;
 }
 
@@ -63,6 +71,12 @@ void h2p_cfg_arena_free(struct h2p_config_arena *arena)
 
     if (arena == NULL)
         return;
+    while (arena->cleanups != NULL) {
+        arena_cleanup_t *cleanup = arena->cleanups;
+        arena->cleanups = cleanup->next;
+        cleanup->fn(cleanup->data);
+        free(cleanup);
+    }
     for (chunk = arena->chunks; chunk != NULL; chunk = next) {
         next = chunk->next;
         free(chunk);
@@ -104,6 +118,13 @@ void *h2p_cfg_alloc(struct h2p_config_arena *arena, size_t count, size_t size)
     chunk->used += bytes;
     memset(p, 0, bytes);
     return p;
+}
+
+void h2p_cfg_arena_on_free(struct h2p_config_arena *arena, void (*fn)(void *), void *data)
+{
+    arena_cleanup_t *cleanup = h2p_cfg_xmalloc(sizeof(*cleanup));
+    *cleanup = (arena_cleanup_t){arena->cleanups, fn, data};
+    arena->cleanups = cleanup;
 }
 
 char *h2p_cfg_strndup(struct h2p_config_arena *arena, const char *s, size_t len)

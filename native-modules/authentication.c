@@ -29,8 +29,8 @@ typedef struct authentication_handler {
     uint64_t id; /* owner of cache entries; never reused, unlike the handler's address */
     int anonymous;
     int basic;
-    h2o_iovec_t challenge; /* WWW-Authenticate value; empty when no implemented scheme is enabled */
-    h2p_htpasswd_t users;
+    h2o_iovec_t challenge;       /* WWW-Authenticate value; empty when no implemented scheme is enabled */
+    const h2p_htpasswd_t *users; /* read and checked with the configuration, which the generation keeps */
     uint64_t cache_ttl_ms;
 } authentication_handler_t;
 
@@ -121,7 +121,7 @@ static const h2p_htpasswd_user_t *verify_basic(authentication_handler_t *self, h
     const unsigned char *colon = len > 0 ? memchr(decoded, ':', (size_t)len) : NULL;
     const h2p_htpasswd_user_t *user = NULL;
     if (colon != NULL && colon != decoded && memchr(decoded, '\0', (size_t)len) == NULL)
-        user = h2p_htpasswd_verify(&self->users, (const char *)decoded, (size_t)(colon - decoded), (const char *)colon + 1,
+        user = h2p_htpasswd_verify(self->users, (const char *)decoded, (size_t)(colon - decoded), (const char *)colon + 1,
                                    (size_t)(decoded + len - colon - 1));
     OPENSSL_cleanse(decoded, sizeof(decoded));
     return user;
@@ -176,7 +176,6 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
 static void on_dispose(h2o_handler_t *_self)
 {
     authentication_handler_t *self = (void *)_self;
-    h2p_htpasswd_dispose(&self->users);
     free(self->challenge.base);
 }
 
@@ -211,14 +210,12 @@ static int on_config(h2p_module_scope_t *ms)
     self->basic = c->basic.enabled;
     self->cache_ttl_ms = c->credential_cache_ttl_ms;
     if (self->basic) {
-        char err[1024];
-        if (h2p_htpasswd_load(&self->users, c->basic.users_file, err, sizeof(err)) != 0) {
-            const h2p_origin_t *o = &ms->settings->authentication.origin;
-            snprintf(ms->err, ms->errlen, "%s:%u:%u: site %s: authentication.basic.users_file: %s", o->file != NULL ? o->file : "",
-                     o->line, o->column, site, err);
+        if ((self->users = c->basic_users) == NULL) { /* (only a configuration loaded without its files has none) */
+            snprintf(ms->err, ms->errlen, "site %s: authentication.basic.users_file %s was not read with the configuration", site,
+                     c->basic.users_file);
             return -1;
         }
-        if (self->users.count == 0)
+        if (self->users->count == 0)
             h2p_warn(site, "authentication: users file %s has no users: basic credentials always get 401", c->basic.users_file);
         size_t len = strlen(c->basic.realm) + sizeof("Basic realm=\"\"");
         self->challenge.base = malloc(len);

@@ -20,8 +20,8 @@ typedef struct authorization_handler {
     h2o_handler_t super;
     const h2p_authz_rule_t *rules;
     size_t count;
-    h2p_groups_t groups;   /* from authentication.groups_file, when a rule names roles */
-    h2o_iovec_t challenge; /* WWW-Authenticate for denied anonymous requests, may be empty */
+    const h2p_groups_t *groups; /* authentication.groups_file, read with the configuration, when a rule names roles */
+    h2o_iovec_t challenge;      /* WWW-Authenticate for denied anonymous requests, may be empty */
 } authorization_handler_t;
 
 /* A glob over the whole path; "/admin/" + "*" also covers "/admin" itself (no trailing slash). */
@@ -49,7 +49,7 @@ static int role_listed(authorization_handler_t *self, const h2p_strlist_t *roles
         const char *role = roles->items[i];
         if (strcmp(role, "*") == 0 ||
             (strcmp(role, "?") == 0 ? user.len == 0
-                                    : user.len != 0 && h2p_groups_is_member(&self->groups, role, user.base, user.len)))
+                                    : user.len != 0 && h2p_groups_is_member(self->groups, role, user.base, user.len)))
             return 1;
     }
     return 0;
@@ -110,7 +110,6 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
 static void on_dispose(h2o_handler_t *_self)
 {
     authorization_handler_t *self = (void *)_self;
-    h2p_groups_dispose(&self->groups);
     free(self->challenge.base);
 }
 
@@ -133,22 +132,12 @@ static int on_config(h2p_module_scope_t *ms)
                 uses_roles = 1;
         }
     }
-    if (uses_roles) {
+    if (uses_roles && (self->groups = authn->groups) == NULL) {
+        /* the configuration refuses rules with roles where no groups_file applies (and reads the file) */
         const h2p_origin_t *o = &ms->settings->authorization.origin;
-        char err[1024];
-        if (authn->groups_file == NULL) {
-            /* a location or application that names authentication replaces all its settings, groups_file included */
-            snprintf(ms->err, ms->errlen,
-                     "%s:%u:%u: site %s, path %s/: authorization: rules name roles, but the authentication settings of that "
-                     "path have no groups_file",
-                     o->file != NULL ? o->file : "", o->line, o->column, ms->site->name, ms->scope->prefix);
-            return -1;
-        }
-        if (h2p_groups_load(&self->groups, authn->groups_file, err, sizeof(err)) != 0) {
-            snprintf(ms->err, ms->errlen, "%s:%u:%u: site %s: authentication.groups_file: %s", o->file != NULL ? o->file : "",
-                     o->line, o->column, ms->site->name, err);
-            return -1;
-        }
+        snprintf(ms->err, ms->errlen, "%s:%u:%u: site %s, path %s/: authorization: rules name roles, but no groups file was read",
+                 o->file != NULL ? o->file : "", o->line, o->column, ms->site->name, ms->scope->prefix);
+        return -1;
     }
     /* the challenge authentication would send: only basic is implemented */
     if (ms->settings->authentication.enabled && authn->basic.enabled) {

@@ -22,34 +22,6 @@ const h2p_module_t *const h2p_modules[] = {
     /* response phase */
     &h2p_module_custom_headers, &compression, &output_cache, &h2p_module_custom_errors, &logging, &failed_request_tracing, NULL};
 
-void h2p_modules_merge(h2p_modules_conf_t *out, const h2p_modules_conf_t *parent, const h2p_modules_conf_t *child)
-{
-    *out = *parent;
-#define INHERIT(field)                                                                                                             \
-    if (child->field.set)                                                                                                          \
-    out->field = child->field
-    INHERIT(request_filtering);
-    INHERIT(ip_restriction);
-    INHERIT(authentication);
-    INHERIT(authorization);
-    INHERIT(redirect);
-    INHERIT(rewrite);
-    INHERIT(webdav);
-    INHERIT(ssi);
-    INHERIT(custom_headers);
-    INHERIT(custom_errors);
-    INHERIT(compression);
-    INHERIT(output_cache);
-    INHERIT(logging);
-    INHERIT(failed_request_tracing);
-    INHERIT(request_monitor);
-#undef INHERIT
-    if (child->num_plugin_settings != 0) {
-        out->plugin_settings = child->plugin_settings;
-        out->num_plugin_settings = child->num_plugin_settings;
-    }
-}
-
 int h2p_modules_setup_scope(h2p_module_scope_t *scope, h2p_module_phase_t phase)
 {
     scope->phase = phase;

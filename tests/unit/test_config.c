@@ -22,6 +22,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 #include "frontend/config.h"
+#include "native-modules/htpasswd.h"
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
@@ -385,6 +386,10 @@ static void test_good_config_modules(void **state)
     assert_int_equal(auth->basic.enabled, 1);
     assert_string_equal(auth->basic.realm, "blog");
     assert_non_null(ends_with(auth->basic.users_file, "/conf.d/users.htpasswd"));
+    /* read and checked with the configuration: the module uses what was read */
+    assert_non_null(auth->basic_users);
+    assert_int_equal(auth->basic_users->count, 1);
+    assert_string_equal(auth->basic_users->users[0].name, "alice");
     assert_int_equal(auth->digest.enabled, 1);
     assert_int_equal(auth->client_certificate.enabled, 1);
     assert_null(auth->client_certificate.user_from);
@@ -396,6 +401,8 @@ static void test_good_config_modules(void **state)
     assert_non_null(ends_with(auth->negotiate.keytab, "/http.keytab"));
     assert_int_equal(auth->credential_cache_ttl_ms, 90000);
     assert_non_null(ends_with(auth->groups_file, "/groups.txt"));
+    assert_non_null(auth->groups);
+    assert_true(h2p_groups_is_member(auth->groups, "admins", "alice", 5));
 
     assert_int_equal(m->authorization.count, 2);
     assert_int_equal(m->authorization.rules[0].allow, 1);
@@ -436,6 +443,8 @@ static void test_good_config_modules(void **state)
     assert_int_equal(m->custom_errors.num_pages, 1);
     assert_int_equal(m->custom_errors.pages[0].status, 404);
     assert_non_null(ends_with(m->custom_errors.pages[0].path, "/conf.d/errors/404.html"));
+    assert_non_null(m->custom_errors.pages[0].body);
+    assert_int_equal(m->custom_errors.pages[0].body_len, 19);
 
     assert_int_equal(m->compression.dynamic, 1);
     assert_int_equal(m->compression.static_, 1);
@@ -966,6 +975,7 @@ typedef struct bad_case {
     const char *where; /* "a.yaml:LINE:COL: key.path: " */
     const char *word;  /* a word of the reason */
     size_t min_errors;
+    const char *const *files; /* more files of the directory: name, content, ..., NULL ("@good:x" copies data/good's x) */
 } bad_case_t;
 
 #define SITE_HEAD "sites:\n  s:\n    bindings: [http://*:80]\n    root: .\n" /* lines 1-4 */
@@ -1228,6 +1238,64 @@ static const bad_case_t bad_cases[] = {
     {"missing_plugin_file", "server:\n  load_modules: [mod_x.so]\n", NULL, 1,
      "a.yaml:2:18: server.load_modules[0]: ", "No such file"},
 
+    /* what the modules and the TLS setup read: checked when the configuration is loaded, so that
+       -t, a start and a reload agree (each file problem against the key that names the file) */
+    {"users_file_md5", SITE_HEAD "    modules:\n      authentication:\n        basic: {users_file: users}\n", NULL, 1,
+     "a.yaml:7:29: sites.s.modules.authentication.basic.users_file: ", "MD5", 0,
+     (const char *const[]){"users", "alice:$1$salt$qJH7.N4xYta3aEG/dfqo/0\n", NULL}},
+    {"users_file_plain_text", SITE_HEAD "    modules:\n      authentication:\n        basic: {users_file: users}\n", NULL, 1,
+     "a.yaml:7:29: sites.s.modules.authentication.basic.users_file: ", "plain-text", 0,
+     (const char *const[]){"users", "bob:secret\n", NULL}},
+    {"users_file_every_bad_line", SITE_HEAD "    modules:\n      authentication:\n        basic: {users_file: users}\n", NULL, 1,
+     "a.yaml:7:29: sites.s.modules.authentication.basic.users_file: ", "users:4: user \"carol\": DES", 3,
+     (const char *const[]){"users",
+                           "alice:$1$salt$qJH7.N4xYta3aEG/dfqo/0\n"
+                           "bob:secret\n"
+                           "dave:$2y$05$abcdefghijklmnopqrstuuGZx1Jx0b6Qm9Qe3f0m2v7Zq0m4JcJ6e\n"
+                           "carol:abcdefghijklm\n",
+                           NULL}},
+    {"users_file_not_a_text_file", SITE_HEAD "    modules:\n      authentication:\n        basic: {users_file: users}\n", NULL, 1,
+     "a.yaml:7:29: sites.s.modules.authentication.basic.users_file: ", "want user:hash", 0,
+     (const char *const[]){"users", "just some words\n", NULL}},
+    {"groups_file_bad_line", SITE_HEAD "    modules:\n      authentication:\n        groups_file: groups\n", NULL, 1,
+     "a.yaml:7:22: sites.s.modules.authentication.groups_file: ", "groups:2: want group", 0,
+     (const char *const[]){"groups", "admins: alice\nno colon here\n", NULL}},
+    {"groups_file_bad_member", SITE_HEAD "    modules:\n      authentication:\n        groups_file: groups\n", NULL, 1,
+     "a.yaml:7:22: sites.s.modules.authentication.groups_file: ", "bad group name", 0,
+     (const char *const[]){"groups", ": alice\n", NULL}},
+    {"roles_without_groups_file", SITE_HEAD "    modules:\n      authorization: [{allow: {roles: [admins]}}]\n", NULL, 0,
+     "a.yaml:6:7: sites.s.modules.authorization: ", "role \"admins\", but the authentication settings that apply to / have no"},
+    {"roles_where_a_location_replaces_authentication",
+     SITE_HEAD "    modules:\n      authentication: {groups_file: groups}\n      authorization: [{allow: {roles: [admins]}}]\n"
+               "    locations:\n      /x: {modules: {authentication: {anonymous: true}}}\n",
+     NULL, 1, "a.yaml:7:7: sites.s.modules.authorization: ", "apply to /x have no groups_file", 0,
+     (const char *const[]){"groups", "admins: alice\n", NULL}},
+    {"redirect_to_with_control_byte", SITE_HEAD "    modules:\n      redirect: [{from: /a, to: \"/b\\x01\"}]\n", NULL, 0,
+     "a.yaml:6:33: sites.s.modules.redirect[0].to: ", "control character 0x01"},
+    {"redirect_to_with_line_break",
+     SITE_HEAD "    modules:\n      redirect:\n        - {from: /a, to: \"/b\\r\\nSet-Cookie: x\"}\n", NULL, 0,
+     "a.yaml:7:26: sites.s.modules.redirect[0].to: ", "control character 0x0d"},
+    {"error_page_is_a_directory", SITE_HEAD "    modules:\n      custom_errors: {pages: {404: .}}\n", NULL, 1,
+     "a.yaml:6:36: sites.s.modules.custom_errors.pages.404: ", "not a regular file"},
+    {"error_page_too_large", SITE_HEAD "    modules:\n      custom_errors: {pages: {500: big.html}}\n", NULL, 1,
+     "a.yaml:6:36: sites.s.modules.custom_errors.pages.500: ", "larger than 1 MiB", 0,
+     (const char *const[]){"big.html", "@bytes:1048577", NULL}},
+    {"certificate_not_pem", SITE_HEAD "    tls: {certificate: a.yaml, key: key.pem}\n", NULL, 1,
+     "a.yaml:5:24: sites.s.tls.certificate: ", "cannot load the certificate", 0,
+     (const char *const[]){"key.pem", "@good:certs/blog.key", NULL}},
+    {"key_not_pem", SITE_HEAD "    tls: {certificate: cert.pem, key: a.yaml}\n", NULL, 1,
+     "a.yaml:5:39: sites.s.tls.key: ", "cannot load the key", 0, (const char *const[]){"cert.pem", "@good:certs/blog.pem", NULL}},
+    {"key_does_not_match_certificate", SITE_HEAD "    tls: {certificate: cert.pem, key: key.pem}\n", NULL, 1,
+     "a.yaml:5:39: sites.s.tls.key: ", "does not match the certificate", 0,
+     (const char *const[]){"cert.pem", "@good:certs/clients.pem", "key.pem", "@good:certs/blog.key", NULL}},
+    {"client_ca_not_pem", SITE_HEAD "    tls: {certificate: cert.pem, key: key.pem, client_ca: a.yaml}\n", NULL, 1,
+     "a.yaml:5:59: sites.s.tls.client_ca: ", "cannot load the client CA", 0,
+     (const char *const[]){"cert.pem", "@good:certs/blog.pem", "key.pem", "@good:certs/blog.key", NULL}},
+    {"error_log_in_missing_directory", "server:\n  error_log: no/such/dir/error.log\n" MINIMAL_SITE, NULL, 1,
+     "a.yaml:2:3: server.error_log: ", "cannot create"},
+    {"error_log_is_a_directory", "server:\n  error_log: .\n" MINIMAL_SITE, NULL, 1,
+     "a.yaml:2:3: server.error_log: ", "is a directory"},
+
     /* several at once: all are reported */
     {"multiple_errors_reported_together",
      "pools:\n  php: {command: [x], max_processes: 0}\nsites:\n  s: {bindings: [http://*:80a], root: ., http2: maybe}\n",
@@ -1239,10 +1307,42 @@ static const bad_case_t bad_cases[] = {
 
 #define NUM_BAD_CASES (sizeof(bad_cases) / sizeof(bad_cases[0]))
 
+/* Writes the name/content pairs of `files` into `dir`: "@good:PATH" is data/good's file,
+ * "@bytes:N" N bytes of text. */
+static void write_files(const char *dir, const char *const *files)
+{
+    for (; files != NULL && files[0] != NULL; files += 2) {
+        if (strncmp(files[1], "@good:", 6) == 0) {
+            char *good = good_dir(), path[4400], *text = NULL;
+            size_t len = 0;
+            FILE *fp;
+            snprintf(path, sizeof(path), "%s/%s", good, files[1] + 6);
+            assert_non_null(fp = fopen(path, "r"));
+            assert_int_equal(getdelim(&text, &len, '\0', fp) > 0, 1);
+            fclose(fp);
+            write_file(dir, files[0], text);
+            free(text);
+            free(good);
+        } else if (strncmp(files[1], "@bytes:", 7) == 0) {
+            size_t n = strtoul(files[1] + 7, NULL, 10);
+            char *text = malloc(n + 1);
+            assert_non_null(text);
+            memset(text, 'x', n);
+            text[n] = '\0';
+            write_file(dir, files[0], text);
+            free(text);
+        } else {
+            write_file(dir, files[0], files[1]);
+        }
+    }
+}
+
 static void run_bad_case(void **state)
 {
     const bad_case_t *c = *state;
     char *dir = conf_dir(c->a_yaml, c->b_yaml), where[4400];
+
+    write_files(dir, c->files);
     h2p_config_errors_t errors = {NULL, 0};
     h2p_config_t *conf = h2p_config_load(dir, c->check_files, &errors);
     size_t min_errors = c->min_errors != 0 ? c->min_errors : 1, count = errors.count;
