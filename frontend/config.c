@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include "frontend/config.h"
 #include "frontend/config_internal.h"
 
@@ -150,10 +151,41 @@ static const h2p_cfg_seen_key_t *find_seen(h2p_cfg_ctx_t *ctx, const char *path)
     return NULL;
 }
 
+/* The start opens the error log for appending (creating it): -t and a reload must find out
+ * first that it cannot.  Nothing is created here. */
+static void check_error_log(h2p_cfg_ctx_t *ctx)
+{
+    const char *path = ctx->conf->server.error_log;
+    const h2p_cfg_seen_key_t *seen = find_seen(ctx, "server.error_log");
+    struct stat st;
+    char *dir, *slash;
+
+    if (!ctx->check_files || path == NULL || seen == NULL)
+        return;
+    if (stat(path, &st) == 0) {
+        if (S_ISDIR(st.st_mode))
+            h2p_cfg_error_at(ctx, &seen->origin, seen->path, "\"%s\" is a directory", path);
+        else if (access(path, W_OK) != 0)
+            h2p_cfg_error_at(ctx, &seen->origin, seen->path, "cannot write \"%s\": %s", path, strerror(errno));
+        return;
+    }
+    if (errno != ENOENT) {
+        h2p_cfg_error_at(ctx, &seen->origin, seen->path, "cannot access \"%s\": %s", path, strerror(errno));
+        return;
+    }
+    dir = h2p_cfg_strdup(ctx->arena, path); /* absolute: the parser made it so */
+    slash = strrchr(dir, '/');
+    *(slash == dir ? slash + 1 : slash) = '\0';
+    if (access(dir, W_OK | X_OK) != 0)
+        h2p_cfg_error_at(ctx, &seen->origin, seen->path, "cannot create \"%s\" in \"%s\": %s", path, dir, strerror(errno));
+}
+
 /* Checks across `server` keys, once every file has been read. */
 static void check_server(h2p_cfg_ctx_t *ctx)
 {
     h2p_server_conf_t *server = &ctx->conf->server;
+
+    check_error_log(ctx);
 
     if (server->cache.max_entry > server->cache.max_memory) {
         const h2p_cfg_seen_key_t *seen = find_seen(ctx, "server.cache.max_entry");
@@ -380,6 +412,7 @@ h2p_pool_conf_t *h2p_config_find_pool(h2p_config_t *conf, const char *name)
 typedef struct yaml_file {
     const char *name; /* as shown in messages (arena) */
     yaml_document_t doc;
+    size_t **duplicate_keys;
     int loaded; /* doc holds a document that must be deleted */
 } yaml_file_t;
 
@@ -395,58 +428,14 @@ static int by_name(const struct dirent **a, const struct dirent **b)
     return strcmp((*a)->d_name, (*b)->d_name); /* not strcoll: the order must not depend on the locale */
 }
 
-static void yaml_error(h2p_cfg_ctx_t *ctx, yaml_parser_t *parser)
-{
-    const char *problem = parser->problem != NULL ? parser->problem : "malformed YAML";
-
-    if (parser->error == YAML_READER_ERROR) {
-        h2p_cfg_errors_add(ctx->errors, "%s:1:1: YAML syntax error: %s at byte %zu", ctx->file, problem, parser->problem_offset);
-    } else if (parser->context != NULL) {
-        h2p_cfg_errors_add(ctx->errors, "%s:%zu:%zu: YAML syntax error: %s %s (line %zu)", ctx->file, parser->problem_mark.line + 1,
-                           parser->problem_mark.column + 1, problem, parser->context, parser->context_mark.line + 1);
-    } else {
-        h2p_cfg_errors_add(ctx->errors, "%s:%zu:%zu: YAML syntax error: %s", ctx->file, parser->problem_mark.line + 1,
-                           parser->problem_mark.column + 1, problem);
-    }
-}
-
 /* Parses one file into file->doc; returns 0 or -1 after reporting. */
 static int load_file(h2p_cfg_ctx_t *ctx, const char *path, yaml_file_t *file)
 {
-    yaml_parser_t parser;
-    yaml_document_t extra;
-    FILE *fp;
-    int ret = -1;
-
     ctx->file = file->name;
-    if ((fp = fopen(path, "rb")) == NULL) {
-        h2p_cfg_errors_add(ctx->errors, "%s: cannot open: %s", file->name, strerror(errno));
+    if (h2p_cfg_load_yaml_file(ctx, path, &file->doc, &file->duplicate_keys) != 0)
         return -1;
-    }
-    yaml_parser_initialize(&parser);
-    yaml_parser_set_input_file(&parser, fp);
-    if (!yaml_parser_load(&parser, &file->doc)) {
-        yaml_error(ctx, &parser);
-        goto out;
-    }
     file->loaded = 1;
-    /* one document per file: a second one would be silently ignored otherwise */
-    if (!yaml_parser_load(&parser, &extra)) {
-        yaml_error(ctx, &parser);
-        goto out;
-    }
-    if (yaml_document_get_root_node(&extra) != NULL) {
-        h2p_cfg_errors_add(ctx->errors, "%s:%d:%d: more than one YAML document in a file", file->name,
-                           (int)extra.start_mark.line + 1, (int)extra.start_mark.column + 1);
-        yaml_document_delete(&extra);
-        goto out;
-    }
-    yaml_document_delete(&extra);
-    ret = 0;
-out:
-    yaml_parser_delete(&parser);
-    fclose(fp);
-    return ret;
+    return 0;
 }
 
 /* The top-level map of a file, or NULL when the file is empty or not a map (reported once). */
@@ -456,6 +445,7 @@ static yaml_node_t *file_root(h2p_cfg_ctx_t *ctx, yaml_file_t *file, int report)
 
     ctx->file = file->name;
     ctx->doc = &file->doc;
+    ctx->duplicate_keys = file->duplicate_keys;
     if (root == NULL || h2p_cfg_is_null(root))
         return NULL;
     if (root->type != YAML_MAPPING_NODE) {
@@ -519,6 +509,7 @@ static size_t load_named(h2p_cfg_ctx_t *ctx, yaml_file_t *files, size_t num_file
                          void (*parse)(h2p_cfg_ctx_t *ctx, yaml_node_t *name_node, yaml_node_t *node, void *elem))
 {
     const char *what = strcmp(section, "pools") == 0 ? "pool" : "site";
+    h2p_cfg_names_t names = {NULL, NULL, 0, 0}; /* of the entries so far, with their index */
     size_t count = 0;
 
     for (size_t f = 0; f < num_files; f++) {
@@ -538,17 +529,12 @@ static size_t load_named(h2p_cfg_ctx_t *ctx, yaml_file_t *files, size_t num_file
             if (name == NULL)
                 continue;
             mark = h2p_cfg_path_push_key(ctx, name);
-            for (j = 0; j < count; j++) {
-                char *other = (char *)array + j * elem_size;
-                if (strcmp(*(char **)(other + name_offset), name) == 0)
-                    break;
-            }
-            if (j < count) {
+            if (!valid_name(name)) {
+                h2p_cfg_error(ctx, name_node, "bad %s name \"%s\" (use letters, digits, '.', '_' and '-')", what, name);
+            } else if ((j = h2p_cfg_names_put(&names, name, count)) != SIZE_MAX) {
                 h2p_origin_t *first = (h2p_origin_t *)((char *)array + j * elem_size + origin_offset);
                 h2p_cfg_error(ctx, name_node, "duplicate %s \"%s\" (first defined at %s:%u:%u)", what, name, first->file,
                               first->line, first->column);
-            } else if (!valid_name(name)) {
-                h2p_cfg_error(ctx, name_node, "bad %s name \"%s\" (use letters, digits, '.', '_' and '-')", what, name);
             } else {
                 *(char **)(elem + name_offset) = h2p_cfg_strdup(ctx->arena, name);
                 *(h2p_origin_t *)(elem + origin_offset) = h2p_cfg_origin(ctx, name_node);
@@ -559,6 +545,7 @@ static size_t load_named(h2p_cfg_ctx_t *ctx, yaml_file_t *files, size_t num_file
         }
         h2p_cfg_path_pop(ctx, section_mark);
     }
+    h2p_cfg_names_free(&names);
     return count;
 }
 
@@ -645,8 +632,10 @@ static void load_all(h2p_cfg_ctx_t *ctx, const char *dir)
     }
 
     for (size_t i = 0; i < num_files; i++)
-        if (files[i].loaded)
+        if (files[i].loaded) {
+            h2p_cfg_free_duplicate_keys(&files[i].doc, files[i].duplicate_keys);
             yaml_document_delete(&files[i].doc);
+        }
     free(files);
     free(names);
 }

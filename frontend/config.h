@@ -140,6 +140,10 @@ typedef struct h2p_authentication_conf {
     } negotiate;
     uint64_t credential_cache_ttl_ms;
     char *groups_file; /* roles for authorization: "group: user user ..." lines */
+    /* basic.users_file and groups_file as read and checked when the configuration was loaded
+       (with check_files; NULL otherwise): the modules use these, they never read the files */
+    const struct h2p_htpasswd *basic_users;
+    const struct h2p_groups *groups;
 } h2p_authentication_conf_t;
 
 typedef struct h2p_authz_rule {
@@ -172,9 +176,13 @@ typedef enum h2p_custom_errors_mode {
     H2P_ERRORS_OFF /* detailed errors for everyone */
 } h2p_custom_errors_mode_t;
 
+#define H2P_MAX_ERROR_PAGE_SIZE (1024 * 1024)
+
 typedef struct h2p_error_page {
     unsigned status;
     char *path;
+    char *body; /* the file's content, read when the configuration was loaded (with check_files; NULL otherwise) */
+    size_t body_len;
 } h2p_error_page_t;
 
 typedef struct h2p_output_cache_rule {
@@ -191,7 +199,8 @@ typedef struct h2p_output_cache_rule {
 #define H2P_MODULE_HEAD                                                                                                            \
     int set;                                                                                                                       \
     int enabled;                                                                                                                   \
-    h2p_origin_t origin
+    h2p_origin_t origin;                                                                                                           \
+    const char *path /* key path where the scope names the module, for messages */
 
 typedef struct h2p_modules_conf {
     struct {
@@ -393,6 +402,11 @@ void h2p_config_release(h2p_config_t *conf);
 void h2p_config_errors_clear(h2p_config_errors_t *errors);
 
 h2p_pool_conf_t *h2p_config_find_pool(h2p_config_t *conf, const char *name);
+
+/* Settings of a child scope over its parent's: a module the child names replaces the parent's. */
+void h2p_modules_merge(h2p_modules_conf_t *out, const h2p_modules_conf_t *parent, const h2p_modules_conf_t *child);
+/* Whether a location applies to an application ("" for the root one): one path contains the other. */
+int h2p_location_applies(const char *app_prefix, size_t app_len, const char *location);
 
 /*
  * Shared value parsers, also used by the control protocol; return 0 on success.  Durations and

@@ -28,10 +28,10 @@ void *h2p_cfg_xrealloc(void *p, size_t size);
 struct h2p_config_arena *h2p_cfg_arena_new(void);
 void h2p_cfg_arena_free(struct h2p_config_arena *arena);
 void *h2p_cfg_alloc(struct h2p_config_arena *arena, size_t count, size_t size); /* zeroed */
+/* Calls fn(data) when the arena is freed: for what a generation owns outside it. */
+void h2p_cfg_arena_on_free(struct h2p_config_arena *arena, void (*fn)(void *), void *data);
 char *h2p_cfg_strndup(struct h2p_config_arena *arena, const char *s, size_t len);
 char *h2p_cfg_strdup(struct h2p_config_arena *arena, const char *s);
-/* fn(p) runs when the arena is freed: for what a generation holds outside it */
-void h2p_cfg_arena_on_free(struct h2p_config_arena *arena, void (*fn)(void *), void *p);
 
 /* ---- parse context ---------------------------------------------------------------------- */
 
@@ -49,13 +49,15 @@ typedef struct h2p_cfg_ctx {
     const char *file;     /* the YAML file being parsed, as shown in messages (arena) */
     const char *file_dir; /* absolute directory relative paths resolve against */
     yaml_document_t *doc;
-    const char *site_name; /* site being parsed, or NULL */
-    char path[1024];       /* key path of the node being parsed: "sites.blog.bindings[1]" */
+    size_t **duplicate_keys; /* of doc: per node index, the first pair of each pair's key (see h2p_cfg_map_entry) */
+    const char *site_name;   /* site being parsed, or NULL */
+    char path[1024];         /* key path of the node being parsed: "sites.blog.bindings[1]" */
     size_t path_len;
     /* `server` keys may be split over files but not set twice: the leaves set so far */
     int track_keys;
     h2p_cfg_seen_key_t *seen;
     size_t num_seen;
+    size_t total_bytes; /* of the files read so far (H2P_CFG_MAX_TOTAL_SIZE) */
 } h2p_cfg_ctx_t;
 
 static inline size_t h2p_cfg_error_count(h2p_cfg_ctx_t *ctx)
@@ -74,6 +76,33 @@ void h2p_cfg_error_at(h2p_cfg_ctx_t *ctx, const h2p_origin_t *origin, const char
     __attribute__((format(printf, 4, 5)));
 void h2p_cfg_errors_add(h2p_config_errors_t *errors, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 h2p_origin_t h2p_cfg_origin(h2p_cfg_ctx_t *ctx, const yaml_node_t *node);
+
+/* ---- reading files (config_yaml.c) ------------------------------------------------------ */
+
+/* What a configuration file may be: a broken or hostile one must not hold a (re)load for long. */
+#define H2P_CFG_MAX_FILE_SIZE (4 << 20)   /* bytes of one file */
+#define H2P_CFG_MAX_TOTAL_SIZE (16 << 20) /* bytes of all the files of a directory */
+#define H2P_CFG_MAX_DEPTH 64              /* nested maps and lists */
+#define H2P_CFG_MAX_ANCHORS 1000          /* per file */
+#define H2P_CFG_MAX_ALIASES 10000         /* per file */
+#define H2P_CFG_MAX_ALIAS_NODES 100000    /* nodes the aliases of a file stand for, counted expanded */
+
+/* Reads and parses the YAML file at `path` (named ctx->file in messages) into `doc`, within the
+ * limits above.  Returns 0, or -1 after reporting. */
+int h2p_cfg_load_yaml_file(h2p_cfg_ctx_t *ctx, const char *path, yaml_document_t *doc, size_t ***duplicate_keys);
+/* The table of repeated map keys the loader gave with a document (ctx->duplicate_keys). */
+void h2p_cfg_free_duplicate_keys(yaml_document_t *doc, size_t **duplicate_keys);
+
+/* A set of names (not copied) with a value each, in linear time however many there are. */
+typedef struct h2p_cfg_names {
+    const char **names;
+    size_t *values;
+    size_t capacity, count;
+} h2p_cfg_names_t;
+
+/* The value of `name` when it is in the set; else adds it with `value` and returns SIZE_MAX. */
+size_t h2p_cfg_names_put(h2p_cfg_names_t *set, const char *name, size_t value);
+void h2p_cfg_names_free(h2p_cfg_names_t *set);
 
 /* ---- YAML node helpers ------------------------------------------------------------------ */
 

@@ -9,11 +9,18 @@
  * (server.load_modules), and are an error when no plugin is loaded.
  */
 #define PCRE2_CODE_UNIT_WIDTH 8
+#include <errno.h>
+#include <fcntl.h>
 #include <pcre2.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include "frontend/config.h"
 #include "frontend/config_internal.h"
+#include "native-modules/htpasswd.h"
 #include "native-modules/match.h"
 
 #define MOD(field) offsetof(h2p_modules_conf_t, field)
@@ -40,6 +47,99 @@ static void error_at_key(h2p_cfg_ctx_t *ctx, yaml_node_t *map, const char *name,
 
     h2p_cfg_error(ctx, node != NULL ? node : map, "%s", message);
     h2p_cfg_path_pop(ctx, mark);
+}
+
+/* ---- files the modules use: read and checked here, so that start, reload and -t agree ----- */
+
+typedef struct file_report {
+    h2p_cfg_ctx_t *ctx;
+    yaml_node_t *node;
+} file_report_t;
+
+static void report_file_problem(void *arg, const char *message)
+{
+    file_report_t *r = arg;
+    h2p_cfg_error(r->ctx, r->node, "%s", message);
+}
+
+static void free_users(void *users)
+{
+    h2p_htpasswd_dispose(users);
+    free(users);
+}
+
+static void free_groups(void *groups)
+{
+    h2p_groups_dispose(groups);
+    free(groups);
+}
+
+/* The users file at `name` in `map` (already resolved to `path`): every bad line is an error. */
+static const h2p_htpasswd_t *load_users_file(h2p_cfg_ctx_t *ctx, yaml_node_t *map, const char *name, const char *path)
+{
+    file_report_t r = {ctx, h2p_cfg_map_get(ctx, map, name)};
+    h2p_htpasswd_t *users = h2p_cfg_xmalloc(sizeof(*users));
+    size_t mark = h2p_cfg_path_push_key(ctx, name);
+    int ret = h2p_htpasswd_load_all(users, path, report_file_problem, &r);
+
+    h2p_cfg_path_pop(ctx, mark);
+    if (ret != 0) {
+        free(users);
+        return NULL;
+    }
+    h2p_cfg_arena_on_free(ctx->arena, free_users, users);
+    return users;
+}
+
+static const h2p_groups_t *load_groups_file(h2p_cfg_ctx_t *ctx, yaml_node_t *map, const char *name, const char *path)
+{
+    file_report_t r = {ctx, h2p_cfg_map_get(ctx, map, name)};
+    h2p_groups_t *groups = h2p_cfg_xmalloc(sizeof(*groups));
+    size_t mark = h2p_cfg_path_push_key(ctx, name);
+    int ret = h2p_groups_load_all(groups, path, report_file_problem, &r);
+
+    h2p_cfg_path_pop(ctx, mark);
+    if (ret != 0) {
+        free(groups);
+        return NULL;
+    }
+    h2p_cfg_arena_on_free(ctx->arena, free_groups, groups);
+    return groups;
+}
+
+/* A whole file of at most `max` bytes into the arena (NUL-terminated); NULL after reporting. */
+static char *read_small_file(h2p_cfg_ctx_t *ctx, yaml_node_t *node, const char *path, size_t max, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* (a FIFO put there since the check must not block) */
+    struct stat st;
+    char *body = NULL;
+
+    if (fd < 0) {
+        h2p_cfg_error(ctx, node, "cannot read \"%s\": %s", path, strerror(errno));
+        return NULL;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        h2p_cfg_error(ctx, node, "\"%s\" is not a regular file", path);
+    } else if ((uint64_t)st.st_size > max) {
+        h2p_cfg_error(ctx, node, "\"%s\" is larger than %zu %s", path, max >= 1 << 20 ? max >> 20 : max >> 10,
+                      max >= 1 << 20 ? "MiB" : "KiB");
+    } else {
+        body = h2p_cfg_alloc(ctx->arena, (size_t)st.st_size + 1, 1);
+        *len = 0;
+        while (*len < (size_t)st.st_size) {
+            ssize_t n = read(fd, body + *len, (size_t)st.st_size - *len);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0) {
+                h2p_cfg_error(ctx, node, "cannot read \"%s\": %s", path, n < 0 ? strerror(errno) : "the file shrank");
+                body = NULL;
+                break;
+            }
+            *len += (size_t)n;
+        }
+    }
+    close(fd);
+    return body;
 }
 
 static yaml_node_t *seq_item(h2p_cfg_ctx_t *ctx, yaml_node_t *seq, size_t i)
@@ -302,6 +402,8 @@ static void parse_password_scheme(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *b
         return;
     if (*enabled && h2p_cfg_map_get(ctx, node, "users_file") == NULL)
         h2p_cfg_error(ctx, node, "%s authentication needs users_file", key->name);
+    else if (!digest && ctx->check_files && c->basic.users_file != NULL) /* (digest is not implemented: nothing reads it) */
+        c->basic_users = load_users_file(ctx, node, "users_file", c->basic.users_file);
     if (strpbrk(*realm, "\"\\\r\n") != NULL)
         error_at_key(ctx, node, "realm", "bad realm: no quotes, backslashes or line breaks");
 }
@@ -404,6 +506,8 @@ static void authentication_check(h2p_cfg_ctx_t *ctx, yaml_node_t *node, h2p_modu
         !c->negotiate.enabled)
         error_at_key(ctx, node, "anonymous",
                      "anonymous: false needs an enabled scheme (basic, digest, client_certificate, negotiate)");
+    if (ctx->check_files && c->groups_file != NULL)
+        c->groups = load_groups_file(ctx, node, "groups_file", c->groups_file);
 }
 
 /* ---- authorization ------------------------------------------------------------------------ */
@@ -478,6 +582,16 @@ static void check_redirect(h2p_cfg_ctx_t *ctx, yaml_node_t *item, void *data)
 
     if (rule->status == 0)
         rule->status = 302;
+    /* a Location header cannot carry control bytes (response splitting) */
+    for (const char *c = rule->to; c != NULL && *c != '\0'; c++) {
+        if ((unsigned char)*c < 0x20 || *c == 0x7f) {
+            char message[96];
+            snprintf(message, sizeof(message), "bad redirect target: control character 0x%02x (a Location header cannot carry it)",
+                     (unsigned char)*c);
+            error_at_key(ctx, item, "to", message);
+            break;
+        }
+    }
     if (rule->to != NULL && (problem = h2p_redirect_check_target(rule->to, strlen(rule->to))) != NULL)
         error_at_key(ctx, item, "to", problem);
 }
@@ -669,7 +783,9 @@ static void parse_error_pages(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *base,
             continue;
         mark = h2p_cfg_path_push_key(ctx, name);
         if (h2p_cfg_number(ctx, key_node, 400, 599, &status) == 0 &&
-            (page->path = h2p_cfg_path(ctx, value, H2P_CFG_REGULAR_FILE)) != NULL) {
+            (page->path = h2p_cfg_path(ctx, value, H2P_CFG_REGULAR_FILE)) != NULL &&
+            (!ctx->check_files ||
+             (page->body = read_small_file(ctx, value, page->path, H2P_MAX_ERROR_PAGE_SIZE, &page->body_len)) != NULL)) {
             page->status = status;
             m->custom_errors.num_pages++;
         }
@@ -827,6 +943,11 @@ static h2p_origin_t *module_origin(h2p_modules_conf_t *m, const module_desc_t *d
     return (h2p_origin_t *)((char *)m + desc->offset + offsetof(module_head_t, origin));
 }
 
+static const char **module_path(h2p_modules_conf_t *m, const module_desc_t *desc)
+{
+    return (const char **)((char *)m + desc->offset + offsetof(module_head_t, path));
+}
+
 void h2p_cfg_modules_defaults(h2p_cfg_ctx_t *ctx, h2p_modules_conf_t *m)
 {
     for (const module_desc_t *desc = module_descs; desc->name != NULL; desc++) {
@@ -856,6 +977,7 @@ static void parse_module(h2p_cfg_ctx_t *ctx, yaml_node_t *key_node, yaml_node_t 
     *module_set(m, desc) = 1;
     *module_enabled(m, desc) = 1; /* naming a module turns it on unless it says enabled: false */
     *module_origin(m, desc) = h2p_cfg_origin(ctx, key_node);
+    *module_path(m, desc) = h2p_cfg_strdup(ctx->arena, ctx->path);
     int list_shaped = desc->parse == parse_authorization || desc->parse == parse_redirect || desc->parse == parse_rewrite ||
                       desc->parse == parse_output_cache;
     if (desc->keys != NULL) {
@@ -1006,5 +1128,26 @@ void h2p_cfg_parse_modules(h2p_cfg_ctx_t *ctx, yaml_node_t *node, h2p_modules_co
         else
             parse_plugin(ctx, key_node, value, m, name);
         h2p_cfg_path_pop(ctx, mark);
+    }
+}
+
+/* ---- scopes ------------------------------------------------------------------------------- */
+
+void h2p_modules_merge(h2p_modules_conf_t *out, const h2p_modules_conf_t *parent, const h2p_modules_conf_t *child)
+{
+    *out = *parent;
+    /* a module the child scope names replaces the parent's settings of that module there */
+#define MERGE_SETTINGS(name)                                                                                                       \
+    if (child->name.set)                                                                                                           \
+        out->name = child->name;
+#define MERGE_NO_SETTINGS(name)
+#define H2P_MODULE(name, phases, settings) MERGE_##settings(name)
+#include "native-modules/modules.def"
+#undef H2P_MODULE
+#undef MERGE_SETTINGS
+#undef MERGE_NO_SETTINGS
+    if (child->num_plugin_settings != 0) {
+        out->plugin_settings = child->plugin_settings;
+        out->num_plugin_settings = child->num_plugin_settings;
     }
 }

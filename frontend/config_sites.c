@@ -5,7 +5,10 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include "frontend/config.h"
 #include "frontend/config_internal.h"
 
@@ -288,6 +291,8 @@ static void parse_applications(h2p_cfg_ctx_t *ctx, yaml_node_t *node, site_build
     h2p_site_conf_t *site = &b->site;
     size_t count = node != NULL ? h2p_cfg_map_size(node) : 0, mark = h2p_cfg_path_push_key(ctx, "applications");
 
+    h2p_cfg_names_t paths = {NULL, NULL, 0, 0};
+
     site->applications = h2p_cfg_alloc(ctx->arena, count + 1, sizeof(*site->applications));
     site->applications[0] = b->root;
     site->num_applications = 1;
@@ -297,7 +302,7 @@ static void parse_applications(h2p_cfg_ctx_t *ctx, yaml_node_t *node, site_build
         h2p_application_conf_t *app = &site->applications[site->num_applications];
         yaml_node_t *key_node, *value;
         const char *key = h2p_cfg_map_entry(ctx, node, i, &key_node, &value);
-        size_t key_mark, j;
+        size_t key_mark;
         if (key == NULL)
             continue;
         key_mark = h2p_cfg_path_push_key(ctx, key);
@@ -306,9 +311,7 @@ static void parse_applications(h2p_cfg_ctx_t *ctx, yaml_node_t *node, site_build
         } else if (strcmp(app->path, "/") == 0) {
             h2p_cfg_error(ctx, key_node, "\"/\" is the root application: set its root and pool on the site itself");
         } else {
-            for (j = 1; j < site->num_applications && strcmp(site->applications[j].path, app->path) != 0; j++)
-                ;
-            if (j < site->num_applications) {
+            if (h2p_cfg_names_put(&paths, app->path, i) != SIZE_MAX) {
                 h2p_cfg_error(ctx, key_node, "duplicate application \"%s\"", app->path);
             } else {
                 app->origin = h2p_cfg_origin(ctx, key_node);
@@ -320,12 +323,14 @@ static void parse_applications(h2p_cfg_ctx_t *ctx, yaml_node_t *node, site_build
     }
     qsort(site->applications + 1, site->num_applications - 1, sizeof(*site->applications), compare_applications);
 out:
+    h2p_cfg_names_free(&paths);
     h2p_cfg_path_pop(ctx, mark);
 }
 
 static void parse_locations(h2p_cfg_ctx_t *ctx, yaml_node_t *node, h2p_site_conf_t *site)
 {
     size_t count = h2p_cfg_map_size(node), mark = h2p_cfg_path_push_key(ctx, "locations");
+    h2p_cfg_names_t paths = {NULL, NULL, 0, 0};
 
     if (!h2p_cfg_expect_map(ctx, node))
         goto out;
@@ -334,14 +339,12 @@ static void parse_locations(h2p_cfg_ctx_t *ctx, yaml_node_t *node, h2p_site_conf
         h2p_location_conf_t *location = &site->locations[site->num_locations];
         yaml_node_t *key_node, *value;
         const char *key = h2p_cfg_map_entry(ctx, node, i, &key_node, &value);
-        size_t key_mark, j;
+        size_t key_mark;
         if (key == NULL)
             continue;
         key_mark = h2p_cfg_path_push_key(ctx, key);
         if ((location->path = parse_prefix(ctx, key_node, key)) != NULL) {
-            for (j = 0; j < site->num_locations && strcmp(site->locations[j].path, location->path) != 0; j++)
-                ;
-            if (j < site->num_locations) {
+            if (h2p_cfg_names_put(&paths, location->path, i) != SIZE_MAX) {
                 h2p_cfg_error(ctx, key_node, "duplicate location \"%s\"", location->path);
             } else {
                 location->origin = h2p_cfg_origin(ctx, key_node);
@@ -354,10 +357,55 @@ static void parse_locations(h2p_cfg_ctx_t *ctx, yaml_node_t *node, h2p_site_conf
     }
     qsort(site->locations, site->num_locations, sizeof(*site->locations), compare_locations);
 out:
+    h2p_cfg_names_free(&paths);
     h2p_cfg_path_pop(ctx, mark);
 }
 
 /* ---- checks of one site ------------------------------------------------------------------- */
+
+/* The certificate, key and client CA loaded as the start loads them: a key that does not match
+ * its certificate, or a file that is no PEM, is an error of -t and of a reload, not a surprise
+ * at the next start.  Each problem is reported against its own key. */
+static void tls_error(h2p_cfg_ctx_t *ctx, yaml_node_t *tls, const char *name, const char *what, const char *path)
+{
+    unsigned long code = ERR_peek_error(); /* the first: "no start line" says more than "PEM lib" */
+    char reason[256] = "not a PEM file of that kind";
+    yaml_node_t *node = h2p_cfg_map_get(ctx, tls, name);
+    size_t mark = h2p_cfg_path_push_key(ctx, name);
+
+    if (code != 0)
+        ERR_error_string_n(code, reason, sizeof(reason));
+    ERR_clear_error();
+    h2p_cfg_error(ctx, node != NULL ? node : tls, "%s \"%s\": %s", what, path, reason);
+    h2p_cfg_path_pop(ctx, mark);
+}
+
+static void check_tls_files(h2p_cfg_ctx_t *ctx, yaml_node_t *tls, h2p_site_conf_t *site)
+{
+    SSL_CTX *ssl;
+    int certificate_ok, key_ok;
+
+    if (!ctx->check_files || site->tls.certificate == NULL || site->tls.key == NULL)
+        return; /* (a missing or unreadable file has been reported) */
+    /* a key only root may read: the front end reloads as server.user, and the spawner, which
+     * reads it, loads and checks it with its own configuration (a start, as root, checks here) */
+    if (access(site->tls.key, R_OK) != 0 || access(site->tls.certificate, R_OK) != 0 ||
+        (site->tls.client_ca != NULL && access(site->tls.client_ca, R_OK) != 0))
+        return;
+    if ((ssl = SSL_CTX_new(TLS_server_method())) == NULL)
+        return;
+    ERR_clear_error();
+    /* the key first: loaded after the certificate, a key of another pair would fail as "cannot load" */
+    if (!(key_ok = SSL_CTX_use_PrivateKey_file(ssl, site->tls.key, SSL_FILETYPE_PEM) == 1))
+        tls_error(ctx, tls, "key", "cannot load the key", site->tls.key);
+    if (!(certificate_ok = SSL_CTX_use_certificate_chain_file(ssl, site->tls.certificate) == 1))
+        tls_error(ctx, tls, "certificate", "cannot load the certificate", site->tls.certificate);
+    if (certificate_ok && key_ok && SSL_CTX_check_private_key(ssl) != 1)
+        tls_error(ctx, tls, "key", "the key does not match the certificate", site->tls.key);
+    if (site->tls.client_ca != NULL && SSL_CTX_load_verify_locations(ssl, site->tls.client_ca, NULL) != 1)
+        tls_error(ctx, tls, "client_ca", "cannot load the client CA", site->tls.client_ca);
+    SSL_CTX_free(ssl);
+}
 
 static void check_tls(h2p_cfg_ctx_t *ctx, yaml_node_t *site_node, h2p_site_conf_t *site)
 {
@@ -386,6 +434,9 @@ static void check_tls(h2p_cfg_ctx_t *ctx, yaml_node_t *site_node, h2p_site_conf_
     } else if (site->tls.client_verify != H2P_CLIENT_VERIFY_NONE) {
         h2p_cfg_error(ctx, tls, "client_verify needs client_ca");
     }
+    h2p_cfg_path_pop(ctx, mark);
+    mark = h2p_cfg_path_push_key(ctx, "tls");
+    check_tls_files(ctx, tls, site);
     h2p_cfg_path_pop(ctx, mark);
 }
 
@@ -416,6 +467,61 @@ static void check_client_certificates(h2p_cfg_ctx_t *ctx, h2p_site_conf_t *site)
             return;
         }
     }
+}
+
+/* Whether a location applies to an application: one of the two paths contains the other. */
+int h2p_location_applies(const char *app_prefix, size_t app_len, const char *location)
+{
+    size_t loc_len = strcmp(location, "/") == 0 ? 0 : strlen(location);
+    size_t n = app_len < loc_len ? app_len : loc_len;
+    const char *longer = app_len < loc_len ? location : app_prefix;
+    return memcmp(app_prefix, location, n) == 0 && (longer[n] == '\0' || longer[n] == '/');
+}
+
+static const char *role_needing_groups(const h2p_modules_conf_t *m)
+{
+    if (!m->authorization.enabled)
+        return NULL;
+    for (size_t i = 0; i < m->authorization.count; i++)
+        for (size_t j = 0; j < m->authorization.rules[i].roles.count; j++) {
+            const char *role = m->authorization.rules[i].roles.items[j];
+            if (strcmp(role, "*") != 0 && strcmp(role, "?") != 0)
+                return role;
+        }
+    return NULL;
+}
+
+/* Authorization rules that name roles need a groups_file in the authentication settings of
+ * every scope they apply to; a location or application that names authentication replaces all
+ * of its settings, groups_file included.  The scopes are the router's: each application, and
+ * each location under it, with the settings merged the same way. */
+static void check_roles_have_groups(h2p_cfg_ctx_t *ctx, h2p_site_conf_t *site)
+{
+    h2p_cfg_names_t reported = {NULL, NULL, 0, 0};
+    const h2p_modules_conf_t *site_modules = &site->applications[0].scope.modules;
+
+    for (size_t a = 0; a < site->num_applications; a++) {
+        const h2p_application_conf_t *app = &site->applications[a];
+        const char *prefix = a == 0 ? "" : app->path;
+        h2p_modules_conf_t app_modules, scope_modules;
+        h2p_modules_merge(&app_modules, site_modules, &app->scope.modules);
+        for (size_t l = 0; l <= site->num_locations; l++) {
+            const h2p_location_conf_t *location = l < site->num_locations ? &site->locations[l] : NULL;
+            const char *role, *where = location != NULL ? location->path : a == 0 ? "/" : app->path;
+            if (location != NULL && !h2p_location_applies(prefix, strlen(prefix), location->path))
+                continue;
+            h2p_modules_merge(&scope_modules, &app_modules, location != NULL ? &location->scope.modules : &app_modules);
+            if ((role = role_needing_groups(&scope_modules)) == NULL || scope_modules.authentication.c.groups_file != NULL ||
+                scope_modules.authorization.path == NULL ||
+                h2p_cfg_names_put(&reported, scope_modules.authorization.path, 0) != SIZE_MAX)
+                continue;
+            h2p_cfg_error_at(ctx, &scope_modules.authorization.origin, scope_modules.authorization.path,
+                             "the rules name role \"%s\", but the authentication settings that apply to %s have no groups_file "
+                             "(a scope that names authentication replaces all of its settings, groups_file included)",
+                             role, where);
+        }
+    }
+    h2p_cfg_names_free(&reported);
 }
 
 static void check_tcp_site(h2p_cfg_ctx_t *ctx, yaml_node_t *node, site_build_t *b)
@@ -487,6 +593,7 @@ void h2p_cfg_parse_site(h2p_cfg_ctx_t *ctx, yaml_node_t *name_node, yaml_node_t 
         if (b.locations != NULL)
             parse_locations(ctx, b.locations, &b.site);
         check_client_certificates(ctx, &b.site);
+        check_roles_have_groups(ctx, &b.site);
     }
     *site = b.site;
     ctx->site_name = NULL;
@@ -494,15 +601,59 @@ void h2p_cfg_parse_site(h2p_cfg_ctx_t *ctx, yaml_node_t *name_node, yaml_node_t 
 
 /* ---- checks across sites ------------------------------------------------------------------ */
 
-static int same_address(const h2p_binding_t *a, const h2p_binding_t *b)
+/*
+ * Every binding is compared with the bindings before it (in this site and the sites before):
+ * one ip:port serves one scheme, a wildcard and the addresses it includes too (they share one
+ * socket: h2pool never shares a port through SO_REUSEPORT), and one (ip, port, hostname) one
+ * site.  Sorted by address, so that thousands of sites on one port cost no more than a sort.
+ */
+
+typedef struct binding_ref {
+    h2p_binding_t *binding;
+    const h2p_site_conf_t *site;
+    size_t site_index, index, order;
+    sa_family_t family;
+    unsigned char addr[16];
+} binding_ref_t;
+
+static int is_unspecified(const binding_ref_t *r)
 {
-    if (a->addr.ss_family != b->addr.ss_family || a->port != b->port)
+    static const unsigned char zeros[16];
+    return memcmp(r->addr, zeros, r->family == AF_INET ? 4 : 16) == 0;
+}
+
+/* 2: `*`, 1: 0.0.0.0 or [::] (every address of a family), 0: one address */
+static int wildcard_rank(const binding_ref_t *r)
+{
+    return r->binding->any_address ? 2 : is_unspecified(r) ? 1 : 0;
+}
+
+/* Whether one binding's addresses include the other's (same port, not the same address). */
+static int wildcard_overlap(const binding_ref_t *a, const binding_ref_t *b)
+{
+    if (a->binding->port != b->binding->port || wildcard_rank(a) == wildcard_rank(b))
         return 0;
-    if (a->addr.ss_family == AF_INET)
-        return memcmp(&((const struct sockaddr_in *)&a->addr)->sin_addr, &((const struct sockaddr_in *)&b->addr)->sin_addr,
-                      sizeof(struct in_addr)) == 0;
-    return memcmp(&((const struct sockaddr_in6 *)&a->addr)->sin6_addr, &((const struct sockaddr_in6 *)&b->addr)->sin6_addr,
-                  sizeof(struct in6_addr)) == 0;
+    const binding_ref_t *wide = wildcard_rank(a) > wildcard_rank(b) ? a : b, *narrow = wide == a ? b : a;
+    return wide->binding->any_address || wide->family == narrow->family;
+}
+
+static int compare_refs(const void *pa, const void *pb)
+{
+    const binding_ref_t *a = pa, *b = pb;
+    int diff;
+
+    if (a->binding->port != b->binding->port)
+        return a->binding->port < b->binding->port ? -1 : 1;
+    if (a->family != b->family)
+        return a->family < b->family ? -1 : 1;
+    if ((diff = memcmp(a->addr, b->addr, sizeof(a->addr))) != 0)
+        return diff;
+    return a->order < b->order ? -1 : a->order > b->order;
+}
+
+static int same_address(const binding_ref_t *a, const binding_ref_t *b)
+{
+    return a->binding->port == b->binding->port && a->family == b->family && memcmp(a->addr, b->addr, sizeof(a->addr)) == 0;
 }
 
 static const char *scheme_name(h2p_scheme_t scheme)
@@ -510,41 +661,115 @@ static const char *scheme_name(h2p_scheme_t scheme)
     return scheme == H2P_SCHEME_HTTP ? "http" : scheme == H2P_SCHEME_HTTPS ? "https" : "tcp";
 }
 
-/* Compares `binding` with every binding before it (in this site and the sites before). */
-static void check_binding(h2p_cfg_ctx_t *ctx, size_t site_index, size_t index)
+static void binding_error(h2p_cfg_ctx_t *ctx, const binding_ref_t *r, const binding_ref_t *other, const char *what)
 {
-    h2p_site_conf_t *site = &ctx->conf->sites[site_index];
-    h2p_binding_t *binding = &site->bindings[index];
     char path[256];
+    const h2p_binding_t *b = r->binding, *o = other->binding;
 
-    snprintf(path, sizeof(path), "sites.%s.bindings[%zu]", site->name, index);
-    for (size_t s = 0; s <= site_index; s++) {
-        h2p_site_conf_t *other_site = &ctx->conf->sites[s];
-        size_t end = s == site_index ? index : other_site->num_bindings;
-        for (size_t i = 0; i < end; i++) {
-            h2p_binding_t *other = &other_site->bindings[i];
-            if (other->text == NULL || !same_address(binding, other))
-                continue;
-            if (binding->scheme != other->scheme) {
-                h2p_cfg_error_at(ctx, &binding->origin, path, "%s and %s on the same ip:port: site \"%s\" binds \"%s\" at %s:%u:%u",
-                                 scheme_name(binding->scheme), scheme_name(other->scheme), other_site->name, other->text,
-                                 other->origin.file, other->origin.line, other->origin.column);
-                return;
-            }
-            if ((binding->host == NULL && other->host == NULL) ||
-                (binding->host != NULL && other->host != NULL && strcmp(binding->host, other->host) == 0)) {
-                h2p_cfg_error_at(ctx, &binding->origin, path, "duplicate binding \"%s\": also bound by site \"%s\" at %s:%u:%u",
-                                 binding->text, other_site->name, other->origin.file, other->origin.line, other->origin.column);
-                return;
-            }
+    snprintf(path, sizeof(path), "sites.%s.bindings[%zu]", r->site->name, r->index);
+    if (strcmp(what, "duplicate") == 0)
+        h2p_cfg_error_at(ctx, &b->origin, path, "duplicate binding \"%s\": also bound by site \"%s\" at %s:%u:%u", b->text,
+                         other->site->name, o->origin.file, o->origin.line, o->origin.column);
+    else if (strcmp(what, "scheme") == 0)
+        h2p_cfg_error_at(ctx, &b->origin, path, "%s and %s on the same ip:port: site \"%s\" binds \"%s\" at %s:%u:%u",
+                         scheme_name(b->scheme), scheme_name(o->scheme), other->site->name, o->text, o->origin.file, o->origin.line,
+                         o->origin.column);
+    else
+        h2p_cfg_error_at(ctx, &b->origin, path,
+                         "%s and %s on overlapping addresses of port %u: site \"%s\" binds \"%s\" at %s:%u:%u (a wildcard "
+                         "address includes the other, and one port serves one scheme)",
+                         scheme_name(b->scheme), scheme_name(o->scheme), b->port, other->site->name, o->text, o->origin.file,
+                         o->origin.line, o->origin.column);
+}
+
+/* One address (port, ip) of the sorted refs: the first binding's scheme is the address's, and
+ * a hostname is bound once.  Sets reported[order] for each binding it reports. */
+static void check_one_address(h2p_cfg_ctx_t *ctx, binding_ref_t *refs, size_t count, char *reported)
+{
+    h2p_cfg_names_t hosts = {NULL, NULL, 0, 0};
+
+    for (size_t i = 0; i < count; i++) {
+        binding_ref_t *r = &refs[i];
+        size_t first;
+        if (r->binding->scheme != refs[0].binding->scheme) {
+            binding_error(ctx, r, &refs[0], "scheme");
+            reported[r->order] = 1;
+        } else if ((first = h2p_cfg_names_put(&hosts, r->binding->host != NULL ? r->binding->host : "", i)) != SIZE_MAX) {
+            binding_error(ctx, r, &refs[first], "duplicate");
+            reported[r->order] = 1;
         }
+    }
+    h2p_cfg_names_free(&hosts);
+}
+
+/* One port of the sorted refs: a wildcard and the addresses it includes have one scheme.  The
+ * bindings of one (scheme, rank, family) overlap the same others: the earliest of each stands
+ * for them all. */
+static void check_one_port(h2p_cfg_ctx_t *ctx, binding_ref_t *refs, size_t count, const char *reported)
+{
+    binding_ref_t *earliest[2][3][2] = {{{NULL}}}; /* [https][rank][IPv6] */
+
+    for (size_t i = 0; i < count; i++) {
+        binding_ref_t *r = &refs[i], **slot;
+        if (r->binding->scheme == H2P_SCHEME_TCP)
+            continue;
+        slot = &earliest[r->binding->scheme == H2P_SCHEME_HTTPS][wildcard_rank(r)][r->family == AF_INET6];
+        if (*slot == NULL || r->order < (*slot)->order)
+            *slot = r;
+    }
+    for (size_t i = 0; i < count; i++) {
+        binding_ref_t *r = &refs[i], *first = NULL;
+        if (r->binding->scheme == H2P_SCHEME_TCP || reported[r->order])
+            continue;
+        for (int rank = 0; rank < 3; rank++)
+            for (int v6 = 0; v6 < 2; v6++) {
+                binding_ref_t *other = earliest[r->binding->scheme != H2P_SCHEME_HTTPS][rank][v6];
+                if (other != NULL && other->order < r->order && wildcard_overlap(r, other) &&
+                    (first == NULL || other->order < first->order))
+                    first = other;
+            }
+        if (first != NULL)
+            binding_error(ctx, r, first, "overlap");
     }
 }
 
 void h2p_cfg_check_bindings(h2p_cfg_ctx_t *ctx)
 {
+    size_t count = 0, n = 0;
+    binding_ref_t *refs;
+    char *reported;
+
     for (size_t s = 0; s < ctx->conf->num_sites; s++)
-        for (size_t i = 0; i < ctx->conf->sites[s].num_bindings; i++)
-            if (ctx->conf->sites[s].bindings[i].text != NULL)
-                check_binding(ctx, s, i);
+        count += ctx->conf->sites[s].num_bindings;
+    refs = h2p_cfg_xmalloc((count + 1) * sizeof(*refs));
+    reported = h2p_cfg_xmalloc(count + 1);
+    memset(reported, 0, count + 1);
+    for (size_t s = 0; s < ctx->conf->num_sites; s++) {
+        const h2p_site_conf_t *site = &ctx->conf->sites[s];
+        for (size_t i = 0; i < site->num_bindings; i++) {
+            binding_ref_t *r = &refs[n];
+            if (site->bindings[i].text == NULL)
+                continue;
+            memset(r, 0, sizeof(*r));
+            *r = (binding_ref_t){&site->bindings[i], site, s, i, n, site->bindings[i].addr.ss_family, {0}};
+            if (r->family == AF_INET)
+                memcpy(r->addr, &((const struct sockaddr_in *)&site->bindings[i].addr)->sin_addr, 4);
+            else
+                memcpy(r->addr, &((const struct sockaddr_in6 *)&site->bindings[i].addr)->sin6_addr, 16);
+            n++;
+        }
+    }
+    qsort(refs, n, sizeof(*refs), compare_refs);
+    for (size_t start = 0, end; start < n; start = end) {
+        for (end = start + 1; end < n && same_address(&refs[start], &refs[end]); end++)
+            ;
+        check_one_address(ctx, refs + start, end - start, reported);
+    }
+    for (size_t start = 0, end; start < n; start = end) {
+        for (end = start + 1; end < n && refs[end].binding->port == refs[start].binding->port; end++)
+            ;
+        check_one_port(ctx, refs + start, end - start, reported);
+    }
+    free(refs);
+    free(reported);
 }

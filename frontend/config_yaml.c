@@ -49,12 +49,12 @@ typedef struct arena_chunk {
 typedef struct arena_cleanup {
     struct arena_cleanup *next;
     void (*fn)(void *);
-    void *p;
+    void *data;
 } arena_cleanup_t;
 
 struct h2p_config_arena {
     arena_chunk_t *chunks;     /* the first one is the one being filled */
-    arena_cleanup_t *cleanups; /* what the arena holds that lives outside it (compiled regexes) */
+    arena_cleanup_t *cleanups; /* what the generation owns outside the arena (loaded users files, ...) */
 };
 
 struct h2p_config_arena *h2p_cfg_arena_new(void)
@@ -65,23 +65,18 @@ struct h2p_config_arena *h2p_cfg_arena_new(void)
     return arena;
 }
 
-void h2p_cfg_arena_on_free(struct h2p_config_arena *arena, void (*fn)(void *), void *p)
-{
-    arena_cleanup_t *c = h2p_cfg_alloc(arena, 1, sizeof(*c));
-    c->fn = fn;
-    c->p = p;
-    c->next = arena->cleanups;
-    arena->cleanups = c;
-}
-
 void h2p_cfg_arena_free(struct h2p_config_arena *arena)
 {
     arena_chunk_t *chunk, *next;
 
     if (arena == NULL)
         return;
-    for (arena_cleanup_t *c = arena->cleanups; c != NULL; c = c->next)
-        c->fn(c->p);
+    while (arena->cleanups != NULL) {
+        arena_cleanup_t *cleanup = arena->cleanups;
+        arena->cleanups = cleanup->next;
+        cleanup->fn(cleanup->data);
+        free(cleanup);
+    }
     for (chunk = arena->chunks; chunk != NULL; chunk = next) {
         next = chunk->next;
         free(chunk);
@@ -123,6 +118,13 @@ void *h2p_cfg_alloc(struct h2p_config_arena *arena, size_t count, size_t size)
     chunk->used += bytes;
     memset(p, 0, bytes);
     return p;
+}
+
+void h2p_cfg_arena_on_free(struct h2p_config_arena *arena, void (*fn)(void *), void *data)
+{
+    arena_cleanup_t *cleanup = h2p_cfg_xmalloc(sizeof(*cleanup));
+    *cleanup = (arena_cleanup_t){arena->cleanups, fn, data};
+    arena->cleanups = cleanup;
 }
 
 char *h2p_cfg_strndup(struct h2p_config_arena *arena, const char *s, size_t len)
@@ -233,6 +235,89 @@ void h2p_cfg_path_pop(h2p_cfg_ctx_t *ctx, size_t mark)
     ctx->path[mark] = '\0';
 }
 
+/* ---- name sets ---------------------------------------------------------------------------- */
+
+static size_t hash_name(const char *s)
+{
+    size_t h = 14695981039346656037u; /* FNV-1a */
+    for (; *s != '\0'; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211u;
+    return h;
+}
+
+size_t h2p_cfg_names_put(h2p_cfg_names_t *set, const char *name, size_t value)
+{
+    size_t slot;
+
+    if ((set->count + 1) * 2 > set->capacity) {
+        h2p_cfg_names_t grown = {NULL, NULL, set->capacity != 0 ? set->capacity * 2 : 16, 0};
+        grown.names = h2p_cfg_xmalloc(grown.capacity * sizeof(*grown.names));
+        grown.values = h2p_cfg_xmalloc(grown.capacity * sizeof(*grown.values));
+        memset(grown.names, 0, grown.capacity * sizeof(*grown.names));
+        for (size_t i = 0; i < set->capacity; i++)
+            if (set->names[i] != NULL)
+                h2p_cfg_names_put(&grown, set->names[i], set->values[i]);
+        h2p_cfg_names_free(set);
+        *set = grown;
+    }
+    for (slot = hash_name(name) & (set->capacity - 1); set->names[slot] != NULL; slot = (slot + 1) & (set->capacity - 1))
+        if (strcmp(set->names[slot], name) == 0)
+            return set->values[slot];
+    set->names[slot] = name;
+    set->values[slot] = value;
+    set->count++;
+    return SIZE_MAX;
+}
+
+void h2p_cfg_names_free(h2p_cfg_names_t *set)
+{
+    free(set->names);
+    free(set->values);
+    memset(set, 0, sizeof(*set));
+}
+
+/* For every map of `doc` with a repeated key: for each pair, the index of the first pair with
+ * its key (SIZE_MAX for a first one).  Found once per document, so that a map of many keys is
+ * not checked pair against pair. */
+static size_t **find_duplicate_keys(yaml_document_t *doc)
+{
+    size_t num_nodes = doc->nodes.top - doc->nodes.start;
+    size_t **dups = h2p_cfg_xmalloc((num_nodes + 1) * sizeof(*dups));
+    h2p_cfg_names_t keys = {NULL, NULL, 0, 0};
+
+    memset(dups, 0, (num_nodes + 1) * sizeof(*dups));
+    for (size_t n = 0; n < num_nodes; n++) {
+        yaml_node_t *map = doc->nodes.start + n;
+        size_t count = h2p_cfg_map_size(map);
+        if (count < 2)
+            continue;
+        for (size_t i = 0; i < count; i++) {
+            yaml_node_t *key = yaml_document_get_node(doc, map->data.mapping.pairs.start[i].key);
+            size_t first;
+            if (key == NULL || key->type != YAML_SCALAR_NODE ||
+                (first = h2p_cfg_names_put(&keys, (const char *)key->data.scalar.value, i)) == SIZE_MAX)
+                continue;
+            if (dups[n] == NULL) {
+                dups[n] = h2p_cfg_xmalloc(count * sizeof(**dups));
+                for (size_t j = 0; j < count; j++)
+                    dups[n][j] = SIZE_MAX;
+            }
+            dups[n][i] = first;
+        }
+        h2p_cfg_names_free(&keys);
+    }
+    return dups;
+}
+
+void h2p_cfg_free_duplicate_keys(yaml_document_t *doc, size_t **dups)
+{
+    if (dups == NULL)
+        return;
+    for (size_t n = 0; n < (size_t)(doc->nodes.top - doc->nodes.start); n++)
+        free(dups[n]);
+    free(dups);
+}
+
 /* ---- YAML node helpers ------------------------------------------------------------------- */
 
 yaml_node_t *h2p_cfg_node(h2p_cfg_ctx_t *ctx, int index)
@@ -322,17 +407,16 @@ const char *h2p_cfg_map_entry(h2p_cfg_ctx_t *ctx, yaml_node_t *map, size_t i, ya
 {
     const char *key = h2p_cfg_map_key(ctx, map, i, key_node, value);
 
+    size_t *first = ctx->duplicate_keys != NULL ? ctx->duplicate_keys[map - ctx->doc->nodes.start] : NULL;
+
     if (key == NULL)
         return NULL;
-    for (size_t j = 0; j < i; j++) {
-        yaml_node_t *earlier = h2p_cfg_node(ctx, map->data.mapping.pairs.start[j].key);
-        const char *earlier_key = scalar_key(earlier);
-        if (earlier_key != NULL && strcmp(earlier_key, key) == 0) {
-            size_t mark = h2p_cfg_path_push_key(ctx, key);
-            h2p_cfg_error(ctx, *key_node, "duplicate key \"%s\" (first at line %zu)", key, earlier->start_mark.line + 1);
-            h2p_cfg_path_pop(ctx, mark);
-            return NULL;
-        }
+    if (first != NULL && first[i] != SIZE_MAX) {
+        yaml_node_t *earlier = h2p_cfg_node(ctx, map->data.mapping.pairs.start[first[i]].key);
+        size_t mark = h2p_cfg_path_push_key(ctx, key);
+        h2p_cfg_error(ctx, *key_node, "duplicate key \"%s\" (first at line %zu)", key, earlier->start_mark.line + 1);
+        h2p_cfg_path_pop(ctx, mark);
+        return NULL;
     }
     return key;
 }
@@ -706,4 +790,266 @@ void h2p_cfg_parse_map(h2p_cfg_ctx_t *ctx, yaml_node_t *node, const h2p_cfg_key_
         if ((key->flags & H2P_CFG_REQUIRED) && h2p_cfg_map_get(ctx, node, key->name) == NULL)
             h2p_cfg_error(ctx, node, "missing required key \"%s\"", key->name);
     }
+}
+
+/* ---- reading a file, with limits ---------------------------------------------------------- */
+
+/*
+ * A configuration file is read whole, checked against the limits below with libyaml's event
+ * parser, and only then loaded as a document.  The limits keep a hostile or broken file from
+ * holding the loader (and a reload, the supervisor) for minutes or eating the memory:
+ *   - size: libyaml's work grows with it;
+ *   - nesting depth: libyaml's scanner is quadratic in it ("[[[[..." 100,000 deep takes half a
+ *     minute), and the check stops the events long before that;
+ *   - anchors and aliases: the loader looks anchors up linearly, and an alias re-uses a whole
+ *     subtree, so aliases of aliases grow exponentially ("billion laughs"): what the aliases
+ *     would copy in is counted, and the count is capped.
+ */
+
+static void report_yaml_error(h2p_cfg_ctx_t *ctx, yaml_parser_t *parser)
+{
+    const char *problem = parser->problem != NULL ? parser->problem : "malformed YAML";
+
+    if (parser->error == YAML_READER_ERROR) {
+        h2p_cfg_errors_add(ctx->errors, "%s:1:1: YAML syntax error: %s at byte %zu", ctx->file, problem, parser->problem_offset);
+    } else if (parser->context != NULL) {
+        h2p_cfg_errors_add(ctx->errors, "%s:%zu:%zu: YAML syntax error: %s %s (line %zu)", ctx->file, parser->problem_mark.line + 1,
+                           parser->problem_mark.column + 1, problem, parser->context, parser->context_mark.line + 1);
+    } else {
+        h2p_cfg_errors_add(ctx->errors, "%s:%zu:%zu: YAML syntax error: %s", ctx->file, parser->problem_mark.line + 1,
+                           parser->problem_mark.column + 1, problem);
+    }
+}
+
+/* Reads at most `cap` bytes of `path`; returns 0, 1 when the file is larger, -1 (errno) on failure. */
+static int read_capped(const char *path, size_t cap, unsigned char **out, size_t *len)
+{
+    FILE *fp = fopen(path, "rb");
+    unsigned char *buf;
+    size_t n;
+
+    if (fp == NULL)
+        return -1;
+    buf = h2p_cfg_xmalloc(cap + 1);
+    n = fread(buf, 1, cap + 1, fp);
+    if (ferror(fp)) {
+        int saved = errno != 0 ? errno : EIO;
+        free(buf);
+        fclose(fp);
+        errno = saved;
+        return -1;
+    }
+    fclose(fp);
+    if (n > cap) {
+        free(buf);
+        return 1;
+    }
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+typedef struct yaml_anchor {
+    char *name;
+    size_t nodes; /* the anchored node with everything in it, aliases expanded */
+    int complete; /* 0 while its node is still being read: an alias to it would be a cycle */
+} yaml_anchor_t;
+
+typedef struct yaml_limits {
+    h2p_cfg_ctx_t *ctx;
+    size_t stack[H2P_CFG_MAX_DEPTH + 1]; /* nodes of each open collection so far */
+    int stack_anchor[H2P_CFG_MAX_DEPTH + 1];
+    size_t depth;
+    yaml_anchor_t *anchors;
+    size_t num_anchors, num_aliases, expanded;
+} yaml_limits_t;
+
+static void limit_error(yaml_limits_t *l, const yaml_mark_t *mark, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void limit_error(yaml_limits_t *l, const yaml_mark_t *mark, const char *fmt, ...)
+{
+    va_list args;
+    char *text;
+    int len;
+
+    va_start(args, fmt);
+    len = vsnprintf(NULL, 0, fmt, args);
+    va_end(args);
+    text = h2p_cfg_xmalloc(len + 1);
+    va_start(args, fmt);
+    vsnprintf(text, len + 1, fmt, args);
+    va_end(args);
+    h2p_cfg_errors_add(l->ctx->errors, "%s:%zu:%zu: %s", l->ctx->file, mark->line + 1, mark->column + 1, text);
+    free(text);
+}
+
+/* A node of `nodes` nodes is complete: it counts in its parent. */
+static void add_to_parent(yaml_limits_t *l, size_t nodes)
+{
+    if (l->depth != 0)
+        l->stack[l->depth - 1] += nodes;
+}
+
+static int add_anchor(yaml_limits_t *l, const yaml_event_t *ev, const yaml_char_t *name, size_t nodes, int complete)
+{
+    if (name == NULL)
+        return -1;
+    if (l->num_anchors == H2P_CFG_MAX_ANCHORS) {
+        limit_error(l, &ev->start_mark, "more than %d YAML anchors in one file", H2P_CFG_MAX_ANCHORS);
+        return -2;
+    }
+    l->anchors = h2p_cfg_xrealloc(l->anchors, (l->num_anchors + 1) * sizeof(*l->anchors));
+    l->anchors[l->num_anchors] = (yaml_anchor_t){strdup((const char *)name), nodes, complete};
+    if (l->anchors[l->num_anchors].name == NULL)
+        abort();
+    return (int)l->num_anchors++;
+}
+
+static int on_alias(yaml_limits_t *l, const yaml_event_t *ev)
+{
+    const char *name = (const char *)ev->data.alias.anchor;
+    yaml_anchor_t *anchor = NULL;
+
+    if (++l->num_aliases > H2P_CFG_MAX_ALIASES) {
+        limit_error(l, &ev->start_mark, "more than %d YAML aliases in one file", H2P_CFG_MAX_ALIASES);
+        return -1;
+    }
+    for (size_t i = l->num_anchors; i-- != 0;) /* the latest anchor of that name */
+        if (strcmp(l->anchors[i].name, name) == 0) {
+            anchor = &l->anchors[i];
+            break;
+        }
+    if (anchor == NULL)
+        return 0; /* undefined: the loader reports it */
+    if (!anchor->complete) {
+        limit_error(l, &ev->start_mark, "YAML alias *%s refers to a node that contains it", name);
+        return -1;
+    }
+    l->expanded += anchor->nodes;
+    if (l->expanded > H2P_CFG_MAX_ALIAS_NODES) {
+        limit_error(l, &ev->start_mark,
+                    "YAML aliases expand to more than %d nodes (aliases of aliases grow exponentially); write the settings out",
+                    H2P_CFG_MAX_ALIAS_NODES);
+        return -1;
+    }
+    add_to_parent(l, anchor->nodes);
+    return 0;
+}
+
+/* 0: within the limits, or a syntax error the loader will report; -1: reported. */
+static int on_event(yaml_limits_t *l, const yaml_event_t *ev)
+{
+    int anchor;
+
+    switch (ev->type) {
+    case YAML_SCALAR_EVENT:
+        if ((anchor = add_anchor(l, ev, ev->data.scalar.anchor, 1, 1)) == -2)
+            return -1;
+        add_to_parent(l, 1);
+        return 0;
+    case YAML_SEQUENCE_START_EVENT:
+    case YAML_MAPPING_START_EVENT:
+        if (l->depth == H2P_CFG_MAX_DEPTH) {
+            limit_error(l, &ev->start_mark, "nested deeper than %d levels", H2P_CFG_MAX_DEPTH);
+            return -1;
+        }
+        anchor = add_anchor(
+            l, ev, ev->type == YAML_SEQUENCE_START_EVENT ? ev->data.sequence_start.anchor : ev->data.mapping_start.anchor, 0, 0);
+        if (anchor == -2)
+            return -1;
+        l->stack_anchor[l->depth] = anchor;
+        l->stack[l->depth++] = 1;
+        return 0;
+    case YAML_SEQUENCE_END_EVENT:
+    case YAML_MAPPING_END_EVENT:
+        if (l->depth == 0)
+            return 0;
+        l->depth--;
+        if (l->stack_anchor[l->depth] >= 0) {
+            l->anchors[l->stack_anchor[l->depth]].nodes = l->stack[l->depth];
+            l->anchors[l->stack_anchor[l->depth]].complete = 1;
+        }
+        add_to_parent(l, l->stack[l->depth]);
+        return 0;
+    case YAML_ALIAS_EVENT:
+        return on_alias(l, ev);
+    default:
+        return 0;
+    }
+}
+
+static int check_limits(h2p_cfg_ctx_t *ctx, const unsigned char *text, size_t len)
+{
+    yaml_limits_t l;
+    yaml_parser_t parser;
+    yaml_event_t ev;
+    int ret = 0, done = 0;
+
+    memset(&l, 0, sizeof(l));
+    l.ctx = ctx;
+    yaml_parser_initialize(&parser);
+    yaml_parser_set_input_string(&parser, text, len);
+    while (!done && ret == 0 && yaml_parser_parse(&parser, &ev)) {
+        done = ev.type == YAML_STREAM_END_EVENT;
+        ret = on_event(&l, &ev);
+        yaml_event_delete(&ev);
+    }
+    yaml_parser_delete(&parser);
+    for (size_t i = 0; i < l.num_anchors; i++)
+        free(l.anchors[i].name);
+    free(l.anchors);
+    return ret;
+}
+
+int h2p_cfg_load_yaml_file(h2p_cfg_ctx_t *ctx, const char *path, yaml_document_t *doc, size_t ***duplicate_keys)
+{
+    unsigned char *text;
+    size_t len, room = ctx->total_bytes < H2P_CFG_MAX_TOTAL_SIZE ? H2P_CFG_MAX_TOTAL_SIZE - ctx->total_bytes : 0;
+    yaml_parser_t parser;
+    yaml_document_t extra;
+    int ret;
+
+    switch (read_capped(path, room < H2P_CFG_MAX_FILE_SIZE ? room : H2P_CFG_MAX_FILE_SIZE, &text, &len)) {
+    case -1:
+        h2p_cfg_errors_add(ctx->errors, "%s: cannot open: %s", ctx->file, strerror(errno));
+        return -1;
+    case 1:
+        if (room < H2P_CFG_MAX_FILE_SIZE)
+            h2p_cfg_errors_add(ctx->errors, "%s:1:1: the configuration files are larger than %d MiB together", ctx->file,
+                               H2P_CFG_MAX_TOTAL_SIZE >> 20);
+        else
+            h2p_cfg_errors_add(ctx->errors, "%s:1:1: the file is larger than %d MiB", ctx->file, H2P_CFG_MAX_FILE_SIZE >> 20);
+        return -1;
+    }
+    ctx->total_bytes += len;
+    if (check_limits(ctx, text, len) != 0) {
+        free(text);
+        return -1;
+    }
+    ret = -1;
+    yaml_parser_initialize(&parser);
+    yaml_parser_set_input_string(&parser, text, len);
+    if (!yaml_parser_load(&parser, doc)) {
+        report_yaml_error(ctx, &parser);
+        goto out;
+    }
+    /* one document per file: a second one would be silently ignored otherwise */
+    if (!yaml_parser_load(&parser, &extra)) {
+        report_yaml_error(ctx, &parser);
+        yaml_document_delete(doc);
+        goto out;
+    }
+    if (yaml_document_get_root_node(&extra) != NULL) {
+        h2p_cfg_errors_add(ctx->errors, "%s:%d:%d: more than one YAML document in a file", ctx->file,
+                           (int)extra.start_mark.line + 1, (int)extra.start_mark.column + 1);
+        yaml_document_delete(&extra);
+        yaml_document_delete(doc);
+        goto out;
+    }
+    yaml_document_delete(&extra);
+    *duplicate_keys = find_duplicate_keys(doc);
+    ret = 0;
+out:
+    yaml_parser_delete(&parser);
+    free(text);
+    return ret;
 }

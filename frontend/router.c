@@ -131,15 +131,6 @@ static int build_scope(h2p_gen_t *gen, h2p_site_rt_t *site, h2p_app_rt_t *app, h
     return h2p_modules_setup_scope(&ms, H2P_PHASE_RESPONSE);
 }
 
-/* A location belongs to an application when one of the two paths contains the other. */
-static int location_applies(const char *app_prefix, size_t app_len, const char *loc)
-{
-    size_t loc_len = strcmp(loc, "/") == 0 ? 0 : strlen(loc);
-    size_t n = app_len < loc_len ? app_len : loc_len;
-    const char *longer = app_len < loc_len ? loc : app_prefix;
-    return memcmp(app_prefix, loc, n) == 0 && (longer[n] == '\0' || longer[n] == '/');
-}
-
 static int build_app(h2p_gen_t *gen, h2p_site_rt_t *site, h2p_application_conf_t *conf, h2p_app_rt_t *app, char *err, size_t errlen)
 {
     app->conf = conf;
@@ -177,7 +168,7 @@ static int build_app(h2p_gen_t *gen, h2p_site_rt_t *site, h2p_application_conf_t
     app->scopes = calloc(site->conf->num_locations + 1, sizeof(*app->scopes));
     for (size_t l = 0; l != site->conf->num_locations; ++l) {
         h2p_location_conf_t *loc = site->conf->locations + l;
-        if (!location_applies(app->prefix, app->prefix_len, loc->path))
+        if (!h2p_location_applies(app->prefix, app->prefix_len, loc->path))
             continue;
         if (build_scope(gen, site, app, app->scopes + app->num_scopes++, &loc->scope, strcmp(loc->path, "/") == 0 ? "" : loc->path,
                         err, errlen) != 0)

@@ -1,6 +1,7 @@
 #include "frontend/server.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,28 +24,110 @@ typedef struct control_message {
     enum { CONTROL_SHUTDOWN, CONTROL_SWAP_GENERATION, CONTROL_START_LISTENER, CONTROL_STOP_LISTENER } type;
     h2p_gen_t *gen;
     h2p_listener_t *listener;
-    unsigned epoch; /* START/STOP: which opening of the listener's sockets, and this thread's one */
-    int fd;
+    unsigned epoch; /* START/STOP: which opening of the listener, and this thread's descriptor of its socket */
+    int fd;         /* -1 for a listener riding another one's socket (`via`) */
+    h2p_listener_t *via;
 } control_message_t;
+
+/*
+ * One socket per listener, never SO_REUSEPORT.
+ *
+ * With SO_REUSEPORT every socket of the same user that sets it too may bind the same address,
+ * and the kernel then splits the connections between them in silence: a second h2pool, or any
+ * other process of the user, would get a share of the traffic.  Without it the kernel refuses
+ * the address to everybody else (EADDRINUSE, for sockets bound before or after ours), so h2pool
+ * fails loudly at start or reload when a port is taken and nobody can join it afterwards.
+ *
+ * The front-end threads share each listening socket: every thread's loop polls its own dup of
+ * the descriptor and accepts from it, as h2o's own server does.  A connection wakes the idle
+ * loops and one of them gets it; with several threads a loop accepts one connection per
+ * wake-up, so a burst spreads over the loops instead of landing on the first one awake.
+ *
+ * The kernel also refuses to bind a specific address on a port a wildcard socket listens on
+ * (and the reverse), which SO_REUSEPORT used to allow between h2pool's own sockets.  So a
+ * listener covered by a wildcard one (127.0.0.1:80 and *:80, or 127.0.0.1:80 and 0.0.0.0:80)
+ * has no socket: it rides the wildcard's, and each accepted connection goes to the listener
+ * that matches its local address best (the exact address, then 0.0.0.0 or [::], then `*`) --
+ * the listener the kernel would have picked.
+ */
+
+static int is_unspecified(const struct sockaddr_storage *a)
+{
+    if (a->ss_family == AF_INET)
+        return ((const struct sockaddr_in *)a)->sin_addr.s_addr == htonl(INADDR_ANY);
+    return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)a)->sin6_addr);
+}
+
+/* 2: `*` (every address), 1: 0.0.0.0 or [::] (every address of a family), 0: one address */
+static int wildcard_rank(const h2p_listener_t *l)
+{
+    return l->any_address ? 2 : is_unspecified(&l->addr) ? 1 : 0;
+}
+
+/* Whether l's addresses include all of m's (same port): then m cannot have a socket of its own. */
+static int covers(const h2p_listener_t *l, const h2p_listener_t *m)
+{
+    if (l->port != m->port || wildcard_rank(l) <= wildcard_rank(m))
+        return 0;
+    /* `*` is dual-stack [::]; without IPv6 it fell back to 0.0.0.0 and covers IPv4 only */
+    return (l->any_address && l->addr.ss_family == AF_INET6) || l->addr.ss_family == m->addr.ss_family;
+}
+
+/* Whether the kernel would refuse to bind both l and m (without SO_REUSEPORT). */
+static int overlaps(const h2p_listener_t *l, const h2p_listener_t *m)
+{
+    if (l->port != m->port)
+        return 0;
+    if (covers(l, m) || covers(m, l))
+        return 1;
+    if (l->addr.ss_family != m->addr.ss_family)
+        return 0;
+    if (l->addr.ss_family == AF_INET)
+        return ((const struct sockaddr_in *)&l->addr)->sin_addr.s_addr == ((const struct sockaddr_in *)&m->addr)->sin_addr.s_addr;
+    return memcmp(&((const struct sockaddr_in6 *)&l->addr)->sin6_addr, &((const struct sockaddr_in6 *)&m->addr)->sin6_addr,
+                  sizeof(struct in6_addr)) == 0;
+}
+
+/* "127.0.0.1:8080", "[::1]:8080", "[::]:8080": the address a socket binds, as nginx says it */
+static void format_socket_address(const h2p_listener_t *l, char *buf, size_t len)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    if (l->addr.ss_family == AF_INET) {
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)&l->addr)->sin_addr, host, sizeof(host));
+        snprintf(buf, len, "%s:%u", host, l->port);
+    } else {
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)&l->addr)->sin6_addr, host, sizeof(host));
+        snprintf(buf, len, "[%s]:%u", host, l->port);
+    }
+}
 
 static int open_listen_socket(const h2p_listener_t *l, char *err, size_t errlen)
 {
+    char where[INET6_ADDRSTRLEN + 16];
+    format_socket_address(l, where, sizeof(where));
     int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        snprintf(err, errlen, "socket: %s", strerror(errno));
+        int saved = errno;
+        snprintf(err, errlen, "socket() for %s failed (%d: %s)", where, saved, strerror(saved));
+        errno = saved;
         return -1;
     }
+    /* SO_REUSEADDR only lets us bind over connections of an earlier run (TIME_WAIT): it never
+     * lets two sockets listen on one address.  No SO_REUSEPORT: see above. */
     int on = 1, off = 0;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
-    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on));
     if (l->addr.ss_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, l->any_address ? &off : &on, sizeof(int));
     /* the first bytes of a request wake the loop, not the bare handshake */
     int defer = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof(defer));
-    if (h2p_privsep_bind(fd, (const struct sockaddr *)&l->addr, l->addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
-        snprintf(err, errlen, "%s: %s", l->name, strerror(errno));
+    const char *call = "bind";
+    if (h2p_privsep_bind(fd, (const struct sockaddr *)&l->addr, l->addrlen) != 0 || (call = "listen", listen(fd, SOMAXCONN) != 0)) {
+        int saved = errno;
+        snprintf(err, errlen, "%s() to %s failed (%d: %s)%s", call, where, saved, strerror(saved),
+                 saved == EADDRINUSE ? ": another process holds this address (h2pool never shares a port)" : "");
         close(fd);
+        errno = saved;
         return -1;
     }
     return fd;
@@ -82,32 +165,46 @@ h2p_listener_t *h2p_server_find_listener(h2p_scheme_t scheme, const struct socka
     return NULL;
 }
 
+/* Opens l's socket and one dup of it per thread. */
 static int open_listener_fds(h2p_listener_t *l, char *err, size_t errlen)
 {
-    for (size_t i = 0; i != h2p_server.num_threads; ++i) {
-        if ((l->fds[i] = open_listen_socket(l, err, errlen)) < 0 && l->any_address && i == 0 && errno == EAFNOSUPPORT) {
-            /* no IPv6 on this host: `*` means every IPv4 address */
-            struct sockaddr_in *sin = (struct sockaddr_in *)&l->addr;
-            memset(&l->addr, 0, sizeof(l->addr));
-            sin->sin_family = AF_INET;
-            sin->sin_port = htons(l->port);
-            l->addrlen = sizeof(*sin);
-            l->fds[i] = open_listen_socket(l, err, errlen);
-        }
-        if (l->fds[i] < 0) {
-            while (i-- != 0) {
+    int fd = open_listen_socket(l, err, errlen);
+    if (fd < 0 && l->any_address && errno == EAFNOSUPPORT) {
+        /* no IPv6 on this host: `*` means every IPv4 address */
+        struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(l->port), .sin_addr = {htonl(INADDR_ANY)}};
+        memset(&l->addr, 0, sizeof(l->addr));
+        memcpy(&l->addr, &sin, sizeof(sin));
+        l->addrlen = sizeof(sin);
+        fd = open_listen_socket(l, err, errlen);
+    }
+    if (fd < 0)
+        return -1;
+    l->fds[0] = fd;
+    for (size_t i = 1; i != h2p_server.num_threads; ++i) {
+        if ((l->fds[i] = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+            snprintf(err, errlen, "dup of the socket of %s failed (%d: %s)", l->name, errno, strerror(errno));
+            while (i-- != 0)
                 close(l->fds[i]);
-                l->fds[i] = -1;
-            }
             return -1;
         }
     }
+    atomic_fetch_add(&l->open_fds, (int)h2p_server.num_threads);
+    l->via = NULL;
     l->active = 1;
     l->epoch++;
     return 0;
 }
 
-static h2p_listener_t *add_listener(const h2p_binding_t *b, char *err, size_t errlen)
+static void close_listener_fds(h2p_listener_t *l)
+{
+    for (size_t t = 0; t != h2p_server.num_threads; ++t) {
+        close(l->fds[t]);
+        l->fds[t] = -1;
+    }
+    atomic_fetch_sub(&l->open_fds, (int)h2p_server.num_threads);
+}
+
+static h2p_listener_t *new_listener(const h2p_binding_t *b)
 {
     h2p_listener_t *l = calloc(1, sizeof(*l));
     l->index = h2p_server.num_listeners;
@@ -118,13 +215,9 @@ static h2p_listener_t *add_listener(const h2p_binding_t *b, char *err, size_t er
     l->any_address = b->any_address;
     format_listener_name(l);
     l->fds = malloc(sizeof(int) * h2p_server.num_threads);
-    if (open_listener_fds(l, err, errlen) != 0) {
-        free(l->fds);
-        free(l);
-        return NULL;
-    }
-    /* the router is the only handler h2o sees; it picks the site from the generation */
-    l->router_hostconf = h2p_router_create_hostconf(&h2p_server.globalconf, l);
+    for (size_t t = 0; t != h2p_server.num_threads; ++t)
+        l->fds[t] = -1;
+    atomic_init(&l->open_fds, 0);
     h2p_server.listeners = realloc(h2p_server.listeners, sizeof(*h2p_server.listeners) * (h2p_server.num_listeners + 1));
     h2p_server.listeners[h2p_server.num_listeners++] = l;
     return l;
@@ -141,37 +234,149 @@ static int config_binds(h2p_config_t *conf, h2p_listener_t *l)
     return 0;
 }
 
-int h2p_server_open_listeners(h2p_config_t *conf, char *err, size_t errlen)
+/* Marks the listeners `conf` names (creating the new ones) and picks the socket serving each. */
+static void plan_listeners(h2p_config_t *conf)
 {
-    size_t num_before = h2p_server.num_listeners;
-    h2p_listener_t *reopened[64];
-    size_t num_reopened = 0;
+    for (size_t i = 0; i != h2p_server.num_listeners; ++i) {
+        h2p_server.listeners[i]->wanted = 0;
+        h2p_server.listeners[i]->binding = NULL;
+    }
     for (size_t s = 0; s != conf->num_sites; ++s) {
         for (size_t b = 0; b != conf->sites[s].num_bindings; ++b) {
-            h2p_binding_t *binding = conf->sites[s].bindings + b;
+            const h2p_binding_t *binding = conf->sites[s].bindings + b;
             if (binding->scheme == H2P_SCHEME_TCP)
                 continue;
             h2p_listener_t *l = h2p_server_find_listener(binding->scheme, &binding->addr, binding->port);
-            char why[256];
-            if (l == NULL ? add_listener(binding, why, sizeof(why)) != NULL
-                          : l->active || (num_reopened < 64 && open_listener_fds(l, why, sizeof(why)) == 0 &&
-                                          (reopened[num_reopened++] = l) != NULL))
-                continue;
-            snprintf(err, errlen, "cannot listen on %s: %s", binding->text, why);
-            /* nothing changes: close what this attempt opened */
-            for (size_t i = num_before; i != h2p_server.num_listeners; ++i)
-                for (size_t t = 0; t != h2p_server.num_threads; ++t)
-                    close(h2p_server.listeners[i]->fds[t]);
-            for (size_t i = num_before; i != h2p_server.num_listeners; ++i)
-                h2p_server.listeners[i]->active = 0;
-            for (size_t i = 0; i != num_reopened; ++i) {
-                for (size_t t = 0; t != h2p_server.num_threads; ++t)
-                    close(reopened[i]->fds[t]);
-                reopened[i]->active = 0;
-            }
-            return -1;
+            if (l == NULL)
+                l = new_listener(binding);
+            l->wanted = 1;
+            if (l->binding == NULL)
+                l->binding = binding;
         }
     }
+    for (size_t i = 0; i != h2p_server.num_listeners; ++i) {
+        h2p_listener_t *l = h2p_server.listeners[i];
+        l->root = l;
+        for (size_t j = 0; l->wanted && j != h2p_server.num_listeners; ++j) {
+            h2p_listener_t *other = h2p_server.listeners[j];
+            if (other->wanted && other->scheme == l->scheme && covers(other, l) && wildcard_rank(other) > wildcard_rank(l->root))
+                l->root = other;
+        }
+    }
+}
+
+/*
+ * What a reload cannot do: the kernel refuses to bind an address while a socket of ours
+ * overlapping it still listens, and closing that socket first would refuse connections on a
+ * binding that stays (or lose one if the reload then failed).  So a reload that would move an
+ * address to another socket is refused, with what to do instead.
+ */
+static int check_socket_moves(char *err, size_t errlen)
+{
+    for (size_t i = 0; i != h2p_server.num_listeners; ++i) {
+        h2p_listener_t *l = h2p_server.listeners[i];
+        if (!l->wanted)
+            continue;
+        h2p_listener_t *serving = l->via != NULL ? l->via : l;
+        if (l->active && l->root != serving) {
+            if (l->root != l)
+                snprintf(err, errlen,
+                         "%s covers %s, which listens on a socket of its own: adding a wildcard binding over bound addresses "
+                         "needs a restart",
+                         l->root->name, l->name);
+            else
+                snprintf(err, errlen,
+                         "%s would need a socket of its own, but %s still listens there: removing a wildcard binding while the "
+                         "bindings it covers stay needs a restart",
+                         l->name, serving->name);
+            return -1;
+        }
+        if (l->active || l->root != l)
+            continue;
+        for (size_t j = 0; j != h2p_server.num_listeners; ++j) {
+            h2p_listener_t *other = h2p_server.listeners[j];
+            if (other != l && other->active && other->via == NULL && overlaps(l, other)) {
+                snprintf(err, errlen,
+                         "%s overlaps %s, which this reload removes but which still listens: remove it in one reload and add "
+                         "the new binding in the next, or restart",
+                         l->name, other->name);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* A removed listener's socket closes when every thread has closed its descriptor: wait for that
+ * (a few milliseconds at most) before binding an address that overlaps it. */
+static void wait_for_closing_sockets(const h2p_listener_t *l)
+{
+    for (int waited_ms = 0; waited_ms < 2000; ++waited_ms) {
+        int pending = 0;
+        for (size_t i = 0; i != h2p_server.num_listeners; ++i) {
+            h2p_listener_t *other = h2p_server.listeners[i];
+            if (!other->active && atomic_load(&other->open_fds) != 0 && overlaps(l, other))
+                pending = 1;
+        }
+        if (!pending)
+            return;
+        usleep(1000);
+    }
+}
+
+/* Undoes h2p_server_open_listeners: closes what it opened, forgets the listeners it created. */
+static void abandon_opening(size_t num_before, h2p_listener_t **opened, size_t num_opened)
+{
+    for (size_t i = 0; i != num_opened; ++i) {
+        if (opened[i]->via == NULL)
+            close_listener_fds(opened[i]);
+        opened[i]->via = NULL;
+        opened[i]->active = 0;
+    }
+    while (h2p_server.num_listeners > num_before) {
+        h2p_listener_t *l = h2p_server.listeners[--h2p_server.num_listeners];
+        free(l->fds);
+        free(l);
+    }
+}
+
+int h2p_server_open_listeners(h2p_config_t *conf, char *err, size_t errlen)
+{
+    size_t num_before = h2p_server.num_listeners;
+    plan_listeners(conf);
+    if (check_socket_moves(err, errlen) != 0) {
+        abandon_opening(num_before, NULL, 0);
+        return -1;
+    }
+    h2p_listener_t **opened = malloc(sizeof(*opened) * (h2p_server.num_listeners + 1));
+    size_t num_opened = 0;
+    /* the sockets first, then the listeners they cover */
+    for (size_t i = 0; i != h2p_server.num_listeners; ++i) {
+        h2p_listener_t *l = h2p_server.listeners[i];
+        if (!l->wanted || l->active || l->root != l)
+            continue;
+        wait_for_closing_sockets(l);
+        char why[384];
+        if (open_listener_fds(l, why, sizeof(why)) != 0) {
+            snprintf(err, errlen, "cannot listen on %s: %s", l->binding->text, why);
+            abandon_opening(num_before, opened, num_opened);
+            free(opened);
+            return -1;
+        }
+        opened[num_opened++] = l;
+    }
+    for (size_t i = 0; i != h2p_server.num_listeners; ++i) {
+        h2p_listener_t *l = h2p_server.listeners[i];
+        if (l->wanted && !l->active) {
+            l->via = l->root;
+            l->active = 1;
+            l->epoch++;
+        }
+    }
+    free(opened);
+    /* the router is the only handler h2o sees; it picks the site from the generation */
+    for (size_t i = num_before; i != h2p_server.num_listeners; ++i)
+        h2p_server.listeners[i]->router_hostconf = h2p_router_create_hostconf(&h2p_server.globalconf, h2p_server.listeners[i]);
     return 0;
 }
 
@@ -209,13 +414,73 @@ int h2p_server_init(h2p_config_t *conf)
     return 0;
 }
 
+/* An address as family and bytes, IPv4-mapped IPv6 addresses as IPv4 (built by copying: no type punning). */
+typedef struct ip_address {
+    sa_family_t family;
+    unsigned char bytes[16];
+} ip_address_t;
+
+static ip_address_t ip_address_of(const struct sockaddr_storage *ss)
+{
+    ip_address_t ip = {ss->ss_family, {0}};
+    if (ss->ss_family == AF_INET) {
+        memcpy(ip.bytes, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+    } else {
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a6)) { /* an IPv4 client of the dual-stack `*` socket */
+            ip.family = AF_INET;
+            memcpy(ip.bytes, a6->s6_addr + 12, 4);
+        } else {
+            memcpy(ip.bytes, a6->s6_addr, 16);
+        }
+    }
+    return ip;
+}
+
+/* How well a listener's address matches `local`, the address a connection arrived at (0: not
+ * at all): the exact address, then 0.0.0.0 / [::] of its family, then `*`, as the kernel ranks
+ * sockets. */
+static int local_address_score(const h2p_listener_t *l, const ip_address_t *local)
+{
+    if (l->any_address)
+        return 1;
+    ip_address_t own = ip_address_of(&l->addr);
+    if (own.family != local->family)
+        return 0;
+    if (is_unspecified(&l->addr))
+        return 2;
+    return memcmp(own.bytes, local->bytes, own.family == AF_INET ? 4 : 16) == 0 ? 3 : 0;
+}
+
+/* The listener of a connection accepted on a socket that also serves covered listeners. */
+static h2p_thread_listener_t *listener_of_connection(h2p_thread_t *th, h2p_thread_listener_t *tl, h2o_socket_t *sock)
+{
+    struct sockaddr_storage ss;
+    if (h2o_socket_getsockname(sock, (struct sockaddr *)&ss) == 0)
+        return tl;
+    ip_address_t local = ip_address_of(&ss);
+    h2p_thread_listener_t *best = tl;
+    int best_score = local_address_score(tl->listener, &local);
+    for (size_t i = 0; i != th->num_listeners; ++i) {
+        h2p_thread_listener_t *covered = th->listeners[i];
+        int score;
+        if (covered != NULL && covered->via == tl && (score = local_address_score(covered->listener, &local)) > best_score) {
+            best = covered;
+            best_score = score;
+        }
+    }
+    return best;
+}
+
 static void on_accept(h2o_socket_t *listen_sock, const char *err)
 {
     h2p_thread_listener_t *tl = listen_sock->data;
     if (err != NULL)
         return;
-    /* accept a batch per wake-up, as h2o does, without starving the other sockets */
-    for (int i = 0; i != 16; ++i) {
+    /* the threads share the socket: with several, take one connection per wake-up so that a
+     * burst spreads over the loops; alone, take a batch without starving the other sockets */
+    int batch = h2p_server.num_threads == 1 ? 16 : 1;
+    for (int i = 0; i != batch; ++i) {
         h2o_socket_t *sock = h2o_evloop_socket_accept(listen_sock);
         if (sock == NULL)
             return;
@@ -225,12 +490,14 @@ static void on_accept(h2o_socket_t *listen_sock, const char *err)
             continue;
         }
         h2p_conn_watch_add(h2p_this_thread, sock);
-        h2o_accept(&tl->accept_ctx, sock);
+        h2p_thread_listener_t *target = tl->num_covered != 0 ? listener_of_connection(h2p_this_thread, tl, sock) : tl;
+        h2o_accept(&target->accept_ctx, sock);
     }
 }
 
 /* Listener sockets change hands by message only: the main thread opens them, each thread
- * adopts (START) or closes (STOP) its own, so a quick remove-then-re-add cannot cross wires. */
+ * adopts (START, or COVER for a listener without a socket) or lets go (STOP) of its own, so a
+ * quick remove-then-re-add cannot cross wires. */
 static h2p_thread_listener_t *thread_listener(h2p_thread_t *th, h2p_listener_t *l)
 {
     if (l->index >= th->num_listeners) {
@@ -250,30 +517,50 @@ static h2p_thread_listener_t *thread_listener(h2p_thread_t *th, h2p_listener_t *
 
 static void close_thread_listener(h2p_thread_listener_t *tl)
 {
-    if (tl != NULL && tl->sock != NULL) {
+    if (tl == NULL)
+        return;
+    if (tl->sock != NULL) {
         h2o_socket_read_stop(tl->sock);
-        h2o_socket_close(tl->sock); /* closes this thread's socket of the listener */
+        h2o_socket_close(tl->sock); /* closes this thread's descriptor of the listener's socket */
         tl->sock = NULL;
+        atomic_fetch_sub(&tl->listener->open_fds, 1);
+    }
+    if (tl->via != NULL) {
+        tl->via->num_covered--;
+        tl->via = NULL;
+    }
+}
+
+static void close_unadopted_fd(h2p_listener_t *l, int fd)
+{
+    if (fd >= 0) {
+        close(fd);
+        atomic_fetch_sub(&l->open_fds, 1);
     }
 }
 
 static void stop_listener(h2p_thread_t *th, h2p_listener_t *l, unsigned epoch, int fd)
 {
     h2p_thread_listener_t *tl = thread_listener(th, l);
-    if (tl->sock != NULL && tl->epoch == epoch)
+    if ((tl->sock != NULL || tl->via != NULL) && tl->epoch == epoch)
         close_thread_listener(tl);
-    else if (tl->sock == NULL || tl->epoch != epoch)
-        close(fd); /* an opening this thread never adopted (a reload refused after opening it) */
+    else
+        close_unadopted_fd(l, fd); /* an opening this thread never adopted (a reload refused after opening it) */
 }
 
-static void start_listener(h2p_thread_t *th, h2p_listener_t *l, unsigned epoch, int fd)
+static void start_listener(h2p_thread_t *th, h2p_listener_t *l, unsigned epoch, int fd, h2p_listener_t *via)
 {
     h2p_thread_listener_t *tl = thread_listener(th, l);
-    if (tl->sock != NULL && tl->epoch == epoch)
+    if ((tl->sock != NULL || tl->via != NULL) && tl->epoch == epoch)
         return;
     close_thread_listener(tl);
     tl->epoch = epoch;
     tl->accept_ctx.ssl_ctx = h2p_gen_ssl_ctx(th->gen, l);
+    if (via != NULL) {
+        tl->via = thread_listener(th, via);
+        tl->via->num_covered++;
+        return;
+    }
     tl->sock = h2o_evloop_socket_create(th->loop, fd, H2O_SOCKET_FLAG_DONT_READ);
     tl->sock->data = tl;
     h2o_socket_read_start(tl->sock, on_accept);
@@ -314,9 +601,9 @@ static void on_control(h2o_multithread_receiver_t *receiver, h2o_linklist_t *mes
             break;
         case CONTROL_START_LISTENER:
             if (th->shutting_down)
-                close(msg->fd);
+                close_unadopted_fd(msg->listener, msg->fd);
             else
-                start_listener(th, msg->listener, msg->epoch, msg->fd);
+                start_listener(th, msg->listener, msg->epoch, msg->fd, msg->via);
             break;
         case CONTROL_STOP_LISTENER:
             stop_listener(th, msg->listener, msg->epoch, msg->fd);
@@ -342,9 +629,11 @@ static void *thread_main(void *arg)
     h2p_router_init_thread(th);
     use_generation(th, h2p_server.gen);
     h2p_conn_watch_init_thread(th);
-    for (size_t i = 0; i != h2p_server.num_listeners; ++i)
-        if (h2p_server.listeners[i]->active)
-            start_listener(th, h2p_server.listeners[i], h2p_server.listeners[i]->epoch, h2p_server.listeners[i]->fds[th->index]);
+    for (size_t i = 0; i != h2p_server.num_listeners; ++i) {
+        h2p_listener_t *l = h2p_server.listeners[i];
+        if (l->active)
+            start_listener(th, l, l->epoch, l->via == NULL ? l->fds[th->index] : -1, l->via);
+    }
     h2o_barrier_wait(&threads_ready); /* after this, listeners change hands by message only */
     while (!th->shutting_down || th->requests_in_flight != 0) {
         h2o_evloop_run(th->loop, th->shutting_down ? 50 : INT32_MAX);
@@ -389,7 +678,8 @@ static void send_control(h2p_thread_t *th, int type, h2p_gen_t *gen, h2p_listene
     msg->listener = listener;
     if (listener != NULL) {
         msg->epoch = listener->epoch;
-        msg->fd = listener->fds[th->index];
+        msg->via = listener->via;
+        msg->fd = listener->via == NULL ? listener->fds[th->index] : -1;
     }
     h2o_multithread_send_message(&th->control, &msg->super);
 }
@@ -416,6 +706,7 @@ void h2p_server_commit_listeners(h2p_config_t *conf)
             h2p_notice(NULL, "no longer listening on %s", l->name);
             for (size_t t = 0; t != h2p_server.num_threads; ++t)
                 send_control(h2p_server.threads + t, CONTROL_STOP_LISTENER, NULL, l);
+            l->via = NULL;
         } else if (l->active && l->epoch != l->epoch_started) {
             l->epoch_started = l->epoch;
             for (size_t t = 0; t != h2p_server.num_threads; ++t)

@@ -3,8 +3,12 @@
  * generation each thread serves.
  *
  * Listeners are opened once per (scheme, address, port) in the main thread before any thread
- * starts (so "started" means "listening"); every front-end thread then opens its own
- * SO_REUSEPORT socket on the same address so the kernel spreads connections over the loops.
+ * starts (so "started" means "listening").  A listener is ONE socket, bound without
+ * SO_REUSEPORT, that every front-end thread accepts on (through its own dup of the descriptor):
+ * the kernel then refuses the port to any other process, in both directions.  A binding whose
+ * address a wildcard binding of the same port covers (127.0.0.1:80 beside *:80) has no
+ * socket: its connections arrive on the wildcard's socket and are handed to
+ * it by their local address (see server.c).
  */
 #ifndef H2POOL_SERVER_H
 #define H2POOL_SERVER_H
@@ -25,18 +29,27 @@ typedef struct h2p_listener {
     socklen_t addrlen;
     uint16_t port;
     int any_address;
-    int *fds;               /* one SO_REUSEPORT socket per front-end thread */
-    int active;             /* named by the configuration in force (a removed one keeps its slot for reuse) */
-    unsigned epoch;         /* counts openings of fds[]; written by the main thread only */
-    unsigned epoch_started; /* the opening the threads were told to accept on */
+    int *fds;                 /* the listening socket: fds[0], and a dup of it for every other front-end thread */
+    struct h2p_listener *via; /* NULL: fds[] is this listener's own socket; else the wildcard listener whose socket
+                                 receives this listener's connections (no fds) */
+    int active;               /* named by the configuration in force (a removed one keeps its slot for reuse) */
+    unsigned epoch;           /* counts openings (of fds[], or under `via`); written by the main thread only */
+    unsigned epoch_started;   /* the opening the threads were told to accept on */
+    atomic_int open_fds;      /* descriptors of this listener's sockets not closed yet (the threads close theirs) */
     h2o_hostconf_t *router_hostconf;
     char name[80]; /* "https://127.0.0.1:8443" for messages */
+    /* h2p_server_open_listeners' scratch: named by the configuration being opened, and which listener's socket serves it */
+    int wanted;
+    struct h2p_listener *root;
+    const h2p_binding_t *binding; /* the first binding naming it, for messages */
 } h2p_listener_t;
 
 typedef struct h2p_thread_listener {
     h2p_listener_t *listener;
-    h2o_socket_t *sock;
-    unsigned epoch; /* of the listener's sockets this thread accepts on */
+    h2o_socket_t *sock;              /* own socket: this thread's descriptor of it */
+    struct h2p_thread_listener *via; /* covered: the thread listener whose socket accepts its connections */
+    size_t num_covered;              /* thread listeners whose `via` is this one */
+    unsigned epoch;                  /* of the listener's opening this thread accepts on */
     h2o_accept_ctx_t accept_ctx;
 } h2p_thread_listener_t;
 

@@ -161,6 +161,8 @@ static int on_config(h2p_module_scope_t *ms)
         }
     }
     if (uses_roles) {
+        /* the configuration refuses rules with roles where no groups_file applies, and reads the file
+         * once; the watcher (credfile.c) follows it from here on */
         const h2p_origin_t *o = &ms->settings->authorization.origin;
         char err[1024];
         if (authn->groups_file == NULL) {

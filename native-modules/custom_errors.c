@@ -24,11 +24,9 @@
 
 #include "native-modules/module.h"
 
-#define MAX_PAGE_SIZE (1024 * 1024)
-
 typedef struct error_page {
     unsigned status;
-    h2o_iovec_t body;
+    h2o_iovec_t body; /* the configuration's copy, read when it was loaded: the generation keeps it */
     h2o_iovec_t content_type;
 } error_page_t;
 
@@ -216,42 +214,7 @@ Next:
 static void on_dispose(h2o_filter_t *_self)
 {
     custom_errors_filter_t *self = (void *)_self;
-    for (size_t i = 0; i != self->num_pages; ++i)
-        free(self->pages[i].body.base);
     free(self->pages);
-}
-
-static int read_page(const char *path, h2o_iovec_t *out, char *err, size_t errlen)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return -1;
-    }
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > MAX_PAGE_SIZE) {
-        snprintf(err, errlen, "%s: %s", path, !S_ISREG(st.st_mode) ? "not a regular file" : "larger than 1 MiB");
-        close(fd);
-        return -1;
-    }
-    out->base = malloc((size_t)st.st_size + 1);
-    out->len = 0;
-    while (out->len < (size_t)st.st_size) {
-        ssize_t n = read(fd, out->base + out->len, (size_t)st.st_size - out->len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        out->len += (size_t)n;
-    }
-    close(fd);
-    if (out->len != (size_t)st.st_size) {
-        snprintf(err, errlen, "%s: read failed", path);
-        free(out->base);
-        *out = h2o_iovec_init(NULL, 0);
-        return -1;
-    }
-    return 0;
 }
 
 static h2o_iovec_t page_content_type(h2o_mimemap_t *mimemap, const char *path)
@@ -287,13 +250,12 @@ static int on_config(h2p_module_scope_t *ms)
     for (size_t i = 0; i != ms->settings->custom_errors.num_pages; ++i) {
         const h2p_error_page_t *conf = ms->settings->custom_errors.pages + i;
         error_page_t *page = self->pages + self->num_pages;
-        char err[512];
-        if (read_page(conf->path, &page->body, err, sizeof(err)) != 0) {
-            const h2p_origin_t *o = &ms->settings->custom_errors.origin;
-            snprintf(ms->err, ms->errlen, "%s:%u:%u: site %s: custom_errors.pages.%u: %s", o->file != NULL ? o->file : "", o->line,
-                     o->column, ms->site->name, conf->status, err);
+        if (conf->body == NULL) { /* (only a configuration loaded without its files has none) */
+            snprintf(ms->err, ms->errlen, "site %s: custom_errors.pages.%u: %s was not read with the configuration", ms->site->name,
+                     conf->status, conf->path);
             return -1;
         }
+        page->body = h2o_iovec_init(conf->body, conf->body_len);
         page->status = conf->status;
         page->content_type = page_content_type(ms->pathconf->mimemap, conf->path);
         ++self->num_pages;

@@ -15,34 +15,50 @@
 #define MAX_FILE_SIZE (64 * 1024 * 1024)
 #define MAX_PASSWORD 1024
 
-static void set_error(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_error(char *err, size_t errlen, const char *fmt, ...)
+/* Where problems go: every one to `report` when it is set, else the first one to `err`. */
+typedef struct reporter {
+    h2p_htpasswd_report_cb report;
+    void *arg;
+    char *err;
+    size_t errlen;
+    size_t count;
+} reporter_t;
+
+static void problem(reporter_t *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void problem(reporter_t *r, const char *fmt, ...)
 {
+    char message[1024];
     va_list args;
     va_start(args, fmt);
-    vsnprintf(err, errlen, fmt, args);
+    vsnprintf(message, sizeof(message), fmt, args);
     va_end(args);
+    if (r->report != NULL)
+        r->report(r->arg, message);
+    else if (r->count == 0 && r->errlen != 0)
+        snprintf(r->err, r->errlen, "%s", message);
+    r->count++;
 }
 
-char *h2p_htpasswd_read_file(const char *path, size_t *len, char *err, size_t errlen)
+/* A NUL-terminated copy of the whole file. */
+static char *read_file(const char *path, size_t *len, reporter_t *r)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     char *text = NULL;
     if (fd < 0) {
-        set_error(err, errlen, "%s: %s", path, strerror(errno));
+        problem(r, "%s: %s", path, strerror(errno));
         return NULL;
     }
     if (fstat(fd, &st) != 0) {
-        set_error(err, errlen, "%s: %s", path, strerror(errno));
+        problem(r, "%s: %s", path, strerror(errno));
         goto Exit;
     }
     if (!S_ISREG(st.st_mode)) {
-        set_error(err, errlen, "%s: not a regular file", path);
+        problem(r, "%s: not a regular file", path);
         goto Exit;
     }
     if (st.st_size > MAX_FILE_SIZE) {
-        set_error(err, errlen, "%s: larger than %d MiB", path, MAX_FILE_SIZE / (1024 * 1024));
+        problem(r, "%s: larger than %d MiB", path, MAX_FILE_SIZE / (1024 * 1024));
         goto Exit;
     }
     text = malloc((size_t)st.st_size + 1);
@@ -52,7 +68,7 @@ char *h2p_htpasswd_read_file(const char *path, size_t *len, char *err, size_t er
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
-            set_error(err, errlen, "%s: %s", path, n < 0 ? strerror(errno) : "file shrank while being read");
+            problem(r, "%s: %s", path, n < 0 ? strerror(errno) : "file shrank while being read");
             free(text);
             text = NULL;
             goto Exit;
@@ -67,8 +83,9 @@ Exit:
 }
 
 /* Splits `text` (NUL-terminated, modified in place) into lines, calling `fn` for each one that is
- * not blank or a comment, with trailing CR and white space removed.  Stops at fn's first error. */
-static int for_each_line(char *text, size_t len, int (*fn)(void *ctx, char *line, unsigned lineno), void *ctx)
+ * not blank or a comment, with trailing CR and white space removed.  A bad line is reported by
+ * `fn` and skipped, so that every problem of a file is told at once. */
+static void for_each_line(char *text, size_t len, void (*fn)(void *ctx, char *line, unsigned lineno), void *ctx)
 {
     char *p = text, *end = text + len;
     for (unsigned lineno = 1; p < end; ++lineno) {
@@ -81,11 +98,10 @@ static int for_each_line(char *text, size_t len, int (*fn)(void *ctx, char *line
         *eol = '\0';
         while (*p == ' ' || *p == '\t')
             ++p;
-        if (*p != '\0' && *p != '#' && fn(ctx, p, lineno) != 0)
-            return -1;
+        if (*p != '\0' && *p != '#')
+            fn(ctx, p, lineno);
         p = next;
     }
-    return 0;
 }
 
 static int is_crypt64(char c)
@@ -168,8 +184,7 @@ typedef struct users_parse {
     h2p_htpasswd_t *out;
     size_t capacity;
     const char *source;
-    char *err;
-    size_t errlen;
+    reporter_t *r;
 } users_parse_t;
 
 static int valid_user_name(const char *name, size_t len)
@@ -182,33 +197,31 @@ static int valid_user_name(const char *name, size_t len)
     return 1;
 }
 
-static int on_user_line(void *_ctx, char *line, unsigned lineno)
+static void on_user_line(void *_ctx, char *line, unsigned lineno)
 {
     users_parse_t *ctx = _ctx;
     char *colon = strchr(line, ':');
     if (colon == NULL) {
-        set_error(ctx->err, ctx->errlen, "%s:%u: want user:hash", ctx->source, lineno);
-        return -1;
+        problem(ctx->r, "%s:%u: want user:hash", ctx->source, lineno);
+        return;
     }
     *colon = '\0';
     size_t name_len = (size_t)(colon - line);
     if (!valid_user_name(line, name_len)) {
-        set_error(ctx->err, ctx->errlen, "%s:%u: bad user name (empty, or has spaces or control characters)", ctx->source, lineno);
-        return -1;
+        problem(ctx->r, "%s:%u: bad user name (empty, or has spaces or control characters)", ctx->source, lineno);
+        return;
     }
-    const char *problem = h2p_htpasswd_check_hash(colon + 1);
-    if (problem != NULL) {
-        set_error(ctx->err, ctx->errlen,
-                  "%s:%u: user \"%s\": %s; use bcrypt (htpasswd -B: $2y$), SHA-512 ($6$: openssl passwd -6) or SHA-256 ($5$)",
-                  ctx->source, lineno, line, problem);
-        return -1;
+    const char *why = h2p_htpasswd_check_hash(colon + 1);
+    if (why != NULL) {
+        problem(ctx->r, "%s:%u: user \"%s\": %s; use bcrypt (htpasswd -B: $2y$), SHA-512 ($6$: openssl passwd -6) or SHA-256 ($5$)",
+                ctx->source, lineno, line, why);
+        return;
     }
     if (ctx->out->count == ctx->capacity) {
         ctx->capacity = ctx->capacity != 0 ? ctx->capacity * 2 : 16;
         ctx->out->users = realloc(ctx->out->users, ctx->capacity * sizeof(*ctx->out->users));
     }
     ctx->out->users[ctx->out->count++] = (h2p_htpasswd_user_t){line, colon + 1, name_len};
-    return 0;
 }
 
 static int compare_users(const void *a, const void *b)
@@ -216,25 +229,24 @@ static int compare_users(const void *a, const void *b)
     return strcmp(((const h2p_htpasswd_user_t *)a)->name, ((const h2p_htpasswd_user_t *)b)->name);
 }
 
-static int parse_users_text(h2p_htpasswd_t *out, char *text, size_t len, const char *source, char *err, size_t errlen)
+static int parse_users_text(h2p_htpasswd_t *out, char *text, size_t len, const char *source, reporter_t *r)
 {
-    users_parse_t ctx = {out, 0, source, err, errlen};
+    users_parse_t ctx = {out, 0, source, r};
+    size_t problems = r->count;
     *out = (h2p_htpasswd_t){NULL, 0, text};
     if (memchr(text, '\0', len) != NULL) {
-        set_error(err, errlen, "%s: contains a NUL byte (not a text file)", source);
+        problem(r, "%s: contains a NUL byte (not a text file)", source);
         goto Error;
     }
-    if (for_each_line(text, len, on_user_line, &ctx) != 0)
-        goto Error;
+    for_each_line(text, len, on_user_line, &ctx);
     if (out->count > 1)
         qsort(out->users, out->count, sizeof(*out->users), compare_users);
-    for (size_t i = 1; i < out->count; ++i) {
-        if (strcmp(out->users[i - 1].name, out->users[i].name) == 0) {
-            set_error(err, errlen, "%s: user \"%s\" is listed twice", source, out->users[i].name);
-            goto Error;
-        }
-    }
-    return 0;
+    for (size_t i = 1; i < out->count; ++i)
+        if (strcmp(out->users[i - 1].name, out->users[i].name) == 0 &&
+            (i < 2 || strcmp(out->users[i - 2].name, out->users[i].name) != 0))
+            problem(r, "%s: user \"%s\" is listed twice", source, out->users[i].name);
+    if (r->count == problems)
+        return 0;
 Error:
     h2p_htpasswd_dispose(out);
     return -1;
@@ -242,19 +254,40 @@ Error:
 
 int h2p_htpasswd_parse(h2p_htpasswd_t *out, const char *text, size_t len, const char *source, char *err, size_t errlen)
 {
+    reporter_t r = {NULL, NULL, err, errlen, 0};
     char *copy = malloc(len + 1);
     memcpy(copy, text, len);
     copy[len] = '\0';
-    return parse_users_text(out, copy, len, source, err, errlen);
+    return parse_users_text(out, copy, len, source, &r);
+}
+
+static int load_users(h2p_htpasswd_t *out, const char *path, reporter_t *r)
+{
+    size_t len;
+    char *text = read_file(path, &len, r);
+    if (text == NULL) {
+        *out = (h2p_htpasswd_t){NULL, 0, NULL};
+        return -1;
+    }
+    return parse_users_text(out, text, len, path, r);
+}
+
+char *h2p_htpasswd_read_file(const char *path, size_t *len, char *err, size_t errlen)
+{
+    reporter_t r = {NULL, NULL, err, errlen, 0};
+    return read_file(path, len, &r);
 }
 
 int h2p_htpasswd_load(h2p_htpasswd_t *out, const char *path, char *err, size_t errlen)
 {
-    size_t len;
-    char *text = h2p_htpasswd_read_file(path, &len, err, errlen);
-    if (text == NULL)
-        return -1;
-    return parse_users_text(out, text, len, path, err, errlen);
+    reporter_t r = {NULL, NULL, err, errlen, 0};
+    return load_users(out, path, &r);
+}
+
+int h2p_htpasswd_load_all(h2p_htpasswd_t *out, const char *path, h2p_htpasswd_report_cb report, void *arg)
+{
+    reporter_t r = {report, arg, NULL, 0, 0};
+    return load_users(out, path, &r);
 }
 
 void h2p_htpasswd_dispose(h2p_htpasswd_t *users)
@@ -321,24 +354,23 @@ typedef struct groups_parse {
     h2p_groups_t *out;
     size_t capacity;
     const char *source;
-    char *err;
-    size_t errlen;
+    reporter_t *r;
 } groups_parse_t;
 
-static int on_group_line(void *_ctx, char *line, unsigned lineno)
+static void on_group_line(void *_ctx, char *line, unsigned lineno)
 {
     groups_parse_t *ctx = _ctx;
     char *colon = strchr(line, ':'), *name_end;
     if (colon == NULL) {
-        set_error(ctx->err, ctx->errlen, "%s:%u: want group: user user ...", ctx->source, lineno);
-        return -1;
+        problem(ctx->r, "%s:%u: want group: user user ...", ctx->source, lineno);
+        return;
     }
     for (name_end = colon; name_end > line && (name_end[-1] == ' ' || name_end[-1] == '\t'); --name_end)
         ;
     *name_end = '\0';
     if (!valid_user_name(line, (size_t)(name_end - line))) {
-        set_error(ctx->err, ctx->errlen, "%s:%u: bad group name (empty, or has spaces or control characters)", ctx->source, lineno);
-        return -1;
+        problem(ctx->r, "%s:%u: bad group name (empty, or has spaces or control characters)", ctx->source, lineno);
+        return;
     }
     if (ctx->out->count == ctx->capacity) {
         ctx->capacity = ctx->capacity != 0 ? ctx->capacity * 2 : 16;
@@ -358,8 +390,8 @@ static int on_group_line(void *_ctx, char *line, unsigned lineno)
         if (*p != '\0')
             *p++ = '\0';
         if (!valid_user_name(member, strlen(member))) {
-            set_error(ctx->err, ctx->errlen, "%s:%u: group \"%s\": bad user name", ctx->source, lineno, line);
-            return -1;
+            problem(ctx->r, "%s:%u: group \"%s\": bad user name", ctx->source, lineno, line);
+            continue;
         }
         if (group->count == capacity) {
             capacity = capacity != 0 ? capacity * 2 : 8;
@@ -367,7 +399,6 @@ static int on_group_line(void *_ctx, char *line, unsigned lineno)
         }
         group->members[group->count++] = member;
     }
-    return 0;
 }
 
 static int compare_groups(const void *a, const void *b)
@@ -380,15 +411,17 @@ static int compare_strings(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int parse_groups_text(h2p_groups_t *out, char *text, size_t len, const char *source, char *err, size_t errlen)
+static int parse_groups_text(h2p_groups_t *out, char *text, size_t len, const char *source, reporter_t *r)
 {
-    groups_parse_t ctx = {out, 0, source, err, errlen};
+    groups_parse_t ctx = {out, 0, source, r};
+    size_t problems = r->count;
     *out = (h2p_groups_t){NULL, 0, text};
     if (memchr(text, '\0', len) != NULL) {
-        set_error(err, errlen, "%s: contains a NUL byte (not a text file)", source);
+        problem(r, "%s: contains a NUL byte (not a text file)", source);
         goto Error;
     }
-    if (for_each_line(text, len, on_group_line, &ctx) != 0)
+    for_each_line(text, len, on_group_line, &ctx);
+    if (r->count != problems)
         goto Error;
     /* a group named on several lines has the members of all of them */
     if (out->count > 1)
@@ -419,19 +452,34 @@ Error:
 
 int h2p_groups_parse(h2p_groups_t *out, const char *text, size_t len, const char *source, char *err, size_t errlen)
 {
+    reporter_t r = {NULL, NULL, err, errlen, 0};
     char *copy = malloc(len + 1);
     memcpy(copy, text, len);
     copy[len] = '\0';
-    return parse_groups_text(out, copy, len, source, err, errlen);
+    return parse_groups_text(out, copy, len, source, &r);
+}
+
+static int load_groups(h2p_groups_t *out, const char *path, reporter_t *r)
+{
+    size_t len;
+    char *text = read_file(path, &len, r);
+    if (text == NULL) {
+        *out = (h2p_groups_t){NULL, 0, NULL};
+        return -1;
+    }
+    return parse_groups_text(out, text, len, path, r);
 }
 
 int h2p_groups_load(h2p_groups_t *out, const char *path, char *err, size_t errlen)
 {
-    size_t len;
-    char *text = h2p_htpasswd_read_file(path, &len, err, errlen);
-    if (text == NULL)
-        return -1;
-    return parse_groups_text(out, text, len, path, err, errlen);
+    reporter_t r = {NULL, NULL, err, errlen, 0};
+    return load_groups(out, path, &r);
+}
+
+int h2p_groups_load_all(h2p_groups_t *out, const char *path, h2p_htpasswd_report_cb report, void *arg)
+{
+    reporter_t r = {report, arg, NULL, 0, 0};
+    return load_groups(out, path, &r);
 }
 
 void h2p_groups_dispose(h2p_groups_t *groups)

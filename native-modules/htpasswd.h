@@ -67,6 +67,16 @@ const h2p_htpasswd_user_t *h2p_htpasswd_verify(const h2p_htpasswd_t *users, cons
 /* Whether `hash` is a crypt(3) string of an accepted scheme; NULL, or why not. */
 const char *h2p_htpasswd_check_hash(const char *hash);
 
+/* Called with each problem of a file ("source:line: what is wrong"). */
+typedef void (*h2p_htpasswd_report_cb)(void *arg, const char *message);
+/*
+ * As h2p_htpasswd_load and h2p_groups_load, but every problem of the file goes to `report` (a
+ * bad line is skipped and the next one read), so that all of them are told at once.  Returns 0,
+ * or -1 (nothing to dispose) when there was one.
+ */
+int h2p_htpasswd_load_all(h2p_htpasswd_t *out, const char *path, h2p_htpasswd_report_cb report, void *arg);
+int h2p_groups_load_all(h2p_groups_t *out, const char *path, h2p_htpasswd_report_cb report, void *arg);
+
 int h2p_groups_parse(h2p_groups_t *out, const char *text, size_t len, const char *source, char *err, size_t errlen);
 int h2p_groups_load(h2p_groups_t *out, const char *path, char *err, size_t errlen);
 void h2p_groups_dispose(h2p_groups_t *groups);

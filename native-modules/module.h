@@ -113,8 +113,7 @@ typedef struct h2p_module {
 /* The pipeline, in the order of native-modules/modules.def, NULL-terminated. */
 extern const h2p_module_t *const h2p_modules[];
 
-/* Settings of a child scope over its parent's: a module the child names replaces the parent's. */
-void h2p_modules_merge(h2p_modules_conf_t *out, const h2p_modules_conf_t *parent, const h2p_modules_conf_t *child);
+/* (h2p_modules_merge, the settings of a scope over its parent's, is in frontend/config.h) */
 
 /* Sets up every module of one scope, in pipeline order. */
 int h2p_modules_setup_scope(h2p_module_scope_t *scope, h2p_module_phase_t phase);

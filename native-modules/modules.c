@@ -26,25 +26,6 @@ const h2p_module_t *const h2p_modules[] = {
 #undef H2P_MODULE
     NULL};
 
-/* A module the child scope names replaces the parent's settings of that module there. */
-void h2p_modules_merge(h2p_modules_conf_t *out, const h2p_modules_conf_t *parent, const h2p_modules_conf_t *child)
-{
-    *out = *parent;
-#define MERGE_SETTINGS(name)                                                                                                       \
-    if (child->name.set)                                                                                                           \
-        out->name = child->name;
-#define MERGE_NO_SETTINGS(name)
-#define H2P_MODULE(name, phases, settings) MERGE_##settings(name)
-#include "native-modules/modules.def"
-#undef H2P_MODULE
-#undef MERGE_SETTINGS
-#undef MERGE_NO_SETTINGS
-    if (child->num_plugin_settings != 0) {
-        out->plugin_settings = child->plugin_settings;
-        out->num_plugin_settings = child->num_plugin_settings;
-    }
-}
-
 int h2p_modules_setup_scope(h2p_module_scope_t *scope, h2p_module_phase_t phase)
 {
     scope->phase = phase;

@@ -84,20 +84,8 @@ static int on_config(h2p_module_scope_t *ms)
         return 0;
     size_t count = ms->settings->redirect.count;
     const h2p_redirect_rule_t *rules = ms->settings->redirect.rules;
-    for (size_t i = 0; i != count; ++i) {
-        /* a Location header cannot carry control bytes: refuse them here, not per request */
-        for (const char *c = rules[i].to; *c != '\0'; ++c) {
-            if ((unsigned char)*c < 0x20 || *c == 0x7f) {
-                snprintf(ms->err, ms->errlen, "redirect: `to` of the rule from \"%s\" has a control character", rules[i].from);
-                return -1;
-            }
-        }
-        const char *problem = h2p_redirect_check_target(rules[i].to, strlen(rules[i].to));
-        if (problem != NULL) { /* the configuration parser refuses it already; never serve one */
-            snprintf(ms->err, ms->errlen, "redirect: `to` of the rule from \"%s\": %s", rules[i].from, problem);
-            return -1;
-        }
-    }
+    /* (a target with a control byte, or with a capture where it could change the host, is a
+     * configuration error: frontend/config_modules.c) */
     redirect_handler_t *self = (void *)h2o_create_handler(ms->pathconf, sizeof(*self));
     self->super.on_req = on_req;
     self->super.dispose = on_dispose;

@@ -94,6 +94,61 @@ class ConfigTestTest(unittest.TestCase):
         self.assertEqual(proc.returncode, 1)
         self.assertEqual(len(self.error_lines(proc)), 1)
 
+    def test_what_the_start_reads_is_checked_and_every_error_listed(self):
+        """-t reads what a start reads (users and groups files, error pages, certificates and keys,
+        the error log's directory) and lists every problem, each against the key that names it."""
+        conf = self.make({})
+        top = os.path.dirname(conf)
+        cert_a, key_a = h2ptest.make_cert(top, "a.test", "a")
+        _, key_b = h2ptest.make_cert(top, "b.test", "b")
+        files = {
+            "users": "alice:$1$salt$qJH7.N4xYta3aEG/dfqo/0\nbob:secret\n",  # MD5 and plain text: 2 errors
+            "groups": "admins alice\n",
+            "big.html": "x" * (1024 * 1024 + 1),
+        }
+        for name, text in files.items():
+            with open(os.path.join(conf, name), "w") as f:
+                f.write(text)
+        with open(os.path.join(conf, "h2pool.yaml"), "w") as f:
+            f.write(
+                "server:\n"                                                          # 1
+                "  error_log: ../no-such-dir/error.log\n"                            # 2
+                "sites:\n"                                                           # 3
+                "  a:\n"                                                             # 4
+                "    bindings: [https://127.0.0.1:8443]\n"                           # 5
+                f"    tls: {{certificate: {cert_a}, key: {key_b}}}\n"                # 6
+                "    root: ../www\n"                                                 # 7
+                "    modules:\n"                                                     # 8
+                "      authentication:\n"                                            # 9
+                "        basic: {users_file: users}\n"                               # 10
+                "        groups_file: groups\n"                                      # 11
+                "      redirect: [{from: /old, to: \"/new\\r\\nSet-Cookie: x=1\"}]\n"  # 12
+                "      custom_errors: {pages: {404: big.html, 500: missing.html}}\n")  # 13
+        proc = run_h2pool("-t", "-c", conf)
+        self.assertEqual(proc.returncode, 1, proc.stdout + proc.stderr)
+        self.assertNotIn("configuration OK", proc.stdout)
+        errors = self.error_lines(proc)
+        found = {(e["line"], e["key"]) for e in errors}
+        expected = {
+            ("2", "server.error_log"),
+            ("6", "sites.a.tls.key"),
+            ("10", "sites.a.modules.authentication.basic.users_file"),
+            ("11", "sites.a.modules.authentication.groups_file"),
+            ("12", "sites.a.modules.redirect[0].to"),
+            ("13", "sites.a.modules.custom_errors.pages.404"),
+            ("13", "sites.a.modules.custom_errors.pages.500"),
+        }
+        self.assertEqual(found, expected, proc.stderr)
+        reasons = "\n".join(e["reason"] for e in errors)
+        for words in ("does not match the certificate", "MD5", "plain-text", "want group", "control character 0x0d",
+                      "larger than 1 MiB", "No such file", "cannot create"):
+            self.assertIn(words, reasons)
+        self.assertEqual(sum("users:" in e["reason"] for e in errors), 2, proc.stderr)  # every bad line of the file
+        # a start refuses the same configuration with the same messages
+        start = run_h2pool("-c", conf)
+        self.assertEqual(start.returncode, 1)
+        self.assertEqual({(e["line"], e["key"]) for e in self.error_lines(start)}, expected)
+
     def test_yaml_syntax_error(self):
         conf = self.make({"h2pool.yaml": "sites:\n  a: [\n"})
         proc = run_h2pool("-t", "-c", conf)

@@ -22,6 +22,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 #include "frontend/config.h"
+#include "native-modules/htpasswd.h"
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
@@ -133,6 +134,7 @@ static const char *ends_with(const char *s, const char *suffix)
     return ls >= lx && strcmp(s + ls - lx, suffix) == 0 ? s : NULL;
 }
 
+#define PADDING_LINE "# padding padding padding padding padding padding padding padding padding\n" /* 74 bytes */
 #define MINIMAL_SITE "sites:\n  s:\n    bindings: [http://*:80]\n    root: .\n"
 
 /* ---- the good configuration of data/good ---------------------------------------------------- */
@@ -386,6 +388,10 @@ static void test_good_config_modules(void **state)
     assert_int_equal(auth->basic.enabled, 1);
     assert_string_equal(auth->basic.realm, "blog");
     assert_non_null(ends_with(auth->basic.users_file, "/conf.d/users.htpasswd"));
+    /* read and checked with the configuration: the module uses what was read */
+    assert_non_null(auth->basic_users);
+    assert_int_equal(auth->basic_users->count, 1);
+    assert_string_equal(auth->basic_users->users[0].name, "alice");
     assert_int_equal(auth->digest.enabled, 1);
     assert_int_equal(auth->client_certificate.enabled, 1);
     assert_null(auth->client_certificate.user_from);
@@ -397,6 +403,8 @@ static void test_good_config_modules(void **state)
     assert_non_null(ends_with(auth->negotiate.keytab, "/http.keytab"));
     assert_int_equal(auth->credential_cache_ttl_ms, 90000);
     assert_non_null(ends_with(auth->groups_file, "/groups.txt"));
+    assert_non_null(auth->groups);
+    assert_true(h2p_groups_is_member(auth->groups, "admins", "alice", 5));
 
     assert_int_equal(m->authorization.count, 2);
     assert_int_equal(m->authorization.rules[0].allow, 1);
@@ -437,6 +445,8 @@ static void test_good_config_modules(void **state)
     assert_int_equal(m->custom_errors.num_pages, 1);
     assert_int_equal(m->custom_errors.pages[0].status, 404);
     assert_non_null(ends_with(m->custom_errors.pages[0].path, "/conf.d/errors/404.html"));
+    assert_non_null(m->custom_errors.pages[0].body);
+    assert_int_equal(m->custom_errors.pages[0].body_len, 19);
 
     assert_int_equal(m->compression.dynamic, 1);
     assert_int_equal(m->compression.static_, 1);
@@ -821,6 +831,213 @@ static void test_errors_accumulate_and_clear(void **state)
     remove_dir(dir);
 }
 
+/* A wildcard and the addresses it includes may share a port when they share the scheme; a
+ * wildcard of one family does not include the other family's addresses. */
+static void test_wildcard_and_its_addresses_of_one_scheme(void **state)
+{
+    h2p_config_release(load_yaml("sites:\n  s: {bindings: ['http://*:80', 'http://127.0.0.1:80', 'http://0.0.0.0:80'], root: .}\n"
+                                 "  t: {bindings: ['https://*:443'], root: ., tls: {certificate: c, key: k}}\n",
+                                 NULL));
+    h2p_config_release(load_yaml("sites:\n  s: {bindings: ['http://0.0.0.0:80'], root: .}\n"
+                                 "  t: {bindings: ['https://[::1]:80'], root: ., tls: {certificate: c, key: k}}\n",
+                                 NULL));
+}
+
+/* ---- limits: a hostile or broken file must not hold a (re)load --------------------------- */
+
+/* Loading `dir` fails with an error that starts with "<dir>/<where>" and contains `word`. */
+static void expect_error_at(char *dir, const char *where, const char *word)
+{
+    h2p_config_errors_t errors = {NULL, 0};
+    h2p_config_t *conf = h2p_config_load(dir, 0, &errors);
+    char prefix[4400];
+    int found = 0;
+
+    snprintf(prefix, sizeof(prefix), "%s/%s", dir, where);
+    for (size_t i = 0; i < errors.count; i++)
+        if (strncmp(errors.messages[i], prefix, strlen(prefix)) == 0 && strstr(errors.messages[i], word) != NULL)
+            found = 1;
+    if (conf != NULL || !found) {
+        print_message("expected \"%s...%s\" among:\n", prefix, word);
+        for (size_t i = 0; i < errors.count && i < 10; i++)
+            print_message("    %s\n", errors.messages[i]);
+    }
+    h2p_config_release(conf);
+    h2p_config_errors_clear(&errors);
+    remove_dir(dir);
+    assert_null(conf);
+    assert_true(found);
+}
+
+/* `count` copies of `unit` between `head` and `tail` (malloc'ed) */
+static char *repeat(const char *head, const char *unit, size_t count, const char *tail)
+{
+    size_t hl = strlen(head), ul = strlen(unit), tl = strlen(tail);
+    char *text = malloc(hl + ul * count + tl + 1), *p = text;
+
+    assert_non_null(text);
+    memcpy(p, head, hl);
+    p += hl;
+    for (size_t i = 0; i < count; i++, p += ul)
+        memcpy(p, unit, ul);
+    memcpy(p, tail, tl + 1);
+    return text;
+}
+
+static void test_file_over_4_mib_is_refused(void **state)
+{
+    char *dir = make_temp_dir();
+    /* a comment is valid YAML: only the size is wrong */
+    char *text = repeat(MINIMAL_SITE, PADDING_LINE, (4 << 20) / 74 + 1, "");
+
+    write_file(dir, "a.yaml", text);
+    free(text);
+    expect_error_at(dir, "a.yaml:1:1: ", "larger than 4 MiB");
+}
+
+static void test_file_of_almost_4_mib_is_read(void **state)
+{
+    char *dir = make_temp_dir();
+    char *text = repeat(MINIMAL_SITE, PADDING_LINE, (4 << 20) / 74 - 10, "");
+
+    write_file(dir, "a.yaml", text);
+    free(text);
+    h2p_config_release(load_good(dir, 0));
+    remove_dir(dir);
+}
+
+static void test_files_over_16_mib_together_are_refused(void **state)
+{
+    char *dir = make_temp_dir(), name[16];
+    char *text = repeat("", PADDING_LINE, (3 << 20) / 74 + 1, "");
+
+    write_file(dir, "a.yaml", MINIMAL_SITE);
+    for (int i = 0; i < 6; i++) { /* 6 x 3 MiB: the sixth goes over */
+        snprintf(name, sizeof(name), "b%d.yaml", i);
+        write_file(dir, name, text);
+    }
+    free(text);
+    expect_error_at(dir, "b5.yaml:1:1: ", "larger than 16 MiB together");
+}
+
+static void test_deep_flow_nesting_is_refused_at_once(void **state)
+{
+    /* 100,000 levels took libyaml half a minute; the check stops at the 65th */
+    char *open = repeat("sites: ", "[", 100000, ""), *text = repeat(open, "]", 100000, "\n");
+
+    free(open);
+    expect_error_at(conf_dir(text, NULL), "a.yaml:1:71: ", "nested deeper than 64 levels");
+    free(text);
+    text = repeat("sites: ", "{a: ", 100000, "");
+    expect_error_at(conf_dir(text, NULL), "a.yaml:1:", "nested deeper than 64 levels");
+    free(text);
+}
+
+static void test_deep_block_nesting_is_refused(void **state)
+{
+    char text[65 * 140 + 64] = "", line[200];
+
+    for (int depth = 0; depth < 70; depth++) {
+        snprintf(line, sizeof(line), "%*sk:\n", 2 * depth, "");
+        strcat(text, line);
+    }
+    expect_error_at(conf_dir(text, NULL), "a.yaml:65:129: ", "nested deeper than 64 levels");
+}
+
+static void test_64_levels_are_allowed(void **state)
+{
+    /* the root map and 63 lists: no limit error, only what is wrong with the key */
+    char *open = repeat("x: ", "[", 63, ""), *text = repeat(open, "]", 63, "\n"), *dir = conf_dir(text, NULL);
+    h2p_config_errors_t errors = {NULL, 0};
+
+    free(open);
+    free(text);
+    assert_null(h2p_config_load(dir, 0, &errors));
+    assert_int_equal(errors.count, 1);
+    assert_non_null(strstr(errors.messages[0], "unknown top-level key \"x\""));
+    h2p_config_errors_clear(&errors);
+    remove_dir(dir);
+}
+
+static void test_billion_laughs_is_refused(void **state)
+{
+    static const char laughs[] = "a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+                                 "a1: &a1 [*a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0]\n"
+                                 "a2: &a2 [*a1, *a1, *a1, *a1, *a1, *a1, *a1, *a1, *a1]\n"
+                                 "a3: &a3 [*a2, *a2, *a2, *a2, *a2, *a2, *a2, *a2, *a2]\n"
+                                 "a4: &a4 [*a3, *a3, *a3, *a3, *a3, *a3, *a3, *a3, *a3]\n"
+                                 "a5: &a5 [*a4, *a4, *a4, *a4, *a4, *a4, *a4, *a4, *a4]\n"
+                                 "a6: &a6 [*a5, *a5, *a5, *a5, *a5, *a5, *a5, *a5, *a5]\n"
+                                 "a7: &a7 [*a6, *a6, *a6, *a6, *a6, *a6, *a6, *a6, *a6]\n"
+                                 "a8: &a8 [*a7, *a7, *a7, *a7, *a7, *a7, *a7, *a7, *a7]\n";
+    /* a1..a5 stand for 9 + 90 + 819 + 7380 + 66429 nodes; the 4th alias of a5 goes past 100,000 */
+    expect_error_at(conf_dir(laughs, NULL), "a.yaml:6:", "expand to more than 100000 nodes");
+    /* the same with maps, as settings would be written */
+    expect_error_at(conf_dir("x: &x {a: 1, b: 2, c: 3, d: 4, e: 5, f: 6, g: 7, h: 8, i: 9, j: 0}\n"
+                             "y: &y {a: *x, b: *x, c: *x, d: *x, e: *x, f: *x, g: *x, h: *x, i: *x, j: *x}\n"
+                             "z: &z {a: *y, b: *y, c: *y, d: *y, e: *y, f: *y, g: *y, h: *y, i: *y, j: *y}\n"
+                             "w: &w {a: *z, b: *z, c: *z, d: *z, e: *z, f: *z, g: *z, h: *z, i: *z, j: *z}\n"
+                             "v: &v {a: *w, b: *w, c: *w, d: *w, e: *w, f: *w, g: *w, h: *w, i: *w, j: *w}\n",
+                             NULL),
+                    "a.yaml:5:", "expand to more than");
+}
+
+static void test_alias_cycle_is_refused(void **state)
+{
+    expect_error_at(conf_dir("sites: &s [1, *s]\n", NULL), "a.yaml:1:15: ", "refers to a node that contains it");
+    expect_error_at(conf_dir("sites: &s {a: {b: *s}}\n", NULL), "a.yaml:1:19: ", "refers to a node that contains it");
+}
+
+static void test_too_many_anchors_or_aliases_are_refused(void **state)
+{
+    char unit[32], *text = malloc(1001 * 32), *p = text;
+
+    for (int i = 0; i <= 1000; i++)
+        p += sprintf(p, "- &a%d x\n", i);
+    expect_error_at(conf_dir(text, NULL), "a.yaml:1001:3: ", "more than 1000 YAML anchors");
+    free(text);
+    snprintf(unit, sizeof(unit), "- *a\n");
+    text = repeat("- &a x\n", unit, 10001, "");
+    expect_error_at(conf_dir(text, NULL), "a.yaml:10002:3: ", "more than 10000 YAML aliases");
+    free(text);
+}
+
+static void test_aliases_within_the_limits_work(void **state)
+{
+    h2p_config_t *conf = load_yaml("sites:\n"
+                                   "  a:\n"
+                                   "    bindings: [http://*:80]\n"
+                                   "    root: .\n"
+                                   "    modules: &shared\n"
+                                   "      custom_headers: {X-Shared: yes}\n"
+                                   "  b:\n"
+                                   "    bindings: [http://*:81]\n"
+                                   "    root: .\n"
+                                   "    modules: *shared\n",
+                                   NULL);
+
+    for (size_t s = 0; s < 2; s++) {
+        const h2p_modules_conf_t *m = &conf->sites[s].applications[0].scope.modules;
+        assert_int_equal(m->custom_headers.count, 1);
+        assert_string_equal(m->custom_headers.headers[0].name, "x-shared");
+    }
+    h2p_config_release(conf);
+}
+
+static void test_duplicate_key_in_a_big_map_is_found(void **state)
+{
+    /* 50,000 keys: checked in one pass, not each against all the earlier ones */
+    size_t count = 50000;
+    char *text = malloc(count * 24 + 64), *p = text;
+
+    p += sprintf(p, "server:\n  limits:\n");
+    for (size_t i = 0; i < count; i++)
+        p += sprintf(p, "    k%zu: 1\n", i);
+    sprintf(p, "    k7: 2\n");
+    expect_error_at(conf_dir(text, NULL), "a.yaml:50003:5: server.limits.k7: ", "duplicate key \"k7\" (first at line 10)");
+    free(text);
+}
+
 /* ---- bad configurations ------------------------------------------------------------------- */
 
 typedef struct bad_case {
@@ -830,6 +1047,7 @@ typedef struct bad_case {
     const char *where; /* "a.yaml:LINE:COL: key.path: " */
     const char *word;  /* a word of the reason */
     size_t min_errors;
+    const char *const *files; /* more files of the directory: name, content, ..., NULL ("@good:x" copies data/good's x) */
 } bad_case_t;
 
 #define SITE_HEAD "sites:\n  s:\n    bindings: [http://*:80]\n    root: .\n" /* lines 1-4 */
@@ -945,6 +1163,18 @@ static const bad_case_t bad_cases[] = {
     {"http_and_https_same_port",
      SITE_HEAD "  t:\n    root: .\n    tls: {certificate: c, key: k}\n    bindings: [https://*:80:t.test]\n", NULL, 0,
      "a.yaml:8:16: sites.t.bindings[0]: ", "same ip:port"},
+    /* one socket serves a wildcard and the addresses it includes (no SO_REUSEPORT): one scheme */
+    {"https_inside_http_wildcard",
+     SITE_HEAD "  t:\n    root: .\n    tls: {certificate: c, key: k}\n    bindings: [https://127.0.0.1:80]\n", NULL, 0,
+     "a.yaml:8:16: sites.t.bindings[0]: ", "overlapping addresses of port 80"},
+    {"https_inside_http_ipv4_wildcard",
+     "sites:\n  s:\n    bindings: [http://0.0.0.0:80]\n    root: .\n  t:\n    root: .\n    tls: {certificate: c, key: k}\n"
+     "    bindings: [https://127.0.0.1:80]\n",
+     NULL, 0, "a.yaml:8:16: sites.t.bindings[0]: ", "overlapping addresses"},
+    {"https_wildcard_over_http_address",
+     "sites:\n  s:\n    bindings: ['http://[::1]:80']\n    root: .\n  t:\n    root: .\n    tls: {certificate: c, key: k}\n"
+     "    bindings: ['https://*:80']\n",
+     NULL, 0, "a.yaml:8:16: sites.t.bindings[0]: ", "overlapping addresses"},
     {"https_without_tls", "sites:\n  s:\n    root: .\n    bindings: [http://*:80, https://*:443]\n", NULL, 0,
      "a.yaml:4:29: sites.s.bindings[1]: ", "tls.certificate"},
     {"tcp_mixed_with_http",
@@ -1108,6 +1338,64 @@ static const bad_case_t bad_cases[] = {
     {"missing_plugin_file", "server:\n  load_modules: [mod_x.so]\n", NULL, 1,
      "a.yaml:2:18: server.load_modules[0]: ", "No such file"},
 
+    /* what the modules and the TLS setup read: checked when the configuration is loaded, so that
+       -t, a start and a reload agree (each file problem against the key that names the file) */
+    {"users_file_md5", SITE_HEAD "    modules:\n      authentication:\n        basic: {users_file: users}\n", NULL, 1,
+     "a.yaml:7:29: sites.s.modules.authentication.basic.users_file: ", "MD5", 0,
+     (const char *const[]){"users", "alice:$1$salt$qJH7.N4xYta3aEG/dfqo/0\n", NULL}},
+    {"users_file_plain_text", SITE_HEAD "    modules:\n      authentication:\n        basic: {users_file: users}\n", NULL, 1,
+     "a.yaml:7:29: sites.s.modules.authentication.basic.users_file: ", "plain-text", 0,
+     (const char *const[]){"users", "bob:secret\n", NULL}},
+    {"users_file_every_bad_line", SITE_HEAD "    modules:\n      authentication:\n        basic: {users_file: users}\n", NULL, 1,
+     "a.yaml:7:29: sites.s.modules.authentication.basic.users_file: ", "users:4: user \"carol\": DES", 3,
+     (const char *const[]){"users",
+                           "alice:$1$salt$qJH7.N4xYta3aEG/dfqo/0\n"
+                           "bob:secret\n"
+                           "dave:$2y$05$abcdefghijklmnopqrstuuGZx1Jx0b6Qm9Qe3f0m2v7Zq0m4JcJ6e\n"
+                           "carol:abcdefghijklm\n",
+                           NULL}},
+    {"users_file_not_a_text_file", SITE_HEAD "    modules:\n      authentication:\n        basic: {users_file: users}\n", NULL, 1,
+     "a.yaml:7:29: sites.s.modules.authentication.basic.users_file: ", "want user:hash", 0,
+     (const char *const[]){"users", "just some words\n", NULL}},
+    {"groups_file_bad_line", SITE_HEAD "    modules:\n      authentication:\n        groups_file: groups\n", NULL, 1,
+     "a.yaml:7:22: sites.s.modules.authentication.groups_file: ", "groups:2: want group", 0,
+     (const char *const[]){"groups", "admins: alice\nno colon here\n", NULL}},
+    {"groups_file_bad_member", SITE_HEAD "    modules:\n      authentication:\n        groups_file: groups\n", NULL, 1,
+     "a.yaml:7:22: sites.s.modules.authentication.groups_file: ", "bad group name", 0,
+     (const char *const[]){"groups", ": alice\n", NULL}},
+    {"roles_without_groups_file", SITE_HEAD "    modules:\n      authorization: [{allow: {roles: [admins]}}]\n", NULL, 0,
+     "a.yaml:6:7: sites.s.modules.authorization: ", "role \"admins\", but the authentication settings that apply to / have no"},
+    {"roles_where_a_location_replaces_authentication",
+     SITE_HEAD "    modules:\n      authentication: {groups_file: groups}\n      authorization: [{allow: {roles: [admins]}}]\n"
+               "    locations:\n      /x: {modules: {authentication: {anonymous: true}}}\n",
+     NULL, 1, "a.yaml:7:7: sites.s.modules.authorization: ", "apply to /x have no groups_file", 0,
+     (const char *const[]){"groups", "admins: alice\n", NULL}},
+    {"redirect_to_with_control_byte", SITE_HEAD "    modules:\n      redirect: [{from: /a, to: \"/b\\x01\"}]\n", NULL, 0,
+     "a.yaml:6:33: sites.s.modules.redirect[0].to: ", "control character 0x01"},
+    {"redirect_to_with_line_break",
+     SITE_HEAD "    modules:\n      redirect:\n        - {from: /a, to: \"/b\\r\\nSet-Cookie: x\"}\n", NULL, 0,
+     "a.yaml:7:26: sites.s.modules.redirect[0].to: ", "control character 0x0d"},
+    {"error_page_is_a_directory", SITE_HEAD "    modules:\n      custom_errors: {pages: {404: .}}\n", NULL, 1,
+     "a.yaml:6:36: sites.s.modules.custom_errors.pages.404: ", "not a regular file"},
+    {"error_page_too_large", SITE_HEAD "    modules:\n      custom_errors: {pages: {500: big.html}}\n", NULL, 1,
+     "a.yaml:6:36: sites.s.modules.custom_errors.pages.500: ", "larger than 1 MiB", 0,
+     (const char *const[]){"big.html", "@bytes:1048577", NULL}},
+    {"certificate_not_pem", SITE_HEAD "    tls: {certificate: a.yaml, key: key.pem}\n", NULL, 1,
+     "a.yaml:5:24: sites.s.tls.certificate: ", "cannot load the certificate", 0,
+     (const char *const[]){"key.pem", "@good:certs/blog.key", NULL}},
+    {"key_not_pem", SITE_HEAD "    tls: {certificate: cert.pem, key: a.yaml}\n", NULL, 1,
+     "a.yaml:5:39: sites.s.tls.key: ", "cannot load the key", 0, (const char *const[]){"cert.pem", "@good:certs/blog.pem", NULL}},
+    {"key_does_not_match_certificate", SITE_HEAD "    tls: {certificate: cert.pem, key: key.pem}\n", NULL, 1,
+     "a.yaml:5:39: sites.s.tls.key: ", "does not match the certificate", 0,
+     (const char *const[]){"cert.pem", "@good:certs/clients.pem", "key.pem", "@good:certs/blog.key", NULL}},
+    {"client_ca_not_pem", SITE_HEAD "    tls: {certificate: cert.pem, key: key.pem, client_ca: a.yaml}\n", NULL, 1,
+     "a.yaml:5:59: sites.s.tls.client_ca: ", "cannot load the client CA", 0,
+     (const char *const[]){"cert.pem", "@good:certs/blog.pem", "key.pem", "@good:certs/blog.key", NULL}},
+    {"error_log_in_missing_directory", "server:\n  error_log: no/such/dir/error.log\n" MINIMAL_SITE, NULL, 1,
+     "a.yaml:2:3: server.error_log: ", "cannot create"},
+    {"error_log_is_a_directory", "server:\n  error_log: .\n" MINIMAL_SITE, NULL, 1,
+     "a.yaml:2:3: server.error_log: ", "is a directory"},
+
     /* several at once: all are reported */
     {"multiple_errors_reported_together",
      "pools:\n  php: {command: [x], max_processes: 0}\nsites:\n  s: {bindings: [http://*:80a], root: ., http2: maybe}\n",
@@ -1119,10 +1407,42 @@ static const bad_case_t bad_cases[] = {
 
 #define NUM_BAD_CASES (sizeof(bad_cases) / sizeof(bad_cases[0]))
 
+/* Writes the name/content pairs of `files` into `dir`: "@good:PATH" is data/good's file,
+ * "@bytes:N" N bytes of text. */
+static void write_files(const char *dir, const char *const *files)
+{
+    for (; files != NULL && files[0] != NULL; files += 2) {
+        if (strncmp(files[1], "@good:", 6) == 0) {
+            char *good = good_dir(), path[4400], *text = NULL;
+            size_t len = 0;
+            FILE *fp;
+            snprintf(path, sizeof(path), "%s/%s", good, files[1] + 6);
+            assert_non_null(fp = fopen(path, "r"));
+            assert_int_equal(getdelim(&text, &len, '\0', fp) > 0, 1);
+            fclose(fp);
+            write_file(dir, files[0], text);
+            free(text);
+            free(good);
+        } else if (strncmp(files[1], "@bytes:", 7) == 0) {
+            size_t n = strtoul(files[1] + 7, NULL, 10);
+            char *text = malloc(n + 1);
+            assert_non_null(text);
+            memset(text, 'x', n);
+            text[n] = '\0';
+            write_file(dir, files[0], text);
+            free(text);
+        } else {
+            write_file(dir, files[0], files[1]);
+        }
+    }
+}
+
 static void run_bad_case(void **state)
 {
     const bad_case_t *c = *state;
     char *dir = conf_dir(c->a_yaml, c->b_yaml), where[4400];
+
+    write_files(dir, c->files);
     h2p_config_errors_t errors = {NULL, 0};
     h2p_config_t *conf = h2p_config_load(dir, c->check_files, &errors);
     size_t min_errors = c->min_errors != 0 ? c->min_errors : 1, count = errors.count;
@@ -1355,6 +1675,7 @@ int main(void)
         cmocka_unit_test(test_good_config_pools),
         cmocka_unit_test(test_good_config_site),
         cmocka_unit_test(test_good_config_modules),
+        cmocka_unit_test(test_wildcard_and_its_addresses_of_one_scheme),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_named_module_takes_defaults),
         cmocka_unit_test(test_hidden_segments_add_to_defaults),
@@ -1371,6 +1692,17 @@ int main(void)
         cmocka_unit_test(test_unreadable_dir_is_an_error),
         cmocka_unit_test(test_dir_that_is_a_file_is_an_error),
         cmocka_unit_test(test_errors_accumulate_and_clear),
+        cmocka_unit_test(test_file_over_4_mib_is_refused),
+        cmocka_unit_test(test_file_of_almost_4_mib_is_read),
+        cmocka_unit_test(test_files_over_16_mib_together_are_refused),
+        cmocka_unit_test(test_deep_flow_nesting_is_refused_at_once),
+        cmocka_unit_test(test_deep_block_nesting_is_refused),
+        cmocka_unit_test(test_64_levels_are_allowed),
+        cmocka_unit_test(test_billion_laughs_is_refused),
+        cmocka_unit_test(test_alias_cycle_is_refused),
+        cmocka_unit_test(test_too_many_anchors_or_aliases_are_refused),
+        cmocka_unit_test(test_aliases_within_the_limits_work),
+        cmocka_unit_test(test_duplicate_key_in_a_big_map_is_found),
         cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_parse_size),
         cmocka_unit_test(test_parse_binding),
