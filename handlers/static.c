@@ -1,6 +1,7 @@
 #include "handlers/static.h"
 
 #include "handlers/dirlist.h"
+#include "native-modules/compression.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -107,5 +108,7 @@ int h2p_static_serve(h2o_req_t *req, h2p_scope_rt_t *scope, const char *physical
             h2o_send_error_403(req, "Forbidden", "directory listing denied", 0);
         return 0;
     }
+    if (h2p_compression_send_precompressed(req, scope, physical) == 0)
+        return 0;
     return scope->file->on_req(scope->file, req);
 }

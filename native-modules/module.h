@@ -47,6 +47,13 @@ typedef struct h2p_request {
     /* the query string after a rewrite (the target's own, then the client's) */
     h2o_iovec_t query;
     int query_rewritten;
+    /* compression: a precompressed sibling (.br, .gz) of a file of this Content-Type is sent */
+    h2o_iovec_t precompressed_type;
+    const char *precompressed_coding;
+    /* output cache: the request's cache state (NULL when no rule takes it); from_cache: the
+     * response is an entry's copy, which the response-phase modules leave as it was stored */
+    struct h2p_cache_request *cache;
+    unsigned from_cache : 1;
 } h2p_request_t;
 
 /* The query string the application sees: the client's, or what rewrite made of it. */
