@@ -467,6 +467,11 @@ int h2p_compression_send_precompressed(h2o_req_t *req, h2p_scope_rt_t *scope, co
 
 /* ---- set-up ------------------------------------------------------------------------------- */
 
+int h2p_compression_is_filter(const h2o_filter_t *filter)
+{
+    return filter->on_setup_ostream == on_setup_ostream;
+}
+
 static int on_config(h2p_module_scope_t *ms)
 {
     const h2p_modules_conf_t *m = ms->settings;

@@ -70,6 +70,9 @@ static inline h2o_iovec_t h2p_request_query(h2p_request_t *r)
 /* Frees the calling thread's rewrite state. */
 void h2p_rewrite_dispose_thread(void);
 
+/* Registers the thread's receiver of output cache wake-ups (collapsed forwarding). */
+void h2p_output_cache_init_thread(struct h2p_thread *th);
+
 /* Goes on with a request whose path a module changed (rewrite): in the scope of the new path,
  * from the module after rewrite.  Always answers (returns 0). */
 int h2p_router_resume(h2o_req_t *req);

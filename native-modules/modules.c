@@ -7,11 +7,10 @@
 
 extern const h2p_module_t h2p_module_ip_restriction, h2p_module_request_filtering, h2p_module_redirect, h2p_module_rewrite,
     h2p_module_authentication, h2p_module_authorization, h2p_module_default_document, h2p_module_custom_headers,
-    h2p_module_compression, h2p_module_custom_errors;
+    h2p_module_compression, h2p_module_output_cache, h2p_module_custom_errors;
 
 /* Slots whose issues are still open: named here so the order is fixed, they register nothing. */
 static const h2p_module_t request_monitor = {"request_monitor", H2P_PHASE_REQUEST | H2P_PHASE_RESPONSE, NULL},
-                          output_cache = {"output_cache", H2P_PHASE_RESPONSE, NULL},
                           logging = {"logging", H2P_PHASE_RESPONSE, NULL},
                           failed_request_tracing = {"failed_request_tracing", H2P_PHASE_RESPONSE, NULL};
 
@@ -20,7 +19,7 @@ const h2p_module_t *const h2p_modules[] = {&request_monitor, &h2p_module_ip_rest
                                            &h2p_module_redirect, &h2p_module_rewrite, &h2p_module_authentication,
                                            &h2p_module_authorization, &h2p_module_default_document,
                                            /* response phase */
-                                           &h2p_module_custom_headers, &h2p_module_compression, &output_cache,
+                                           &h2p_module_custom_headers, &h2p_module_compression, &h2p_module_output_cache,
                                            &h2p_module_custom_errors, &logging, &failed_request_tracing, NULL};
 
 void h2p_modules_merge(h2p_modules_conf_t *out, const h2p_modules_conf_t *parent, const h2p_modules_conf_t *child)
