@@ -17,6 +17,7 @@
 #include "handlers/content.h"
 #include "handlers/fastcgi.h"
 #include "native-modules/cache_store.h"
+#include "native-modules/compression.h"
 #include "native-modules/module.h"
 #include "poolmgr/pool.h"
 
@@ -544,6 +545,7 @@ void h2p_router_init_thread(h2p_thread_t *th)
 void h2p_router_dispose_thread(h2p_thread_t *th)
 {
     h2p_rewrite_dispose_thread();
+    h2p_compression_dispose_thread();
     /* every request is disposed by now: the map is empty */
     free(request_map.keys);
     free(request_map.values);

@@ -2,7 +2,7 @@
 # Installs what h2pool needs to build and test on Debian 12 (run as root; a no-op when present).
 set -e
 PACKAGES="build-essential cmake pkg-config clang-format libh2o-evloop-dev libssl-dev libyaml-dev libjansson-dev libpcre2-dev
-  libcmocka-dev libfcgi-dev libbrotli-dev brotli libcrypt-dev php-cgi dokuwiki curl nghttp2-client python3 openssl procps"
+  libcmocka-dev libfcgi-dev libbrotli-dev zlib1g-dev brotli libcrypt-dev php-cgi dokuwiki curl nghttp2-client python3 openssl procps"
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
