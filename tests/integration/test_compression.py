@@ -155,6 +155,14 @@ class CompressionTest(unittest.TestCase):
                 self.assertIdentity(r, original)
                 self.assertIn("accept-encoding", (r.header("vary") or "").lower(), r)
 
+    def test_weak_etag_revalidates(self):
+        for name, proto in PROTOCOLS:
+            with self.subTest(proto=name):
+                etag = self.get("/big.txt", *proto, encoding="gzip").header("etag")
+                self.assertTrue(etag.startswith('W/"'), etag)
+                r = self.get("/big.txt", "-H", f"If-None-Match: {etag}", *proto, encoding="gzip")
+                self.assertEqual(r.status, 304, r)
+
     # ---- Accept-Encoding negotiation
 
     def test_q_values(self):
