@@ -16,6 +16,8 @@
 #include "frontend/tls.h"
 #include "handlers/content.h"
 #include "handlers/fastcgi.h"
+#include "native-modules/cache_store.h"
+#include "native-modules/compression.h"
 #include "native-modules/module.h"
 #include "poolmgr/pool.h"
 
@@ -72,6 +74,7 @@ static void free_gen(h2p_gen_t *gen)
             SSL_CTX_free(site->ssl_ctx);
     }
     free(gen->sites);
+    h2p_cache_destroy(gen->cache);
     h2o_config_dispose(&gen->globalconf);
     h2o_mem_release_shared(gen->mimemap);
     h2p_config_release(gen->conf);
@@ -257,6 +260,7 @@ h2p_gen_t *h2p_gen_create(h2p_config_t *conf, char *err, size_t errlen)
     gen->conf = h2p_config_retain(conf);
     h2o_config_init(&gen->globalconf);
     gen->mimemap = h2o_mimemap_create();
+    gen->cache = h2p_cache_create(conf->server.cache.max_memory, conf->server.cache.max_entry);
     gen->sites = calloc(conf->num_sites + 1, sizeof(*gen->sites));
     for (size_t s = 0; s != conf->num_sites; ++s) {
         h2p_site_conf_t *sc = conf->sites + s;
@@ -526,11 +530,13 @@ h2o_hostconf_t **h2p_router_hosts(h2p_listener_t *listener)
 void h2p_router_init_thread(h2p_thread_t *th)
 {
     h2p_fastcgi_init_thread(th);
+    h2p_output_cache_init_thread(th);
 }
 
 void h2p_router_dispose_thread(h2p_thread_t *th)
 {
     h2p_rewrite_dispose_thread();
+    h2p_compression_dispose_thread();
     /* every request is disposed by now: the map is empty */
     free(request_map.keys);
     free(request_map.values);

@@ -73,6 +73,7 @@ typedef struct h2p_gen {
     size_t num_sites;
     h2p_listener_rt_t *listeners; /* indexed by h2p_listener_t.index */
     size_t num_listeners;
+    struct h2p_cache *cache; /* the output cache: a generation starts empty (native-modules/cache_store.h) */
 } h2p_gen_t;
 
 /* Builds the run-time form of `conf` for the server's listeners; NULL + `err` on failure. */

@@ -1,6 +1,7 @@
 #include "handlers/static.h"
 
 #include "handlers/dirlist.h"
+#include "native-modules/compression.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -107,5 +108,13 @@ int h2p_static_serve(h2o_req_t *req, h2p_scope_rt_t *scope, const char *physical
             h2o_send_error_403(req, "Forbidden", "directory listing denied", 0);
         return 0;
     }
+    /* If-None-Match compares weakly (RFC 9110 13.1.2), libh2o's file handler byte for byte: a
+     * client revalidating a compressed copy sends the weak tag compression gave it */
+    ssize_t inm = h2o_find_header(&req->headers, H2O_TOKEN_IF_NONE_MATCH, -1);
+    if (inm != -1 && req->headers.entries[inm].value.len > 2 && memcmp(req->headers.entries[inm].value.base, "W/", 2) == 0)
+        req->headers.entries[inm].value =
+            h2o_iovec_init(req->headers.entries[inm].value.base + 2, req->headers.entries[inm].value.len - 2);
+    if (h2p_compression_send_precompressed(req, scope, physical) == 0)
+        return 0;
     return scope->file->on_req(scope->file, req);
 }

@@ -48,6 +48,13 @@ typedef struct h2p_request {
     /* the query string after a rewrite (the target's own, then the client's) */
     h2o_iovec_t query;
     int query_rewritten;
+    /* compression: a precompressed sibling (.br, .gz) of a file of this Content-Type is sent */
+    h2o_iovec_t precompressed_type;
+    const char *precompressed_coding;
+    /* output cache: the request's cache state (NULL when no rule takes it); from_cache: the
+     * response is an entry's copy, which the response-phase modules leave as it was stored */
+    struct h2p_cache_request *cache;
+    unsigned from_cache : 1;
 } h2p_request_t;
 
 /* The query string the application sees: the client's, or what rewrite made of it. */
@@ -63,6 +70,9 @@ static inline h2o_iovec_t h2p_request_query(h2p_request_t *r)
 
 /* Frees the calling thread's rewrite state. */
 void h2p_rewrite_dispose_thread(void);
+
+/* Registers the thread's receiver of output cache wake-ups (collapsed forwarding). */
+void h2p_output_cache_init_thread(struct h2p_thread *th);
 
 /* Goes on with a request whose path a module changed (rewrite): in the scope of the new path,
  * from the module after rewrite.  Always answers (returns 0). */

@@ -3,7 +3,8 @@
 # clang and its libFuzzer runtime (libclang-rt-14-dev) are for scripts/fuzz.sh.
 set -e
 PACKAGES="build-essential cmake pkg-config clang-format libh2o-evloop-dev libssl-dev libyaml-dev libjansson-dev libpcre2-dev
-  libcmocka-dev libfcgi-dev libcrypt-dev php-cgi dokuwiki curl nghttp2-client python3 openssl procps clang libclang-rt-14-dev"
+  libcmocka-dev libfcgi-dev libbrotli-dev zlib1g-dev brotli libcrypt-dev php-cgi dokuwiki curl nghttp2-client python3 openssl procps
+  clang libclang-rt-14-dev"
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -1,0 +1,596 @@
+/*
+ * compression: IIS's static and dynamic compression.  A response-phase filter compresses a
+ * 200 response as it streams (gzip with zlib, brotli with libbrotlienc, both behind libh2o's
+ * h2o_compress_context_t)
+ * when the scope compresses that kind of content (`static`: files, `dynamic`: FastCGI and CGI
+ * output), its Content-Type is listed in `types`, its length is unknown or at least `min_size`,
+ * and the client accepts the coding (Accept-Encoding with q-values: `gzip;q=0` refuses gzip).
+ *
+ * Never compressed: a Range answer (206), a body that already has a Content-Encoding, HEAD,
+ * 204 and 304 (no body), HTTP/1.0 (no chunked framing), Cache-Control: no-transform.  A
+ * compressed response says `Vary: Accept-Encoding`, loses its Content-Length and its byte
+ * ranges (Accept-Ranges: none), and its ETag becomes weak (W/"..."): the bytes differ from the
+ * identity representation's, the resource does not.
+ *
+ * A static file with a sibling `file.br` or `file.gz` at least as new as the file is answered
+ * with the sibling (libh2o's file handler sends it: ETag, 304, HEAD), labelled with the file's
+ * own Content-Type; libh2o 2.2.5's H2O_FILE_FLAG_SEND_COMPRESSED would ignore q-values,
+ * freshness and the symlink policy, so the choice is made here.
+ */
+#include "native-modules/compression.h"
+
+#include <brotli/encode.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <zlib.h>
+
+#include "frontend/router.h"
+#include "handlers/static.h"
+#include "native-modules/module.h"
+
+#define GZIP_LEVEL 1     /* on-the-fly: speed first, as nginx's gzip_comp_level and h2o's default */
+#define BROTLI_QUALITY 1 /* likewise; smaller than gzip -1 at about the same speed */
+#define BROTLI_WINDOW 19 /* 512 KiB: bounds the encoder's memory per response */
+
+typedef struct compression_filter {
+    h2o_filter_t super;
+    const h2p_modules_conf_t *settings; /* the scope's merged settings (live as long as the generation) */
+} compression_filter_t;
+
+typedef struct compress_ostream {
+    h2o_ostream_t super;
+    h2o_compress_context_t *compressor;
+} compress_ostream_t;
+
+/* ---- Accept-Encoding -------------------------------------------------------------------- */
+
+static int is_blank(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* A qvalue ("0", "0.5", "1.000") in thousandths; malformed ones count as 0 (not acceptable). */
+static unsigned parse_qvalue(const char *p, const char *end)
+{
+    if (p == end || (*p != '0' && *p != '1'))
+        return 0;
+    unsigned q = (unsigned)(*p++ - '0') * 1000, scale = 100;
+    if (p != end && *p == '.') {
+        for (++p; p != end && *p >= '0' && *p <= '9' && scale != 0; ++p, scale /= 10)
+            q += (unsigned)(*p - '0') * scale;
+    }
+    if (p != end)
+        return 0;
+    return q > 1000 ? 1000 : q;
+}
+
+typedef struct coding_q {
+    unsigned q;
+    int seen;
+} coding_q_t;
+
+static void parse_accept_encoding_value(h2o_iovec_t value, coding_q_t *gzip, coding_q_t *br, coding_q_t *identity, coding_q_t *star)
+{
+    const char *p = value.base, *end = value.base + value.len;
+    while (p != end) {
+        while (p != end && (is_blank(*p) || *p == ','))
+            ++p;
+        const char *name = p;
+        while (p != end && *p != ',' && *p != ';' && !is_blank(*p))
+            ++p;
+        size_t name_len = p - name;
+        unsigned q = 1000;
+        /* parameters: only q matters */
+        while (p != end && *p != ',') {
+            while (p != end && (is_blank(*p) || *p == ';'))
+                ++p;
+            const char *param = p;
+            while (p != end && *p != ',' && *p != ';')
+                ++p;
+            const char *param_end = p;
+            while (param_end != param && is_blank(param_end[-1]))
+                --param_end;
+            if (param_end - param >= 2 && (param[0] == 'q' || param[0] == 'Q')) {
+                const char *v = param + 1;
+                while (v != param_end && is_blank(*v))
+                    ++v;
+                if (v != param_end && *v == '=') {
+                    for (++v; v != param_end && is_blank(*v);)
+                        ++v;
+                    q = parse_qvalue(v, param_end);
+                }
+            }
+        }
+        coding_q_t *slot = NULL;
+        if (h2o_lcstris(name, name_len, H2O_STRLIT("gzip")) || h2o_lcstris(name, name_len, H2O_STRLIT("x-gzip")))
+            slot = gzip;
+        else if (h2o_lcstris(name, name_len, H2O_STRLIT("br")))
+            slot = br;
+        else if (h2o_lcstris(name, name_len, H2O_STRLIT("identity")))
+            slot = identity;
+        else if (name_len == 1 && name[0] == '*')
+            slot = star;
+        if (slot != NULL) {
+            slot->q = q;
+            slot->seen = 1;
+        }
+    }
+}
+
+void h2p_accept_encoding_parse(const h2o_headers_t *headers, h2p_accept_encoding_t *out)
+{
+    coding_q_t gzip = {0, 0}, br = {0, 0}, identity = {0, 0}, star = {0, 0};
+    for (ssize_t i = -1; (i = h2o_find_header(headers, H2O_TOKEN_ACCEPT_ENCODING, i)) != -1;)
+        parse_accept_encoding_value(headers->entries[i].value, &gzip, &br, &identity, &star);
+    /* a coding not named takes `*`'s value; identity stays acceptable unless excluded (RFC 9110 12.5.3),
+     * as the least preferred coding unless named */
+    out->gzip = gzip.seen ? gzip.q : star.seen ? star.q : 0;
+    out->br = br.seen ? br.q : star.seen ? star.q : 0;
+    out->identity = identity.seen ? identity.q : star.seen ? star.q : 1; /* acceptable, but last */
+}
+
+h2p_content_coding_t h2p_accept_encoding_best(const h2p_accept_encoding_t *accepted)
+{
+    if (accepted->br != 0 && accepted->br >= accepted->gzip && accepted->br >= accepted->identity)
+        return H2P_CODING_BR;
+    if (accepted->gzip != 0 && accepted->gzip >= accepted->identity)
+        return H2P_CODING_GZIP;
+    return H2P_CODING_IDENTITY;
+}
+
+static int scope_compresses(const h2p_modules_conf_t *m, int is_static)
+{
+    return m->compression.enabled && (is_static ? m->compression.static_ : m->compression.dynamic);
+}
+
+h2p_content_coding_t h2p_compression_negotiate(const h2p_modules_conf_t *m, h2o_req_t *req, int is_static)
+{
+    if (!scope_compresses(m, is_static) || req->version < 0x101)
+        return H2P_CODING_IDENTITY;
+    h2p_accept_encoding_t accepted;
+    h2p_accept_encoding_parse(&req->headers, &accepted);
+    return h2p_accept_encoding_best(&accepted);
+}
+
+/* ---- which responses ---------------------------------------------------------------------- */
+
+/* Whether the media type of `content_type` (parameters ignored) is one of `types` (`text/...` patterns too). */
+static int type_listed(const h2p_strlist_t *types, h2o_iovec_t content_type)
+{
+    size_t len = 0;
+    while (len != content_type.len && content_type.base[len] != ';' && !is_blank(content_type.base[len]))
+        ++len;
+    const char *slash = memchr(content_type.base, '/', len);
+    if (slash == NULL)
+        return 0;
+    size_t major_len = slash - content_type.base;
+    for (size_t i = 0; i != types->count; ++i) {
+        const char *pattern = types->items[i];
+        size_t plen = strlen(pattern);
+        if (h2o_lcstris(content_type.base, len, pattern, plen))
+            return 1;
+        if (strcmp(pattern, "*/*") == 0)
+            return 1;
+        if (plen == major_len + 2 && pattern[plen - 1] == '*' && pattern[plen - 2] == '/' &&
+            h2o_lcstris(content_type.base, major_len, pattern, major_len))
+            return 1;
+    }
+    return 0;
+}
+
+static int has_header(h2o_req_t *req, const h2o_token_t *token)
+{
+    return h2o_find_header(&req->res.headers, token, -1) != -1;
+}
+
+static int cache_control_says(const h2o_headers_t *headers, const char *directive, size_t len)
+{
+    for (ssize_t i = -1; (i = h2o_find_header(headers, H2O_TOKEN_CACHE_CONTROL, i)) != -1;)
+        if (h2o_contains_token(headers->entries[i].value.base, headers->entries[i].value.len, directive, len, ','))
+            return 1;
+    return 0;
+}
+
+/* Adds Accept-Encoding to the response's Vary (once). */
+static void add_vary_accept_encoding(h2o_req_t *req)
+{
+    ssize_t i = h2o_find_header(&req->res.headers, H2O_TOKEN_VARY, -1);
+    if (i == -1) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_VARY, NULL, H2O_STRLIT("Accept-Encoding"));
+        return;
+    }
+    for (ssize_t j = i; j != -1; j = h2o_find_header(&req->res.headers, H2O_TOKEN_VARY, j)) {
+        h2o_iovec_t v = req->res.headers.entries[j].value;
+        if (h2o_contains_token(v.base, v.len, H2O_STRLIT("accept-encoding"), ',') ||
+            h2o_contains_token(v.base, v.len, H2O_STRLIT("*"), ','))
+            return;
+    }
+    h2o_iovec_t *v = &req->res.headers.entries[i].value;
+    *v = h2o_concat(&req->pool, *v, h2o_iovec_init(H2O_STRLIT(", Accept-Encoding")));
+}
+
+/* Another byte sequence than the identity representation's: a strong validator would lie. */
+static void weaken_etag(h2o_req_t *req)
+{
+    ssize_t i = h2o_find_header(&req->res.headers, H2O_TOKEN_ETAG, -1);
+    if (i == -1)
+        return;
+    h2o_iovec_t *v = &req->res.headers.entries[i].value;
+    if (v->len >= 2 && v->base[0] == 'W' && v->base[1] == '/')
+        return;
+    *v = h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("W/")), *v);
+}
+
+static void set_accept_ranges_none(h2o_req_t *req)
+{
+    ssize_t i = h2o_find_header(&req->res.headers, H2O_TOKEN_ACCEPT_RANGES, -1);
+    if (i != -1)
+        req->res.headers.entries[i].value = h2o_iovec_init(H2O_STRLIT("none"));
+    else
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ACCEPT_RANGES, NULL, H2O_STRLIT("none"));
+}
+
+/* ---- gzip ------------------------------------------------------------------------------------ */
+
+/*
+ * libh2o's h2o_compress_gzip_open() sets a zlib stream up for every response and frees it at the
+ * end: some 260 KiB of zlib state allocated, zeroed and returned to the system per response,
+ * whose page faults cost more than the compression of a 100 KB text (a third of nginx's
+ * throughput).  A thread keeps a few deflate streams and their output buffers instead, reset
+ * between responses.
+ */
+#define SPARE_DEFLATERS 8
+
+typedef struct deflater {
+    z_stream zs;
+    char *buf;
+    size_t capacity;
+} deflater_t;
+
+static __thread struct {
+    deflater_t *items[SPARE_DEFLATERS];
+    size_t count;
+} spare_deflaters;
+
+typedef struct gzip_context {
+    h2o_compress_context_t super;
+    deflater_t *deflater;
+    size_t size;
+    h2o_iovec_t out;
+} gzip_context_t;
+
+static deflater_t *take_deflater(void)
+{
+    if (spare_deflaters.count != 0) {
+        deflater_t *d = spare_deflaters.items[--spare_deflaters.count];
+        deflateReset(&d->zs);
+        return d;
+    }
+    deflater_t *d = h2o_mem_alloc(sizeof(*d));
+    memset(d, 0, sizeof(*d));
+    /* 31: a gzip wrapper; memLevel 8 as zlib's manual suggests */
+    if (deflateInit2(&d->zs, GZIP_LEVEL, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        h2o_fatal("no memory");
+    return d;
+}
+
+static void free_deflater(deflater_t *d)
+{
+    deflateEnd(&d->zs);
+    free(d->buf);
+    free(d);
+}
+
+static void gzip_dispose(void *_self)
+{
+    gzip_context_t *self = _self;
+    if (spare_deflaters.count != SPARE_DEFLATERS)
+        spare_deflaters.items[spare_deflaters.count++] = self->deflater;
+    else
+        free_deflater(self->deflater);
+}
+
+void h2p_compression_dispose_thread(void)
+{
+    while (spare_deflaters.count != 0)
+        free_deflater(spare_deflaters.items[--spare_deflaters.count]);
+}
+
+static void gzip_run(gzip_context_t *self, const char *src, size_t len, int flush)
+{
+    deflater_t *d = self->deflater;
+    d->zs.next_in = (Bytef *)src;
+    d->zs.avail_in = (uInt)len;
+    for (;;) {
+        if (d->capacity - self->size < 64) { /* (a sync flush needs a few bytes at least) */
+            d->capacity = d->capacity != 0 ? d->capacity * 2 : 16384;
+            d->buf = h2o_mem_realloc(d->buf, d->capacity);
+        }
+        d->zs.next_out = (Bytef *)d->buf + self->size;
+        d->zs.avail_out = (uInt)(d->capacity - self->size);
+        int ret = deflate(&d->zs, flush);
+        self->size = d->capacity - d->zs.avail_out;
+        if (ret == Z_STREAM_ERROR)
+            return; /* (only on misuse) */
+        if (flush == Z_FINISH ? ret == Z_STREAM_END : d->zs.avail_in == 0 && d->zs.avail_out != 0)
+            return;
+    }
+}
+
+static void gzip_transform(h2o_compress_context_t *_self, h2o_iovec_t *inbufs, size_t inbufcnt, h2o_send_state_t state,
+                           h2o_iovec_t **outbufs, size_t *outbufcnt)
+{
+    gzip_context_t *self = (void *)_self;
+    self->size = 0;
+    for (size_t i = 0; i != inbufcnt; ++i)
+        gzip_run(self, inbufs[i].base, inbufs[i].len, Z_NO_FLUSH);
+    /* a flush per chunk: what the application streamed reaches the client as it comes */
+    gzip_run(self, NULL, 0, h2o_send_state_is_in_progress(state) ? Z_SYNC_FLUSH : Z_FINISH);
+    self->out = h2o_iovec_init(self->deflater->buf, self->size);
+    *outbufs = &self->out;
+    *outbufcnt = 1;
+}
+
+static h2o_compress_context_t *gzip_open(h2o_mem_pool_t *pool)
+{
+    gzip_context_t *self = h2o_mem_alloc_shared(pool, sizeof(*self), gzip_dispose);
+    *self = (gzip_context_t){{h2o_iovec_init(H2O_STRLIT("gzip")), gzip_transform}, take_deflater()};
+    return &self->super;
+}
+
+/* ---- brotli (libh2o 2.2.5 is built without it) -------------------------------------------- */
+
+typedef struct brotli_context {
+    h2o_compress_context_t super;
+    BrotliEncoderState *encoder;
+    char *buf; /* this call's output; the previous call's was sent before the next call */
+    size_t size, capacity;
+    h2o_iovec_t out;
+} brotli_context_t;
+
+static void brotli_append(brotli_context_t *self, const uint8_t *data, size_t len)
+{
+    if (self->size + len > self->capacity) {
+        size_t capacity = self->capacity != 0 ? self->capacity : 8192;
+        while (capacity < self->size + len)
+            capacity *= 2;
+        self->buf = h2o_mem_realloc(self->buf, capacity);
+        self->capacity = capacity;
+    }
+    memcpy(self->buf + self->size, data, len);
+    self->size += len;
+}
+
+static void brotli_run(brotli_context_t *self, BrotliEncoderOperation op, const uint8_t *data, size_t len)
+{
+    const uint8_t *next_in = data;
+    size_t avail_in = len;
+    for (;;) {
+        size_t avail_out = 0;
+        if (!BrotliEncoderCompressStream(self->encoder, op, &avail_in, &next_in, &avail_out, NULL, NULL))
+            return; /* (only on misuse) the client gets a truncated stream rather than a hang */
+        size_t out_len = 0;
+        const uint8_t *out;
+        while ((out = BrotliEncoderTakeOutput(self->encoder, &out_len)) != NULL && out_len != 0)
+            brotli_append(self, out, out_len);
+        if (avail_in != 0 || BrotliEncoderHasMoreOutput(self->encoder))
+            continue;
+        if (op == BROTLI_OPERATION_FINISH && !BrotliEncoderIsFinished(self->encoder))
+            continue;
+        return;
+    }
+}
+
+static void brotli_transform(h2o_compress_context_t *_self, h2o_iovec_t *inbufs, size_t inbufcnt, h2o_send_state_t state,
+                             h2o_iovec_t **outbufs, size_t *outbufcnt)
+{
+    brotli_context_t *self = (void *)_self;
+    self->size = 0;
+    for (size_t i = 0; i != inbufcnt; ++i)
+        brotli_run(self, BROTLI_OPERATION_PROCESS, (const uint8_t *)inbufs[i].base, inbufs[i].len);
+    /* a flush per chunk: what the application streamed reaches the client as it comes */
+    brotli_run(self, h2o_send_state_is_in_progress(state) ? BROTLI_OPERATION_FLUSH : BROTLI_OPERATION_FINISH, NULL, 0);
+    self->out = h2o_iovec_init(self->buf, self->size);
+    *outbufs = &self->out;
+    *outbufcnt = 1;
+}
+
+static void brotli_dispose(void *_self)
+{
+    brotli_context_t *self = _self;
+    BrotliEncoderDestroyInstance(self->encoder);
+    free(self->buf);
+}
+
+static h2o_compress_context_t *brotli_open(h2o_mem_pool_t *pool, size_t content_length)
+{
+    brotli_context_t *self = h2o_mem_alloc_shared(pool, sizeof(*self), brotli_dispose);
+    *self = (brotli_context_t){{h2o_iovec_init(H2O_STRLIT("br")), brotli_transform}};
+    self->encoder = BrotliEncoderCreateInstance(NULL, NULL, NULL);
+    if (self->encoder == NULL)
+        h2o_fatal("no memory");
+    BrotliEncoderSetParameter(self->encoder, BROTLI_PARAM_QUALITY, BROTLI_QUALITY);
+    BrotliEncoderSetParameter(self->encoder, BROTLI_PARAM_LGWIN, BROTLI_WINDOW);
+    if (content_length != SIZE_MAX && content_length < UINT32_MAX)
+        BrotliEncoderSetParameter(self->encoder, BROTLI_PARAM_SIZE_HINT, (uint32_t)content_length);
+    return &self->super;
+}
+
+/* ---- the filter --------------------------------------------------------------------------- */
+
+static void compress_do_send(h2o_ostream_t *_self, h2o_req_t *req, h2o_iovec_t *inbufs, size_t inbufcnt, h2o_send_state_t state)
+{
+    compress_ostream_t *self = (void *)_self;
+    h2o_iovec_t *outbufs;
+    size_t outbufcnt;
+    self->compressor->transform(self->compressor, inbufs, inbufcnt, state, &outbufs, &outbufcnt);
+    h2o_ostream_send_next(&self->super, req, outbufs, outbufcnt, state);
+}
+
+/* A precompressed sibling went out: it is the file's representation in that coding. */
+static void label_precompressed(h2o_req_t *req, h2p_request_t *r)
+{
+    ssize_t i = h2o_find_header(&req->res.headers, H2O_TOKEN_CONTENT_TYPE, -1);
+    if (i != -1)
+        req->res.headers.entries[i].value = r->precompressed_type;
+    if (req->res.status == 200)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_ENCODING, NULL, r->precompressed_coding,
+                       strlen(r->precompressed_coding));
+    add_vary_accept_encoding(req);
+}
+
+static int is_head(h2o_req_t *req)
+{
+    return h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
+}
+
+static void on_setup_ostream(h2o_filter_t *_self, h2o_req_t *req, h2o_ostream_t **slot)
+{
+    compression_filter_t *self = (void *)_self;
+    h2p_request_t *r = h2p_request_of(req);
+    if (r != NULL && r->from_cache)
+        goto Next; /* stored as the cache's entry for this coding */
+    if (r != NULL && r->precompressed_coding != NULL) {
+        label_precompressed(req, r);
+        goto Next;
+    }
+    if (req->res.status != 200)
+        goto Next;
+    int is_static = r == NULL || h2p_request_served(r)->mapping < 0;
+    if (!scope_compresses(self->settings, is_static))
+        goto Next;
+    ssize_t type_index = h2o_find_header(&req->res.headers, H2O_TOKEN_CONTENT_TYPE, -1);
+    if (type_index == -1 || !type_listed(&self->settings->compression.types, req->res.headers.entries[type_index].value))
+        goto Next;
+    if (has_header(req, H2O_TOKEN_CONTENT_ENCODING) || has_header(req, H2O_TOKEN_CONTENT_RANGE) ||
+        cache_control_says(&req->res.headers, H2O_STRLIT("no-transform")))
+        goto Next;
+    if (req->res.content_length != SIZE_MAX && req->res.content_length < self->settings->compression.min_size)
+        goto Next;
+    /* from here on the answer depends on Accept-Encoding, compressed or not */
+    add_vary_accept_encoding(req);
+    if (is_head(req) || req->version < 0x101)
+        goto Next;
+    h2o_compress_context_t *compressor;
+    switch (h2p_compression_negotiate(self->settings, req, is_static)) {
+    case H2P_CODING_BR:
+        compressor = brotli_open(&req->pool, req->res.content_length);
+        break;
+    case H2P_CODING_GZIP:
+        compressor = gzip_open(&req->pool);
+        break;
+    default:
+        goto Next;
+    }
+    req->res.content_length = SIZE_MAX;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_ENCODING, NULL, compressor->name.base, compressor->name.len);
+    weaken_etag(req);
+    set_accept_ranges_none(req);
+    compress_ostream_t *encoder = (void *)h2o_add_ostream(req, sizeof(*encoder), slot);
+    encoder->super.do_send = compress_do_send;
+    encoder->compressor = compressor;
+    slot = &encoder->super.next;
+Next:
+    h2o_setup_next_ostream(req, slot);
+}
+
+/* ---- precompressed siblings of static files ----------------------------------------------- */
+
+static h2o_iovec_t file_type(h2o_req_t *req, const char *physical)
+{
+    const char *slash = strrchr(physical, '/'), *dot = strrchr(physical, '.');
+    h2o_iovec_t ext =
+        dot != NULL && (slash == NULL || dot > slash) ? h2o_iovec_init(dot + 1, strlen(dot + 1)) : h2o_iovec_init("", 0);
+    h2o_mimemap_type_t *type = h2o_mimemap_get_type_by_extension(req->pathconf->mimemap, ext);
+    return type->type == H2O_MIMEMAP_TYPE_MIMETYPE ? type->data.mimetype : h2o_iovec_init(NULL, 0);
+}
+
+static int sibling_fits(h2o_req_t *req, h2p_scope_rt_t *scope, const struct stat *file_st, const char *sibling)
+{
+    struct stat st;
+    if (stat(sibling, &st) != 0 || !S_ISREG(st.st_mode))
+        return 0;
+    /* an older sibling was left behind by an edit of the file: the file is what is current */
+    if (st.st_mtim.tv_sec < file_st->st_mtim.tv_sec ||
+        (st.st_mtim.tv_sec == file_st->st_mtim.tv_sec && st.st_mtim.tv_nsec < file_st->st_mtim.tv_nsec))
+        return 0;
+    return scope->follow_symlinks || !h2p_static_escapes_root(scope->app, sibling);
+}
+
+static int send_sibling(h2o_req_t *req, h2p_scope_rt_t *scope, h2o_iovec_t type, const char *coding, const char *ext)
+{
+    h2p_request_t *r = h2p_request_of(req);
+    r->precompressed_type = type;
+    r->precompressed_coding = coding;
+    /* libh2o's file handler maps the request path to the file: it sends the sibling's path */
+    h2o_iovec_t path = req->path_normalized;
+    req->path_normalized = h2o_concat(&req->pool, path, h2o_iovec_init(ext, strlen(ext)));
+    int ret = scope->file->on_req(scope->file, req);
+    req->path_normalized = path;
+    if (ret != 0) {
+        r->precompressed_type = h2o_iovec_init(NULL, 0);
+        r->precompressed_coding = NULL;
+    }
+    return ret;
+}
+
+int h2p_compression_send_precompressed(h2o_req_t *req, h2p_scope_rt_t *scope, const char *physical)
+{
+    const h2p_modules_conf_t *m = &scope->modules;
+    h2p_request_t *r = h2p_request_of(req);
+    if (r == NULL || !scope_compresses(m, 1) || req->version < 0x101 || h2o_find_header(&req->headers, H2O_TOKEN_RANGE, -1) != -1)
+        return -1;
+    h2p_accept_encoding_t accepted;
+    h2p_accept_encoding_parse(&req->headers, &accepted);
+    h2p_content_coding_t best = h2p_accept_encoding_best(&accepted);
+    if (best == H2P_CODING_IDENTITY)
+        return -1;
+    h2o_iovec_t type = file_type(req, physical);
+    if (type.base == NULL || !type_listed(&m->compression.types, type))
+        return -1;
+    struct stat file_st;
+    if (stat(physical, &file_st) != 0 || !S_ISREG(file_st.st_mode))
+        return -1;
+    /* the preferred coding's sibling, else the other one if the client takes it over identity */
+    struct {
+        const char *coding, *ext;
+        unsigned q;
+    } candidates[2] = {{"br", ".br", accepted.br}, {"gzip", ".gz", accepted.gzip}};
+    if (best == H2P_CODING_GZIP) {
+        candidates[0] = (typeof(candidates[0])){"gzip", ".gz", accepted.gzip};
+        candidates[1] = (typeof(candidates[1])){"br", ".br", accepted.br};
+    }
+    size_t physical_len = strlen(physical);
+    char *sibling = h2o_mem_alloc_pool(&req->pool, physical_len + 4);
+    for (size_t i = 0; i != 2; ++i) {
+        if (candidates[i].q == 0 || candidates[i].q < accepted.identity)
+            continue;
+        memcpy(sibling, physical, physical_len);
+        strcpy(sibling + physical_len, candidates[i].ext);
+        if (sibling_fits(req, scope, &file_st, sibling) &&
+            send_sibling(req, scope, type, candidates[i].coding, candidates[i].ext) == 0)
+            return 0;
+    }
+    return -1;
+}
+
+/* ---- set-up ------------------------------------------------------------------------------- */
+
+int h2p_compression_is_filter(const h2o_filter_t *filter)
+{
+    return filter->on_setup_ostream == on_setup_ostream;
+}
+
+static int on_config(h2p_module_scope_t *ms)
+{
+    const h2p_modules_conf_t *m = ms->settings;
+    if (!m->compression.enabled || (!m->compression.static_ && !m->compression.dynamic) || m->compression.types.count == 0)
+        return 0;
+    compression_filter_t *self = (void *)h2o_create_filter(ms->pathconf, sizeof(*self));
+    self->super.on_setup_ostream = on_setup_ostream;
+    self->settings = &ms->scope->modules;
+    return 0;
+}
+
+const h2p_module_t h2p_module_compression = {"compression", H2P_PHASE_RESPONSE, on_config};

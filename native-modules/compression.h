@@ -1,0 +1,47 @@
+/*
+ * compression: IIS's static and dynamic compression (gzip, brotli) as a response-phase filter,
+ * plus the precompressed siblings of static files (style.css.br, style.css.gz).
+ */
+#ifndef H2POOL_COMPRESSION_H
+#define H2POOL_COMPRESSION_H
+
+#include <h2o.h>
+
+#include "frontend/config.h"
+
+struct h2p_scope_rt;
+
+typedef enum h2p_content_coding { H2P_CODING_IDENTITY = 0, H2P_CODING_GZIP, H2P_CODING_BR } h2p_content_coding_t;
+
+/* Quality values (0..1000) an Accept-Encoding header list gives each coding h2pool knows. */
+typedef struct h2p_accept_encoding {
+    unsigned gzip, br, identity;
+} h2p_accept_encoding_t;
+
+/* Parses every Accept-Encoding header of `headers` (RFC 9110 12.5.3: q-values, `*`, `identity`). */
+void h2p_accept_encoding_parse(const h2o_headers_t *headers, h2p_accept_encoding_t *out);
+
+/* The coding the client prefers among those it accepts (ties: br, then gzip); identity when none. */
+h2p_content_coding_t h2p_accept_encoding_best(const h2p_accept_encoding_t *accepted);
+
+/*
+ * The coding a 200 response to `req` gets from the compression settings `m` if its type and
+ * size qualify: what the output cache keys its entries on.  `is_static`: a static file (else
+ * worker output).  Identity when the scope does not compress that kind of content.
+ */
+h2p_content_coding_t h2p_compression_negotiate(const h2p_modules_conf_t *m, h2o_req_t *req, int is_static);
+
+/*
+ * Sends the precompressed sibling of the static file `physical` (`.br` or `.gz` next to it) when
+ * the client accepts that coding, the sibling is a regular file at least as new as the file, and
+ * the scope compresses static files of its type.  0 = answered, -1 = serve the file itself.
+ */
+int h2p_compression_send_precompressed(h2o_req_t *req, struct h2p_scope_rt *scope, const char *physical);
+
+/* Frees the calling thread's spare gzip streams (after its loop has ended). */
+void h2p_compression_dispose_thread(void);
+
+/* Whether `filter` is the compression module's (the output cache's store goes right after it). */
+int h2p_compression_is_filter(const h2o_filter_t *filter);
+
+#endif

@@ -1,0 +1,442 @@
+"""output_cache module (CONFIG.md `modules.output_cache`, `server.cache`): FastCGI, CGI and static
+responses kept in memory per rule, answered before any pool is touched, with HTTP's rules
+(Cache-Control, Vary, cookies, Authorization, HEAD, 304, Age), LRU eviction at max_memory,
+collapsed forwarding (many concurrent misses, one worker request) and invalidation on reload and
+when a static file changes.
+
+The PHP app counts every request it serves in a file: a hit is a request the count does not see."""
+import gzip
+import http.client
+import os
+import signal
+import subprocess
+import threading
+import time
+import unittest
+
+import h2ptest
+from h2ptest import Server, curl, raw_request
+
+CONF = """
+server:
+  threads: 2
+  cache: {max_memory: 64KiB, max_entry: 32KiB}
+pools:
+  php:
+    command: [php-cgi]
+    env: {PHP_FCGI_MAX_REQUESTS: "0"}
+    max_processes: 4
+    {worker_user}
+sites:
+  main:
+    bindings: ["http://127.0.0.1:{port:http}"]
+    root: {dir}/www
+    http2: true
+    handlers:
+      - {path: "*.php", pool: php}
+      - {path: "/cgi-bin/*.cgi", cgi: true}
+    modules:
+      compression: {dynamic: true, static: true, types: [text/*], min_size: 256}
+      output_cache:
+        - {path: "*.php", duration: 60s, vary_by_query: true}
+        - {path: "*.txt", duration: 60s}
+        - {path: "/cgi-bin/*", duration: 60s}
+    locations:
+      /noquery:
+        modules:
+          output_cache: [{path: "*.php", duration: 60s}]
+      /lang:
+        modules:
+          output_cache: [{path: "*.php", duration: 60s, vary_by_headers: [accept-language]}]
+      /short:
+        modules:
+          output_cache: [{path: "*.php", duration: 1s, vary_by_query: true}]
+      /auth:
+        modules:
+          authentication: {anonymous: true, basic: {users_file: ../users.htpasswd}}
+      /private:
+        modules:
+          authentication: {anonymous: false, basic: {users_file: ../users.htpasswd}}
+      /off:
+        modules:
+          output_cache: {enabled: false}
+"""
+
+APP = r"""<?php
+$fp = fopen(__DIR__ . '/COUNTFILE', 'c+');
+flock($fp, LOCK_EX);
+$n = (int)stream_get_contents($fp) + 1;
+ftruncate($fp, 0); rewind($fp); fwrite($fp, (string)$n); fflush($fp);
+flock($fp, LOCK_UN); fclose($fp);
+if (isset($_GET['sleep'])) usleep((int)$_GET['sleep'] * 1000);
+if (isset($_GET['cc'])) header('Cache-Control: ' . $_GET['cc']);
+if (isset($_GET['vary'])) header('Vary: ' . $_GET['vary']);
+if (isset($_GET['cookie'])) setcookie('session', 'secret-' . $n);
+if (isset($_GET['status'])) http_response_code((int)$_GET['status']);
+header('Content-Type: text/plain');
+header('ETag: "v1"');
+header('Last-Modified: Mon, 01 Jan 2024 00:00:00 GMT');
+echo "n=$n user=" . ($_SERVER['REMOTE_USER'] ?? '-') . " lang=" . ($_SERVER['HTTP_ACCEPT_LANGUAGE'] ?? '-') .
+     " query=" . ($_SERVER['QUERY_STRING'] ?? '') . "\n";
+if (isset($_GET['big'])) echo str_repeat('x', (int)$_GET['big']);
+"""
+
+CGI = """#!/bin/sh
+n=$(cat "$(dirname "$0")/../../cgi-count" 2>/dev/null || echo 0)
+n=$((n + 1))
+echo $n > "$(dirname "$0")/../../cgi-count"
+printf 'Content-Type: text/plain\\r\\n\\r\\ncgi n=%s\\n' "$n"
+"""
+
+
+def app(count_file="../count"):
+    return APP.replace("COUNTFILE", count_file)
+
+
+FILES = {
+    "www/c.php": app("../count"),
+    "www/noquery/c.php": app("../../count"),
+    "www/lang/c.php": app("../../count"),
+    "www/short/c.php": app("../../count"),
+    "www/auth/c.php": app("../../count"),
+    "www/private/c.php": app("../../count"),
+    "www/off/c.php": app("../../count"),
+    "www/page.txt": "static page, first version\n" * 20,
+    "count": "0",
+    "cgi-count": "0",
+}
+
+
+def openssl_hash(password):
+    return subprocess.run(["openssl", "passwd", "-6", password], capture_output=True, text=True, check=True).stdout.strip()
+
+
+PROTOCOLS = [("http/1.1", []), ("h2", ["--http2-prior-knowledge"])]
+
+
+class OutputCacheTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server(CONF, FILES)
+        cls.addClassCleanup(cls.server.cleanup)
+        cls.addClassCleanup(h2ptest.stop_cleanly, cls.server)
+        s = cls.server
+        s.write("users.htpasswd", f"alice:{openssl_hash('alice-pw')}\nbob:{openssl_hash('bob-pw')}\n")
+        s.write("www/cgi-bin/count.cgi", CGI, mode=0o755)
+        os.chmod(s.path("www"), 0o755)
+        s.start()
+
+    def count(self):
+        with open(self.server.path("count")) as f:
+            return int(f.read() or 0)
+
+    def get(self, path, *args):
+        return self.server.get(path, *args)
+
+    def assertHit(self, path, *args, body=None):
+        before = self.count()
+        r = self.get(path, *args)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(self.count(), before, f"{path} reached the worker: {r}")
+        self.assertIsNotNone(r.header("age"), r)
+        if body is not None:
+            self.assertEqual(r.body, body)
+        return r
+
+    def assertMiss(self, path, *args):
+        before = self.count()
+        r = self.get(path, *args)
+        self.assertEqual(self.count(), before + 1, f"{path} did not reach the worker: {r}")
+        self.assertIsNone(r.header("age"), r)
+        return r
+
+    # ---- hit, miss, expiry
+
+    def test_hit_after_miss(self):
+        for name, proto in PROTOCOLS:
+            with self.subTest(proto=name):
+                path = f"/c.php?t=hit-{name}"
+                first = self.assertMiss(path, *proto)
+                self.assertEqual(first.status, 200, first)
+                for _ in range(3):
+                    r = self.assertHit(path, *proto, body=first.body)
+                    self.assertEqual(r.header("etag"), '"v1"', r)
+                    self.assertEqual(r.header("content-type"), "text/plain;charset=UTF-8", r)
+                # the other protocol gets the same entry
+                other = PROTOCOLS[1][1] if name == "http/1.1" else []
+                self.assertHit(path, *other, body=first.body)
+
+    def test_expiry(self):
+        first = self.assertMiss("/short/c.php?t=expiry")
+        self.assertHit("/short/c.php?t=expiry", body=first.body)
+        time.sleep(1.3)  # the rule's duration is 1s
+        self.assertMiss("/short/c.php?t=expiry")
+
+    def test_worker_max_age_shortens_the_duration(self):
+        for cc in ["max-age=1", "public,%20s-maxage=1,%20max-age=100"]:
+            with self.subTest(cc=cc):
+                path = f"/c.php?cc={cc}"
+                self.assertMiss(path)
+                self.assertHit(path)
+                time.sleep(1.3)
+                self.assertMiss(path)
+
+    def test_uncacheable_responses_are_not_stored(self):
+        for query in ["cc=no-store", "cc=private", "cc=no-cache", "cc=max-age=0", "cc=public,%20no-store",
+                      "cookie=1", "vary=*", "status=404", "status=500", "status=201"]:
+            with self.subTest(query=query):
+                path = f"/c.php?{query}"
+                self.assertMiss(path)
+                self.assertMiss(path)
+
+    def test_set_cookie_never_reaches_another_client(self):
+        r1 = self.assertMiss("/c.php?cookie=2")
+        r2 = self.assertMiss("/c.php?cookie=2")
+        self.assertNotEqual(r1.header("set-cookie"), r2.header("set-cookie"))
+
+    def test_other_methods_and_ranges_go_to_the_worker(self):
+        path = "/c.php?t=methods"
+        self.assertMiss(path)
+        before = self.count()
+        r = self.get(path, "-X", "POST", "--data-binary", "x")
+        self.assertEqual(self.count(), before + 1, r)
+        self.assertIsNone(r.header("age"), r)
+        self.assertMiss(path, "-H", "Range: bytes=0-3")
+        self.assertHit(path)
+
+    # ---- the key: query, headers, coding
+
+    def test_vary_by_query(self):
+        a = self.assertMiss("/c.php?t=q&x=1")
+        b = self.assertMiss("/c.php?t=q&x=2")
+        self.assertNotEqual(a.body, b.body)
+        self.assertHit("/c.php?t=q&x=1", body=a.body)
+        self.assertHit("/c.php?t=q&x=2", body=b.body)
+
+    def test_query_ignored_without_vary_by_query(self):
+        a = self.assertMiss("/noquery/c.php?x=1")
+        self.assertHit("/noquery/c.php?x=2", body=a.body)
+        self.assertHit("/noquery/c.php", body=a.body)
+
+    def test_vary_by_headers(self):
+        en = self.assertMiss("/lang/c.php", "-H", "Accept-Language: en")
+        de = self.assertMiss("/lang/c.php", "-H", "Accept-Language: de")
+        none = self.assertMiss("/lang/c.php")
+        self.assertIn(b"lang=en", en.body)
+        self.assertHit("/lang/c.php", "-H", "Accept-Language: en", body=en.body)
+        self.assertHit("/lang/c.php", "-H", "Accept-Language: de", body=de.body)
+        self.assertHit("/lang/c.php", body=none.body)
+
+    def test_worker_vary_is_honoured(self):
+        path = "/c.php?vary=Accept-Language"
+        en = self.assertMiss(path, "-H", "Accept-Language: en")
+        self.assertHit(path, "-H", "Accept-Language: en", body=en.body)
+        de = self.assertMiss(path, "-H", "Accept-Language: de")  # never the English page
+        self.assertIn(b"lang=de", de.body)
+        self.assertHit(path, "-H", "Accept-Language: de", body=de.body)
+
+    def test_one_entry_per_content_coding(self):
+        path = "/c.php?t=coding&big=3000"
+        plain = self.assertMiss(path)
+        gz = self.assertMiss(path, "-H", "Accept-Encoding: gzip")
+        self.assertEqual(gz.header("content-encoding"), "gzip", gz)
+        self.assertTrue(gzip.decompress(gz.body).startswith(b"n="), gz)
+        for name, proto in PROTOCOLS:
+            with self.subTest(proto=name):
+                r = self.assertHit(path, "-H", "Accept-Encoding: gzip", *proto, body=gz.body)
+                self.assertEqual(r.header("content-encoding"), "gzip", r)
+                self.assertIn("accept-encoding", r.header("vary").lower(), r)
+                r = self.assertHit(path, *proto, body=plain.body)
+                self.assertIsNone(r.header("content-encoding"), r)
+
+    # ---- Authorization
+
+    def test_authorization_never_shared(self):
+        """A response to credentials is never stored, and a request with credentials never gets a stored one."""
+        anon = self.assertMiss("/auth/c.php?t=auth")
+        self.assertIn(b"user=-", anon.body)
+        self.assertHit("/auth/c.php?t=auth", body=anon.body)
+        for name, proto in PROTOCOLS:
+            for user in ["alice", "bob"]:
+                with self.subTest(proto=name, user=user):
+                    for _ in range(2):
+                        r = self.assertMiss("/auth/c.php?t=auth", "-u", f"{user}:{user}-pw", *proto)
+                        self.assertIn(f"user={user}".encode(), r.body)
+        # several spellings of credentials: none is answered from the cache, none is stored
+        for header in ["Authorization: Basic " + __import__("base64").b64encode(b"alice:alice-pw").decode(),
+                       "authorization: Basic " + __import__("base64").b64encode(b"bob:bob-pw").decode(),
+                       "AUTHORIZATION: Basic " + __import__("base64").b64encode(b"alice:alice-pw").decode()]:
+            with self.subTest(header=header[:20]):
+                r = self.assertMiss("/auth/c.php?t=auth", "-H", header)
+                self.assertNotIn(b"user=-", r.body)
+        self.assertHit("/auth/c.php?t=auth", body=anon.body)  # the anonymous entry is still the anonymous page
+
+    def test_scope_requiring_authentication_is_never_cached(self):
+        r = self.get("/private/c.php?t=p")
+        self.assertEqual(r.status, 401, r)
+        for _ in range(2):
+            r = self.assertMiss("/private/c.php?t=p", "-u", "alice:alice-pw")
+            self.assertIn(b"user=alice", r.body)
+        self.assertEqual(self.get("/private/c.php?t=p").status, 401)
+
+    # ---- HEAD and conditional requests
+
+    def test_head_answered_from_the_get_entry(self):
+        path = "/c.php?t=head"
+        first = self.assertMiss(path)
+        before = self.count()
+        host = f"127.0.0.1:{self.server.port()}"  # (the Host is part of the key)
+        out = raw_request(self.server.port(), f"HEAD {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        head, _, body = out.partition(b"\r\n\r\n")
+        self.assertEqual(self.count(), before)
+        self.assertIn(b"200", head.split(b"\r\n")[0])
+        self.assertIn(f"content-length: {len(first.body)}".encode(), head.lower())
+        self.assertIn(b"age:", head.lower())
+        self.assertEqual(body, b"")
+
+    def test_head_miss_is_not_stored(self):
+        path = "/c.php?t=headmiss"
+        before = self.count()
+        r = self.get(path, "-I")
+        self.assertEqual(self.count(), before + 1, r)
+        self.assertMiss(path)
+
+    def test_304_from_the_entry(self):
+        path = "/c.php?t=304"
+        self.assertMiss(path)
+        for name, proto in PROTOCOLS:
+            for header in ['If-None-Match: "v1"', 'If-None-Match: W/"v1"', 'If-None-Match: "x", "v1"', "If-None-Match: *",
+                           "If-Modified-Since: Mon, 01 Jan 2024 00:00:00 GMT",
+                           "If-Modified-Since: Tue, 02 Jan 2024 00:00:00 GMT"]:
+                with self.subTest(proto=name, header=header):
+                    before = self.count()
+                    r = self.get(path, "-H", header, *proto)
+                    self.assertEqual(r.status, 304, r)
+                    self.assertEqual(r.body, b"")
+                    self.assertEqual(r.header("etag"), '"v1"', r)
+                    self.assertIsNotNone(r.header("age"), r)
+                    self.assertEqual(self.count(), before)
+        for header in ['If-None-Match: "other"', "If-Modified-Since: Sun, 31 Dec 2023 00:00:00 GMT"]:
+            with self.subTest(header=header):
+                r = self.assertHit(path, "-H", header)
+                self.assertEqual(r.status, 200, r)
+
+    # ---- static files and CGI
+
+    def test_static_file_cached_until_it_changes(self):
+        first = self.get("/page.txt")
+        self.assertIsNone(first.header("age"), first)
+        r = self.get("/page.txt")
+        self.assertIsNotNone(r.header("age"), r)
+        self.assertEqual(r.body, first.body)
+        self.server.write("www/page.txt", "static page, second version\n" * 20)
+        later = time.time() + 5
+        os.utime(self.server.path("www/page.txt"), (later, later))
+        r = self.get("/page.txt")
+        self.assertEqual(r.body, b"static page, second version\n" * 20)
+        self.assertIsNone(r.header("age"), r)
+        self.assertIsNotNone(self.get("/page.txt").header("age"))
+
+    def test_cgi_cached(self):
+        first = self.get("/cgi-bin/count.cgi")
+        self.assertEqual(first.status, 200, first)
+        self.assertIsNone(first.header("age"), first)
+        r = self.get("/cgi-bin/count.cgi")
+        self.assertEqual(r.body, first.body)
+        self.assertIsNotNone(r.header("age"), r)
+
+    def test_disabled_scope(self):
+        self.assertMiss("/off/c.php")
+        self.assertMiss("/off/c.php")
+
+    # ---- collapsed forwarding
+
+    def test_concurrent_misses_one_worker_request(self):
+        path = "/c.php?t=collapse&sleep=600"
+        before = self.count()
+        port = self.server.port()
+        bodies, errors = [], []
+
+        def fetch():
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                conn.request("GET", path)
+                resp = conn.getresponse()
+                bodies.append((resp.status, resp.read()))
+                conn.close()
+            except Exception as e:  # noqa: BLE001 (reported below)
+                errors.append(e)
+
+        threads = [threading.Thread(target=fetch) for _ in range(100)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(errors, [])
+        self.assertEqual(len(bodies), 100)
+        self.assertEqual(self.count(), before + 1)
+        self.assertEqual({b for _, b in bodies}.__len__(), 1, bodies[:3])
+        self.assertEqual({s for s, _ in bodies}, {200})
+
+    def test_concurrent_misses_over_h2(self):
+        path = "/c.php?t=collapse-h2&sleep=600"
+        before = self.count()
+        out = subprocess.run(["h2load", "-n", "60", "-c", "3", "-m", "20", self.server.url(path)],
+                             capture_output=True, text=True, timeout=60).stdout
+        self.assertIn("60 succeeded", out, out)
+        self.assertEqual(self.count(), before + 1, out)
+
+    def test_uncacheable_concurrent_misses_all_reach_the_worker(self):
+        path = "/c.php?t=collapse-nostore&sleep=300&cc=no-store"
+        before = self.count()
+        out = subprocess.run(["h2load", "-n", "8", "-c", "8", "-m", "1", "--h1", self.server.url(path)],
+                             capture_output=True, text=True, timeout=60).stdout
+        self.assertIn("8 succeeded", out, out)
+        self.assertEqual(self.count(), before + 8, out)
+
+
+class EvictionAndReloadTest(unittest.TestCase):
+    def setUp(self):
+        self.server = Server(CONF, FILES)
+        self.addCleanup(self.server.cleanup)
+        self.server.write("users.htpasswd", f"alice:{openssl_hash('alice-pw')}\n")
+        self.server.start()
+
+    def count(self):
+        with open(self.server.path("count")) as f:
+            return int(f.read() or 0)
+
+    def hit(self, path):
+        before = self.count()
+        r = self.server.get(path)
+        self.assertEqual(r.status, 200, r)
+        return self.count() == before
+
+    def test_lru_eviction_at_max_memory(self):
+        # max_memory 64 KiB: three 20 KB entries fit, a fourth evicts the least recently used
+        for name in "abc":
+            self.assertFalse(self.hit(f"/c.php?e={name}&big=20000"))
+        self.assertTrue(self.hit("/c.php?e=a&big=20000"))  # b is now the least recently used
+        self.assertFalse(self.hit("/c.php?e=d&big=20000"))
+        self.assertTrue(self.hit("/c.php?e=a&big=20000"))
+        self.assertTrue(self.hit("/c.php?e=c&big=20000"))
+        self.assertTrue(self.hit("/c.php?e=d&big=20000"))
+        self.assertFalse(self.hit("/c.php?e=b&big=20000"))
+
+    def test_entry_over_max_entry_is_not_stored(self):
+        self.assertFalse(self.hit("/c.php?e=huge&big=40000"))
+        self.assertFalse(self.hit("/c.php?e=huge&big=40000"))
+
+    def test_reload_empties_the_cache(self):
+        self.assertFalse(self.hit("/c.php?t=reload"))
+        self.assertTrue(self.hit("/c.php?t=reload"))
+        log = self.server.read_log().count("configuration reloaded")
+        self.server.proc.send_signal(signal.SIGHUP)
+        h2ptest.wait_until(lambda: self.server.read_log().count("configuration reloaded") > log, what="the reload")
+        self.assertFalse(self.hit("/c.php?t=reload"))
+        self.assertTrue(self.hit("/c.php?t=reload"))
+        h2ptest.stop_cleanly(self.server)
+
+
+if __name__ == "__main__":
+    h2ptest.main()
