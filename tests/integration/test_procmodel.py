@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import struct
+import tempfile
 import subprocess
 import sys
 import time
@@ -514,6 +515,11 @@ class CompromisedFrontEndTest(unittest.TestCase):
     def test_workers_only_of_pools_it_loaded(self):
         listen = socket.socket(socket.AF_UNIX)
         self.addCleanup(listen.close)
+        # a real listening socket, so that the control worker lives until it is killed
+        path = os.path.join(tempfile.mkdtemp(prefix="h2pool-procmodel-"), "w.sock")
+        self.addCleanup(shutil.rmtree, os.path.dirname(path), True)
+        listen.bind(path)
+        listen.listen(16)
         _, out = self.pipe()
         for name in (b"evil\0", b"\0", b"p/../evil\0", b"P\0"):
             with self.subTest(pool=name):
