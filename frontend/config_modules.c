@@ -783,11 +783,17 @@ static void parse_status_ranges(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *bas
     }
 }
 
+static void failed_request_tracing_init(h2p_cfg_ctx_t *ctx, h2p_modules_conf_t *m)
+{
+    m->failed_request_tracing.max_files = 1000; /* the newest traces kept per directory */
+}
+
 static const h2p_cfg_key_t failed_request_tracing_keys[] = {
     {"enabled", H2P_CFG_BOOL, MOD(failed_request_tracing.enabled)},
     {"status", H2P_CFG_CUSTOM, 0, .parse = parse_status_ranges},
     {"time_taken", H2P_CFG_DURATION, MOD(failed_request_tracing.time_taken_ms), 0},
     {"dir", H2P_CFG_PATH, MOD(failed_request_tracing.dir)},
+    {"max_files", H2P_CFG_UINT, MOD(failed_request_tracing.max_files), 1, 1000000}, /* added key */
     {NULL}};
 
 static const h2p_cfg_key_t request_monitor_keys[] = {{"enabled", H2P_CFG_BOOL, MOD(request_monitor.enabled)}, {NULL}};
@@ -808,7 +814,7 @@ static const module_desc_t module_descs[] = {
     {"compression", MOD(compression), 1, compression_init, compression_keys},
     {"output_cache", MOD(output_cache), 1, NULL, NULL, parse_output_cache},
     {"logging", MOD(logging), 1, logging_init, logging_keys},
-    {"failed_request_tracing", MOD(failed_request_tracing), 0, NULL, failed_request_tracing_keys},
+    {"failed_request_tracing", MOD(failed_request_tracing), 0, failed_request_tracing_init, failed_request_tracing_keys},
     {"request_monitor", MOD(request_monitor), 1, NULL, request_monitor_keys},
     {NULL}};
 

@@ -124,7 +124,8 @@ static int build_scope(h2p_gen_t *gen, h2p_site_rt_t *site, h2p_app_rt_t *app, h
     scope->file = (h2o_handler_t *)h2o_file_register(scope->file_pathconf, app->conf->root, no_index_files, gen->mimemap, 0);
 
     scope->pathconf = new_pathconf(gen, app->conf->path);
-    h2p_module_scope_t ms = {scope->pathconf, &scope->modules, site->conf, app->conf->root, err, errlen, 0, scope};
+    h2p_module_scope_t ms = {scope->pathconf, &scope->modules,   site->conf, app->conf->root, err, errlen, 0,
+                             scope,           &gen->conf->server};
     if (h2p_modules_setup_scope(&ms, H2P_PHASE_REQUEST) != 0)
         return -1;
     h2p_content_register(scope->pathconf, scope);
@@ -436,6 +437,22 @@ static void collapse_slashes(h2o_req_t *req)
     req->path_normalized = h2o_iovec_init(dst, n);
 }
 
+/* run_scope where failed_request_tracing runs: each handler is a step of the trace. */
+static int run_traced(h2o_req_t *req, h2p_request_t *r, size_t from)
+{
+    h2p_scope_rt_t *scope = r->scope;
+    for (size_t i = from; i < scope->pathconf->handlers.size; ++i) {
+        h2o_handler_t *handler = scope->pathconf->handlers.entries[i];
+        int step = h2p_trace_step_begin(r, i < H2P_SCOPE_MAX_HANDLERS ? scope->handler_modules[i] : NULL);
+        int answered = handler->on_req(handler, req) == 0;
+        h2p_trace_step_end(r, step, answered);
+        if (answered)
+            return 0;
+    }
+    h2o_send_error_404(req, "Not Found", "not found", 0);
+    return 0;
+}
+
 /* Runs the scope of req->path_normalized, from handler `from` on: each module passes (-1) or
  * answers (0); the content handler is last. */
 static int run_scope(h2o_req_t *req, h2p_request_t *r, size_t from)
@@ -443,6 +460,8 @@ static int run_scope(h2o_req_t *req, h2p_request_t *r, size_t from)
     r->app = find_app(r->site, req->path_normalized);
     r->scope = find_scope(r->app, req->path_normalized);
     h2o_req_bind_conf(req, r->site->hostconf, r->scope->pathconf);
+    if (r->scope->traced || r->trace != NULL)
+        return run_traced(req, r, from);
     h2o_handler_t **handler = r->scope->pathconf->handlers.entries + from,
                   **end = r->scope->pathconf->handlers.entries + r->scope->pathconf->handlers.size;
     for (; handler < end; ++handler)

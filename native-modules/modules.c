@@ -7,21 +7,20 @@
 
 extern const h2p_module_t h2p_module_ip_restriction, h2p_module_request_filtering, h2p_module_redirect, h2p_module_rewrite,
     h2p_module_authentication, h2p_module_authorization, h2p_module_default_document, h2p_module_custom_headers,
-    h2p_module_custom_errors;
+    h2p_module_custom_errors, h2p_module_logging, h2p_module_failed_request_tracing;
 
 /* Slots whose issues are still open: named here so the order is fixed, they register nothing. */
 static const h2p_module_t request_monitor = {"request_monitor", H2P_PHASE_REQUEST | H2P_PHASE_RESPONSE, NULL},
                           compression = {"compression", H2P_PHASE_RESPONSE, NULL},
-                          output_cache = {"output_cache", H2P_PHASE_RESPONSE, NULL},
-                          logging = {"logging", H2P_PHASE_RESPONSE, NULL},
-                          failed_request_tracing = {"failed_request_tracing", H2P_PHASE_RESPONSE, NULL};
+                          output_cache = {"output_cache", H2P_PHASE_RESPONSE, NULL};
 
 /* DESIGN.md's order: the request phase, then (after the content handler) the response phase. */
-const h2p_module_t *const h2p_modules[] = {
-    &request_monitor, &h2p_module_ip_restriction, &h2p_module_request_filtering, &h2p_module_redirect, &h2p_module_rewrite,
-    &h2p_module_authentication, &h2p_module_authorization, &h2p_module_default_document,
-    /* response phase */
-    &h2p_module_custom_headers, &compression, &output_cache, &h2p_module_custom_errors, &logging, &failed_request_tracing, NULL};
+const h2p_module_t *const h2p_modules[] = {&request_monitor, &h2p_module_ip_restriction, &h2p_module_request_filtering,
+                                           &h2p_module_redirect, &h2p_module_rewrite, &h2p_module_authentication,
+                                           &h2p_module_authorization, &h2p_module_default_document,
+                                           /* response phase */
+                                           &h2p_module_custom_headers, &compression, &output_cache, &h2p_module_custom_errors,
+                                           &h2p_module_logging, &h2p_module_failed_request_tracing, NULL};
 
 void h2p_modules_merge(h2p_modules_conf_t *out, const h2p_modules_conf_t *parent, const h2p_modules_conf_t *child)
 {
@@ -57,8 +56,11 @@ int h2p_modules_setup_scope(h2p_module_scope_t *scope, h2p_module_phase_t phase)
     for (const h2p_module_t *const *m = h2p_modules; *m != NULL; ++m) {
         if (((*m)->phase & phase) == 0 || (*m)->on_config == NULL)
             continue;
+        size_t first = scope->pathconf->handlers.size;
         if ((*m)->on_config(scope) != 0)
             return -1;
+        for (size_t i = first; i < scope->pathconf->handlers.size && i < H2P_SCOPE_MAX_HANDLERS; ++i)
+            scope->scope->handler_modules[i] = (*m)->name; /* (for traces) */
         if (*m == &h2p_module_rewrite)
             scope->scope->resume_at = scope->pathconf->handlers.size;
     }
@@ -73,4 +75,47 @@ int h2p_request_deny(h2p_request_t *r, const char *module, unsigned status, unsi
     r->substatus = substatus;
     h2o_send_error_generic(r->req, (int)status, reason, body, H2O_SEND_ERROR_KEEP_HEADERS);
     return 0;
+}
+
+/* ---- how the response ended, for logs and traces ------------------------------------------ */
+
+typedef struct response_watch {
+    h2o_ostream_t super;
+    h2p_request_t *r;
+} response_watch_t;
+
+static void on_watch_send(h2o_ostream_t *_self, h2o_req_t *req, h2o_iovec_t *bufs, size_t bufcnt, h2o_send_state_t state)
+{
+    response_watch_t *self = (void *)_self;
+    if (state == H2O_SEND_STATE_FINAL)
+        self->r->response_end = H2P_RESPONSE_COMPLETE;
+    else if (state == H2O_SEND_STATE_ERROR)
+        self->r->response_end = H2P_RESPONSE_CUT_OFF;
+    h2o_ostream_send_next(&self->super, req, bufs, bufcnt, state);
+}
+
+h2o_ostream_t **h2p_request_watch_response(h2o_req_t *req, h2o_ostream_t **slot)
+{
+    h2p_request_t *r = h2p_request_of(req);
+    if (r == NULL || r->response_watched)
+        return slot;
+    r->response_watched = 1;
+    response_watch_t *watch = (void *)h2o_add_ostream(req, sizeof(*watch), slot);
+    watch->super.do_send = on_watch_send;
+    watch->r = r;
+    return &watch->super.next;
+}
+
+unsigned h2p_request_log_status(h2o_req_t *req)
+{
+    return req->res.status != 0 ? (unsigned)req->res.status : 499;
+}
+
+uint64_t h2p_request_time_taken_ms(h2o_req_t *req, const struct timeval *now)
+{
+    /* libh2o 2.2.5 stamps request_begin_at on HTTP/1 only */
+    const struct timeval *begin =
+        req->timestamps.request_begin_at.tv_sec != 0 ? &req->timestamps.request_begin_at : &req->processed_at.at;
+    int64_t us = (int64_t)(now->tv_sec - begin->tv_sec) * 1000000 + (now->tv_usec - begin->tv_usec);
+    return us > 0 ? (uint64_t)us / 1000 : 0;
 }
