@@ -52,8 +52,10 @@ typedef struct target {
     uint64_t size;
     char *out; /* what waits for the next write() to fd */
     size_t out_len;
-    int failing;   /* an error was logged; the next success clears it */
-    char **traces; /* trace file names in the directory, oldest first */
+    int failing;    /* an error was logged; the next success clears it */
+    int fresh;      /* the open file was empty and has no line yet: a size rotation would not help */
+    int header_due; /* the W3C header goes before the next line */
+    char **traces;  /* trace file names in the directory, oldest first */
     size_t num_traces, traces_cap;
     int scanned;
 } target_t;
@@ -323,23 +325,29 @@ static void file_name(target_t *t, long period, char *path, size_t size)
     }
 }
 
-static void write_header(target_t *t)
+/* The W3C header, written before the first line of each file opened (IIS writes it again after
+ * each restart). */
+static size_t format_header(char *header, size_t size)
 {
     static const char fields[] = "date time s-ip cs-method cs-uri-stem cs-uri-query s-port cs-username c-ip cs(User-Agent) "
                                  "cs(Referer) sc-status sc-substatus sc-win32-status time-taken";
-    if (t->conf.kind != H2P_LOG_FILE_W3C)
-        return; /* a JSON line log has no comments */
     time_t now = time(NULL);
     struct tm tm;
-    char date[32], header[512];
+    char date[32];
     gmtime_r(&now, &tm);
     strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S", &tm);
-    int len = snprintf(header, sizeof(header), "#Software: h2pool %s\n#Version: 1.0\n#Date: %s\n#Fields: %s\n", H2POOL_VERSION,
-                       date, fields);
-    buffer_text(t, header, (size_t)len);
+    int len = snprintf(header, size, "#Software: h2pool %s\n#Version: 1.0\n#Date: %s\n#Fields: %s\n", H2POOL_VERSION, date, fields);
+    return len > 0 && (size_t)len < size ? (size_t)len : 0;
 }
 
-/* Opens the file for `period` (and, by size, the current u_extendN), writing the header. */
+static void write_header(target_t *t)
+{
+    char header[512];
+    buffer_text(t, header, format_header(header, sizeof(header)));
+    t->header_due = 0;
+}
+
+/* Opens the file for `period` (by size: the current u_extendN that is not full yet). */
 static int open_target(target_t *t, long period)
 {
     char path[PATH_MAX];
@@ -367,7 +375,8 @@ static int open_target(target_t *t, long period)
     }
     t->period = period;
     t->failing = 0;
-    write_header(t);
+    t->fresh = t->size == 0;
+    t->header_due = t->conf.kind == H2P_LOG_FILE_W3C;
     return 0;
 }
 
@@ -377,13 +386,22 @@ static void write_line(target_t *t, time_t when, const char *line, size_t len)
     /* a line of the previous period that arrives late goes to the current file */
     if (t->fd >= 0 && period > t->period)
         close_target(t);
-    if (t->fd >= 0 && t->conf.rotate == H2P_ROTATE_SIZE && t->size + len > t->conf.max_size) {
-        close_target(t);
-        t->number++;
-    }
     if (t->fd < 0 && open_target(t, period > t->period ? period : t->period) != 0)
         return;
+    if (t->conf.rotate == H2P_ROTATE_SIZE && !t->fresh) {
+        char header[512];
+        size_t header_len = t->header_due ? format_header(header, sizeof(header)) : 0;
+        if (t->size + header_len + len > t->conf.max_size) {
+            close_target(t);
+            t->number++;
+            if (open_target(t, t->period) != 0)
+                return;
+        }
+    }
+    if (t->header_due)
+        write_header(t);
     buffer_text(t, line, len);
+    t->fresh = 0;
 }
 
 /* ---- trace files -------------------------------------------------------------------------- */
@@ -534,8 +552,10 @@ static void reopen_all(void)
         if (t->fd < 0)
             continue;
         close_target(t);
-        open_target(t, t->period);
+        if (open_target(t, t->period) == 0 && t->header_due)
+            write_header(t); /* the new file starts at once, header first */
     }
+    flush_all();
 }
 
 static void report_drops(void)

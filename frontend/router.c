@@ -492,6 +492,15 @@ static int tls_policy_allows(h2o_req_t *req, h2p_site_rt_t *site)
     return ssl != NULL && h2p_tls_same_client_policy(SSL_get_SSL_CTX(ssl), site->ssl_ctx);
 }
 
+/* A request the site refuses before any scope is chosen: its root application's scope sends the
+ * error, so that its response modules (custom errors, headers, the site's log) see it too. */
+static void bind_site_root(h2o_req_t *req, h2p_request_t *r)
+{
+    r->app = r->site->apps + r->site->num_apps - 1;
+    r->scope = r->app->scopes + r->app->num_scopes - 1;
+    h2o_req_bind_conf(req, r->site->hostconf, r->scope->pathconf);
+}
+
 static int on_router_req(h2o_handler_t *_self, h2o_req_t *req)
 {
     router_handler_t *self = (void *)_self;
@@ -520,10 +529,12 @@ static int on_router_req(h2o_handler_t *_self, h2o_req_t *req)
         return 0;
     }
     if (self->listener->scheme == H2P_SCHEME_HTTPS && !tls_policy_allows(req, r->site)) {
+        bind_site_root(req, r);
         h2o_send_error_generic(req, 421, "Misdirected Request", "this host needs a connection of its own (TLS client policy)", 0);
         return 0;
     }
     if (memchr(req->path_normalized.base, '\0', req->path_normalized.len) != NULL) {
+        bind_site_root(req, r);
         h2o_send_error_400(req, "Bad Request", "Bad Request", 0);
         return 0;
     }
