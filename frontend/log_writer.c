@@ -447,7 +447,8 @@ static void scan_traces(target_t *t)
             remember_trace(t, e->d_name);
     }
     closedir(d);
-    qsort(t->traces, t->num_traces, sizeof(*t->traces), compare_names);
+    if (t->num_traces != 0)
+        qsort(t->traces, t->num_traces, sizeof(*t->traces), compare_names);
 }
 
 /* One file per trace, written under a hidden name and renamed: a reader never sees half of one. */

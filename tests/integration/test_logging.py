@@ -218,7 +218,7 @@ class TestLogging(unittest.TestCase):
             port, done, counts, errors = server.port(), threading.Event(), [], []
 
             def client(n):
-                made = 0
+                made = 0  # responses received (each request has its own query string)
                 try:
                     while not done.is_set():
                         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
@@ -226,8 +226,9 @@ class TestLogging(unittest.TestCase):
                             conn.request("GET", f"/hello.txt?c={n}&i={made}" if i % 2 else f"/app/x?c={n}&i={made}")
                             response = conn.getresponse()
                             response.read()
-                            if response.status == 200:
-                                made += 1
+                            made += 1
+                            if response.status != 200:
+                                errors.append(response.status)
                         conn.close()
                 except Exception as e:  # noqa: BLE001 (reported below)
                     errors.append(repr(e))
