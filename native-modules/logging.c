@@ -176,22 +176,60 @@ typedef struct log_fields {
     uint64_t time_taken;
 } log_fields_t;
 
+/* (the line is formatted by hand: snprintf cost more than everything else a line takes) */
+static char *put_text(char *p, const char *s)
+{
+    size_t len = strlen(s);
+    memcpy(p, s, len);
+    return p + len;
+}
+
+static char *put_uint(char *p, uint64_t n)
+{
+    char digits[20];
+    size_t len = 0;
+    do {
+        digits[len++] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n != 0);
+    while (len != 0)
+        *p++ = digits[--len];
+    return p;
+}
+
 static size_t format_w3c(char *line, const log_fields_t *f)
 {
     char *p = line;
-    p += sprintf(p, "%s %s %s ", clock_text.date, clock_text.time, f->addresses->server_ip);
+    memcpy(p, clock_text.date, 10);
+    p[10] = ' ';
+    memcpy(p + 11, clock_text.time, 8);
+    p[19] = ' ';
+    p = put_text(p + 20, f->addresses->server_ip);
+    *p++ = ' ';
     p = put_w3c_field(p, f->method.base, f->method.len, MAX_METHOD);
     *p++ = ' ';
     p = put_w3c_field(p, f->stem.base, f->stem.len, MAX_URI);
     *p++ = ' ';
     p = put_w3c_field(p, f->query.base, f->query.len, MAX_URI);
-    p += sprintf(p, " %u ", f->addresses->server_port);
+    *p++ = ' ';
+    p = put_uint(p, f->addresses->server_port);
+    *p++ = ' ';
     p = put_w3c_field(p, f->user.base, f->user.len, MAX_USER);
-    p += sprintf(p, " %s ", f->addresses->client_ip);
+    *p++ = ' ';
+    p = put_text(p, f->addresses->client_ip);
+    *p++ = ' ';
     p = put_w3c_field(p, f->user_agent.base, f->user_agent.len, MAX_HEADER);
     *p++ = ' ';
     p = put_w3c_field(p, f->referer.base, f->referer.len, MAX_HEADER);
-    p += sprintf(p, " %u %u %u %llu\n", f->status, f->substatus, f->win32_status, (unsigned long long)f->time_taken);
+    *p++ = ' ';
+    p = put_uint(p, f->status);
+    *p++ = ' ';
+    p = put_uint(p, f->substatus);
+    *p++ = ' ';
+    p = put_uint(p, f->win32_status);
+    *p++ = ' ';
+    p = put_uint(p, f->time_taken);
+    *p++ = '\n';
     return (size_t)(p - line);
 }
 
