@@ -2,7 +2,7 @@
 # Installs what h2pool needs to build and test on Debian 12 (run as root; a no-op when present).
 set -e
 PACKAGES="build-essential cmake pkg-config clang-format libh2o-evloop-dev libssl-dev libyaml-dev libjansson-dev libpcre2-dev
-  libcmocka-dev libfcgi-dev libcrypt-dev php-cgi dokuwiki curl nghttp2-client python3 openssl procps"
+  libcmocka-dev libfcgi-dev libcrypt-dev php-cgi dokuwiki curl nghttp2-client python3 openssl procps goaccess"
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
