@@ -633,6 +633,8 @@ int h2p_log_writer_start(void)
     pthread_cond_init(&writer.wake, &attr);
     pthread_condattr_destroy(&attr);
     pthread_mutex_lock(&writer.lock);
+    writer.stopping = 0;
+    atomic_store(&accepting, 1);
     int rc = pthread_create(&writer.thread, NULL, writer_main, NULL);
     writer.running = rc == 0;
     pthread_mutex_unlock(&writer.lock);

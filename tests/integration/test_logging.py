@@ -256,6 +256,20 @@ class TestLogging(unittest.TestCase):
             self.assertEqual(len(rows), sum(counts))
             self.assertEqual(len({(r["cs-uri-query"]) for r in rows}), sum(counts))  # each request once
 
+    def test_sigusr1_to_the_spawner_changes_nothing(self):
+        # `pkill -USR1 h2pool` also matches h2pool-spawner: the reopen signal must not kill it
+        with make_server() as server:
+            self.assertEqual(curl(server.url("/app/x?status=200")).status, 200)
+            spawner = server.spawner()
+            self.assertIsNotNone(spawner)
+            os.kill(spawner, signal.SIGUSR1)
+            server.proc.send_signal(signal.SIGUSR1)
+            self.assertEqual(curl(server.url("/hello.txt")).status, 200)
+            self.assertEqual(server.spawner(), spawner)
+            self.assertEqual(curl(server.url("/app/y?status=200")).status, 200)
+            wait_for_lines(server, 3)
+            stop_cleanly(server)
+
     def test_rotation_by_size(self):
         conf = CONF.replace("      request_filtering:", "      logging: {rotate: size, max_size: 2KiB}\n      request_filtering:")
         with make_server(conf) as server:
