@@ -6,6 +6,7 @@ on the same machine.  Absolute numbers move from run to run on a shared machine:
 ratios, which are taken within one run.
 """
 import argparse
+import glob
 import json
 import os
 import re
@@ -23,6 +24,7 @@ WORK = tempfile.mkdtemp(prefix="h2pool-bench-")
 os.chmod(WORK, 0o755)
 PORTS = {"h2pool": (18180, 18543), "nginx": (18181, 18544), "h2o": (18182, 18545)}
 MODULES_ON, MODULES_OFF = 18190, 18191
+LOGGING_ON, LOGGING_OFF = 18192, 18193
 WORKERS = 4
 procs = []
 
@@ -261,6 +263,7 @@ def run_wrk(url, conns, duration, headers=()):
     out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency"] + [a for h in headers for a in ("-H", h)] + [url],
                          capture_output=True, text=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
     p50 = parse_ms(re.search(r"\s50%\s+(\S+)", out).group(1))
     p99 = parse_ms(re.search(r"\s99%\s+(\S+)", out).group(1))
     errors = 0
@@ -270,7 +273,7 @@ def run_wrk(url, conns, duration, headers=()):
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     if m:
         errors += sum(int(x) for x in m.groups())
-    return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "errors": errors}
+    return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "errors": errors, "requests": requests}
 
 
 def run_h2load(url, duration):
@@ -306,6 +309,80 @@ def modules_ratio(duration, rounds):
             "ratio": statistics.median(on) / statistics.median(off)}
 
 
+def logging_ratio(args, duration, rounds):
+    """Static 1 KB and FastCGI hello on a site with the W3C access log on vs a site with it off
+    (h2pool only, one instance, the same pool; interleaved rounds, medians).  Besides requests/s,
+    h2pool's CPU time per request (all its threads, the log writer's included): on a shared machine
+    that moves much less than throughput does."""
+    conf = f"{WORK}/h2pool-logging.d"
+    shutil.rmtree(conf, ignore_errors=True)
+    os.makedirs(conf)
+    user = "user: root" if os.geteuid() == 0 else ""
+    with open(f"{conf}/bench.yaml", "w") as f:
+        f.write(f"""
+server:
+  threads: 1
+  log_dir: {WORK}/logs
+pools:
+  hello:
+    command: [{os.path.abspath(args.hello)}]
+    max_processes: {WORKERS}
+    min_processes: {WORKERS}
+    {user}
+sites:
+  log-on:
+    bindings: [http://127.0.0.1:{LOGGING_ON}]
+    root: {WORK}/www
+    handlers: [{{path: "/app", pool: hello}}]
+  log-off:
+    bindings: [http://127.0.0.1:{LOGGING_OFF}]
+    root: {WORK}/www
+    handlers: [{{path: "/app", pool: hello}}]
+    modules: {{logging: {{enabled: false}}}}
+""")
+    server = start("h2pool-logging", [os.path.abspath(args.h2pool), "-c", conf])
+    wait_port(LOGGING_ON)
+    paths = {"static-1k": "/1k.txt", "fastcgi-hello": "/app"}
+    runs = {name: {"on": [], "off": [], "cpu_on": [], "cpu_off": []} for name in paths}
+
+    def cpu_ticks():
+        fields = open(f"/proc/{server.pid}/stat").read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime
+    try:
+        for port in (LOGGING_OFF, LOGGING_ON):  # warm up
+            for path in paths.values():
+                run_wrk(f"http://127.0.0.1:{port}{path}", 64, 1)
+        for r in range(rounds):
+            for name, path in paths.items():
+                for side, port in (("off", LOGGING_OFF), ("on", LOGGING_ON)):
+                    before = cpu_ticks()
+                    res = run_wrk(f"http://127.0.0.1:{port}{path}", 64, duration)
+                    cpu_us = (cpu_ticks() - before) * 1e6 / os.sysconf("SC_CLK_TCK") / max(res["requests"], 1)
+                    runs[name][side].append(res["rps"])
+                    runs[name]["cpu_" + side].append(cpu_us)
+                    print(f"round {r + 1} logging-{side:3} {name:14} {res['rps']:>10.0f} req/s {cpu_us:6.2f} us CPU/request "
+                          f"errors {res['errors']}", file=sys.stderr)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(30)
+        procs.remove(server)
+    with open(f"{WORK}/h2pool-logging.out", errors="replace") as f:
+        dropped = sum(1 for line in f if "dropped" in line)
+    lines = 0
+    for path in glob.glob(f"{WORK}/logs/log-on/*.log"):
+        with open(path, "rb") as f:
+            lines += sum(1 for line in f if not line.startswith(b"#"))
+    result = {name: {"on_rps": statistics.median(v["on"]), "off_rps": statistics.median(v["off"]),
+                     "ratio": statistics.median(v["on"]) / statistics.median(v["off"]),
+                     "cpu_us_per_request_on": statistics.median(v["cpu_on"]),
+                     "cpu_us_per_request_off": statistics.median(v["cpu_off"]),
+                     "cpu_ratio": statistics.median(v["cpu_off"]) / statistics.median(v["cpu_on"])}
+              for name, v in runs.items()}
+    result["lines_written"] = lines
+    result["drop_reports"] = dropped
+    return result
+
+
 def cold_start_ms(args, tries=5):
     """First request to a pool with no worker yet: spawn + answer, median of `tries` fresh servers."""
     samples = []
@@ -318,16 +395,35 @@ def cold_start_ms(args, tries=5):
     return statistics.median(samples)
 
 
+def print_logging(logging):
+    for name in ("static-1k", "fastcgi-hello"):
+        v = logging[name]
+        print(f"{name}, W3C access log on vs off: {v['on_rps']:.0f} / {v['off_rps']:.0f} req/s = {v['ratio']:.2f}x; "
+              f"CPU per request {v['cpu_us_per_request_on']:.2f} / {v['cpu_us_per_request_off']:.2f} us = "
+              f"{v['cpu_ratio']:.2f}x")
+    print(f"lines written: {logging['lines_written']}, drop reports in the error log: {logging['drop_reports']}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--h2pool", required=True)
     ap.add_argument("--hello", required=True)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=4)
-    ap.add_argument("--only", default=",".join(SCENARIOS))
+    ap.add_argument("--only", default=",".join(list(SCENARIOS) + ["logging"]),
+                    help="scenarios, comma-separated; `logging` = h2pool with the access log on vs off")
     args = ap.parse_args()
     setup_files()
     scenarios = [s for s in args.only.split(",") if s]
+    if scenarios == ["logging"]:  # h2pool alone: no peers, no backends of theirs
+        logging = logging_ratio(args, args.duration, args.rounds)
+        print_logging(logging)
+        shutil.rmtree(WORK, ignore_errors=True)
+        return
+    logging = None
+    if "logging" in scenarios:
+        scenarios.remove("logging")
+        logging = True
     results = {s: {srv: [] for srv in PORTS} for s in scenarios}
     rss = {srv: [] for srv in PORTS}
     try:
@@ -348,6 +444,8 @@ def main():
                           file=sys.stderr)
         modules = modules_ratio(args.duration, args.rounds)
         stop_all()
+        if logging:
+            logging = logging_ratio(args, args.duration, args.rounds)
         cold = cold_start_ms(args) if "fastcgi-hello" in scenarios else None
     finally:
         stop_all()
@@ -363,7 +461,7 @@ def main():
         table[s] = row
     report = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rounds": args.rounds, "duration_s": args.duration,
               "scenarios": table, "h2pool_idle_rss_kib": idle_rss, "h2pool_cold_start_ms": cold,
-              "modules_on_vs_off": modules}
+              "modules_on_vs_off": modules, "logging_on_vs_off": logging}
     print(f"\n{'scenario':16}{'server':8}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'RSS KiB':>9}")
     for s, row in table.items():
         for srv in PORTS:
@@ -373,6 +471,8 @@ def main():
     print(f"\nh2pool idle RSS: {idle_rss / 1024:.1f} MiB; cold start of a C app: {cold:.1f} ms" if cold else "")
     print(f"static 1 KB, every request-phase module on vs all off: {modules['modules_on_rps']:.0f} / "
           f"{modules['modules_off_rps']:.0f} req/s = {modules['ratio']:.2f}x")
+    if logging:
+        print_logging(logging)
     os.makedirs(f"{ROOT}/results", exist_ok=True)
     with open(f"{ROOT}/results/latest.json", "w") as f:
         json.dump(report, f, indent=2)

@@ -273,6 +273,7 @@ typedef struct h2p_modules_conf {
         size_t num_status;
         uint64_t time_taken_ms;
         char *dir;
+        unsigned max_files; /* the newest traces kept in dir */
     } failed_request_tracing;
     struct {
         H2P_MODULE_HEAD;

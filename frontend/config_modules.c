@@ -256,11 +256,17 @@ static void parse_status_ranges(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *bas
     }
 }
 
+static void failed_request_tracing_init(h2p_cfg_ctx_t *ctx, h2p_modules_conf_t *m)
+{
+    m->failed_request_tracing.max_files = 1000; /* the newest traces kept per directory */
+}
+
 static const h2p_cfg_key_t failed_request_tracing_keys[] = {
     {"enabled", H2P_CFG_BOOL, MOD(failed_request_tracing.enabled)},
     {"status", H2P_CFG_CUSTOM, 0, .parse = parse_status_ranges},
     {"time_taken", H2P_CFG_DURATION, MOD(failed_request_tracing.time_taken_ms), 0},
     {"dir", H2P_CFG_PATH, MOD(failed_request_tracing.dir)},
+    {"max_files", H2P_CFG_UINT, MOD(failed_request_tracing.max_files), 1, 1000000}, /* added key */
     {NULL}};
 
 static const h2p_cfg_key_t request_monitor_keys[] = {{"enabled", H2P_CFG_BOOL, MOD(request_monitor.enabled)}, {NULL}};
@@ -270,7 +276,8 @@ static const h2p_cfg_key_t request_monitor_keys[] = {{"enabled", H2P_CFG_BOOL, M
 const h2p_module_conf_t h2p_conf_compression = {.default_enabled = 1, .init = compression_init, .keys = compression_keys};
 const h2p_module_conf_t h2p_conf_output_cache = {.default_enabled = 1, .parse = parse_output_cache, .rules = 1};
 const h2p_module_conf_t h2p_conf_logging = {.default_enabled = 1, .init = logging_init, .keys = logging_keys};
-const h2p_module_conf_t h2p_conf_failed_request_tracing = {.default_enabled = 0, .keys = failed_request_tracing_keys};
+const h2p_module_conf_t h2p_conf_failed_request_tracing = {
+    .default_enabled = 0, .init = failed_request_tracing_init, .keys = failed_request_tracing_keys};
 const h2p_module_conf_t h2p_conf_request_monitor = {.default_enabled = 1, .keys = request_monitor_keys};
 
 /* Every module with settings, by native-modules/modules.def. */

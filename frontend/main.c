@@ -20,6 +20,7 @@
 
 #include "frontend/config.h"
 #include "frontend/log.h"
+#include "frontend/log_writer.h"
 #include "frontend/router.h"
 #include "frontend/server.h"
 #include "frontend/tls.h"
@@ -39,11 +40,14 @@ static const char usage[] = "usage: h2pool [-t] -c DIR\n"
 
 #ifdef __SANITIZE_ADDRESS__
 /* libh2o keeps freed buffers and memory-pool chunks in per-thread recycle lists that it never
- * empties; they die with the front-end threads at shutdown and are not h2pool's leaks. */
+ * empties; they die with the front-end threads at shutdown and are not h2pool's leaks.  FastCGI's
+ * per-duration timeouts stay linked into their loop for the thread's life; once the thread has
+ * exited, the loop's list reaches them only through thread-local timeouts (CGI's, FastCGI's
+ * client watch) whose storage went with the thread, so LeakSanitizer cannot follow it. */
 const char *__lsan_default_suppressions(void);
 const char *__lsan_default_suppressions(void)
 {
-    return "leak:h2o_mem_alloc_recycle\n";
+    return "leak:h2o_mem_alloc_recycle\nleak:timeout_for\n";
 }
 #endif
 
@@ -107,6 +111,7 @@ static void on_child_exit(void)
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
         if (pid == h2p_privsep_spawner_pid()) {
             h2p_error(NULL, "the privileged part (spawner %d) exited: stopping", (int)pid);
+            h2p_log_writer_stop();
             h2p_log_close();
             _exit(1);
         }
@@ -136,6 +141,9 @@ static void on_signal_readable(h2o_socket_t *sock, const char *err)
                 break;
             case SIGHUP:
                 reload("SIGHUP");
+                break;
+            case SIGUSR1: /* logrotate moved the access logs: reopen them, as nginx does */
+                h2p_log_writer_reopen();
                 break;
             }
         }
@@ -235,6 +243,7 @@ int main(int argc, char **argv)
     sigaddset(&signals, SIGTERM);
     sigaddset(&signals, SIGINT);
     sigaddset(&signals, SIGHUP);
+    sigaddset(&signals, SIGUSR1);
     sigaddset(&signals, SIGCHLD);
     sigprocmask(SIG_BLOCK, &signals, NULL);
     signal(SIGPIPE, SIG_IGN);
@@ -244,10 +253,15 @@ int main(int argc, char **argv)
         return 1;
     }
     /* the log is opened with the rights h2pool was started with; from here on, the front end
-     * has server.user's */
+     * has server.user's (the access log directories are made that user's first) */
+    h2p_log_writer_prepare_dirs(conf);
     char err[512];
     if (h2p_privsep_drop_privileges(&conf->server, err, sizeof(err)) != 0) {
         h2p_error(NULL, "%s", err);
+        goto Fail;
+    }
+    if (h2p_log_writer_start() != 0) {
+        h2p_error(NULL, "cannot start the access log writer: %s", strerror(errno));
         goto Fail;
     }
     h2o_evloop_t *loop = supervisor_loop = h2o_evloop_create();
@@ -295,6 +309,7 @@ int main(int argc, char **argv)
     h2p_privsep_stop();      /* it kills what it still runs (CGI scripts) and exits */
     h2o_evloop_run(loop, 0); /* frees the closed sockets */
     h2p_credfile_stop_watching();
+    h2p_log_writer_stop(); /* every request is disposed: their lines are written */
     h2p_notice(NULL, "stopped");
     h2p_log_close();
     h2p_config_release(current_conf);
@@ -303,6 +318,7 @@ int main(int argc, char **argv)
 
 Fail:
     h2p_credfile_stop_watching();
+    h2p_log_writer_stop();
     h2p_log_close();
     h2p_config_release(conf);
     return 1;

@@ -127,7 +127,8 @@ static int build_scope(h2p_gen_t *gen, h2p_site_rt_t *site, h2p_app_rt_t *app, h
     scope->file = (h2o_handler_t *)h2o_file_register(scope->file_pathconf, app->conf->root, no_index_files, gen->mimemap, 0);
 
     scope->pathconf = new_pathconf(gen, app->conf->path);
-    h2p_module_scope_t ms = {scope->pathconf, &scope->modules, site->conf, app->conf->root, err, errlen, 0, scope};
+    h2p_module_scope_t ms = {scope->pathconf, &scope->modules,   site->conf, app->conf->root, err, errlen, 0,
+                             scope,           &gen->conf->server};
     if (h2p_modules_setup_scope(&ms, H2P_PHASE_REQUEST) != 0)
         return -1;
     h2p_content_register(scope->pathconf, scope);
@@ -431,6 +432,22 @@ static void collapse_slashes(h2o_req_t *req)
     req->path_normalized = h2o_iovec_init(dst, n);
 }
 
+/* run_scope where failed_request_tracing runs: each handler is a step of the trace. */
+static int run_traced(h2o_req_t *req, h2p_request_t *r, size_t from)
+{
+    h2p_scope_rt_t *scope = r->scope;
+    for (size_t i = from; i < scope->pathconf->handlers.size; ++i) {
+        h2o_handler_t *handler = scope->pathconf->handlers.entries[i];
+        int step = h2p_trace_step_begin(r, i < H2P_SCOPE_MAX_HANDLERS ? scope->handler_modules[i] : NULL);
+        int answered = handler->on_req(handler, req) == 0;
+        h2p_trace_step_end(r, step, answered);
+        if (answered)
+            return 0;
+    }
+    h2o_send_error_404(req, "Not Found", "not found", 0);
+    return 0;
+}
+
 /* Runs the scope of req->path_normalized, from handler `from` on: each module passes (-1) or
  * answers (0); the content handler is last. */
 static int run_scope(h2o_req_t *req, h2p_request_t *r, size_t from)
@@ -438,6 +455,8 @@ static int run_scope(h2o_req_t *req, h2p_request_t *r, size_t from)
     r->app = find_app(r->site, req->path_normalized);
     r->scope = find_scope(r->app, req->path_normalized);
     h2o_req_bind_conf(req, r->site->hostconf, r->scope->pathconf);
+    if (r->scope->traced || r->trace != NULL)
+        return run_traced(req, r, from);
     h2o_handler_t **handler = r->scope->pathconf->handlers.entries + from,
                   **end = r->scope->pathconf->handlers.entries + r->scope->pathconf->handlers.size;
     for (; handler < end; ++handler)
@@ -468,6 +487,15 @@ static int tls_policy_allows(h2o_req_t *req, h2p_site_rt_t *site)
     return ssl != NULL && h2p_tls_same_client_policy(SSL_get_SSL_CTX(ssl), site->ssl_ctx);
 }
 
+/* A request the site refuses before any scope is chosen: its root application's scope sends the
+ * error, so that its response modules (custom errors, headers, the site's log) see it too. */
+static void bind_site_root(h2o_req_t *req, h2p_request_t *r)
+{
+    r->app = r->site->apps + r->site->num_apps - 1;
+    r->scope = r->app->scopes + r->app->num_scopes - 1;
+    h2o_req_bind_conf(req, r->site->hostconf, r->scope->pathconf);
+}
+
 static int on_router_req(h2o_handler_t *_self, h2o_req_t *req)
 {
     router_handler_t *self = (void *)_self;
@@ -496,10 +524,12 @@ static int on_router_req(h2o_handler_t *_self, h2o_req_t *req)
         return 0;
     }
     if (self->listener->scheme == H2P_SCHEME_HTTPS && !tls_policy_allows(req, r->site)) {
+        bind_site_root(req, r);
         h2o_send_error_generic(req, 421, "Misdirected Request", "this host needs a connection of its own (TLS client policy)", 0);
         return 0;
     }
     if (memchr(req->path_normalized.base, '\0', req->path_normalized.len) != NULL) {
+        bind_site_root(req, r);
         h2o_send_error_400(req, "Bad Request", "Bad Request", 0);
         return 0;
     }

@@ -12,6 +12,8 @@ struct h2p_pool;
 
 struct h2p_app_rt;
 
+#define H2P_SCOPE_MAX_HANDLERS 32
+
 /* A scope: an application, or a `locations:` prefix inside it, with its own module chain. */
 typedef struct h2p_scope_rt {
     struct h2p_app_rt *app;
@@ -25,6 +27,9 @@ typedef struct h2p_scope_rt {
     h2o_handler_t *file; /* libh2o's static file handler for this scope (not in the chain) */
     size_t resume_at;    /* the first handler after the rewrite slot: where a rewritten request goes on */
     h2o_pathconf_t *file_pathconf;
+    int traced; /* failed_request_tracing runs here: the router times each handler */
+    /* the module each handler of pathconf belongs to, for traces (NULL: the content handler) */
+    const char *handler_modules[H2P_SCOPE_MAX_HANDLERS];
 } h2p_scope_rt_t;
 
 typedef struct h2p_app_rt {

@@ -21,6 +21,7 @@
 #include "handlers/cgi_env.h"
 #include "handlers/cgi_response.h"
 #include "handlers/fcgi_proto.h"
+#include "native-modules/module.h"
 #include "poolmgr/pool.h"
 
 #define BUILD_REQUEST_ID 1      /* in the records as built; each attempt stamps the worker's next id */
@@ -437,6 +438,11 @@ static kept_state_t kept_connection_state(h2o_socket_t *sock)
 
 static void start_on_worker(fcgi_request_t *fr, h2p_worker_t *worker)
 {
+    h2p_request_t *r = fr->response.req != NULL ? h2p_request_of(fr->response.req) : NULL;
+    if (r != NULL) { /* for traces: who served it */
+        r->pool_name = h2p_pool_name(fr->pool);
+        r->worker_pid = (int)h2p_worker_pid(worker);
+    }
     fr->worker = worker;
     fr->got_output = 0;
     set_request_id(fr, h2p_worker_next_request_id(worker));

@@ -55,6 +55,18 @@ typedef struct h2p_request {
      * response is an entry's copy, which the response-phase modules leave as it was stored */
     struct h2p_cache_request *cache;
     unsigned from_cache : 1;
+    /* how the response ended, for the log (see h2p_request_watch_response) */
+    enum h2p_response_end {
+        H2P_RESPONSE_NOT_ENDED, /* not (yet) sent in full: the client left, or no response began */
+        H2P_RESPONSE_COMPLETE,  /* the last byte was handed to the protocol layer */
+        H2P_RESPONSE_CUT_OFF    /* its producer failed mid-body (a worker died): the client got part of it */
+    } response_end;
+    int response_watched;
+    /* FastCGI: the pool and the worker that took the request (for traces); NULL / 0 otherwise */
+    const char *pool_name;
+    int worker_pid;
+    /* failed_request_tracing: the pipeline steps, when the scope traces (NULL otherwise) */
+    struct h2p_trace *trace;
 } h2p_request_t;
 
 /* The query string the application sees: the client's, or what rewrite made of it. */
@@ -90,6 +102,25 @@ const struct h2p_served *h2p_request_served(h2p_request_t *r);
 /* The h2p_request_t of a request that went through the router (NULL otherwise). */
 h2p_request_t *h2p_request_of(h2o_req_t *req);
 
+/* Puts, once per request, an ostream into the response chain that records how the response
+ * ended (r->response_end); returns the slot for the next ostream.  For response-phase filters. */
+h2o_ostream_t **h2p_request_watch_response(h2o_req_t *req, h2o_ostream_t **slot);
+
+/* The status for logs: the response's, or 499 (nginx's "client closed request") when the
+ * request ended before any response began. */
+unsigned h2p_request_log_status(h2o_req_t *req);
+
+/* Milliseconds from the request's first byte (HTTP/1) or its arrival as a whole (HTTP/2) to `now`. */
+uint64_t h2p_request_time_taken_ms(h2o_req_t *req, const struct timeval *now);
+
+/*
+ * failed_request_tracing's view of the request phase: the router calls these around each
+ * handler of a scope that traces (h2p_scope_rt_t.traced).  `module` names the module the
+ * handler belongs to; NULL is the content handler.  Begin returns the step's index for end.
+ */
+int h2p_trace_step_begin(h2p_request_t *r, const char *module);
+void h2p_trace_step_end(h2p_request_t *r, int step, int answered);
+
 /* Ends the request from a module: records who and why, sends status with `body` as text. */
 int h2p_request_deny(h2p_request_t *r, const char *module, unsigned status, unsigned substatus, const char *reason,
                      const char *body);
@@ -110,6 +141,7 @@ typedef struct h2p_module_scope {
     size_t errlen;
     h2p_module_phase_t phase; /* which phase is being set up (a module may take part in both) */
     struct h2p_scope_rt *scope;
+    const h2p_server_conf_t *server; /* the generation's server settings (log_dir) */
 } h2p_module_scope_t;
 
 typedef struct h2p_module {

@@ -610,12 +610,14 @@ void h2p_spawner_main(const char *conf_dir, h2p_config_t *conf, int command_fd, 
     sp.self = getpid();
 
     /* SIGTERM from a service manager or SIGINT from a terminal go to the whole group: the front
-     * end stops the workers gracefully, then closes the command channel, which ends us */
+     * end stops the workers gracefully, then closes the command channel, which ends us (SIGUSR1,
+     * the access logs' reopen, is the front end's too: `pkill -USR1 h2pool` matches us) */
     sigset_t blocked, chld;
     sigemptyset(&blocked);
     sigaddset(&blocked, SIGTERM);
     sigaddset(&blocked, SIGINT);
     sigaddset(&blocked, SIGHUP);
+    sigaddset(&blocked, SIGUSR1);
     sigaddset(&blocked, SIGCHLD);
     sigaddset(&blocked, SIGPIPE);
     sigprocmask(SIG_SETMASK, &blocked, NULL);

@@ -3,7 +3,7 @@
 # clang and its libFuzzer runtime (libclang-rt-14-dev) are for scripts/fuzz.sh.
 set -e
 PACKAGES="build-essential cmake pkg-config clang-format libh2o-evloop-dev libssl-dev libyaml-dev libjansson-dev libpcre2-dev
-  libcmocka-dev libfcgi-dev libbrotli-dev zlib1g-dev brotli libcrypt-dev php-cgi dokuwiki curl nghttp2-client python3 openssl procps
+  libcmocka-dev libfcgi-dev libbrotli-dev zlib1g-dev brotli libcrypt-dev php-cgi dokuwiki curl nghttp2-client python3 openssl procps goaccess
   clang libclang-rt-14-dev"
 missing=""
 for p in $PACKAGES; do

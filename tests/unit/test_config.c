@@ -568,6 +568,7 @@ static void test_defaults(void **state)
     assert_string_equal(m->logging.rotate, "daily");
     assert_int_equal(m->logging.max_size, 20 * 1024 * 1024);
     assert_int_equal(m->failed_request_tracing.enabled, 0);
+    assert_int_equal(m->failed_request_tracing.max_files, 1000);
     assert_int_equal(m->request_monitor.enabled, 1);
     assert_int_equal(m->num_plugin_settings, 0);
     h2p_config_release(conf);
@@ -1329,6 +1330,8 @@ static const bad_case_t bad_cases[] = {
      "a.yaml:6:41: sites.s.modules.failed_request_tracing.status[0]: ", "bad status"},
     {"bad_trace_status_order", SITE_HEAD "    modules:\n      failed_request_tracing: {status: [599-500]}\n", NULL, 0,
      "a.yaml:6:41: sites.s.modules.failed_request_tracing.status[0]: ", "bad status"},
+    {"bad_trace_max_files", SITE_HEAD "    modules:\n      failed_request_tracing: {max_files: 0}\n", NULL, 0,
+     "a.yaml:6:43: sites.s.modules.failed_request_tracing.max_files: ", "out of range"},
     {"module_enabled_not_boolean", SITE_HEAD "    modules:\n      webdav: {enabled: 2}\n", NULL, 0,
      "a.yaml:6:25: sites.s.modules.webdav.enabled: ", "boolean"},
     {"module_not_a_map", SITE_HEAD "    modules:\n      webdav: true\n", NULL, 0,
