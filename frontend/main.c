@@ -185,6 +185,65 @@ static int check_tls(h2p_config_t *conf)
     return ok;
 }
 
+/* One users or groups file as the start would read it; a message in the usual form if it cannot be used. */
+static int check_credential_file(h2p_credfile_kind_t kind, const char *path, const h2p_origin_t *origin, const char *key_path)
+{
+    char err[1024];
+    int ret;
+    if (kind == H2P_CREDFILE_USERS) {
+        h2p_htpasswd_t users;
+        if ((ret = h2p_htpasswd_load(&users, path, err, sizeof(err))) == 0)
+            h2p_htpasswd_dispose(&users);
+    } else {
+        h2p_groups_t groups;
+        if ((ret = h2p_groups_load(&groups, path, err, sizeof(err))) == 0)
+            h2p_groups_dispose(&groups);
+    }
+    if (ret != 0)
+        fprintf(stderr, "%s:%u:%u: %s: %s\n", origin->file != NULL ? origin->file : "", origin->line, origin->column, key_path,
+                err);
+    return ret == 0;
+}
+
+/* -t reads every users and groups file an enabled authentication names, as the start does: a
+ * legacy hash or a bcrypt cost above the cap is a configuration error, not a surprise at start. */
+static int check_credential_files(h2p_config_t *conf)
+{
+    int ok = 1;
+    for (size_t s = 0; s != conf->num_sites; ++s) {
+        h2p_site_conf_t *site = conf->sites + s;
+        for (size_t i = 0; i < site->num_applications + site->num_locations; i++) {
+            const h2p_modules_conf_t *modules;
+            char path[1100];
+            if (i < site->num_applications) {
+                modules = &site->applications[i].scope.modules;
+                if (i == 0)
+                    snprintf(path, sizeof(path), "sites.%s.modules.authentication", site->name);
+                else
+                    snprintf(path, sizeof(path), "sites.%s.applications.%s.modules.authentication", site->name,
+                             site->applications[i].path);
+            } else {
+                const h2p_location_conf_t *location = &site->locations[i - site->num_applications];
+                modules = &location->scope.modules;
+                snprintf(path, sizeof(path), "sites.%s.locations.%s.modules.authentication", site->name, location->path);
+            }
+            const h2p_authentication_conf_t *c = &modules->authentication.c;
+            if (!modules->authentication.set || !modules->authentication.enabled)
+                continue;
+            char key_path[1200];
+            if (c->basic.enabled && c->basic.users_file != NULL) {
+                snprintf(key_path, sizeof(key_path), "%s.basic.users_file", path);
+                ok &= check_credential_file(H2P_CREDFILE_USERS, c->basic.users_file, &c->basic.users_file_origin, key_path);
+            }
+            if (c->groups_file != NULL) {
+                snprintf(key_path, sizeof(key_path), "%s.groups_file", path);
+                ok &= check_credential_file(H2P_CREDFILE_GROUPS, c->groups_file, &c->groups_file_origin, key_path);
+            }
+        }
+    }
+    return ok;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {{"conf", required_argument, NULL, 'c'},
@@ -238,6 +297,7 @@ int main(int argc, char **argv)
     }
     if (test_only) {
         int ok = check_tls(conf);
+        ok &= check_credential_files(conf);
         if (ok)
             printf("configuration OK\n");
         h2p_config_release(conf);

@@ -221,7 +221,7 @@ static int on_config(h2p_module_scope_t *ms)
     if (self->basic) {
         char err[1024];
         if ((self->users = h2p_credfile_open(H2P_CREDFILE_USERS, c->basic.users_file, err, sizeof(err))) == NULL) {
-            const h2p_origin_t *o = &ms->settings->authentication.origin;
+            const h2p_origin_t *o = &c->basic.users_file_origin;
             snprintf(ms->err, ms->errlen, "%s:%u:%u: site %s: authentication.basic.users_file: %s", o->file != NULL ? o->file : "",
                      o->line, o->column, site, err);
             return -1;
