@@ -34,21 +34,13 @@ static void answer(h2p_crypt_job_t *job, const h2p_htpasswd_user_t *result)
     }
 }
 
-static size_t count_jobs(const h2p_crypt_job_t *job)
+/* Takes a computed job and its followers out of the pool's hands: a cancel cannot reach them now. */
+static void detach_locked(h2p_crypt_job_t *job)
 {
-    size_t n = 0;
-    for (; job != NULL; job = job->_followers)
-        ++n;
-    return n;
-}
-
-/* A cancelled job whose computation nobody else shares is answered without computing it. */
-static int wanted(const h2p_crypt_job_t *job)
-{
-    for (; job != NULL; job = job->_followers)
-        if (!__atomic_load_n(&job->cancelled, __ATOMIC_ACQUIRE))
-            return 1;
-    return 0;
+    for (; job != NULL; job = job->_followers) {
+        job->_leader = NULL;
+        pool.jobs--;
+    }
 }
 
 static void *thread_main(void *arg)
@@ -65,17 +57,15 @@ static void *thread_main(void *arg)
         }
         h2p_crypt_job_t *job = H2O_STRUCT_FROM_MEMBER(h2p_crypt_job_t, _queued, pool.queue.next);
         h2o_linklist_unlink(&job->_queued);
-        const h2p_htpasswd_user_t *result = NULL;
-        if (wanted(job)) {
-            pool.running[self] = job; /* identical checks submitted from now on join it */
-            pthread_mutex_unlock(&pool.lock);
-            result = h2p_htpasswd_verify(&job->users->users, job->user, job->user_len, job->password, job->password_len);
-            pthread_mutex_lock(&pool.lock);
-            pool.running[self] = NULL;
-        }
-        pool.jobs -= count_jobs(job);
+        pool.running[self] = job; /* identical checks submitted from now on join it */
         pthread_mutex_unlock(&pool.lock);
-        answer(job, result); /* no follower joins now: the job is neither queued nor running */
+        const h2p_htpasswd_user_t *result =
+            h2p_htpasswd_verify(&job->users->users, job->user, job->user_len, job->password, job->password_len);
+        pthread_mutex_lock(&pool.lock);
+        pool.running[self] = NULL;
+        detach_locked(job);
+        pthread_mutex_unlock(&pool.lock);
+        answer(job, result);
         pthread_mutex_lock(&pool.lock);
     }
     pthread_mutex_unlock(&pool.lock);
@@ -122,8 +112,7 @@ int h2p_crypt_pool_submit(h2p_crypt_job_t *job)
 {
     int ret = -1;
     job->result = NULL;
-    job->cancelled = 0;
-    job->_followers = NULL;
+    job->_followers = job->_leader = NULL;
     job->_queued = (h2o_linklist_t){NULL, NULL};
     job->message.link = (h2o_linklist_t){NULL, NULL};
 
@@ -134,6 +123,7 @@ int h2p_crypt_pool_submit(h2p_crypt_job_t *job)
         goto Exit;
     h2p_crypt_job_t *leader = find_same_locked(job);
     if (leader != NULL) {
+        job->_leader = leader;
         job->_followers = leader->_followers;
         leader->_followers = job;
     } else {
@@ -149,7 +139,32 @@ Exit:
 
 void h2p_crypt_pool_cancel(h2p_crypt_job_t *job)
 {
-    __atomic_store_n(&job->cancelled, 1, __ATOMIC_RELEASE);
+    int dropped = 1;
+    pthread_mutex_lock(&pool.lock);
+    if (h2o_linklist_is_linked(&job->_queued)) {
+        h2p_crypt_job_t *heir = job->_followers; /* takes the job's place in the queue */
+        if (heir != NULL) {
+            h2o_linklist_insert(&job->_queued, &heir->_queued);
+            heir->_leader = NULL;
+            for (h2p_crypt_job_t *f = heir->_followers; f != NULL; f = f->_followers)
+                f->_leader = heir;
+        }
+        h2o_linklist_unlink(&job->_queued);
+    } else if (job->_leader != NULL) {
+        h2p_crypt_job_t *prev = job->_leader;
+        while (prev->_followers != job)
+            prev = prev->_followers;
+        prev->_followers = job->_followers;
+    } else {
+        dropped = 0; /* being computed, or on its way back */
+    }
+    if (dropped) {
+        job->_followers = job->_leader = NULL;
+        pool.jobs--;
+    }
+    pthread_mutex_unlock(&pool.lock);
+    if (dropped)
+        answer(job, NULL);
 }
 
 void h2p_crypt_pool_stop(void)

@@ -32,10 +32,10 @@ typedef struct h2p_crypt_job {
     size_t user_len, password_len;
     unsigned char key[SHA256_DIGEST_LENGTH]; /* names the credentials: equal keys share a computation */
     const h2p_htpasswd_user_t *result;       /* when it comes back: the user in `users`, or NULL */
-    int cancelled;                           /* atomic; see h2p_crypt_pool_cancel */
     /* the pool's */
-    h2o_linklist_t _queued;
-    struct h2p_crypt_job *_followers; /* jobs sharing this one's computation */
+    h2o_linklist_t _queued;           /* a job that waits for a thread */
+    struct h2p_crypt_job *_followers; /* the next job sharing the computation of a queued or running job */
+    struct h2p_crypt_job *_leader;    /* of a follower: the job it shares the computation of */
 } h2p_crypt_job_t;
 
 /*
@@ -45,8 +45,9 @@ typedef struct h2p_crypt_job {
  */
 int h2p_crypt_pool_submit(h2p_crypt_job_t *job);
 
-/* Nobody waits for the result any more (the client left): the computation is skipped unless
- * another job shares it.  The job still comes back. */
+/* Nobody waits for the result any more (the client left).  A job still waiting leaves the queue
+ * at once (its place is free for another check) and comes back without a result; one being
+ * computed comes back when it is done.  On the receiver's thread. */
 void h2p_crypt_pool_cancel(h2p_crypt_job_t *job);
 
 /* Stops and joins the threads (at exit, once the event loops are gone). */
