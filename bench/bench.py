@@ -6,6 +6,7 @@ on the same machine.  Absolute numbers move from run to run on a shared machine:
 ratios, which are taken within one run.
 """
 import argparse
+import base64
 import glob
 import json
 import os
@@ -25,6 +26,8 @@ os.chmod(WORK, 0o755)
 PORTS = {"h2pool": (18180, 18543), "nginx": (18181, 18544), "h2o": (18182, 18545)}
 MODULES_ON, MODULES_OFF = 18190, 18191
 LOGGING_ON, LOGGING_OFF = 18192, 18193
+STORM_PORT = 18194  # h2pool's site behind basic authentication, for the password storm
+STORM_CONNECTIONS = 16
 WORKERS = 4
 procs = []
 
@@ -42,6 +45,18 @@ def wait_port(port, timeout=15):
         except OSError:
             time.sleep(0.02)
     raise RuntimeError(f"nothing listens on {port}")
+
+
+def check_ports_free():
+    """h2pool listens with SO_REUSEPORT: a second benchmark on this machine (same user) would share
+    its ports silently and each would measure a mix of both servers."""
+    for port in [p for pair in PORTS.values() for p in pair] + [MODULES_ON, MODULES_OFF, LOGGING_ON, LOGGING_OFF, STORM_PORT]:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                shutil.rmtree(WORK, ignore_errors=True)
+                sys.exit(f"port {port} is in use (another benchmark running?): not measuring")
 
 
 def start(name, cmd, env=None, **kw):
@@ -97,6 +112,35 @@ def setup_files():
     sh("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
        "-keyout", f"{WORK}/key.pem", "-out", f"{WORK}/cert.pem")
     os.system(f"chmod -R a+rX {WORK}")
+
+
+def bcrypt_hash(password, cost):
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            import crypt
+            if crypt.METHOD_BLOWFISH in crypt.methods:
+                return crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=2 ** cost))
+        except ImportError:
+            pass
+    return sh("htpasswd", "-nbB", "-C", str(cost), "u", password).stdout.strip().split(":", 1)[1]
+
+
+def setup_storm_files():
+    """A users file with one bcrypt cost-12 user (the cap), and a wrk script that sends a different
+    wrong password with each request, so no two checks can share a computation."""
+    with open(f"{WORK}/users.htpasswd", "w") as f:
+        f.write(f"slow:{bcrypt_hash('right', 12)}\n")
+    headers = ",\n".join('"Basic ' + base64.b64encode(f"slow:wrong-{i}".encode()).decode() + '"' for i in range(4096))
+    with open(f"{WORK}/storm.lua", "w") as f:
+        f.write(f"""local headers = {{{headers}}}
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format("GET", "/1k.txt", {{["Authorization"] = headers[i % #headers + 1]}})
+end
+""")
 
 
 def write_h2pool_conf(args, min_processes):
@@ -157,6 +201,13 @@ sites:
       authorization: {{enabled: false}}
       custom_headers: {{enabled: false}}
       custom_errors: {{enabled: false}}
+  storm:
+    bindings: [http://127.0.0.1:{STORM_PORT}]
+    root: {WORK}/www
+    modules:
+      authentication:
+        anonymous: false
+        basic: {{users_file: {WORK}/users.htpasswd}}
 """)
     return conf
 
@@ -381,6 +432,32 @@ sites:
     result["lines_written"] = lines
     result["drop_reports"] = dropped
     return result
+def password_storm(duration, rounds):
+    """Static 1 KB on one site (wrk -c64) alone, then while 16 connections send wrong passwords for a
+    bcrypt cost-12 user to another site of the same h2pool (one event loop): the checks run on the
+    crypt pool, so the static site should keep most of its throughput (h2pool only)."""
+    static = f"http://127.0.0.1:{PORTS['h2pool'][0]}/1k.txt"
+    alone, during, storms = [], [], []
+    for _ in range(rounds):
+        alone.append(run_wrk(static, 64, duration))
+        storm = subprocess.Popen(["wrk", "-t1", f"-c{STORM_CONNECTIONS}", f"-d{duration + 2}s", "-s", f"{WORK}/storm.lua",
+                                  f"http://127.0.0.1:{STORM_PORT}/1k.txt"], stdout=subprocess.PIPE, text=True)
+        time.sleep(1)  # the pool's queue fills
+        during.append(run_wrk(static, 64, duration))
+        out = storm.communicate()[0]
+        m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        storms.append({"checks_per_s": float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1)),
+                       "answered_401": int(m.group(1)) if m else 0,
+                       "requests": int(re.search(r"(\d+) requests in", out).group(1))})
+        print(f"password storm: static alone {alone[-1]['rps']:.0f} req/s p99 {alone[-1]['p99_ms']:.2f} ms, during "
+              f"{during[-1]['rps']:.0f} req/s p99 {during[-1]['p99_ms']:.2f} ms, {storms[-1]['checks_per_s']:.1f} checks/s",
+              file=sys.stderr)
+    med = lambda runs, k: statistics.median(r[k] for r in runs)
+    return {"static_alone_rps": med(alone, "rps"), "static_alone_p99_ms": med(alone, "p99_ms"),
+            "static_during_rps": med(during, "rps"), "static_during_p99_ms": med(during, "p99_ms"),
+            "static_during_errors": med(during, "errors"), "checks_per_s": med(storms, "checks_per_s"),
+            "storm_requests": sum(s["requests"] for s in storms), "storm_401": sum(s["answered_401"] for s in storms),
+            "ratio": med(during, "rps") / med(alone, "rps")}
 
 
 def cold_start_ms(args, tries=5):
@@ -410,12 +487,15 @@ def main():
     ap.add_argument("--hello", required=True)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=4)
-    ap.add_argument("--only", default=",".join(list(SCENARIOS) + ["logging"]),
+    ap.add_argument("--only", default=",".join(list(SCENARIOS) + ["logging", "password-storm"]),
                     help="scenarios, comma-separated; `logging` = h2pool with the access log on vs off")
     args = ap.parse_args()
+    check_ports_free()
     setup_files()
-    scenarios = [s for s in args.only.split(",") if s]
-    if scenarios == ["logging"]:  # h2pool alone: no peers, no backends of theirs
+    setup_storm_files()
+    scenarios = [s for s in args.only.split(",") if s and s != "password-storm"]
+    storm_wanted = "password-storm" in args.only.split(",")
+    if scenarios == ["logging"] and not storm_wanted:  # h2pool alone: no peers, no backends of theirs
         logging = logging_ratio(args, args.duration, args.rounds)
         print_logging(logging)
         shutil.rmtree(WORK, ignore_errors=True)
@@ -442,7 +522,8 @@ def main():
                     results[s][srv].append(res)
                     print(f"round {r + 1} {s:14} {srv:7} {res['rps']:>10.0f} req/s p99 {res['p99_ms']:.2f} ms errors {res['errors']}",
                           file=sys.stderr)
-        modules = modules_ratio(args.duration, args.rounds)
+        modules = modules_ratio(args.duration, args.rounds) if "static-1k" in scenarios else None
+        storm = password_storm(args.duration, args.rounds) if storm_wanted else None
         stop_all()
         if logging:
             logging = logging_ratio(args, args.duration, args.rounds)
@@ -461,7 +542,7 @@ def main():
         table[s] = row
     report = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rounds": args.rounds, "duration_s": args.duration,
               "scenarios": table, "h2pool_idle_rss_kib": idle_rss, "h2pool_cold_start_ms": cold,
-              "modules_on_vs_off": modules, "logging_on_vs_off": logging}
+              "modules_on_vs_off": modules, "logging_on_vs_off": logging, "password_storm": storm}
     print(f"\n{'scenario':16}{'server':8}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'RSS KiB':>9}")
     for s, row in table.items():
         for srv in PORTS:
@@ -469,8 +550,14 @@ def main():
             print(f"{s:16}{srv:8}{v['rps']:>10.0f}{v['p50_ms']:>9.2f}{v['p99_ms']:>9.2f}{v['errors']:>8.0f}{v['rss_kib']:>9.0f}")
         print(f"{'':16}h2pool / best peer: {row['ratio_to_best_peer']:.2f}x")
     print(f"\nh2pool idle RSS: {idle_rss / 1024:.1f} MiB; cold start of a C app: {cold:.1f} ms" if cold else "")
-    print(f"static 1 KB, every request-phase module on vs all off: {modules['modules_on_rps']:.0f} / "
-          f"{modules['modules_off_rps']:.0f} req/s = {modules['ratio']:.2f}x")
+    if modules:
+        print(f"static 1 KB, every request-phase module on vs all off: {modules['modules_on_rps']:.0f} / "
+              f"{modules['modules_off_rps']:.0f} req/s = {modules['ratio']:.2f}x")
+    if storm:
+        print(f"static 1 KB during a storm of wrong bcrypt-12 passwords ({STORM_CONNECTIONS} connections) vs alone: "
+              f"{storm['static_during_rps']:.0f} / {storm['static_alone_rps']:.0f} req/s = {storm['ratio']:.2f}x, "
+              f"p99 {storm['static_during_p99_ms']:.2f} / {storm['static_alone_p99_ms']:.2f} ms; "
+              f"{storm['checks_per_s']:.1f} checks/s, {storm['storm_401']} of {storm['storm_requests']} answered 401")
     if logging:
         print_logging(logging)
     os.makedirs(f"{ROOT}/results", exist_ok=True)

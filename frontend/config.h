@@ -127,7 +127,8 @@ typedef struct h2p_authentication_conf {
     int anonymous;
     struct {
         int enabled;
-        char *realm, *users_file; /* realm defaults to the site name */
+        char *realm, *users_file;       /* realm defaults to the site name */
+        h2p_origin_t users_file_origin; /* where users_file is named: its errors point there */
     } basic, digest;
     struct {
         int enabled;
@@ -144,6 +145,7 @@ typedef struct h2p_authentication_conf {
        (with check_files; NULL otherwise): the modules use these, they never read the files */
     const struct h2p_htpasswd *basic_users;
     const struct h2p_groups *groups;
+    h2p_origin_t groups_file_origin;
 } h2p_authentication_conf_t;
 
 typedef struct h2p_authz_rule {

@@ -25,6 +25,7 @@
 #include "frontend/server.h"
 #include "frontend/tls.h"
 #include "native-modules/credfile.h"
+#include "native-modules/crypt_pool.h"
 #include "poolmgr/pool.h"
 #include "privsep/privsep.h"
 
@@ -308,6 +309,7 @@ int main(int argc, char **argv)
     h2o_socket_close(spawner_events);
     h2p_privsep_stop();      /* it kills what it still runs (CGI scripts) and exits */
     h2o_evloop_run(loop, 0); /* frees the closed sockets */
+    h2p_crypt_pool_stop();
     h2p_credfile_stop_watching();
     h2p_log_writer_stop(); /* every request is disposed: their lines are written */
     h2p_notice(NULL, "stopped");

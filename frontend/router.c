@@ -432,7 +432,7 @@ static void collapse_slashes(h2o_req_t *req)
     req->path_normalized = h2o_iovec_init(dst, n);
 }
 
-/* run_scope where failed_request_tracing runs: each handler is a step of the trace. */
+/* run_chain where failed_request_tracing runs: each handler is a step of the trace. */
 static int run_traced(h2o_req_t *req, h2p_request_t *r, size_t from)
 {
     h2p_scope_rt_t *scope = r->scope;
@@ -448,13 +448,10 @@ static int run_traced(h2o_req_t *req, h2p_request_t *r, size_t from)
     return 0;
 }
 
-/* Runs the scope of req->path_normalized, from handler `from` on: each module passes (-1) or
- * answers (0); the content handler is last. */
-static int run_scope(h2o_req_t *req, h2p_request_t *r, size_t from)
+/* Runs r->scope's chain from handler `from` on: each module passes (-1) or answers (0); the
+ * content handler is last. */
+static int run_chain(h2o_req_t *req, h2p_request_t *r, size_t from)
 {
-    r->app = find_app(r->site, req->path_normalized);
-    r->scope = find_scope(r->app, req->path_normalized);
-    h2o_req_bind_conf(req, r->site->hostconf, r->scope->pathconf);
     if (r->scope->traced || r->trace != NULL)
         return run_traced(req, r, from);
     h2o_handler_t **handler = r->scope->pathconf->handlers.entries + from,
@@ -463,6 +460,26 @@ static int run_scope(h2o_req_t *req, h2p_request_t *r, size_t from)
         if ((*handler)->on_req(*handler, req) == 0)
             return 0;
     h2o_send_error_404(req, "Not Found", "not found", 0);
+    return 0;
+}
+
+/* Runs the scope of req->path_normalized, from handler `from` on. */
+static int run_scope(h2o_req_t *req, h2p_request_t *r, size_t from)
+{
+    r->app = find_app(r->site, req->path_normalized);
+    r->scope = find_scope(r->app, req->path_normalized);
+    h2o_req_bind_conf(req, r->site->hostconf, r->scope->pathconf);
+    return run_chain(req, r, from);
+}
+
+int h2p_router_continue_after(h2o_req_t *req, h2o_handler_t *handler)
+{
+    h2p_request_t *r = h2p_request_of(req);
+    h2o_pathconf_t *pathconf = r->scope->pathconf;
+    for (size_t i = 0; i != pathconf->handlers.size; ++i)
+        if (pathconf->handlers.entries[i] == handler)
+            return run_chain(req, r, i + 1);
+    h2o_send_error_500(req, "Internal Server Error", "internal error", 0); /* not in the scope that ran it: a bug */
     return 0;
 }
 
@@ -561,6 +578,7 @@ void h2p_router_init_thread(h2p_thread_t *th)
 {
     h2p_fastcgi_init_thread(th);
     h2p_output_cache_init_thread(th);
+    h2p_authentication_init_thread(th);
 }
 
 void h2p_router_dispose_thread(h2p_thread_t *th)

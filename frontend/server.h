@@ -62,10 +62,11 @@ typedef struct h2p_thread {
     h2p_thread_listener_t **listeners; /* by listener index; never freed: pending handshakes point in */
     size_t num_listeners;
     h2o_multithread_queue_t *queue;
-    h2o_multithread_receiver_t control;   /* shutdown / generation swap */
-    h2o_multithread_receiver_t dispatch;  /* requests handed over by the pool manager */
-    h2o_multithread_receiver_t drop_kept; /* kept worker connections this thread must close */
-    size_t requests_in_flight;
+    h2o_multithread_receiver_t control;         /* shutdown / generation swap */
+    h2o_multithread_receiver_t dispatch;        /* requests handed over by the pool manager */
+    h2o_multithread_receiver_t drop_kept;       /* kept worker connections this thread must close */
+    h2o_multithread_receiver_t password_checks; /* results of the crypt pool (native-modules/crypt_pool.h) */
+    size_t requests_in_flight;                  /* and password checks not back yet: the loop waits for both */
     int shutting_down;
     h2o_linklist_t watched;         /* client connections (frontend/conn_watch.c) */
     h2o_timeout_entry_t watch_tick; /* once a second: their request timeouts */

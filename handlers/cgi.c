@@ -35,8 +35,11 @@ typedef struct cgi_request {
 
 #define CLIENT_CHECK_MS 1000
 
-static __thread h2o_timeout_t cgi_timeout, watch_timeout;
-static __thread int cgi_timeout_ready;
+/* on the heap: a loop's list of timeouts runs through them, and a node in a finished thread's TLS
+ * would hide the nodes after it (other modules' timeouts) from LeakSanitizer */
+static __thread struct cgi_timeouts {
+    h2o_timeout_t script, watch;
+} * timeouts;
 static __thread h2o_linklist_t spawning; /* cgi_request_t.spawning */
 
 static void on_stderr(h2o_socket_t *sock, const char *err);
@@ -89,7 +92,7 @@ static void on_stdout(h2o_socket_t *sock, const char *err)
     if (err == NULL && (err = h2p_read_slice(sock)) != NULL && strcmp(err, "again") == 0)
         return;
     h2o_timeout_unlink(&cr->timeout);
-    h2o_timeout_link(cr->loop, &cgi_timeout, &cr->timeout);
+    h2o_timeout_link(cr->loop, &timeouts->script, &cr->timeout);
     if (sock->input->size != 0) {
         if (h2p_cgi_response_feed(&cr->response, sock->input->bytes, sock->input->size) != 0) {
             h2p_warn("cgi", "script %d sent a malformed CGI header block", (int)cr->pid);
@@ -152,7 +155,7 @@ static void on_watch(h2o_timeout_entry_t *entry)
         h2p_cgi_response_fail(&cr->response, 499, "Client Closed Request", "the client closed the connection");
         return;
     }
-    h2o_timeout_link(cr->loop, &watch_timeout, &cr->watch);
+    h2o_timeout_link(cr->loop, &timeouts->watch, &cr->watch);
 }
 
 static void on_body_written(h2o_socket_t *sock, const char *err)
@@ -266,16 +269,16 @@ int h2p_cgi_handle(h2o_req_t *req, const h2p_cgi_script_t *script)
     cr->timeout.cb = on_timeout;
     cr->watch = (h2o_timeout_entry_t){0};
     cr->watch.cb = on_watch;
-    if (!cgi_timeout_ready) {
-        h2o_timeout_init(cr->loop, &cgi_timeout, H2P_CGI_TIMEOUT_MS);
-        h2o_timeout_init(cr->loop, &watch_timeout, CLIENT_CHECK_MS);
-        cgi_timeout_ready = 1;
+    if (timeouts == NULL) {
+        timeouts = h2o_mem_alloc(sizeof(*timeouts)); /* (reachable through the loop's list) */
+        h2o_timeout_init(cr->loop, &timeouts->script, H2P_CGI_TIMEOUT_MS);
+        h2o_timeout_init(cr->loop, &timeouts->watch, CLIENT_CHECK_MS);
     }
-    h2o_timeout_link(cr->loop, &cgi_timeout, &cr->timeout);
+    h2o_timeout_link(cr->loop, &timeouts->script, &cr->timeout);
     h2o_socket_t *client = req->version < 0x200 ? req->conn->callbacks->get_socket(req->conn) : NULL;
     cr->client_fd = client != NULL ? h2o_socket_get_fd(client) : -1;
     if (cr->client_fd >= 0)
-        h2o_timeout_link(cr->loop, &watch_timeout, &cr->watch);
+        h2o_timeout_link(cr->loop, &timeouts->watch, &cr->watch);
 
     fcntl(in[1], F_SETFL, O_NONBLOCK);
     fcntl(out[0], F_SETFL, O_NONBLOCK);

@@ -60,8 +60,9 @@ typedef struct duration_timeout {
 static __thread duration_timeout_t *duration_timeouts;
 
 #define CLIENT_CHECK_MS 1000
-static __thread h2o_timeout_t watch_timeout;
-static __thread int watch_timeout_ready;
+/* on the heap, like the duration timeouts: a loop's list of timeouts runs through every one, and a
+ * node in a finished thread's TLS would hide the nodes after it from LeakSanitizer */
+static __thread h2o_timeout_t *watch_timeout;
 
 static void start_on_worker(fcgi_request_t *fr, h2p_worker_t *worker);
 static void dispatch(fcgi_request_t *fr);
@@ -527,7 +528,7 @@ static void on_watch(h2o_timeout_entry_t *entry)
         }
         return;
     }
-    h2o_timeout_link(fr->thread->loop, &watch_timeout, &fr->watch);
+    h2o_timeout_link(fr->thread->loop, watch_timeout, &fr->watch);
 }
 
 static void watch_client(fcgi_request_t *fr)
@@ -536,13 +537,13 @@ static void watch_client(fcgi_request_t *fr)
     h2o_socket_t *client = req->version < 0x200 ? req->conn->callbacks->get_socket(req->conn) : NULL;
     if (client == NULL)
         return;
-    if (!watch_timeout_ready) {
-        h2o_timeout_init(fr->thread->loop, &watch_timeout, CLIENT_CHECK_MS);
-        watch_timeout_ready = 1;
+    if (watch_timeout == NULL) {
+        watch_timeout = h2o_mem_alloc(sizeof(*watch_timeout)); /* (reachable through the loop's list) */
+        h2o_timeout_init(fr->thread->loop, watch_timeout, CLIENT_CHECK_MS);
     }
     fr->client_fd = h2o_socket_get_fd(client);
     fr->watch.cb = on_watch;
-    h2o_timeout_link(fr->thread->loop, &watch_timeout, &fr->watch);
+    h2o_timeout_link(fr->thread->loop, watch_timeout, &fr->watch);
 }
 
 static void dispatch(fcgi_request_t *fr)

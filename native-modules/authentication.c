@@ -9,8 +9,13 @@
  * Only basic is implemented; digest, negotiate and client_certificate are accepted by the
  * config parser and ignored here with a warning until their issues are done.
  *
- * Checking a bcrypt hash costs milliseconds of CPU, so verified credentials are remembered per
- * thread for credential_cache.ttl, keyed by the exact Authorization value (IIS's token cache).
+ * Checking a bcrypt hash costs up to a quarter of a second of CPU, so verified credentials are
+ * remembered per thread for credential_cache.ttl, keyed by the exact Authorization value (IIS's
+ * token cache).  A cache hit is answered on the spot; a miss goes to the crypt pool
+ * (crypt_pool.h): the handler returns with the request pending, a pool thread computes the hash,
+ * and the result comes back to this thread's loop, which goes on with the rest of the chain
+ * (h2p_router_continue_after) or answers 401.  Nothing here blocks an event loop.  A client that
+ * leaves meanwhile (an HTTP/2 stream reset disposes its request) cancels its check.
  *
  * The users file is watched (credfile.h): a change is in effect within H2P_CREDFILE_CHECK_MS,
  * and cache entries name the snapshot of the file they were verified against, so a deleted user
@@ -22,7 +27,9 @@
 #include <string.h>
 
 #include "frontend/log.h"
+#include "frontend/router.h"
 #include "native-modules/credfile.h"
+#include "native-modules/crypt_pool.h"
 #include "native-modules/module.h"
 
 #define MAX_AUTHORIZATION 8192 /* longer Authorization values are refused without decoding */
@@ -46,8 +53,21 @@ typedef struct cache_entry {
     unsigned char key[SHA256_DIGEST_LENGTH];
 } cache_entry_t;
 
+/* A check waiting for the crypt pool; freed by the thread that submitted it, when it comes back. */
+typedef struct pending_check {
+    h2p_crypt_job_t job;
+    h2o_req_t *req;                      /* NULL once the request is gone (the client left) */
+    struct pending_check **request_hook; /* the request's pointer to this check */
+    authentication_handler_t *handler;   /* valid while `req` is: the request holds its generation */
+    uint64_t cache_owner, cache_ttl_ms;  /* the handler's, for the cache even when the request is gone */
+    h2p_thread_t *thread;
+    size_t credentials_len;
+    char credentials[]; /* "user:password" as decoded; wiped before it is freed */
+} pending_check_t;
+
 static __thread cache_entry_t credential_cache[CACHE_SLOTS];
 static uint64_t next_handler_id = 1; /* atomic */
+static uint64_t last_queue_full_log; /* atomic; ms */
 
 static cache_entry_t *cache_slot(const unsigned char *key)
 {
@@ -65,13 +85,13 @@ static const h2p_htpasswd_user_t *cache_lookup(authentication_handler_t *self, c
     return e->user;
 }
 
-static void cache_store(authentication_handler_t *self, const h2p_credfile_snapshot_t *users, const unsigned char *key,
+static void cache_store(uint64_t owner, uint64_t ttl_ms, const h2p_credfile_snapshot_t *users, const unsigned char *key,
                         uint64_t now, const h2p_htpasswd_user_t *user)
 {
     cache_entry_t *e = cache_slot(key);
-    e->owner = self->id;
+    e->owner = owner;
     e->snapshot = users->id;
-    e->expires_at = now + self->cache_ttl_ms;
+    e->expires_at = now + ttl_ms;
     e->user = user;
     memcpy(e->key, key, sizeof(e->key));
 }
@@ -108,31 +128,29 @@ static ssize_t decode_base64(const char *src, size_t len, unsigned char *dst)
     return bits >= 6 ? -1 : (ssize_t)out; /* a lone trailing character carries no whole byte */
 }
 
-/* "Basic <token68>": the decoded user and password of a well-formed header, else NULL. */
-static const h2p_htpasswd_user_t *verify_basic(const h2p_htpasswd_t *users, h2o_iovec_t value)
+/* "Basic <token68>": the decoded "user:password" of a well-formed header in `decoded`
+ * (MAX_AUTHORIZATION bytes), its length and the colon's offset; else -1. */
+static ssize_t decode_basic(h2o_iovec_t value, unsigned char *decoded, size_t *colon_at)
 {
     const char *p = value.base, *end = value.base + value.len;
     while (p != end && (*p == ' ' || *p == '\t'))
         ++p;
     if ((size_t)(end - p) < 6 || !h2o_lcstris(p, 5, H2O_STRLIT("basic")) || (p[5] != ' ' && p[5] != '\t'))
-        return NULL;
+        return -1;
     p += 6;
     while (p != end && (*p == ' ' || *p == '\t'))
         ++p;
     while (end != p && (end[-1] == ' ' || end[-1] == '\t'))
         --end;
     if (p == end)
-        return NULL;
+        return -1;
 
-    unsigned char decoded[MAX_AUTHORIZATION];
     ssize_t len = decode_base64(p, (size_t)(end - p), decoded);
     const unsigned char *colon = len > 0 ? memchr(decoded, ':', (size_t)len) : NULL;
-    const h2p_htpasswd_user_t *user = NULL;
-    if (colon != NULL && colon != decoded && memchr(decoded, '\0', (size_t)len) == NULL)
-        user = h2p_htpasswd_verify(users, (const char *)decoded, (size_t)(colon - decoded), (const char *)colon + 1,
-                                   (size_t)(decoded + len - colon - 1));
-    OPENSSL_cleanse(decoded, sizeof(decoded));
-    return user;
+    if (colon == NULL || colon == decoded || memchr(decoded, '\0', (size_t)len) != NULL)
+        return -1;
+    *colon_at = (size_t)(colon - decoded);
+    return len;
 }
 
 static int send_challenge(authentication_handler_t *self, h2o_req_t *req, h2p_request_t *r, const char *body)
@@ -144,6 +162,111 @@ static int send_challenge(authentication_handler_t *self, h2o_req_t *req, h2p_re
         return 0;
     }
     return h2p_request_deny(r, "authentication", 401, 2, "Unauthorized", body);
+}
+
+/* The verified user, for authorization and the application (REMOTE_USER). */
+static void set_remote_user(h2p_request_t *r, const h2p_htpasswd_user_t *user)
+{
+    /* the name outlives the snapshot: a change of the file may free it mid-request */
+    r->remote_user = h2o_strdup(&r->req->pool, user->name, user->name_len);
+    r->auth_type = h2o_iovec_init(H2O_STRLIT("Basic"));
+}
+
+static void free_check(pending_check_t *check)
+{
+    h2p_credfile_release(check->job.users);
+    OPENSSL_cleanse(check->credentials, check->credentials_len);
+    free(check);
+}
+
+/* The request was disposed (its client left) while its check was away. */
+static void on_request_gone(void *p)
+{
+    pending_check_t *check = *(pending_check_t **)p;
+    if (check == NULL)
+        return; /* answered already */
+    check->req = NULL;
+    h2p_crypt_pool_cancel(&check->job);
+}
+
+/* A check came back to this thread: go on with the request, or answer 401. */
+static void finish_check(pending_check_t *check)
+{
+    const h2p_htpasswd_user_t *user = check->job.result;
+    h2o_req_t *req = check->req;
+    authentication_handler_t *self = check->handler;
+    h2p_request_t *r = NULL;
+
+    check->thread->requests_in_flight--;
+    if (user != NULL && check->cache_ttl_ms != 0) /* a client that left and comes back finds it */
+        cache_store(check->cache_owner, check->cache_ttl_ms, check->job.users, check->job.key, h2o_now(check->thread->loop), user);
+    if (req != NULL) {
+        *check->request_hook = NULL;
+        r = h2p_request_of(req);
+        if (user != NULL)
+            set_remote_user(r, user);
+    }
+    free_check(check);
+    if (req == NULL)
+        return;
+    if (user != NULL)
+        h2p_router_continue_after(req, &self->super);
+    else
+        send_challenge(self, req, r, "invalid credentials");
+}
+
+static void on_checks_done(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    while (!h2o_linklist_is_empty(messages)) {
+        pending_check_t *check = H2O_STRUCT_FROM_MEMBER(pending_check_t, job.message.link, messages->next);
+        h2o_linklist_unlink(&check->job.message.link);
+        finish_check(check);
+    }
+}
+
+void h2p_authentication_init_thread(h2p_thread_t *th)
+{
+    h2o_multithread_register_receiver(th->queue, &th->password_checks, on_checks_done);
+}
+
+static int send_busy(h2o_req_t *req, h2p_request_t *r)
+{
+    uint64_t now = h2o_now(req->conn->ctx->loop), last = __atomic_load_n(&last_queue_full_log, __ATOMIC_RELAXED);
+    if (now >= last + 60000 && __atomic_compare_exchange_n(&last_queue_full_log, &last, now, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        h2p_warn(r->site->conf->name, "authentication: %d password checks are waiting: more get 503 (a password storm?)",
+                 H2P_CRYPT_POOL_MAX_JOBS);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("5"));
+    return h2p_request_deny(r, "authentication", 503, 0, "Service Unavailable", "too many password checks are waiting");
+}
+
+/* Sends decoded credentials to the crypt pool; the request stays pending until they come back. */
+static int submit_check(authentication_handler_t *self, h2o_req_t *req, h2p_request_t *r, h2p_credfile_snapshot_t *users,
+                        const unsigned char *key, const unsigned char *credentials, size_t len, size_t colon_at)
+{
+    pending_check_t *check = malloc(offsetof(pending_check_t, credentials) + len);
+    memset(check, 0, sizeof(*check));
+    memcpy(check->credentials, credentials, len);
+    check->credentials_len = len;
+    check->job.receiver = &h2p_this_thread->password_checks;
+    check->job.users = users;
+    check->job.user = check->credentials;
+    check->job.user_len = colon_at;
+    check->job.password = check->credentials + colon_at + 1;
+    check->job.password_len = len - colon_at - 1;
+    memcpy(check->job.key, key, sizeof(check->job.key));
+    check->req = req;
+    check->handler = self;
+    check->cache_owner = self->id;
+    check->cache_ttl_ms = self->cache_ttl_ms;
+    check->thread = h2p_this_thread;
+    if (h2p_crypt_pool_submit(&check->job) != 0) {
+        free_check(check);
+        return send_busy(req, r);
+    }
+    check->request_hook = h2o_mem_alloc_shared(&req->pool, sizeof(*check->request_hook), on_request_gone);
+    *check->request_hook = check;
+    check->thread->requests_in_flight++; /* the loop runs until it is back, even at shutdown */
+    return 0;
 }
 
 static int on_req(h2o_handler_t *_self, h2o_req_t *req)
@@ -158,26 +281,32 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     if (h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, found) != -1)
         return send_challenge(self, req, r, "more than one Authorization header");
     h2o_iovec_t value = req->headers.entries[found].value;
-    if (!self->basic || value.len > MAX_AUTHORIZATION)
+    /* (every chain runs from the router, so r exists: without it a check could not go on later) */
+    if (!self->basic || value.len > MAX_AUTHORIZATION || r == NULL)
         return send_challenge(self, req, r, "invalid credentials");
 
-    unsigned char key[SHA256_DIGEST_LENGTH];
-    uint64_t now = h2o_now(req->conn->ctx->loop);
+    unsigned char key[SHA256_DIGEST_LENGTH], decoded[MAX_AUTHORIZATION];
+    size_t colon_at;
     h2p_credfile_snapshot_t *users = h2p_credfile_acquire(self->users);
-    const h2p_htpasswd_user_t *user = NULL;
+    SHA256((const unsigned char *)value.base, value.len, key);
     if (self->cache_ttl_ms != 0) {
-        SHA256((const unsigned char *)value.base, value.len, key);
-        user = cache_lookup(self, users, key, now);
+        const h2p_htpasswd_user_t *user = cache_lookup(self, users, key, h2o_now(req->conn->ctx->loop));
+        if (user != NULL) {
+            set_remote_user(r, user);
+            h2p_credfile_release(users);
+            return -1;
+        }
     }
-    if (user == NULL && (user = verify_basic(&users->users, value)) != NULL && self->cache_ttl_ms != 0)
-        cache_store(self, users, key, now, user);
-    /* the name outlives the snapshot: a change of the file may free it mid-request */
-    if (user != NULL && r != NULL) {
-        r->remote_user = h2o_strdup(&req->pool, user->name, user->name_len);
-        r->auth_type = h2o_iovec_init(H2O_STRLIT("Basic"));
+    ssize_t len = decode_basic(value, decoded, &colon_at);
+    int ret;
+    if (len < 0 || users->users.count == 0) { /* malformed, or no user to be (a broken file fails closed) */
+        h2p_credfile_release(users);
+        ret = send_challenge(self, req, r, "invalid credentials");
+    } else {
+        ret = submit_check(self, req, r, users, key, decoded, (size_t)len, colon_at); /* takes `users` */
     }
-    h2p_credfile_release(users);
-    return user != NULL ? -1 : send_challenge(self, req, r, "invalid credentials");
+    OPENSSL_cleanse(decoded, sizeof(decoded));
+    return ret;
 }
 
 static void on_dispose(h2o_handler_t *_self)
@@ -221,7 +350,7 @@ static int on_config(h2p_module_scope_t *ms)
     if (self->basic) {
         char err[1024];
         if ((self->users = h2p_credfile_open(H2P_CREDFILE_USERS, c->basic.users_file, err, sizeof(err))) == NULL) {
-            const h2p_origin_t *o = &ms->settings->authentication.origin;
+            const h2p_origin_t *o = &c->basic.users_file_origin;
             snprintf(ms->err, ms->errlen, "%s:%u:%u: site %s: authentication.basic.users_file: %s", o->file != NULL ? o->file : "",
                      o->line, o->column, site, err);
             return -1;

@@ -95,12 +95,16 @@ static void parse_password_scheme(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *b
     int digest = strcmp(key->name, "digest") == 0;
     int *enabled = digest ? &c->digest.enabled : &c->basic.enabled;
     char **realm = digest ? &c->digest.realm : &c->basic.realm;
+    h2p_origin_t *users_file_origin = digest ? &c->digest.users_file_origin : &c->basic.users_file_origin;
 
     *enabled = 1;
     h2p_cfg_parse_map(ctx, node, digest ? digest_keys : basic_keys, base);
     if (node->type != YAML_MAPPING_NODE && !h2p_cfg_is_null(node))
         return;
-    if (*enabled && h2p_cfg_map_get(ctx, node, "users_file") == NULL)
+    yaml_node_t *users_file = h2p_cfg_map_get(ctx, node, "users_file");
+    if (users_file != NULL)
+        *users_file_origin = h2p_cfg_origin(ctx, users_file); /* where its errors point */
+    if (*enabled && users_file == NULL)
         h2p_cfg_error(ctx, node, "%s authentication needs users_file", key->name);
     else if (!digest && ctx->check_files && c->basic.users_file != NULL) /* (digest is not implemented: nothing reads it) */
         c->basic_users = load_users_file(ctx, node, "users_file", c->basic.users_file);
@@ -201,7 +205,10 @@ static const h2p_cfg_key_t authentication_keys[] = {{"enabled", H2P_CFG_BOOL, MO
 static void authentication_check(h2p_cfg_ctx_t *ctx, yaml_node_t *node, h2p_modules_conf_t *m)
 {
     h2p_authentication_conf_t *c = &m->authentication.c;
+    yaml_node_t *groups_file = h2p_cfg_map_get(ctx, node, "groups_file");
 
+    if (groups_file != NULL)
+        c->groups_file_origin = h2p_cfg_origin(ctx, groups_file);
     if (m->authentication.enabled && !c->anonymous && !c->basic.enabled && !c->digest.enabled && !c->client_certificate.enabled &&
         !c->negotiate.enabled)
         h2p_cfg_error_at_key(ctx, node, "anonymous",

@@ -174,6 +174,7 @@ static int on_config(h2p_module_scope_t *ms)
             return -1;
         }
         if ((self->groups = h2p_credfile_open(H2P_CREDFILE_GROUPS, authn->groups_file, err, sizeof(err))) == NULL) {
+            o = &authn->groups_file_origin;
             snprintf(ms->err, ms->errlen, "%s:%u:%u: site %s: authentication.groups_file: %s", o->file != NULL ? o->file : "",
                      o->line, o->column, ms->site->name, err);
             return -1;

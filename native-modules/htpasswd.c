@@ -178,6 +178,25 @@ const char *h2p_htpasswd_check_hash(const char *hash)
     return NULL;
 }
 
+int h2p_htpasswd_check_cost(const char *hash, char *err, size_t errlen)
+{
+    if ((strncmp(hash, "$2y$", 4) == 0 || strncmp(hash, "$2b$", 4) == 0) && strlen(hash) >= 7) {
+        int cost = (hash[4] - '0') * 10 + (hash[5] - '0');
+        if (cost > H2P_HTPASSWD_MAX_BCRYPT_COST) {
+            snprintf(err, errlen, "bcrypt cost %d is above the cap of %d (rehash it: htpasswd -B -C %d)", cost,
+                     H2P_HTPASSWD_MAX_BCRYPT_COST, H2P_HTPASSWD_MAX_BCRYPT_COST);
+            return -1;
+        }
+    } else if ((strncmp(hash, "$5$", 3) == 0 || strncmp(hash, "$6$", 3) == 0) && strncmp(hash + 3, "rounds=", 7) == 0) {
+        unsigned long rounds = strtoul(hash + 10, NULL, 10); /* at most 9 digits (check_sha_crypt) */
+        if (rounds > H2P_HTPASSWD_MAX_SHA_ROUNDS) {
+            snprintf(err, errlen, "SHA-crypt rounds=%lu is above the cap of %d", rounds, H2P_HTPASSWD_MAX_SHA_ROUNDS);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* ---- users -------------------------------------------------------------------------------- */
 
 typedef struct users_parse {
@@ -215,6 +234,11 @@ static void on_user_line(void *_ctx, char *line, unsigned lineno)
     if (why != NULL) {
         problem(ctx->r, "%s:%u: user \"%s\": %s; use bcrypt (htpasswd -B: $2y$), SHA-512 ($6$: openssl passwd -6) or SHA-256 ($5$)",
                 ctx->source, lineno, line, why);
+        return;
+    }
+    char too_costly[160];
+    if (h2p_htpasswd_check_cost(colon + 1, too_costly, sizeof(too_costly)) != 0) {
+        problem(ctx->r, "%s:%u: user \"%s\": %s", ctx->source, lineno, line, too_costly);
         return;
     }
     if (ctx->out->count == ctx->capacity) {

@@ -7,6 +7,11 @@
  * (DES, MD5, $apr1$, {SHA}, $2a$) and plain text are refused when the file is read, so a weak
  * entry is an error at load time, not a silent hole.
  *
+ * The work factor is capped: every check of a wrong password costs a full hash computation,
+ * so a cost above the cap would let anyone hold a CPU for as long as they keep sending
+ * passwords.  bcrypt cost 12 and SHA-crypt rounds=1000000 take about a quarter of a second on
+ * one core; a file with a higher one is refused like a malformed one.
+ *
  * Groups file: one `group: user1 user2 ...` per line.
  *
  * In both, blank lines and lines starting with `#` are ignored.  Parsing is pure; nothing here
@@ -16,6 +21,9 @@
 #define H2POOL_HTPASSWD_H
 
 #include <stddef.h>
+
+#define H2P_HTPASSWD_MAX_BCRYPT_COST 12
+#define H2P_HTPASSWD_MAX_SHA_ROUNDS 1000000
 
 typedef struct h2p_htpasswd_user {
     char *name;
@@ -66,6 +74,8 @@ const h2p_htpasswd_user_t *h2p_htpasswd_verify(const h2p_htpasswd_t *users, cons
 
 /* Whether `hash` is a crypt(3) string of an accepted scheme; NULL, or why not. */
 const char *h2p_htpasswd_check_hash(const char *hash);
+/* Whether an accepted hash's work factor is within the caps; 0, or -1 with why in `err`. */
+int h2p_htpasswd_check_cost(const char *hash, char *err, size_t errlen);
 
 /* Called with each problem of a file ("source:line: what is wrong"). */
 typedef void (*h2p_htpasswd_report_cb)(void *arg, const char *message);

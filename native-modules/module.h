@@ -82,6 +82,8 @@ static inline h2o_iovec_t h2p_request_query(h2p_request_t *r)
 
 /* Frees the calling thread's rewrite state. */
 void h2p_rewrite_dispose_thread(void);
+/* Registers the thread's receiver of password-check results (authentication). */
+void h2p_authentication_init_thread(struct h2p_thread *th);
 
 /* Registers the thread's receiver of output cache wake-ups (collapsed forwarding). */
 void h2p_output_cache_init_thread(struct h2p_thread *th);
@@ -89,6 +91,11 @@ void h2p_output_cache_init_thread(struct h2p_thread *th);
 /* Goes on with a request whose path a module changed (rewrite): in the scope of the new path,
  * from the module after rewrite.  Always answers (returns 0). */
 int h2p_router_resume(h2o_req_t *req);
+
+/* Goes on with a request whose module `handler` answered later, on the request's own loop (a
+ * password check done by another thread): with the handler after it in the request's scope.
+ * Always answers (returns 0). */
+int h2p_router_continue_after(h2o_req_t *req, h2o_handler_t *handler);
 
 /*
  * The resource a request will be served by: its path after default documents, the handler

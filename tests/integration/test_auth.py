@@ -47,6 +47,18 @@ def basic(user, password):
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
+# Hashes whose work factor is above the cap (bcrypt cost 12, SHA-crypt rounds=1000000), each with
+# the message that refuses it.  Only the format is read: the digests need not match anything.
+ABOVE_THE_CAP = [
+    ("$2b$13$eBegFHS5ODXLWzO4nhTIV.PMNjp/ukC.5eVJq76lOiH5nammbEn72", "bcrypt cost 13 is above the cap of 12"),
+    ("$2y$31$eBegFHS5ODXLWzO4nhTIV.PMNjp/ukC.5eVJq76lOiH5nammbEn72", "bcrypt cost 31 is above the cap of 12"),
+    ("$6$rounds=1000001$saltsalt$A9Ehy8lEnOOklOCpupb4OwRi7NDS/H42113Up.YkaUCmU6D7ledgLn1p8KLH0YgkFwPzBPS6LsBcEOwhhG8SZ1",
+     "SHA-crypt rounds=1000001 is above the cap of 1000000"),
+    ("$5$rounds=999999999$saltsalt$qJJxVe/XhntoMmqVAOHIsi4XNluZCP7xDjNces33p30",
+     "SHA-crypt rounds=999999999 is above the cap of 1000000"),
+]
+
+
 CONF = """
 server:
   threads: 2
@@ -635,6 +647,21 @@ class FileChangeTest(unittest.TestCase):
                 self.wait_for("alice", "alice-pw", 200)
         self.assert_no_reload()
 
+    def test_work_factor_above_the_cap_fails_closed(self):
+        """A live change that brings a hash above the cap makes the file unusable, like a malformed one."""
+        h = self.hashes
+        for hash_, reason in ABOVE_THE_CAP:
+            with self.subTest(reason=reason):
+                self.server.write("users.htpasswd", f"alice:{h['alice']}\nbob:{hash_}\ndave:{h['dave']}\n")
+                self.wait_for("alice", "alice-pw", 401)
+                self.wait_for("dave", "dave-pw", 401, "/staff/s.txt")
+                log = self.server.read_log()
+                self.assertIn(f'users.htpasswd:2: user "bob": {reason}', log)
+                self.assertIn("no credentials are accepted until it is fixed", log)
+                self.write_baseline()
+                self.wait_for("alice", "alice-pw", 200)
+        self.assert_no_reload()
+
     def test_malformed_or_missing_groups_file_fails_closed(self):
         for what in ("malformed", "missing"):
             with self.subTest(what=what):
@@ -690,6 +717,50 @@ class AuthConfigErrorTest(unittest.TestCase):
         self.assertIn("users.htpasswd:1:", log)
         self.assertIn("plain-text", log)
         self.assertNotIn("secret", log.replace("plain-text", ""))
+
+    def users_file_line(self, server):
+        with open(server.path("conf.d/h2pool.yaml")) as f:
+            return next(n for n, line in enumerate(f, 1) if "users_file" in line)
+
+    def test_work_factor_above_the_cap_is_refused(self):
+        """At start and by -t, with the line of the YAML file that names the users file."""
+        for hash_, reason in ABOVE_THE_CAP:
+            with self.subTest(reason=reason):
+                files = {"www/hello.txt": "hello\n", "groups.txt": "admins: alice\n",
+                         "users.htpasswd": "alice:" + bcrypt_hash("x") + "\nbob:" + hash_ + "\n"}
+                server = Server(self.CONF, files, expect_start=False)
+                self.addCleanup(server.cleanup)
+                want = re.compile(rf"h2pool\.yaml:{self.users_file_line(server)}:\d+: .*users_file: \S*users\.htpasswd:2: "
+                                  rf'user "bob": {re.escape(reason)}')
+                checked = h2ptest.run_h2pool("-t", "-c", server.conf)
+                self.assertEqual(checked.returncode, 1, checked)
+                self.assertRegex(checked.stderr, want)
+                self.assertNotIn("configuration OK", checked.stdout)
+                server.start()
+                self.assertNotEqual(server.proc.wait(30), 0)
+                log = server.read_log()
+                self.assertRegex(log, want)
+                self.assertIsNone(SANITIZER_REPORT.search(log), log)
+
+    def test_work_factor_at_the_cap_is_accepted(self):
+        files = {"www/hello.txt": "hello\n", "groups.txt": "admins: alice\n",
+                 "users.htpasswd": "alice:" + bcrypt_hash("x", cost=12) + "\n"
+                                   "bob:$6$rounds=1000000$saltsalt$" + "A" * 86 + "\n"}
+        server = Server(self.CONF, files, expect_start=False)
+        self.addCleanup(server.cleanup)
+        checked = h2ptest.run_h2pool("-t", "-c", server.conf)
+        self.assertEqual((checked.returncode, checked.stdout.strip()), (0, "configuration OK"), checked)
+
+    def test_t_reads_users_and_groups_files(self):
+        """-t says what the start would: a legacy hash, a broken groups file."""
+        for users, groups, where in (("alice:" + openssl_hash("x", "-1") + "\n", "admins: alice\n", "users.htpasswd:1:"),
+                                     ("alice:" + bcrypt_hash("x") + "\n", "admins alice\n", "groups.txt:1:")):
+            with self.subTest(where=where):
+                server = Server(self.CONF, {"www/hello.txt": "hello\n", "users.htpasswd": users, "groups.txt": groups})
+                self.addCleanup(server.cleanup)
+                checked = h2ptest.run_h2pool("-t", "-c", server.conf)
+                self.assertEqual(checked.returncode, 1, checked)
+                self.assertRegex(checked.stderr, r"h2pool\.yaml:\d+:\d+: sites\.s\.modules\.authentication\.[\w.]+: \S*" + where)
 
     def test_missing_users_file(self):
         conf = self.CONF.replace("../users.htpasswd", "../missing.htpasswd")

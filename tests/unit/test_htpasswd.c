@@ -136,6 +136,22 @@ static void legacy_and_plain_hashes_are_refused(void **state)
     refuse("x:$5$saltsalt$z9q92hf6JbktqU/z9d42Vu8uW1UyBKh6JgNV7jXir.9X", "digest");
 }
 
+/* A wrong password costs a full hash computation: work factors above the cap are refused. */
+static void work_factor_above_the_cap_is_refused(void **state)
+{
+    h2p_htpasswd_t users;
+    assert_int_equal(parse_users(&users, "x:$2b$12$59Sv9m5C/Q7QwjvMromI4.talsZKbTdgPETIwpbSPKaAZhCasORHW\n"
+                                         "y:$5$rounds=1000000$saltsalt$qJJxVe/XhntoMmqVAOHIsi4XNluZCP7xDjNces33p30\n"),
+                     0);
+    h2p_htpasswd_dispose(&users);
+    refuse(ALICE "\nx:$2b$13$eBegFHS5ODXLWzO4nhTIV.PMNjp/ukC.5eVJq76lOiH5nammbEn72\n",
+           "users:2: user \"x\": bcrypt cost 13 is above the cap of 12");
+    refuse("x:$2y$31$eBegFHS5ODXLWzO4nhTIV.PMNjp/ukC.5eVJq76lOiH5nammbEn72\n", "bcrypt cost 31 is above the cap");
+    refuse("x:$6$rounds=1000001$saltsalt$A9Ehy8lEnOOklOCpupb4OwRi7NDS/H42113Up.YkaUCmU6D7ledgLn1p8KLH0YgkFwPzBPS6LsBcEOwhhG8SZ1",
+           "users:1: user \"x\": SHA-crypt rounds=1000001 is above the cap of 1000000");
+    refuse("x:$5$rounds=999999999$saltsalt$qJJxVe/XhntoMmqVAOHIsi4XNluZCP7xDjNces33p30", "rounds=999999999 is above the cap");
+}
+
 static void malformed_lines_are_refused(void **state)
 {
     refuse("just-a-name\n", "users:1: want user:hash");
@@ -209,6 +225,7 @@ int main(void)
         cmocka_unit_test(password_with_nul_or_too_long_is_refused),
         cmocka_unit_test(empty_users_file),
         cmocka_unit_test(legacy_and_plain_hashes_are_refused),
+        cmocka_unit_test(work_factor_above_the_cap_is_refused),
         cmocka_unit_test(malformed_lines_are_refused),
         cmocka_unit_test(the_message_never_shows_the_hash),
         cmocka_unit_test(load_from_file),
