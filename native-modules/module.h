@@ -17,6 +17,7 @@
 #include <h2o.h>
 
 #include "frontend/config.h"
+#include "frontend/counters.h"
 
 struct h2p_gen;
 struct h2p_site_rt;
@@ -47,6 +48,7 @@ typedef struct h2p_request {
     /* the query string after a rewrite (the target's own, then the client's) */
     h2o_iovec_t query;
     int query_rewritten;
+    h2p_request_track_t track; /* counters and `h2pool ctl list requests` (frontend/counters.h) */
 } h2p_request_t;
 
 /* The query string the application sees: the client's, or what rewrite made of it. */

@@ -52,6 +52,7 @@
 #define H2POOL_POOL_H
 
 #include <h2o.h>
+#include <jansson.h>
 #include <sys/types.h>
 
 #include "frontend/config.h"
@@ -100,6 +101,7 @@ void h2p_poolmgr_apply(h2p_config_t *conf);
 void h2p_pool_release(h2p_pool_t *pool);
 const char *h2p_pool_name(h2p_pool_t *pool);
 const h2p_pool_conf_t *h2p_pool_conf(h2p_pool_t *pool);
+struct h2p_stats *h2p_pool_stats(h2p_pool_t *pool); /* its counters (frontend/counters.h) */
 
 /* Takes an idle worker (READY, *worker set), or queues the waiter (QUEUED: on_ready follows). */
 int h2p_pool_acquire(h2p_pool_t *pool, h2p_pool_waiter_t *waiter, h2p_worker_t **worker);
@@ -151,5 +153,14 @@ void h2p_poolmgr_front_end_stopped(void);
 void h2p_poolmgr_init_thread(h2p_thread_t *th);
 
 uint64_t h2p_now_ms(void);
+
+/* Management (poolmgr/pool_status.c; supervisor thread). */
+json_t *h2p_poolmgr_pools_json(int with_workers); /* every pool: state, workers, queue, counters, history */
+json_t *h2p_poolmgr_workers_json(void);           /* every worker: pool, pid, state, requests, uptime, memory */
+void h2p_poolmgr_sample_history(void);            /* once a second: busy workers and queue length per pool */
+enum { H2P_POOL_CTL_OK = 0, H2P_POOL_CTL_UNKNOWN = -1, H2P_POOL_CTL_REFUSED = -2 };
+/* `action` is "start" (also after rapid-fail protection), "stop" or "recycle"; `name` a valid pool
+ * name.  The outcome, for the operator, in `message`. */
+int h2p_poolmgr_control(const char *action, const char *name, char *message, size_t len);
 
 #endif
