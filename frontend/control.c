@@ -348,7 +348,7 @@ static void handle_line(control_conn_t *conn, const char *line, size_t len)
 {
     json_error_t error;
     conn->busy = 1;
-    json_t *request = json_loadb(line, len, JSON_REJECT_DUPLICATES, &error), *answer;
+    json_t *request = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &error), *answer;
     if (request == NULL)
         answer = failure("bad_request", "not JSON: %s (at byte %d)", error.text, error.position);
     else if (!json_is_object(request))
