@@ -138,13 +138,15 @@ static void add_counters(json_t *j, const h2p_stats_t *stats)
 {
     h2p_traffic_t traffic;
     h2p_traffic_sum(stats, &traffic);
-    json_object_update(j, json_pack("{s:I, s:I, s:I, s:I, s:I}", "spawns_total", (json_int_t)atomic_load(&stats->spawns),
-                                    "crashes_total", (json_int_t)atomic_load(&stats->crashes), "recycles_total",
-                                    (json_int_t)atomic_load(&stats->recycles), "rapid_fail_trips_total",
-                                    (json_int_t)atomic_load(&stats->rapid_fail_trips), "protocol_violations_total",
-                                    (json_int_t)atomic_load(&stats->violations)));
-    json_t *t = h2p_traffic_json(&traffic);
+    json_t *events =
+               json_pack("{s:I, s:I, s:I, s:I, s:I}", "spawns_total", (json_int_t)atomic_load(&stats->spawns), "crashes_total",
+                         (json_int_t)atomic_load(&stats->crashes), "recycles_total", (json_int_t)atomic_load(&stats->recycles),
+                         "rapid_fail_trips_total", (json_int_t)atomic_load(&stats->rapid_fail_trips), "protocol_violations_total",
+                         (json_int_t)atomic_load(&stats->violations)),
+           *t = h2p_traffic_json(&traffic);
+    json_object_update(j, events);
     json_object_update(j, t);
+    json_decref(events);
     json_decref(t);
     json_object_set_new(j, "history", history_json(stats));
 }

@@ -179,6 +179,7 @@ class CtlTest(unittest.TestCase):
         code, answer = ctl_json(s, "list", "pools")
         self.assertEqual({p["name"] for p in answer["pools"]}, {"app", "slow"})
         self.assertNotIn("history", answer["pools"][0])
+        h2ptest.stop_cleanly(s)
 
     def test_status(self):
         s = self.server()
@@ -190,6 +191,7 @@ class CtlTest(unittest.TestCase):
         self.assertRegex(r.stdout, r"\nPOOL +STATE .*\napp +running ")
         code, answer = ctl_json(s, "status")
         self.assertEqual((code, answer["status"]["pid"], answer["status"]["generation"]), (0, s.proc.pid, 1))
+        h2ptest.stop_cleanly(s)
 
     def test_list_requests_in_flight(self):
         s = self.server()
@@ -220,6 +222,7 @@ class CtlTest(unittest.TestCase):
             self.assertEqual(second.result()[0], 200)
         h2ptest.wait_until(lambda: ctl_json(s, "list", "requests")[1]["requests"] == [], what="no request in flight")
         self.assertEqual(ctl(s, "list", "requests").stdout, "no request in flight\n")
+        h2ptest.stop_cleanly(s)
 
     def test_list_requests_shows_what_clients_sent_safely(self):
         s = self.server()
@@ -262,6 +265,7 @@ class CtlTest(unittest.TestCase):
         self.assertIn("site a started", r.stdout)
         self.assertEqual(request(s.port(), "a.test", "/index.html")[0], 200)
         self.assertIn("site a stopped by h2pool ctl", s.read_log())
+        h2ptest.stop_cleanly(s)
 
     def test_stop_and_start_pool(self):
         s = self.server()
@@ -284,6 +288,7 @@ class CtlTest(unittest.TestCase):
         self.assertIn("pool app started", r.stdout)
         self.assertEqual(request(s.port(), "a.test", "/app/x")[0], 200)
         self.assertIn("already started", ctl(s, "start", "pool", "app").stdout)
+        h2ptest.stop_cleanly(s)
 
     def test_start_rearms_a_pool_stopped_by_rapid_fail(self):
         s = self.server()
@@ -303,11 +308,16 @@ class CtlTest(unittest.TestCase):
         _, answer = ctl_json(s, "list", "pools")
         app = [p for p in answer["pools"] if p["name"] == "app"][0]
         self.assertEqual((app["state"], app["rapid_fail_trips_total"]), ("running", 1))
+        h2ptest.stop_cleanly(s)
 
     def test_recycle_pool_replaces_every_worker(self):
         conf = CONF.replace("max_processes: 2\n", "max_processes: 2\n    min_processes: 2\n", 1)
         s = self.server(conf)
-        h2ptest.wait_until(lambda: len(s.workers()) == 2, what="two workers")
+
+        def idle_workers():
+            return [w["pid"] for w in ctl_json(s, "list", "workers")[1]["workers"] if w["state"] == "idle"]
+
+        h2ptest.wait_until(lambda: len(idle_workers()) == 2, what="two workers ready")
         before = set(s.workers())
         r = ctl(s, "recycle", "pool", "app")
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -324,6 +334,7 @@ class CtlTest(unittest.TestCase):
         self.assertIn("pool slow is stopped", r.stderr)
 
     # ---- reload ----------------------------------------------------------------------------
+        h2ptest.stop_cleanly(s)
 
     def test_reload(self):
         s = self.server()
@@ -344,6 +355,7 @@ class CtlTest(unittest.TestCase):
         self.assertEqual(ctl_json(s, "status")[1]["status"]["generation"], 2)
 
     # ---- the command line ------------------------------------------------------------------
+        h2ptest.stop_cleanly(s)
 
     def test_unknown_commands_and_names_exit_2(self):
         s = self.server()
@@ -375,6 +387,7 @@ class CtlTest(unittest.TestCase):
         code, answer = ctl_json(s, "stop", "pool", "nosuch")
         self.assertEqual((code, answer["ok"], answer["code"]), (2, False, "unknown_name"))
         self.assertEqual(ctl(s, "-h").returncode, 0)
+        h2ptest.stop_cleanly(s)
 
     def test_no_socket_configured_or_no_server(self):
         s = self.server()
@@ -479,6 +492,7 @@ class CtlTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
 
     # ---- what any client may send ------------------------------------------------------------
+        h2ptest.stop_cleanly(s)
 
     def test_bad_requests_get_an_answer_and_the_connection_goes_on(self):
         s = self.server()
@@ -520,6 +534,7 @@ class CtlTest(unittest.TestCase):
         c.send(b"\n\r\n\n")
         self.assertEqual(c.ask({"command": "status"})["ok"], True)
         self.assertEqual(request(s.port(), "a.test", "/index.html")[0], 200)  # nothing was stopped
+        h2ptest.stop_cleanly(s)
 
     def test_pipelined_split_and_half_closed_requests(self):
         s = self.server()
@@ -557,6 +572,7 @@ class CtlTest(unittest.TestCase):
         answer = c5.line()
         self.assertEqual(answer["code"], "bad_request")  # (it is the last request, and it is not JSON)
         self.assertTrue(c5.at_eof())
+        h2ptest.stop_cleanly(s)
 
     def test_oversized_requests_are_refused_and_closed(self):
         s = self.server()
@@ -577,18 +593,11 @@ class CtlTest(unittest.TestCase):
         c.send(body + b"x" * (64 * 1024 - len(body) - 2) + b'"}\n')
         self.assertEqual(c.line()["code"], "bad_request")  # unknown key "pad": it was read whole
         self.assertEqual(ctl(s, "status").returncode, 0)
+        h2ptest.stop_cleanly(s)
 
     def test_clients_that_vanish_or_crowd_do_no_harm(self):
         s = self.server()
-        # connect and go, at once or mid-request, or mid-answer
-        for i in range(100):
-            c = Raw(self.sock(s))
-            if i % 3 == 1:
-                c.send(b'{"command": "sta')
-            elif i % 3 == 2:
-                c.send(b'{"command": "status"}\n' * 20)
-            c.close()
-        # more than 16 at once: the others are told and closed
+        # more than 16 at once (first, while no other client is connected): the others are told and closed
         held = [self.raw(s) for _ in range(16)]
         extra = self.raw(s)
         answer = extra.line()
@@ -597,6 +606,15 @@ class CtlTest(unittest.TestCase):
         for c in held:
             c.close()
         h2ptest.wait_until(lambda: ctl(s, "status").returncode == 0, what="room for a client again")
+        # connect and go, at once or mid-request, or mid-answer
+        for i in range(100):
+            c = Raw(self.sock(s))
+            if i % 3 == 1:
+                c.send(b'{"command": "sta')
+            elif i % 3 == 2:
+                c.send(b'{"command": "status"}\n' * 20)
+            c.close()
+        h2ptest.wait_until(lambda: ctl(s, "status").returncode == 0, what="the server to answer")
         # a client that sends and never reads: answers wait for it, others are served meanwhile
         flood = self.raw(s)
         flood.sock.setblocking(False)

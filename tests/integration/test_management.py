@@ -160,6 +160,7 @@ class ManagementTest(unittest.TestCase):
         self.assertEqual(st["threads"], 2)
         self.assertEqual(st["pid"], s.proc.pid)
         self.assertEqual(status_of(s)["requests"]["requests_total"], 18)
+        h2ptest.stop_cleanly(s)
 
     def test_status_lists_workers_queue_and_requests_in_flight(self):
         s = self.server()
@@ -180,6 +181,7 @@ class ManagementTest(unittest.TestCase):
             self.assertEqual(status_of(s)["requests"]["in_flight"], 4)
             self.assertEqual(sorted(f.result() for f in futures), [200] * 4)
         h2ptest.wait_until(lambda: by_name(status_of(s)["pools"], "slow")["queue"] == 0, what="the queue to empty")
+        h2ptest.stop_cleanly(s)
 
     def test_events_counted_recycles_violations_rapid_fail(self):
         conf = """
@@ -235,6 +237,7 @@ class ManagementTest(unittest.TestCase):
         self.assertEqual(sample(text, "h2pool_pool_protocol_violations_total", pool="stray"), 1)
         self.assertGreaterEqual(sample(text, "h2pool_pool_recycles_total", pool="recycled"), 2)
         self.assertIn("rapid-fail", " ".join(e["line"] for e in status_of(s)["recent_errors"]))
+        h2ptest.stop_cleanly(s)
 
     def test_counters_survive_a_reload(self):
         s = self.server()
@@ -252,6 +255,7 @@ class ManagementTest(unittest.TestCase):
         self.assertEqual(sample(text, "h2pool_configuration_generation"), 2)
 
     # ---- /metrics --------------------------------------------------------------------------
+        h2ptest.stop_cleanly(s)
 
     def test_metrics_values(self):
         s = self.server()
@@ -282,6 +286,7 @@ class ManagementTest(unittest.TestCase):
         # buckets are cumulative
         buckets = [float(v) for v in re.findall(r'^h2pool_site_request_duration_seconds_bucket\{site="a",le="[^"]+"\} (\S+)$', text, re.M)]
         self.assertEqual(buckets, sorted(buckets))
+        h2ptest.stop_cleanly(s)
 
     @unittest.skipUnless(shutil.which("promtool"), "promtool (Debian package prometheus) is not installed")
     def test_metrics_pass_promtool(self):
@@ -320,6 +325,7 @@ class ManagementTest(unittest.TestCase):
         self.assertEqual(http_get(port, "/status?x=1")[0], 200)
         # the management port is not a site: the sites' counters did not move
         self.assertEqual(status_of(s)["requests"]["requests_total"], 0)
+        h2ptest.stop_cleanly(s)
 
     def test_dns_rebinding_names_refused_on_loopback(self):
         s = self.server()
@@ -335,6 +341,7 @@ class ManagementTest(unittest.TestCase):
         # HTTP/1.0 without Host
         out = h2ptest.raw_request(port, b"GET /status HTTP/1.0\r\n\r\n")
         self.assertTrue(out.startswith(b"HTTP/1.1 200") or out.startswith(b"HTTP/1.0 200"), out[:100])
+        h2ptest.stop_cleanly(s)
 
     def test_garbage_and_floods_leave_it_serving(self):
         s = self.server()
@@ -367,7 +374,13 @@ class ManagementTest(unittest.TestCase):
         finally:
             for c in held:
                 c.close()
-        h2ptest.wait_until(lambda: http_get(port, "/status")[0] == 200, what="the endpoint to serve again")
+        def serves():
+            try:
+                return http_get(port, "/status")[0] == 200
+            except OSError:  # (closed at once while it has not yet seen the others go)
+                return False
+
+        h2ptest.wait_until(serves, what="the endpoint to serve again")
         self.assertEqual(site_request(s, "a.test", "/index.html"), 200)
         h2ptest.stop_cleanly(s)
 
