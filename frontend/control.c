@@ -485,6 +485,23 @@ static int peer_allowed(int fd, char *why, size_t len)
     return 0;
 }
 
+/* A local user who keeps knocking must not fill the error log: one line a second at most. */
+static void log_refusal(const char *why)
+{
+    static uint64_t last_ms, suppressed;
+    uint64_t now = h2p_now_ms();
+    if (last_ms != 0 && now - last_ms < 1000) {
+        ++suppressed;
+        return;
+    }
+    if (suppressed != 0)
+        h2p_warn(NULL, "control socket: refused a client: %s (and %llu more refusals)", why, (unsigned long long)suppressed);
+    else
+        h2p_warn(NULL, "control socket: refused a client: %s", why);
+    last_ms = now;
+    suppressed = 0;
+}
+
 static void on_accept(h2o_socket_t *listener, const char *err)
 {
     if (err != NULL)
@@ -496,7 +513,7 @@ static void on_accept(h2o_socket_t *listener, const char *err)
         int fd = h2o_socket_get_fd(sock);
         char why[256];
         if (!peer_allowed(fd, why, sizeof(why))) {
-            h2p_warn(NULL, "control socket: refused a client: %s", why);
+            log_refusal(why);
             refuse(fd, "permission_denied", why);
             h2o_socket_close(sock);
             continue;
