@@ -23,7 +23,9 @@
  * Threads of the front end that touch pools:
  *   - the supervisor (main thread, its own evloop): spawn requests (spawn_what_is_wanted),
  *     exits, readiness probes and pings, the 250 ms tick (idle_timeout, recycling, stop
- *     deadlines, queue timeouts), reload (h2p_poolmgr_apply) and shutdown;
+ *     deadlines, queue timeouts), reload (h2p_poolmgr_apply) and shutdown; and, for the
+ *     management endpoint and `h2pool ctl` (pool_status.c), the pools' states as JSON and the
+ *     operator's start / stop / recycle, under the same locks;
  *   - each front-end thread (one evloop each): h2p_pool_acquire / h2p_pool_cancel /
  *     h2p_worker_release for its requests, h2p_worker_connect, and the kept connections that
  *     stay registered with its loop (only that loop may close them: others ask it by message,
