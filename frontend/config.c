@@ -54,8 +54,13 @@ static void parse_management(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *base, 
 
     if (value == NULL)
         return;
+    if (value[strspn(value, "0123456789")] == '\0') { /* a bare port: loopback, the safe default */
+        char with_address[32];
+        snprintf(with_address, sizeof(with_address), "127.0.0.1:%.8s", value);
+        value = h2p_cfg_strdup(ctx->arena, with_address);
+    }
     if (h2p_cfg_parse_host_port(value, &err) != 0) {
-        h2p_cfg_error(ctx, node, "%s in \"%s\" (want ip:port)", err, value);
+        h2p_cfg_error(ctx, node, "%s in \"%s\" (want ip:port, or a port for 127.0.0.1)", err, value);
         return;
     }
     server->management = value;

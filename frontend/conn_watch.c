@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "frontend/counters.h"
 #include "frontend/log.h"
 #include "frontend/router.h"
 
@@ -40,6 +41,7 @@ static void on_close(void *data)
 void h2p_conn_watch_add(h2p_thread_t *th, h2o_socket_t *sock)
 {
     conn_watch_t *w = h2o_mem_alloc(sizeof(*w));
+    h2p_counters_connection_accepted();
     *w = (conn_watch_t){.sock = sock, .thread = th, .wait_since = h2o_now(th->loop)};
     h2o_linklist_insert(&th->watched, &w->link);
     sock->on_close.cb = on_close;

@@ -11,6 +11,7 @@
 
 #define LOG_QUEUE_BYTES (1 << 20) /* lines waiting for the writer; beyond this they are dropped */
 #define LOG_LINE_MAX 4096
+#define RECENT_LINE_MAX 512 /* the management page shows recent problems, not whole lines */
 
 static struct {
     pthread_mutex_t mutex;
@@ -21,6 +22,12 @@ static struct {
     size_t queued;
     unsigned long dropped;
     h2p_log_level_t level;
+    /* the last errors and warnings, for the management endpoint (a ring, under mutex) */
+    struct {
+        char line[RECENT_LINE_MAX];
+        h2p_log_level_t level;
+    } recent[H2P_LOG_RECENT];
+    size_t recent_head, recent_count;
 } logger = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 2, NULL, 0, 0, H2P_LOG_INFO};
 
 static const char *level_names[] = {"error", "warn", "notice", "info", "debug"};
@@ -118,11 +125,21 @@ void h2p_logv(h2p_log_level_t level, const char *scope, const char *fmt, va_list
             *p = ' ';
     line[len++] = '\n';
 
+    pthread_mutex_lock(&logger.mutex);
+    if (level <= H2P_LOG_WARN) {
+        size_t n = (size_t)len - 1 < RECENT_LINE_MAX - 1 ? (size_t)len - 1 : RECENT_LINE_MAX - 1;
+        memcpy(logger.recent[logger.recent_head].line, line, n);
+        logger.recent[logger.recent_head].line[n] = '\0';
+        logger.recent[logger.recent_head].level = level;
+        logger.recent_head = (logger.recent_head + 1) % H2P_LOG_RECENT;
+        if (logger.recent_count < H2P_LOG_RECENT)
+            logger.recent_count++;
+    }
     if (!logger.running) { /* before start-up or after shutdown: write directly */
+        pthread_mutex_unlock(&logger.mutex);
         write_all(logger.fd, line, (size_t)len);
         return;
     }
-    pthread_mutex_lock(&logger.mutex);
     if (logger.dropped != 0 && logger.queued + 64 < LOG_QUEUE_BYTES) {
         logger.queued +=
             (size_t)snprintf(logger.queue + logger.queued, 64, "(%lu log lines dropped: writer too slow)\n", logger.dropped);
@@ -144,4 +161,29 @@ void h2p_log(h2p_log_level_t level, const char *scope, const char *fmt, ...)
     va_start(args, fmt);
     h2p_logv(level, scope, fmt, args);
     va_end(args);
+}
+
+size_t h2p_log_recent(void (*cb)(const char *line, h2p_log_level_t level, void *data), void *data)
+{
+    /* copied out first: the callback must not run under the logger's mutex (it may log) */
+    size_t n;
+    char(*lines)[RECENT_LINE_MAX] = malloc(sizeof(*lines) * H2P_LOG_RECENT);
+    h2p_log_level_t levels[H2P_LOG_RECENT];
+    pthread_mutex_lock(&logger.mutex);
+    n = logger.recent_count;
+    for (size_t k = 0; k != n; ++k) {
+        size_t i = (logger.recent_head + H2P_LOG_RECENT - n + k) % H2P_LOG_RECENT;
+        memcpy(lines[k], logger.recent[i].line, RECENT_LINE_MAX);
+        levels[k] = logger.recent[i].level;
+    }
+    pthread_mutex_unlock(&logger.mutex);
+    for (size_t k = 0; k != n; ++k)
+        cb(lines[k], levels[k], data);
+    free(lines);
+    return n;
+}
+
+const char *h2p_log_level_name(h2p_log_level_t level)
+{
+    return level_names[level];
 }

@@ -9,6 +9,7 @@
 #define H2POOL_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 typedef enum h2p_log_level { H2P_LOG_ERROR, H2P_LOG_WARN, H2P_LOG_NOTICE, H2P_LOG_INFO, H2P_LOG_DEBUG } h2p_log_level_t;
 
@@ -21,6 +22,11 @@ void h2p_log_set_level(h2p_log_level_t level);
 /* `scope` names what the line is about: a site, "pool php", or NULL for the server. */
 void h2p_log(h2p_log_level_t level, const char *scope, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void h2p_logv(h2p_log_level_t level, const char *scope, const char *fmt, va_list args);
+
+/* The last H2P_LOG_RECENT errors and warnings (each line cut at 511 bytes), oldest first. */
+#define H2P_LOG_RECENT 50
+size_t h2p_log_recent(void (*cb)(const char *line, h2p_log_level_t level, void *data), void *data);
+const char *h2p_log_level_name(h2p_log_level_t level);
 
 #define h2p_error(scope, ...) h2p_log(H2P_LOG_ERROR, scope, __VA_ARGS__)
 #define h2p_warn(scope, ...) h2p_log(H2P_LOG_WARN, scope, __VA_ARGS__)

@@ -19,10 +19,14 @@
 #include <unistd.h>
 
 #include "frontend/config.h"
+#include "frontend/control.h"
+#include "frontend/counters.h"
 #include "frontend/log.h"
 #include "frontend/log_writer.h"
+#include "frontend/management.h"
 #include "frontend/router.h"
 #include "frontend/server.h"
+#include "frontend/status.h"
 #include "frontend/tls.h"
 #include "native-modules/credfile.h"
 #include "native-modules/crypt_pool.h"
@@ -32,6 +36,7 @@
 #define SHUTDOWN_GRACE_MS 30000
 
 static const char usage[] = "usage: h2pool [-t] -c DIR\n"
+                            "       h2pool ctl [-c DIR] [--json] COMMAND   (h2pool ctl -h for its commands)\n"
                             "  -c, --conf DIR   read the configuration from DIR/*.yaml (default /etc/h2pool/conf.d)\n"
                             "  -t, --test       validate the configuration, print `configuration OK` or the errors, exit\n"
                             "  -v, --version    print the version and exit\n"
@@ -61,12 +66,21 @@ static h2o_evloop_t *supervisor_loop;
 
 static void print_errors(h2p_config_errors_t *errors);
 
+/* A reason a reload was refused: to the error log, and to `h2pool ctl reload` when it asked. */
+static void reload_error(json_t *errors, const char *message)
+{
+    h2p_error(NULL, "%s", message);
+    if (errors != NULL)
+        json_array_append_new(errors, h2p_json_bytes(message, strlen(message)));
+}
+
 /*
  * A reload validates the whole new configuration first; a broken one changes nothing (its
  * errors go to the error log) and the old one keeps serving.  A valid one becomes a new
- * generation: new requests use it, requests in flight finish on theirs.
+ * generation: new requests use it, requests in flight finish on theirs.  0, or -1 when refused
+ * (the reasons appended to `errors` unless it is NULL).
  */
-static void reload(const char *why)
+static int reload(const char *why, json_t *errors_out)
 {
     h2p_privsep_reload(); /* the privileged part re-reads it first: it allows what the new one names */
     h2p_config_errors_t errors = {0};
@@ -74,23 +88,27 @@ static void reload(const char *why)
     if (conf == NULL) {
         h2p_error(NULL, "reload (%s) refused: %zu error(s); the running configuration keeps serving", why, errors.count);
         for (size_t i = 0; i != errors.count; ++i)
-            h2p_error(NULL, "%s", errors.messages[i]);
+            reload_error(errors_out, errors.messages[i]);
         h2p_config_errors_clear(&errors);
-        return;
+        return -1;
     }
-    char err[512];
+    char err[512], message[600];
     if (h2p_server_open_listeners(conf, err, sizeof(err)) != 0) {
-        h2p_error(NULL, "reload (%s) refused: %s; the running configuration keeps serving", why, err);
+        snprintf(message, sizeof(message), "reload (%s) refused: %s; the running configuration keeps serving", why, err);
+        reload_error(errors_out, message);
         h2p_config_release(conf);
-        return;
+        return -1;
     }
     h2p_gen_t *gen = h2p_gen_create(conf, err, sizeof(err));
     if (gen == NULL) {
-        h2p_error(NULL, "reload (%s) refused: %s; the running configuration keeps serving", why, err);
+        snprintf(message, sizeof(message), "reload (%s) refused: %s; the running configuration keeps serving", why, err);
+        reload_error(errors_out, message);
         h2p_server_commit_listeners(current_conf); /* closes what this attempt opened */
         h2p_config_release(conf);
-        return;
+        return -1;
     }
+    h2p_management_check_reload(&conf->server);
+    h2p_control_check_reload(&conf->server);
     h2p_server_apply_limits(&conf->server);
     h2p_server_swap_generation(gen);
     h2p_server_commit_listeners(conf);
@@ -100,6 +118,7 @@ static void reload(const char *why)
     current_conf = conf;
     h2p_notice(NULL, "configuration reloaded (%s): generation %llu, %zu sites, %zu pools", why,
                (unsigned long long)conf->generation, conf->num_sites, conf->num_pools);
+    return 0;
 }
 
 /* Our only child is the spawner: workers and CGI scripts are its children (their exits come
@@ -141,7 +160,7 @@ static void on_signal_readable(h2o_socket_t *sock, const char *err)
                 on_child_exit();
                 break;
             case SIGHUP:
-                reload("SIGHUP");
+                reload("SIGHUP", NULL);
                 break;
             case SIGUSR1: /* logrotate moved the access logs: reopen them, as nginx does */
                 h2p_log_writer_reopen();
@@ -153,7 +172,7 @@ static void on_signal_readable(h2o_socket_t *sock, const char *err)
 
 static void on_debounced_change(h2o_timeout_entry_t *entry)
 {
-    reload("conf.d changed");
+    reload("conf.d changed", NULL);
 }
 
 /* inotify: writes, renames, and the ConfigMap pattern (a `..data` symlink swapped by rename) */
@@ -179,6 +198,8 @@ int main(int argc, char **argv)
                                              {"version", no_argument, NULL, 'v'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL}};
+    if (argc >= 2 && strcmp(argv[1], "ctl") == 0)
+        return h2p_ctl_main(argc - 1, argv + 1);
     conf_dir = "/etc/h2pool/conf.d";
     int test_only = 0, ch;
     while ((ch = getopt_long(argc, argv, "c:tvh", longopts, NULL)) != -1) {
@@ -253,10 +274,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "cannot open error log %s: %m\n", conf->server.error_log);
         return 1;
     }
-    /* the log is opened with the rights h2pool was started with; from here on, the front end
-     * has server.user's (the access log directories are made that user's first) */
+    /* the logs, the management listener and the control socket are opened with the rights h2pool
+     * was started with; from here on, the front end has server.user's (the access log
+     * directories are made that user's first) */
     h2p_log_writer_prepare_dirs(conf);
     char err[512];
+    if (h2p_management_open(&conf->server, err, sizeof(err)) != 0 || h2p_control_open(&conf->server, err, sizeof(err)) != 0) {
+        h2p_error(NULL, "%s", err);
+        goto Fail;
+    }
     if (h2p_privsep_drop_privileges(&conf->server, err, sizeof(err)) != 0) {
         h2p_error(NULL, "%s", err);
         goto Fail;
@@ -270,6 +296,8 @@ int main(int argc, char **argv)
     h2o_socket_read_start(spawner_events, on_spawner_event);
     if (h2p_poolmgr_init(loop) != 0 || h2p_server_init(conf) != 0)
         goto Fail;
+    h2p_counters_init();
+    h2p_status_init();
     h2p_gen_t *gen = h2p_gen_create(conf, err, sizeof(err));
     if (gen == NULL) {
         h2p_error(NULL, "%s", err);
@@ -278,6 +306,9 @@ int main(int argc, char **argv)
     h2p_poolmgr_start(conf);
     h2p_server_start(gen);
     h2p_gen_release(gen);
+    h2p_counters_start_sampling(loop);
+    h2p_management_start(loop);
+    h2p_control_start(loop, reload);
     for (size_t i = 0; i != h2p_server.num_listeners; ++i)
         h2p_notice(NULL, "listening on %s", h2p_server.listeners[i]->name);
     h2p_notice(NULL, "h2pool %s started: %zu threads, %zu sites, %zu pools", H2POOL_VERSION, h2p_server.num_threads,
@@ -300,6 +331,9 @@ int main(int argc, char **argv)
         h2o_evloop_run(loop, INT32_MAX);
 
     h2p_notice(NULL, "shutting down: no new connections; waiting for requests in flight");
+    h2p_control_stop();
+    h2p_management_stop();
+    h2p_counters_stop_sampling();
     if (h2p_server_stop(SHUTDOWN_GRACE_MS) == 0)
         h2p_poolmgr_front_end_stopped();
     h2p_poolmgr_shutdown(loop); /* waits for the workers' exits: the spawner's events close after it */
@@ -319,6 +353,7 @@ int main(int argc, char **argv)
     return 0;
 
 Fail:
+    h2p_control_stop();
     h2p_credfile_stop_watching();
     h2p_log_writer_stop();
     h2p_log_close();

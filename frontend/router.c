@@ -270,6 +270,7 @@ h2p_gen_t *h2p_gen_create(h2p_config_t *conf, char *err, size_t errlen)
         h2p_site_rt_t *site = gen->sites + gen->num_sites++;
         site->conf = sc;
         site->hostconf = h2o_config_register_host(&gen->globalconf, h2o_iovec_init(sc->name, strlen(sc->name)), 65535);
+        site->stats = h2p_stats_get(H2P_STATS_SITE, sc->name);
         /* config lists the root application first; match longest prefix first, root last */
         site->num_apps = sc->num_applications;
         site->apps = calloc(site->num_apps, sizeof(*site->apps));
@@ -372,6 +373,7 @@ static void request_map_remove(h2o_req_t *req)
 static void on_request_dispose(void *p)
 {
     h2p_request_t *r = p;
+    h2p_request_track_end(&r->track);
     h2p_conn_watch_request_end(r->req);
     request_map_remove(r->req);
     r->thread->requests_in_flight--;
@@ -520,6 +522,7 @@ static int on_router_req(h2o_handler_t *_self, h2o_req_t *req)
     h2p_request_t *r = h2o_mem_alloc_shared(&req->pool, sizeof(*r), on_request_dispose);
     *r = (h2p_request_t){req, h2p_gen_retain(th->gen), th};
     request_map_put(req, r);
+    h2p_request_track_begin(&r->track, req);
     th->requests_in_flight++;
     h2p_conn_watch_request_begin(req);
 
@@ -540,9 +543,15 @@ static int on_router_req(h2o_handler_t *_self, h2o_req_t *req)
         h2o_send_error_400(req, "Bad Request", "Invalid Hostname", 0);
         return 0;
     }
+    h2p_request_track_site(&r->track, r->site->stats);
     if (self->listener->scheme == H2P_SCHEME_HTTPS && !tls_policy_allows(req, r->site)) {
         bind_site_root(req, r);
         h2o_send_error_generic(req, 421, "Misdirected Request", "this host needs a connection of its own (TLS client policy)", 0);
+        return 0;
+    }
+    if (atomic_load_explicit(&r->site->stats->stopped, memory_order_relaxed)) { /* by `h2pool ctl stop site` */
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("60"));
+        h2o_send_error_503(req, "Service Unavailable", "this site is stopped", H2O_SEND_ERROR_KEEP_HEADERS);
         return 0;
     }
     if (memchr(req->path_normalized.base, '\0', req->path_normalized.len) != NULL) {
@@ -579,10 +588,12 @@ void h2p_router_init_thread(h2p_thread_t *th)
     h2p_fastcgi_init_thread(th);
     h2p_output_cache_init_thread(th);
     h2p_authentication_init_thread(th);
+    h2p_counters_init_thread(th);
 }
 
 void h2p_router_dispose_thread(h2p_thread_t *th)
 {
+    h2p_counters_dispose_thread(th);
     h2p_rewrite_dispose_thread();
     h2p_compression_dispose_thread();
     /* every request is disposed by now: the map is empty */

@@ -51,7 +51,8 @@ typedef struct h2p_app_rt {
 typedef struct h2p_site_rt {
     h2p_site_conf_t *conf;
     h2o_hostconf_t *hostconf;
-    h2p_app_rt_t *apps; /* longest prefix first; the root application last */
+    struct h2p_stats *stats; /* by site name: counters, and whether `h2pool ctl` stopped it */
+    h2p_app_rt_t *apps;      /* longest prefix first; the root application last */
     size_t num_apps;
     SSL_CTX *ssl_ctx;
 } h2p_site_rt_t;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "frontend/counters.h"
 #include "frontend/log.h"
 #include "frontend/conn_watch.h"
 #include "frontend/router.h"
@@ -486,6 +487,7 @@ static void on_accept(h2o_socket_t *listen_sock, const char *err)
             return;
         if (atomic_fetch_add(&h2p_server.num_connections, 1) >= h2p_server.max_connections) {
             atomic_fetch_sub(&h2p_server.num_connections, 1);
+            h2p_counters_connection_refused();
             h2o_socket_close(sock);
             continue;
         }

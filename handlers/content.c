@@ -127,9 +127,11 @@ static int on_content_req(h2o_handler_t *_self, h2o_req_t *req)
 {
     content_handler_t *self = (void *)_self;
     h2p_app_rt_t *app = self->scope->app;
-    const struct h2p_served *s = h2p_request_served(h2p_request_of(req));
+    h2p_request_t *r = h2p_request_of(req);
+    const struct h2p_served *s = h2p_request_served(r);
     h2o_iovec_t path = s->path;
 
+    r->track.stage = s->mapping < 0 ? H2P_STAGE_STATIC : app->handlers[s->mapping].cgi ? H2P_STAGE_CGI : H2P_STAGE_QUEUED;
     if (s->mapping < 0)
         return h2p_static_serve(req, self->scope, h2p_physical_path(&req->pool, app, path.base, path.len));
     h2o_iovec_t script_name = h2o_iovec_init(path.base, s->script_len),

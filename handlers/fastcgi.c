@@ -32,6 +32,7 @@ typedef struct fcgi_request {
     h2p_cgi_response_t response; /* the generator, the client's request (NULL once it is gone), the body */
     h2p_thread_t *thread;
     h2p_pool_t *pool;
+    h2p_request_track_t *track; /* the request's, for `h2pool ctl list requests` (NULL once it is gone) */
     h2p_pool_waiter_t waiter;
     h2p_worker_t *worker;
     h2o_socket_t *sock;
@@ -86,6 +87,15 @@ static h2o_timeout_t *timeout_for(h2o_evloop_t *loop, uint64_t ms)
     t->next = duration_timeouts;
     duration_timeouts = t;
     return &t->timeout;
+}
+
+/* What the request is doing, and with which worker, for `h2pool ctl list requests`. */
+static void set_stage(fcgi_request_t *fr, const char *stage, h2p_worker_t *worker)
+{
+    if (fr->track == NULL)
+        return;
+    fr->track->stage = stage;
+    fr->track->worker_pid = worker != NULL ? h2p_worker_pid(worker) : 0;
 }
 
 /* ---- the request's records -------------------------------------------------------------- */
@@ -174,6 +184,7 @@ static void release_worker(fcgi_request_t *fr, h2p_release_outcome_t outcome, in
         h2p_worker_release(fr->worker, outcome, fd, request_done);
         fr->worker = NULL;
     }
+    set_stage(fr, H2P_STAGE_SENDING, NULL);
 }
 
 static void on_drained(h2p_cgi_response_t *response)
@@ -201,6 +212,7 @@ static void on_request_dispose(void *p)
 {
     fcgi_request_t *fr = *(fcgi_request_t **)p;
     fr->response.req = NULL;
+    fr->track = NULL;
     stop_watching(fr);
     if (fr->waiting) {
         if (!h2p_pool_cancel(fr->pool, &fr->waiter))
@@ -445,6 +457,7 @@ static void start_on_worker(fcgi_request_t *fr, h2p_worker_t *worker)
         r->worker_pid = (int)h2p_worker_pid(worker);
     }
     fr->worker = worker;
+    set_stage(fr, H2P_STAGE_WORKER, worker);
     fr->got_output = 0;
     set_request_id(fr, h2p_worker_next_request_id(worker));
     if ((fr->sock = h2p_worker_take_socket(worker, fr->thread)) != NULL) {
@@ -556,6 +569,7 @@ static void dispatch(fcgi_request_t *fr)
         break;
     case H2P_ACQUIRE_QUEUED:
         fr->waiting = 1;
+        set_stage(fr, H2P_STAGE_QUEUED, NULL);
         watch_client(fr);
         break;
     case H2P_ACQUIRE_QUEUE_FULL:
@@ -608,6 +622,11 @@ int h2p_fastcgi_handle(h2o_req_t *req, const h2p_fastcgi_target_t *target)
     fr->response.on_stop = on_client_left;
     fr->thread = h2p_this_thread;
     fr->pool = target->pool;
+    h2p_request_t *r = h2p_request_of(req);
+    if (r != NULL) {
+        fr->track = &r->track;
+        h2p_request_track_pool(fr->track, h2p_pool_stats(fr->pool));
+    }
     fr->waiter.thread = fr->thread;
     fr->timeout.cb = on_timeout;
     *(fcgi_request_t **)h2o_mem_alloc_shared(&req->pool, sizeof(fr), on_request_dispose) = fr;

@@ -18,6 +18,7 @@
 #include <h2o.h>
 
 #include "frontend/config.h"
+#include "frontend/counters.h"
 
 struct h2p_gen;
 struct h2p_site_rt;
@@ -67,6 +68,7 @@ typedef struct h2p_request {
     int worker_pid;
     /* failed_request_tracing: the pipeline steps, when the scope traces (NULL otherwise) */
     struct h2p_trace *trace;
+    h2p_request_track_t track; /* counters and `h2pool ctl list requests` (frontend/counters.h) */
 } h2p_request_t;
 
 /* The query string the application sees: the client's, or what rewrite made of it. */

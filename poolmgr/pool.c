@@ -102,6 +102,7 @@ h2p_pool_t *h2p_pool_get(h2p_config_t *config, h2p_pool_conf_t *conf)
     h2o_linklist_init_anchor(&pool->queue);
     pool->max_requests = effective_max_requests(conf);
     pool->crashes = calloc(conf->rapid_fail.max_crashes + 1, sizeof(uint64_t));
+    pool->stats = h2p_stats_get(H2P_STATS_POOL, conf->name);
     if (conf->num_connect != 0)
         add_external_workers(pool);
     h2o_linklist_insert(&h2p_pools, &pool->registry_link);
@@ -123,6 +124,11 @@ const char *h2p_pool_name(h2p_pool_t *pool)
 const h2p_pool_conf_t *h2p_pool_conf(h2p_pool_t *pool)
 {
     return pool->conf;
+}
+
+h2p_stats_t *h2p_pool_stats(h2p_pool_t *pool)
+{
+    return pool->stats;
 }
 
 pid_t h2p_worker_pid(h2p_worker_t *worker)
@@ -233,6 +239,7 @@ static void violation_locked(h2p_worker_t *worker, const char *what)
 {
     h2p_pool_t *pool = worker->pool;
     ++pool->violations_total;
+    h2p_counter_add(&pool->stats->violations, 1);
     if (worker->external)
         h2p_error("pool", "pool %s: a worker at %s %s: closing its connection (protocol violation %llu in this pool)",
                   pool->conf->name, pool->conf->connect[worker->conn_endpoint].text, what,
@@ -512,6 +519,7 @@ void h2p_pool_deliver_all(h2o_linklist_t *waiters)
 void h2p_pool_record_crash_locked(h2p_pool_t *pool, uint64_t now)
 {
     pool->crashed_total++;
+    h2p_counter_add(&pool->stats->crashes, 1);
     if (!pool->conf->rapid_fail.enabled || pool->stopped)
         return;
     size_t cap = pool->conf->rapid_fail.max_crashes;
@@ -524,18 +532,27 @@ void h2p_pool_record_crash_locked(h2p_pool_t *pool, uint64_t now)
     uint64_t oldest = pool->crashes[pool->crash_head]; /* the ring is full: the next slot is the oldest */
     if (now - oldest > pool->conf->rapid_fail.interval_ms)
         return;
-    pool->stopped = 1;
     h2p_error("pool",
               "pool %s stopped by rapid-fail protection: %zu crashes within %llu ms; answering 503 until it is "
               "restarted (h2pool ctl start pool %s) or its configuration changes",
               pool->conf->name, cap, (unsigned long long)pool->conf->rapid_fail.interval_ms, pool->conf->name);
+    h2p_counter_add(&pool->stats->rapid_fail_trips, 1);
+    h2p_pool_stop_locked(pool, "rapid-fail protection");
+}
+
+void h2p_pool_stop_locked(h2p_pool_t *pool, const char *by)
+{
+    char why[96];
+    pool->stopped = 1;
+    pool->stopped_by = by;
+    snprintf(why, sizeof(why), "pool stopped by %s", by);
     h2o_linklist_t failed;
     h2o_linklist_init_anchor(&failed);
     h2p_pool_fail_waiters_locked(pool, 503, &failed);
     h2p_pool_deliver_all(&failed);
     while (!h2o_linklist_is_empty(&pool->idle)) {
         h2p_worker_t *w = H2O_STRUCT_FROM_MEMBER(h2p_worker_t, idle_link, pool->idle.next);
-        h2p_worker_stop_locked(w, "pool stopped by rapid-fail protection");
+        h2p_worker_stop_locked(w, why);
     }
 }
 
@@ -578,6 +595,8 @@ void h2p_worker_release(h2p_worker_t *worker, h2p_release_outcome_t outcome, int
             h2p_worker_stop_locked(worker, outcome == H2P_RELEASE_LOST ? "it hung up before its response ended"
                                                                        : "its socket refused a connection");
         } else if (pool->max_requests != 0 && worker->requests >= pool->max_requests) {
+            if (worker->retire_reason == NULL) /* (else counted when its replacement was asked for) */
+                h2p_counter_add(&pool->stats->recycles, 1);
             h2p_worker_stop_locked(worker, "max_requests reached");
         } else if (worker->retire_reason != NULL && worker->replacement_ready) {
             h2p_worker_stop_locked(worker, worker->retire_reason);
@@ -591,6 +610,7 @@ void h2p_worker_release(h2p_worker_t *worker, h2p_release_outcome_t outcome, int
                 uint64_t margin = pool->max_requests / 10 < 8 ? pool->max_requests / 10 : 8;
                 if (margin != 0 && worker->requests >= pool->max_requests - margin) {
                     worker->retire_reason = "max_requests reached";
+                    h2p_counter_add(&pool->stats->recycles, 1);
                     h2p_pool_want_spawn_locked(pool, 1);
                 }
             }

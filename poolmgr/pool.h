@@ -23,7 +23,9 @@
  * Threads of the front end that touch pools:
  *   - the supervisor (main thread, its own evloop): spawn requests (spawn_what_is_wanted),
  *     exits, readiness probes and pings, the 250 ms tick (idle_timeout, recycling, stop
- *     deadlines, queue timeouts), reload (h2p_poolmgr_apply) and shutdown;
+ *     deadlines, queue timeouts), reload (h2p_poolmgr_apply) and shutdown; and, for the
+ *     management endpoint and `h2pool ctl` (pool_status.c), the pools' states as JSON and the
+ *     operator's start / stop / recycle, under the same locks;
  *   - each front-end thread (one evloop each): h2p_pool_acquire / h2p_pool_cancel /
  *     h2p_worker_release for its requests, h2p_worker_connect, and the kept connections that
  *     stay registered with its loop (only that loop may close them: others ask it by message,
@@ -52,6 +54,7 @@
 #define H2POOL_POOL_H
 
 #include <h2o.h>
+#include <jansson.h>
 #include <sys/types.h>
 
 #include "frontend/config.h"
@@ -100,6 +103,7 @@ void h2p_poolmgr_apply(h2p_config_t *conf);
 void h2p_pool_release(h2p_pool_t *pool);
 const char *h2p_pool_name(h2p_pool_t *pool);
 const h2p_pool_conf_t *h2p_pool_conf(h2p_pool_t *pool);
+struct h2p_stats *h2p_pool_stats(h2p_pool_t *pool); /* its counters (frontend/counters.h) */
 
 /* Takes an idle worker (READY, *worker set), or queues the waiter (QUEUED: on_ready follows). */
 int h2p_pool_acquire(h2p_pool_t *pool, h2p_pool_waiter_t *waiter, h2p_worker_t **worker);
@@ -151,5 +155,14 @@ void h2p_poolmgr_front_end_stopped(void);
 void h2p_poolmgr_init_thread(h2p_thread_t *th);
 
 uint64_t h2p_now_ms(void);
+
+/* Management (poolmgr/pool_status.c; supervisor thread). */
+json_t *h2p_poolmgr_pools_json(int with_workers); /* every pool: state, workers, queue, counters, history */
+json_t *h2p_poolmgr_workers_json(void);           /* every worker: pool, pid, state, requests, uptime, memory */
+void h2p_poolmgr_sample_history(void);            /* once a second: busy workers and queue length per pool */
+enum { H2P_POOL_CTL_OK = 0, H2P_POOL_CTL_UNKNOWN = -1, H2P_POOL_CTL_REFUSED = -2 };
+/* `action` is "start" (also after rapid-fail protection), "stop" or "recycle"; `name` a valid pool
+ * name.  The outcome, for the operator, in `message`. */
+int h2p_poolmgr_control(const char *action, const char *name, char *message, size_t len);
 
 #endif

@@ -2,6 +2,7 @@
 #ifndef H2POOL_POOL_INTERNAL_H
 #define H2POOL_POOL_INTERNAL_H
 
+#include "frontend/counters.h"
 #include "poolmgr/pool.h"
 
 typedef enum worker_state {
@@ -56,13 +57,15 @@ struct h2p_pool {
     uint64_t max_requests; /* conf->max_requests, or php-cgi's own limit when lower */
     uint64_t *crashes;     /* ring of crash times (rapid-fail protection) */
     size_t crash_head, crash_count;
-    int stopped;               /* by rapid-fail protection: answer 503 at once */
+    int stopped;               /* by rapid-fail protection or `h2pool ctl stop pool`: answer 503 at once */
+    const char *stopped_by;    /* which of the two, for the log and `h2pool ctl list pools` */
     int draining;              /* removed or changed by a reload: no new work, stops when empty */
     uint64_t spawn_not_before; /* back-off after failed starts */
     unsigned failed_starts;
     uint64_t spawned_total, crashed_total;
     uint64_t violations_total;     /* workers replaced for breaking the protocol (garbage, bytes out of turn) */
     uint64_t *endpoint_down_until; /* `connect:` pools: per endpoint, skipped until then */
+    h2p_stats_t *stats;            /* counters by pool name (frontend/counters.h): they outlive this pool */
 };
 
 /* How long an endpoint that refused a connection or failed its ping is skipped. */
@@ -84,6 +87,8 @@ int h2p_pool_endpoint_up_locked(h2p_pool_t *pool, size_t endpoint, uint64_t now)
 int h2p_pool_pick_endpoint_locked(h2p_pool_t *pool, size_t home, uint64_t now);
 void h2p_pool_endpoint_failed_locked(h2p_pool_t *pool, size_t endpoint, const char *why, h2o_linklist_t *failed);
 void h2p_pool_deliver_all(h2o_linklist_t *waiters);
+/* Stops the pool (503 at once, queue answered, idle workers stopped, busy ones when released). */
+void h2p_pool_stop_locked(h2p_pool_t *pool, const char *by);
 
 /* pool_reload.c */
 void h2p_poolmgr_free_drained(void);
@@ -92,5 +97,9 @@ void h2p_poolmgr_free_drained(void);
 void h2p_supervisor_kick(void);
 void h2p_worker_stop_locked(h2p_worker_t *worker, const char *why);
 void h2p_worker_kill_locked(h2p_worker_t *worker);
+/* Recycling with overlap: a replacement is asked for, the worker stops once it is ready. */
+void h2p_worker_retire_locked(h2p_worker_t *worker, const char *reason);
+/* A process's resident memory in bytes (0 if unknown). */
+uint64_t h2p_process_rss(pid_t pid);
 
 #endif

@@ -185,11 +185,12 @@ void h2p_worker_kill_locked(h2p_worker_t *w)
 }
 
 /* Recycling overlaps: the replacement starts now, this worker stops once it is ready. */
-static void retire_locked(h2p_worker_t *w, const char *reason)
+void h2p_worker_retire_locked(h2p_worker_t *w, const char *reason)
 {
     if (w->retire_reason != NULL)
         return;
     w->retire_reason = reason;
+    h2p_counter_add(&w->pool->stats->recycles, 1);
     pool_log(H2P_LOG_INFO, w->pool, "recycling worker %d: %s", (int)w->pid, reason);
     h2p_pool_want_spawn_locked(w->pool, 1);
 }
@@ -268,6 +269,7 @@ static void spawn_worker(h2p_pool_t *pool)
     pthread_mutex_lock(&pool->lock);
     h2o_linklist_insert(&pool->workers, &w->all_link);
     pool->spawned_total++;
+    h2p_counter_add(&pool->stats->spawns, 1);
     pthread_mutex_unlock(&pool->lock);
     pool_log(H2P_LOG_INFO, pool, "spawned worker %d", (int)w->pid);
     if (exec_errno == 0)
@@ -519,7 +521,7 @@ void h2p_poolmgr_on_exit(pid_t pid, int status)
 
 /* ---- the periodic tick ------------------------------------------------------------------ */
 
-static uint64_t read_rss(pid_t pid)
+uint64_t h2p_process_rss(pid_t pid)
 {
     char path[64], buf[128];
     snprintf(path, sizeof(path), "/proc/%d/statm", (int)pid);
@@ -573,9 +575,9 @@ static void tick_pool(h2p_pool_t *pool, uint64_t now, int check_memory, h2o_link
                 break;
             }
             if (!w->external && conf->recycle_time_ms != 0 && now - w->started_at >= conf->recycle_time_ms)
-                retire_locked(w, "recycle.time");
-            if (!w->external && check_memory && conf->recycle_memory != 0 && read_rss(w->pid) > conf->recycle_memory)
-                retire_locked(w, "recycle.memory");
+                h2p_worker_retire_locked(w, "recycle.time");
+            if (!w->external && check_memory && conf->recycle_memory != 0 && h2p_process_rss(w->pid) > conf->recycle_memory)
+                h2p_worker_retire_locked(w, "recycle.memory");
             if (w->state == WORKER_IDLE && w->retire_reason != NULL && w->replacement_ready) {
                 h2p_worker_stop_locked(w, w->retire_reason);
             } else if (w->state == WORKER_IDLE && conf->ping_interval_ms != 0 && pings != NULL && *num_pings < max_pings &&

@@ -5,6 +5,9 @@ set -e
 PACKAGES="build-essential cmake pkg-config clang-format libh2o-evloop-dev libssl-dev libyaml-dev libjansson-dev libpcre2-dev
   libcmocka-dev libfcgi-dev libbrotli-dev zlib1g-dev brotli libcrypt-dev php-cgi dokuwiki curl nghttp2-client python3 openssl procps goaccess
   clang libclang-rt-14-dev"
+# promtool (prometheus) and chromium check /metrics and draw the dashboard in two tests that are
+# skipped without them: 130 MB more to fetch, so only on request
+[ "${H2POOL_TEST_EXTRAS:-0}" = 1 ] && PACKAGES="$PACKAGES prometheus chromium"
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
