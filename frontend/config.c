@@ -1,6 +1,6 @@
 /*
  * Configuration loader: reads every *.yaml file of a conf.d directory, checks it against
- * ../shared/CONFIG.md and builds one immutable, refcounted generation (frontend/config.h).
+ * the README's "Configuration" and builds one immutable, refcounted generation (frontend/config.h).
  *
  * Loading runs in passes over the parsed YAML documents of all files, so that the order of the
  * files never matters for what is known when:

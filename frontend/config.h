@@ -1,5 +1,5 @@
 /*
- * h2pool configuration model (../shared/CONFIG.md is the contract).
+ * h2pool configuration model (the README's "Configuration" is the contract users rely on).
  *
  * A configuration generation is built once by h2p_config_load(), never modified afterwards,
  * and shared by reference counting: the front end holds one reference for the generation it

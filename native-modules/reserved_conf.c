@@ -1,5 +1,5 @@
-/* Modules whose code is not written yet (webdav, ssi): their settings are validated, as the configuration contract fixes them, and
- * used by nothing. */
+/* Modules whose code is not written yet (webdav, ssi, request_monitor): their settings are validated, as the configuration contract
+ * fixes them, and used by nothing. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,3 +28,7 @@ static const h2p_cfg_key_t ssi_keys[] = {{"enabled", H2P_CFG_BOOL, MOD(ssi.enabl
 
 const h2p_module_conf_t h2p_conf_webdav = {.default_enabled = 0, .init = webdav_init, .keys = webdav_keys};
 const h2p_module_conf_t h2p_conf_ssi = {.default_enabled = 0, .init = ssi_init, .keys = ssi_keys};
+
+static const h2p_cfg_key_t request_monitor_keys[] = {{"enabled", H2P_CFG_BOOL, MOD(request_monitor.enabled)}, {NULL}};
+
+const h2p_module_conf_t h2p_conf_request_monitor = {.default_enabled = 1, .keys = request_monitor_keys};

@@ -1,4 +1,4 @@
-"""authentication (anonymous, basic) and authorization (URL rules) modules: CONFIG.md
+"""authentication (anonymous, basic) and authorization (URL rules) modules: the README's modules section
 `modules.authentication`, `modules.authorization`, 401.2 with a challenge, 403 for denied users.
 
 Hashes are made here: bcrypt by python3's crypt module (or `htpasswd -B`), SHA-512 and SHA-256

@@ -1,4 +1,4 @@
-"""compression module (CONFIG.md `modules.compression`): gzip and brotli, chosen by Accept-Encoding
+"""compression module (`modules.compression`): gzip and brotli, chosen by Accept-Encoding
 with q-values, for static files (on the fly, or a precompressed `.br` / `.gz` sibling) and worker
 output; never for Range answers, encoded bodies, HEAD, 304, small bodies or unlisted types."""
 import gzip

@@ -1,4 +1,4 @@
-"""custom_errors module (CONFIG.md `modules.custom_errors`): error pages per status, and which
+"""custom_errors module (`modules.custom_errors`): error pages per status, and which
 clients see detailed error bodies (mode off / on / detailed_local_only)."""
 import re
 import shutil

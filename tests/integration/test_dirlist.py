@@ -1,4 +1,4 @@
-"""Directory listing (CONFIG.md `directory_listing`, per site and per `locations:` prefix): entries
+"""Directory listing (`directory_listing`, per site and per `locations:` prefix): entries
 sorted with directories first, names HTML-escaped, links percent-encoded, sizes and dates shown;
 403 when listing is off and there is no default document; HEAD; HTTP/2.
 """

@@ -1,4 +1,4 @@
-"""failed_request_tracing module (CONFIG.md `modules.failed_request_tracing`, IIS's FREB): one JSON
+"""failed_request_tracing module (`modules.failed_request_tracing`, IIS's FREB): one JSON
 trace per request whose status is in a configured range or that took at least `time_taken`, with
 each pipeline step (module, start, duration, outcome), the pool and worker pid, and the headers
 with credentials redacted; the newest `max_files` are kept."""

@@ -1,4 +1,4 @@
-"""logging module (CONFIG.md `modules.logging`): the W3C extended log of each site under
+"""logging module (`modules.logging`): the W3C extended log of each site under
 server.log_dir/<site>/, IIS's default fields in IIS's order, one line per response of every kind
 (static, FastCGI, CGI, errors from modules and libh2o), values escaped so that no request can
 forge a line or a field, rotation by day, by size and on SIGUSR1 without losing a line, every

@@ -1,4 +1,4 @@
-"""output_cache module (CONFIG.md `modules.output_cache`, `server.cache`): FastCGI, CGI and static
+"""output_cache module (`modules.output_cache`, `server.cache`): FastCGI, CGI and static
 responses kept in memory per rule, answered before any pool is touched, with HTTP's rules
 (Cache-Control, Vary, cookies, Authorization, HEAD, 304, Age), LRU eviction at max_memory,
 collapsed forwarding (many concurrent misses, one worker request) and invalidation on reload and

@@ -1,4 +1,4 @@
-"""Static files: libh2o's file handler behind h2pool's router (CONFIG.md `sites.*.root`,
+"""Static files: libh2o's file handler behind h2pool's router (`sites.*.root`,
 `default_documents`, `http2`)."""
 import re
 import unittest
