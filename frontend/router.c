@@ -17,7 +17,6 @@
 #include "handlers/content.h"
 #include "handlers/fastcgi.h"
 #include "native-modules/cache_store.h"
-#include "native-modules/compression.h"
 #include "native-modules/module.h"
 #include "poolmgr/pool.h"
 
@@ -586,16 +585,14 @@ h2o_hostconf_t **h2p_router_hosts(h2p_listener_t *listener)
 void h2p_router_init_thread(h2p_thread_t *th)
 {
     h2p_fastcgi_init_thread(th);
-    h2p_output_cache_init_thread(th);
-    h2p_authentication_init_thread(th);
+    h2p_modules_init_thread(th);
     h2p_counters_init_thread(th);
 }
 
 void h2p_router_dispose_thread(h2p_thread_t *th)
 {
     h2p_counters_dispose_thread(th);
-    h2p_rewrite_dispose_thread();
-    h2p_compression_dispose_thread();
+    h2p_modules_dispose_thread(th);
     /* every request is disposed by now: the map is empty */
     free(request_map.keys);
     free(request_map.values);

@@ -224,7 +224,7 @@ static void on_checks_done(h2o_multithread_receiver_t *receiver, h2o_linklist_t 
     }
 }
 
-void h2p_authentication_init_thread(h2p_thread_t *th)
+static void init_thread(h2p_thread_t *th)
 {
     h2o_multithread_register_receiver(th->queue, &th->password_checks, on_checks_done);
 }
@@ -367,4 +367,4 @@ static int on_config(h2p_module_scope_t *ms)
     return 0;
 }
 
-const h2p_module_t h2p_module_authentication = {"authentication", H2P_PHASE_REQUEST, on_config};
+const h2p_module_t h2p_module_authentication = {"authentication", H2P_PHASE_REQUEST, on_config, .init_thread = init_thread};

@@ -291,7 +291,7 @@ static void gzip_dispose(void *_self)
         free_deflater(self->deflater);
 }
 
-void h2p_compression_dispose_thread(void)
+static void dispose_thread(h2p_thread_t *th)
 {
     while (spare_deflaters.count != 0)
         free_deflater(spare_deflaters.items[--spare_deflaters.count]);
@@ -593,4 +593,4 @@ static int on_config(h2p_module_scope_t *ms)
     return 0;
 }
 
-const h2p_module_t h2p_module_compression = {"compression", H2P_PHASE_RESPONSE, on_config};
+const h2p_module_t h2p_module_compression = {"compression", H2P_PHASE_RESPONSE, on_config, .dispose_thread = dispose_thread};

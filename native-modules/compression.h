@@ -39,7 +39,6 @@ h2p_content_coding_t h2p_compression_negotiate(const h2p_modules_conf_t *m, h2o_
 int h2p_compression_send_precompressed(h2o_req_t *req, struct h2p_scope_rt *scope, const char *physical);
 
 /* Frees the calling thread's spare gzip streams (after its loop has ended). */
-void h2p_compression_dispose_thread(void);
 
 /* Whether `filter` is the compression module's (the output cache's store goes right after it). */
 int h2p_compression_is_filter(const h2o_filter_t *filter);

@@ -82,14 +82,6 @@ static inline h2o_iovec_t h2p_request_query(h2p_request_t *r)
     return h2o_iovec_init(req->path.base + req->query_at + 1, req->path.len - req->query_at - 1);
 }
 
-/* Frees the calling thread's rewrite state. */
-void h2p_rewrite_dispose_thread(void);
-/* Registers the thread's receiver of password-check results (authentication). */
-void h2p_authentication_init_thread(struct h2p_thread *th);
-
-/* Registers the thread's receiver of output cache wake-ups (collapsed forwarding). */
-void h2p_output_cache_init_thread(struct h2p_thread *th);
-
 /* Goes on with a request whose path a module changed (rewrite): in the scope of the new path,
  * from the module after rewrite.  Always answers (returns 0). */
 int h2p_router_resume(h2o_req_t *req);
@@ -159,7 +151,15 @@ typedef struct h2p_module {
     /* Registers the module's handler or filter on the scope's pathconf when it is enabled there.
      * Returns 0, or -1 with scope->err filled (the generation is refused). */
     int (*on_config)(h2p_module_scope_t *scope);
+    /* Optional: set up / free the module's state of a front-end thread, on that thread (before its
+     * loop runs requests / after its last request). */
+    void (*init_thread)(struct h2p_thread *th);
+    void (*dispose_thread)(struct h2p_thread *th);
 } h2p_module_t;
+
+/* Runs every module's init_thread / dispose_thread on the calling front-end thread. */
+void h2p_modules_init_thread(struct h2p_thread *th);
+void h2p_modules_dispose_thread(struct h2p_thread *th);
 
 /* The pipeline, in the order of native-modules/modules.def, NULL-terminated. */
 extern const h2p_module_t *const h2p_modules[];

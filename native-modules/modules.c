@@ -95,3 +95,17 @@ uint64_t h2p_request_time_taken_ms(h2o_req_t *req, const struct timeval *now)
     int64_t us = (int64_t)(now->tv_sec - begin->tv_sec) * 1000000 + (now->tv_usec - begin->tv_usec);
     return us > 0 ? (uint64_t)us / 1000 : 0;
 }
+
+void h2p_modules_init_thread(struct h2p_thread *th)
+{
+    for (const h2p_module_t *const *m = h2p_modules; *m != NULL; ++m)
+        if ((*m)->init_thread != NULL)
+            (*m)->init_thread(th);
+}
+
+void h2p_modules_dispose_thread(struct h2p_thread *th)
+{
+    for (const h2p_module_t *const *m = h2p_modules; *m != NULL; ++m)
+        if ((*m)->dispose_thread != NULL)
+            (*m)->dispose_thread(th);
+}

@@ -383,7 +383,7 @@ static void on_wake(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messag
     }
 }
 
-void h2p_output_cache_init_thread(h2p_thread_t *th)
+static void init_thread(h2p_thread_t *th)
 {
     h2o_multithread_register_receiver(th->queue, &wake_receiver, on_wake);
 }
@@ -679,4 +679,5 @@ static int on_config(h2p_module_scope_t *ms)
     return 0;
 }
 
-const h2p_module_t h2p_module_output_cache = {"output_cache", H2P_PHASE_REQUEST | H2P_PHASE_RESPONSE, on_config};
+const h2p_module_t h2p_module_output_cache = {"output_cache", H2P_PHASE_REQUEST | H2P_PHASE_RESPONSE, on_config,
+                                              .init_thread = init_thread};

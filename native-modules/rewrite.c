@@ -32,7 +32,7 @@ typedef struct rewrite_handler {
  * matches: pcre2_match() then fills what fits and returns 0). */
 static __thread pcre2_match_data *match_data;
 
-void h2p_rewrite_dispose_thread(void)
+static void dispose_thread(h2p_thread_t *th)
 {
     pcre2_match_data_free(match_data); /* NULL is fine */
     match_data = NULL;
@@ -148,4 +148,4 @@ static int on_config(h2p_module_scope_t *ms)
     return 0;
 }
 
-const h2p_module_t h2p_module_rewrite = {"rewrite", H2P_PHASE_REQUEST, on_config};
+const h2p_module_t h2p_module_rewrite = {"rewrite", H2P_PHASE_REQUEST, on_config, .dispose_thread = dispose_thread};
