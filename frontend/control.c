@@ -1,5 +1,6 @@
 /* The control socket: see control.h. */
 #include "frontend/control.h"
+#include "frontend/alloc.h"
 
 #include <errno.h>
 #include <grp.h>
@@ -196,7 +197,7 @@ static void send_answer(control_conn_t *conn, json_t *answer)
     char *text = json_dumps(answer, JSON_COMPACT);
     json_decref(answer);
     size_t len = strlen(text);
-    conn->out = realloc(text, len + 1);
+    conn->out = h2o_mem_realloc(text, len + 1);
     conn->out[len] = '\n';
     h2o_iovec_t buf = h2o_iovec_init(conn->out, len + 1);
     h2o_socket_write(conn->sock, &buf, 1, on_answer_written);
@@ -438,7 +439,7 @@ static void process(control_conn_t *conn)
         /* no reading while answering: a client that sends without reading cannot fill our memory */
         if (!conn->eof)
             h2o_socket_read_stop(conn->sock);
-        char *line = malloc(len);
+        char *line = h2o_mem_alloc(len);
         memcpy(line, in->bytes, len);
         h2o_buffer_consume(&conn->sock->input, eaten);
         handle_line(conn, line, len);
@@ -523,7 +524,7 @@ static void on_accept(h2o_socket_t *listener, const char *err)
             h2o_socket_close(sock);
             continue;
         }
-        control_conn_t *conn = calloc(1, sizeof(*conn));
+        control_conn_t *conn = h2p_calloc(1, sizeof(*conn));
         conn->sock = sock;
         conn->idle.cb = on_idle;
         sock->data = conn;

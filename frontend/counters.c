@@ -1,5 +1,6 @@
 /* Counters, requests in flight and the last minutes' history: see counters.h. */
 #include "frontend/counters.h"
+#include "frontend/alloc.h"
 
 #include <arpa/inet.h>
 #include <pthread.h>
@@ -38,9 +39,9 @@ size_t h2p_counters_slot(void)
 
 static h2p_stats_t *new_stats(h2p_stats_kind_t kind, const char *name)
 {
-    h2p_stats_t *stats = calloc(1, sizeof(*stats));
+    h2p_stats_t *stats = h2p_calloc(1, sizeof(*stats));
     stats->kind = kind;
-    stats->name = strdup(name);
+    stats->name = h2p_strdup(name);
     if (posix_memalign((void **)&stats->slots, 64, sizeof(*stats->slots) * registry.num_slots) != 0)
         abort();
     memset(stats->slots, 0, sizeof(*stats->slots) * registry.num_slots);
@@ -295,7 +296,7 @@ static void on_collect_answer(h2o_multithread_receiver_t *receiver, h2o_linklist
 
 h2p_inflight_collect_t *h2p_inflight_collect(void (*done)(json_t *requests, void *data), void *data)
 {
-    h2p_inflight_collect_t *collect = calloc(1, sizeof(*collect));
+    h2p_inflight_collect_t *collect = h2p_calloc(1, sizeof(*collect));
     collect->done = done;
     collect->data = data;
     collect->requests = json_array();
@@ -309,7 +310,7 @@ h2p_inflight_collect_t *h2p_inflight_collect(void (*done)(json_t *requests, void
     for (size_t i = 0; i != h2p_server.num_threads; ++i) {
         if (thread_states[i] == NULL)
             continue;
-        collect_message_t *msg = calloc(1, sizeof(*msg));
+        collect_message_t *msg = h2p_calloc(1, sizeof(*msg));
         msg->collect = collect;
         h2o_multithread_send_message(&thread_states[i]->receiver, &msg->super);
     }
@@ -324,14 +325,14 @@ void h2p_inflight_abandon(h2p_inflight_collect_t *collect)
 
 void h2p_counters_init_thread(h2p_thread_t *th)
 {
-    thread_state_t *state = calloc(1, sizeof(*state));
+    thread_state_t *state = h2p_calloc(1, sizeof(*state));
     state->thread = th;
     h2o_linklist_init_anchor(&state->in_flight);
     h2o_multithread_register_receiver(th->queue, &state->receiver, on_collect_request);
     this_state = state;
     pthread_mutex_lock(&registry.lock);
     if (thread_states == NULL)
-        thread_states = calloc(h2p_server.num_threads, sizeof(*thread_states));
+        thread_states = h2p_calloc(h2p_server.num_threads, sizeof(*thread_states));
     thread_states[th->index] = state;
     pthread_mutex_unlock(&registry.lock);
 }
@@ -474,7 +475,7 @@ double h2p_counters_recent_rate(unsigned seconds)
 json_t *h2p_json_bytes(const char *s, size_t len)
 {
     static const char hex[] = "0123456789ABCDEF";
-    char *buf = malloc(len * 3 + 1), *p = buf;
+    char *buf = h2o_mem_alloc(len * 3 + 1), *p = buf;
     for (size_t i = 0; i != len; ++i) {
         unsigned char c = (unsigned char)s[i];
         if (c < 0x20 || c >= 0x7f) {

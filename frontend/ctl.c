@@ -21,6 +21,7 @@
 #include <yaml.h>
 
 #include "frontend/control.h"
+#include "frontend/alloc.h"
 
 #define ANSWER_TIMEOUT_MS 120000
 
@@ -81,7 +82,7 @@ static char *control_socket_of(const char *dir, const char *file)
         if (node != NULL && node->type == YAML_SCALAR_NODE) {
             const char *value = (const char *)node->data.scalar.value;
             size_t len = strlen(dir) + strlen(value) + 2;
-            found = malloc(len);
+            found = h2o_mem_alloc(len);
             if (value[0] == '/')
                 snprintf(found, len, "%s", value);
             else
@@ -165,7 +166,7 @@ static json_t *exchange(int fd, json_t *request)
     shutdown(fd, SHUT_WR);
 
     size_t cap = 65536, used = 0;
-    char *buf = malloc(cap);
+    char *buf = h2o_mem_alloc(cap);
     struct timespec start;
     clock_gettime(CLOCK_MONOTONIC, &start);
     for (;;) {
@@ -176,7 +177,7 @@ static json_t *exchange(int fd, json_t *request)
             return NULL;
         }
         if (used == cap)
-            buf = realloc(buf, cap *= 2);
+            buf = h2o_mem_realloc(buf, cap *= 2);
         ssize_t r = read(fd, buf + used, cap - used);
         if (r < 0 && errno == EINTR)
             continue;
@@ -211,9 +212,9 @@ static void table_init(table_t *t, const char *const *header, const char *right)
         ++t->columns;
     for (size_t c = 0; c != t->columns; ++c)
         t->right[c] = right[c] == 'r';
-    t->cells = calloc(t->columns, sizeof(char *));
+    t->cells = h2p_calloc(t->columns, sizeof(char *));
     for (size_t c = 0; c != t->columns; ++c)
-        t->cells[c] = strdup(header[c]);
+        t->cells[c] = h2p_strdup(header[c]);
     t->rows = 1;
 }
 
@@ -221,10 +222,10 @@ static void table_row(table_t *t, ...)
 {
     va_list args;
     va_start(args, t);
-    t->cells = realloc(t->cells, sizeof(char *) * t->columns * (t->rows + 1));
+    t->cells = h2o_mem_realloc(t->cells, sizeof(char *) * t->columns * (t->rows + 1));
     for (size_t c = 0; c != t->columns; ++c) {
         const char *v = va_arg(args, const char *);
-        t->cells[t->rows * t->columns + c] = strdup(v != NULL ? v : "-");
+        t->cells[t->rows * t->columns + c] = h2p_strdup(v != NULL ? v : "-");
     }
     va_end(args);
     t->rows++;
@@ -242,7 +243,7 @@ static void table_print(table_t *t)
     size_t line_cap = 2;
     for (size_t c = 0; c != t->columns; ++c)
         line_cap += width[c] + 2;
-    char *line = malloc(line_cap);
+    char *line = h2o_mem_alloc(line_cap);
     for (size_t r = 0; r != t->rows; ++r) {
         size_t n = 0;
         for (size_t c = 0; c != t->columns; ++c)
@@ -389,7 +390,7 @@ static void print_requests(json_t *requests)
 {
     static const char *const header[] = {"ELAPSED", "SITE", "POOL", "PID", "STAGE", "CLIENT", "METHOD", "URL", NULL};
     size_t n = json_array_size(requests);
-    json_t **sorted = malloc(sizeof(*sorted) * (n + 1));
+    json_t **sorted = h2o_mem_alloc(sizeof(*sorted) * (n + 1));
     for (size_t i = 0; i != n; ++i)
         sorted[i] = json_array_get(requests, i);
     qsort(sorted, n, sizeof(*sorted), by_elapsed);

@@ -1,4 +1,5 @@
 #include "frontend/log.h"
+#include "frontend/alloc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -48,7 +49,7 @@ static void write_all(int fd, const char *p, size_t len)
 
 static void *writer_main(void *arg)
 {
-    char *batch = malloc(LOG_QUEUE_BYTES);
+    char *batch = h2o_mem_alloc(LOG_QUEUE_BYTES);
     pthread_mutex_lock(&logger.mutex);
     for (;;) {
         while (logger.queued == 0 && !logger.stopping)
@@ -73,7 +74,7 @@ int h2p_log_open(const char *path)
     if (path != NULL && (fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640)) < 0)
         return -1;
     logger.fd = fd;
-    logger.queue = malloc(LOG_QUEUE_BYTES);
+    logger.queue = h2o_mem_alloc(LOG_QUEUE_BYTES);
     if (logger.queue == NULL || pthread_create(&logger.writer, NULL, writer_main, NULL) != 0)
         return -1;
     logger.running = 1;
@@ -167,7 +168,7 @@ size_t h2p_log_recent(void (*cb)(const char *line, h2p_log_level_t level, void *
 {
     /* copied out first: the callback must not run under the logger's mutex (it may log) */
     size_t n;
-    char(*lines)[RECENT_LINE_MAX] = malloc(sizeof(*lines) * H2P_LOG_RECENT);
+    char(*lines)[RECENT_LINE_MAX] = h2o_mem_alloc(sizeof(*lines) * H2P_LOG_RECENT);
     h2p_log_level_t levels[H2P_LOG_RECENT];
     pthread_mutex_lock(&logger.mutex);
     n = logger.recent_count;

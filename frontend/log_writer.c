@@ -1,5 +1,6 @@
 /* See log_writer.h: the background writer of access logs and failed-request traces. */
 #include "frontend/log_writer.h"
+#include "frontend/alloc.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -94,9 +95,9 @@ int h2p_log_writer_target(const h2p_log_target_conf_t *conf)
         if (same_target(&writer.targets[i]->conf, conf))
             id = (int)i;
     if (id < 0 && writer.num_targets < MAX_TARGETS) {
-        target_t *t = calloc(1, sizeof(*t));
+        target_t *t = h2p_calloc(1, sizeof(*t));
         t->conf = *conf;
-        t->conf.dir = strdup(conf->dir);
+        t->conf.dir = h2p_strdup(conf->dir);
         t->fd = -1;
         id = (int)writer.num_targets;
         writer.targets[writer.num_targets++] = t;
@@ -109,7 +110,7 @@ int h2p_log_writer_target(const h2p_log_target_conf_t *conf)
 
 static thread_buffer_t *register_buffer(void)
 {
-    thread_buffer_t *tb = calloc(1, sizeof(*tb));
+    thread_buffer_t *tb = h2p_calloc(1, sizeof(*tb));
     pthread_mutex_init(&tb->lock, NULL);
     pthread_mutex_lock(&writer.lock);
     tb->next = writer.buffers;
@@ -165,7 +166,7 @@ int h2p_log_writer_append(int target, time_t when, const char *data, size_t len)
     }
     if (tb->chunk == NULL) {
         size_t cap = need > CHUNK_SIZE ? need : CHUNK_SIZE;
-        if ((tb->chunk = malloc(sizeof(chunk_t) + cap)) == NULL) {
+        if ((tb->chunk = h2o_mem_alloc(sizeof(chunk_t) + cap)) == NULL) {
             pthread_mutex_unlock(&tb->lock);
             atomic_fetch_add(&dropped, 1);
             return -1;
@@ -263,7 +264,7 @@ static void close_target(target_t *t)
 static void buffer_text(target_t *t, const char *p, size_t len)
 {
     if (t->out == NULL)
-        t->out = malloc(OUT_BUFFER);
+        t->out = h2o_mem_alloc(OUT_BUFFER);
     if (t->out_len + len > OUT_BUFFER)
         flush_target(t);
     if (len > OUT_BUFFER) {
@@ -415,9 +416,9 @@ static void remember_trace(target_t *t, const char *name)
 {
     if (t->num_traces == t->traces_cap) {
         t->traces_cap = t->traces_cap != 0 ? t->traces_cap * 2 : 64;
-        t->traces = realloc(t->traces, t->traces_cap * sizeof(*t->traces));
+        t->traces = h2o_mem_realloc(t->traces, t->traces_cap * sizeof(*t->traces));
     }
-    t->traces[t->num_traces++] = strdup(name);
+    t->traces[t->num_traces++] = h2p_strdup(name);
 }
 
 /* Removes the oldest traces beyond max_files. */

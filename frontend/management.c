@@ -1,5 +1,6 @@
 /* The management endpoint: see management.h. */
 #include "frontend/management.h"
+#include "frontend/alloc.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -85,7 +86,7 @@ int h2p_management_open(const h2p_server_conf_t *server, char *err, size_t errle
     socklen_t len;
     if (server->management == NULL)
         return 0;
-    mgmt.opened = strdup(server->management);
+    mgmt.opened = h2p_strdup(server->management);
     snprintf(mgmt.name, sizeof(mgmt.name), "http://%s", server->management);
     if (h2p_management_parse_address(server->management, &ss, &len) != 0) {
         snprintf(err, errlen, "server.management: bad address \"%s\"", server->management);

@@ -1,4 +1,5 @@
 #include "frontend/router.h"
+#include "frontend/alloc.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -30,7 +31,7 @@ h2p_gen_t *h2p_gen_retain(h2p_gen_t *gen)
 
 static h2o_pathconf_t *new_pathconf(h2p_gen_t *gen, const char *path)
 {
-    h2o_pathconf_t *pathconf = calloc(1, sizeof(*pathconf));
+    h2o_pathconf_t *pathconf = h2p_calloc(1, sizeof(*pathconf));
     h2o_config_init_pathconf(pathconf, &gen->globalconf, path, gen->mimemap);
     return pathconf;
 }
@@ -157,7 +158,7 @@ static int build_app(h2p_gen_t *gen, h2p_site_rt_t *site, h2p_application_conf_t
         app->handlers = site->conf->handlers;
         app->num_handlers = site->conf->num_handlers;
     }
-    app->handler_pools = calloc(app->num_handlers + 1, sizeof(*app->handler_pools));
+    app->handler_pools = h2p_calloc(app->num_handlers + 1, sizeof(*app->handler_pools));
     for (size_t h = 0; h != app->num_handlers; ++h) {
         h2p_handler_mapping_t *m = app->handlers + h;
         if (m->pool_conf == NULL)
@@ -168,7 +169,7 @@ static int build_app(h2p_gen_t *gen, h2p_site_rt_t *site, h2p_application_conf_t
     }
 
     /* locations (longest first, as the config lists them), then the application itself */
-    app->scopes = calloc(site->conf->num_locations + 1, sizeof(*app->scopes));
+    app->scopes = h2p_calloc(site->conf->num_locations + 1, sizeof(*app->scopes));
     for (size_t l = 0; l != site->conf->num_locations; ++l) {
         h2p_location_conf_t *loc = site->conf->locations + l;
         if (!h2p_location_applies(app->prefix, app->prefix_len, loc->path))
@@ -188,7 +189,7 @@ static void add_route(h2p_listener_rt_t *lr, const h2p_binding_t *b, h2p_site_rt
             lr->fallback = site;
         return;
     }
-    lr->routes = realloc(lr->routes, sizeof(*lr->routes) * (lr->num_routes + 1));
+    lr->routes = h2o_mem_realloc(lr->routes, sizeof(*lr->routes) * (lr->num_routes + 1));
     h2p_route_t route = {b->host, strlen(b->host), site};
     if (exact_address) { /* exact-address routes come first */
         memmove(lr->routes + 1, lr->routes, sizeof(*lr->routes) * lr->num_routes);
@@ -223,7 +224,7 @@ static SSL_CTX *pick_certificate(void *arg, const char *servername)
 static int build_listener_routes(h2p_gen_t *gen, char *err, size_t errlen)
 {
     gen->num_listeners = h2p_server.num_listeners;
-    gen->listeners = calloc(gen->num_listeners + 1, sizeof(*gen->listeners));
+    gen->listeners = h2p_calloc(gen->num_listeners + 1, sizeof(*gen->listeners));
     for (size_t i = 0; i != gen->num_listeners; ++i) {
         h2p_listener_t *l = h2p_server.listeners[i];
         h2p_listener_rt_t *lr = gen->listeners + i;
@@ -255,13 +256,13 @@ static int build_listener_routes(h2p_gen_t *gen, char *err, size_t errlen)
 
 h2p_gen_t *h2p_gen_create(h2p_config_t *conf, char *err, size_t errlen)
 {
-    h2p_gen_t *gen = calloc(1, sizeof(*gen));
+    h2p_gen_t *gen = h2p_calloc(1, sizeof(*gen));
     gen->refcnt = 1;
     gen->conf = h2p_config_retain(conf);
     h2o_config_init(&gen->globalconf);
     gen->mimemap = h2o_mimemap_create();
     gen->cache = h2p_cache_create(conf->server.cache.max_memory, conf->server.cache.max_entry);
-    gen->sites = calloc(conf->num_sites + 1, sizeof(*gen->sites));
+    gen->sites = h2p_calloc(conf->num_sites + 1, sizeof(*gen->sites));
     for (size_t s = 0; s != conf->num_sites; ++s) {
         h2p_site_conf_t *sc = conf->sites + s;
         if (sc->bindings[0].scheme == H2P_SCHEME_TCP)
@@ -272,7 +273,7 @@ h2p_gen_t *h2p_gen_create(h2p_config_t *conf, char *err, size_t errlen)
         site->stats = h2p_stats_get(H2P_STATS_SITE, sc->name);
         /* config lists the root application first; match longest prefix first, root last */
         site->num_apps = sc->num_applications;
-        site->apps = calloc(site->num_apps, sizeof(*site->apps));
+        site->apps = h2p_calloc(site->num_apps, sizeof(*site->apps));
         for (size_t a = 0; a != sc->num_applications; ++a) {
             size_t slot = a == 0 ? sc->num_applications - 1 : a - 1;
             if (build_app(gen, site, sc->applications + a, site->apps + slot, err, errlen) != 0)
@@ -315,8 +316,8 @@ static void request_map_put(h2o_req_t *req, h2p_request_t *r)
 {
     if ((request_map.count + 1) * 2 > request_map.cap) {
         size_t old_cap = request_map.cap, cap = old_cap != 0 ? old_cap * 2 : 256;
-        h2o_req_t **keys = calloc(cap, sizeof(*keys));
-        h2p_request_t **values = calloc(cap, sizeof(*values));
+        h2o_req_t **keys = h2p_calloc(cap, sizeof(*keys));
+        h2p_request_t **values = h2p_calloc(cap, sizeof(*values));
         for (size_t i = 0; i != old_cap; ++i) {
             if (request_map.keys[i] == NULL)
                 continue;
@@ -577,7 +578,7 @@ h2o_hostconf_t *h2p_router_create_hostconf(h2o_globalconf_t *globalconf, h2p_lis
 
 h2o_hostconf_t **h2p_router_hosts(h2p_listener_t *listener)
 {
-    h2o_hostconf_t **hosts = calloc(2, sizeof(*hosts));
+    h2o_hostconf_t **hosts = h2p_calloc(2, sizeof(*hosts));
     hosts[0] = listener->router_hostconf;
     return hosts;
 }

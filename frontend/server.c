@@ -1,4 +1,5 @@
 #include "frontend/server.h"
+#include "frontend/alloc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -207,7 +208,7 @@ static void close_listener_fds(h2p_listener_t *l)
 
 static h2p_listener_t *new_listener(const h2p_binding_t *b)
 {
-    h2p_listener_t *l = calloc(1, sizeof(*l));
+    h2p_listener_t *l = h2p_calloc(1, sizeof(*l));
     l->index = h2p_server.num_listeners;
     l->scheme = b->scheme;
     l->addr = b->addr;
@@ -215,11 +216,11 @@ static h2p_listener_t *new_listener(const h2p_binding_t *b)
     l->port = b->port;
     l->any_address = b->any_address;
     format_listener_name(l);
-    l->fds = malloc(sizeof(int) * h2p_server.num_threads);
+    l->fds = h2o_mem_alloc(sizeof(int) * h2p_server.num_threads);
     for (size_t t = 0; t != h2p_server.num_threads; ++t)
         l->fds[t] = -1;
     atomic_init(&l->open_fds, 0);
-    h2p_server.listeners = realloc(h2p_server.listeners, sizeof(*h2p_server.listeners) * (h2p_server.num_listeners + 1));
+    h2p_server.listeners = h2o_mem_realloc(h2p_server.listeners, sizeof(*h2p_server.listeners) * (h2p_server.num_listeners + 1));
     h2p_server.listeners[h2p_server.num_listeners++] = l;
     return l;
 }
@@ -349,7 +350,7 @@ int h2p_server_open_listeners(h2p_config_t *conf, char *err, size_t errlen)
         abandon_opening(num_before, NULL, 0);
         return -1;
     }
-    h2p_listener_t **opened = malloc(sizeof(*opened) * (h2p_server.num_listeners + 1));
+    h2p_listener_t **opened = h2o_mem_alloc(sizeof(*opened) * (h2p_server.num_listeners + 1));
     size_t num_opened = 0;
     /* the sockets first, then the listeners they cover */
     for (size_t i = 0; i != h2p_server.num_listeners; ++i) {
@@ -503,13 +504,13 @@ static void on_accept(h2o_socket_t *listen_sock, const char *err)
 static h2p_thread_listener_t *thread_listener(h2p_thread_t *th, h2p_listener_t *l)
 {
     if (l->index >= th->num_listeners) {
-        th->listeners = realloc(th->listeners, sizeof(*th->listeners) * (l->index + 1));
+        th->listeners = h2o_mem_realloc(th->listeners, sizeof(*th->listeners) * (l->index + 1));
         memset(th->listeners + th->num_listeners, 0, sizeof(*th->listeners) * (l->index + 1 - th->num_listeners));
         th->num_listeners = l->index + 1;
     }
     h2p_thread_listener_t *tl = th->listeners[l->index];
     if (tl == NULL) {
-        tl = th->listeners[l->index] = calloc(1, sizeof(*tl));
+        tl = th->listeners[l->index] = h2p_calloc(1, sizeof(*tl));
         tl->listener = l;
         tl->accept_ctx.ctx = &th->ctx;
         tl->accept_ctx.hosts = h2p_router_hosts(l);
@@ -658,7 +659,7 @@ static void *thread_main(void *arg)
 int h2p_server_start(h2p_gen_t *gen)
 {
     h2p_server.gen = h2p_gen_retain(gen);
-    h2p_server.threads = calloc(h2p_server.num_threads, sizeof(h2p_thread_t));
+    h2p_server.threads = h2p_calloc(h2p_server.num_threads, sizeof(h2p_thread_t));
     for (size_t t = 0; t != h2p_server.num_threads; ++t) {
         h2p_thread_t *th = h2p_server.threads + t;
         th->index = t;
@@ -674,7 +675,7 @@ int h2p_server_start(h2p_gen_t *gen)
 
 static void send_control(h2p_thread_t *th, int type, h2p_gen_t *gen, h2p_listener_t *listener)
 {
-    control_message_t *msg = calloc(1, sizeof(*msg));
+    control_message_t *msg = h2p_calloc(1, sizeof(*msg));
     msg->type = type;
     msg->gen = gen;
     msg->listener = listener;

@@ -1,5 +1,6 @@
 /* /status and /metrics: see status.h. */
 #include "frontend/status.h"
+#include "frontend/alloc.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -104,7 +105,7 @@ static void appendf(text_t *t, const char *fmt, ...)
             return;
         }
         t->cap = t->cap * 2 + (n > 0 ? (size_t)n : 0);
-        t->data = realloc(t->data, t->cap);
+        t->data = h2o_mem_realloc(t->data, t->cap);
     }
 }
 
@@ -236,7 +237,7 @@ char *h2p_metrics_text(size_t *len)
     json_t *status = h2p_status_json(H2P_STATUS_WORKERS);
     json_t *sites = json_object_get(status, "sites"), *pools = pools_by_name(json_object_get(status, "pools"));
     json_t *conns = json_object_get(status, "connections"), *requests = json_object_get(status, "requests");
-    text_t t = {malloc(16384), 0, 16384};
+    text_t t = {h2o_mem_alloc(16384), 0, 16384};
     char buf[256];
 
     family(&t, "h2pool_info", "gauge", "h2pool's version (always 1).");

@@ -1,4 +1,5 @@
 #include "frontend/tls.h"
+#include "frontend/alloc.h"
 
 #include <h2o.h>
 #include <h2o/http2.h>
@@ -131,7 +132,7 @@ static void attach_client_policy(SSL_CTX *ctx, const h2p_site_conf_t *site, cons
 {
     if (policy_index < 0)
         policy_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, free_ex_data);
-    client_policy_t *policy = calloc(1, sizeof(*policy));
+    client_policy_t *policy = h2p_calloc(1, sizeof(*policy));
     if (ca_digest != NULL && site->tls.client_verify != H2P_CLIENT_VERIFY_NONE) {
         policy->client_verify = site->tls.client_verify;
         memcpy(policy->ca_digest, ca_digest, sizeof(policy->ca_digest));
@@ -238,7 +239,7 @@ void h2p_tls_set_sni(SSL_CTX *ctx, SSL_CTX *(*pick)(void *arg, const char *serve
 {
     if (sni_index < 0)
         sni_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, free_ex_data);
-    struct sni_picker *picker = malloc(sizeof(*picker));
+    struct sni_picker *picker = h2o_mem_alloc(sizeof(*picker));
     picker->pick = pick;
     picker->arg = arg;
     SSL_CTX_set_ex_data(ctx, sni_index, picker);

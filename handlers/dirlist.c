@@ -3,6 +3,7 @@
  * with size and modification time.  HEAD gets the headers only; other methods 405.
  */
 #include "handlers/dirlist.h"
+#include "frontend/alloc.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -98,7 +99,7 @@ int h2p_dirlist_serve(h2o_req_t *req, const char *physical)
             continue;
         if (count == cap) {
             cap = cap != 0 ? cap * 2 : 64;
-            entries = realloc(entries, sizeof(*entries) * cap);
+            entries = h2o_mem_realloc(entries, sizeof(*entries) * cap);
         }
         entries[count++] =
             (dir_entry_t){h2o_strdup(&req->pool, de->d_name, SIZE_MAX).base, S_ISDIR(st.st_mode), st.st_size, st.st_mtime};

@@ -7,6 +7,7 @@
  * and the worker is replaced; nothing a worker sends can crash the front end.
  */
 #include "handlers/fastcgi.h"
+#include "frontend/alloc.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -121,7 +122,7 @@ static void build_request_records(fcgi_request_t *fr, const h2p_fastcgi_target_t
     h2p_fcgi_encode_stream(&fr->request_records, H2P_FCGI_PARAMS, BUILD_REQUEST_ID, NULL, 0);
 
     size_t body = req->entity.base != NULL ? req->entity.len : 0, records = (body + 65534) / 65535;
-    fr->stdin_headers = malloc((records + 1) * H2P_FCGI_HEADER_LEN);
+    fr->stdin_headers = h2o_mem_alloc((records + 1) * H2P_FCGI_HEADER_LEN);
     for (size_t i = 0; i != records; ++i) {
         size_t len = body - i * 65535 < 65535 ? body - i * 65535 : 65535;
         h2p_fcgi_write_header(fr->stdin_headers + i * H2P_FCGI_HEADER_LEN, H2P_FCGI_STDIN, BUILD_REQUEST_ID, (uint16_t)len, 0);
@@ -616,7 +617,7 @@ void h2p_fastcgi_init_thread(h2p_thread_t *th)
 
 int h2p_fastcgi_handle(h2o_req_t *req, const h2p_fastcgi_target_t *target)
 {
-    fcgi_request_t *fr = calloc(1, sizeof(*fr));
+    fcgi_request_t *fr = h2p_calloc(1, sizeof(*fr));
     h2p_cgi_response_init(&fr->response, req);
     fr->response.on_drained = on_drained;
     fr->response.on_stop = on_client_left;

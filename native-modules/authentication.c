@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "frontend/log.h"
+#include "frontend/alloc.h"
 #include "frontend/router.h"
 #include "native-modules/credfile.h"
 #include "native-modules/crypt_pool.h"
@@ -243,7 +244,7 @@ static int send_busy(h2o_req_t *req, h2p_request_t *r)
 static int submit_check(authentication_handler_t *self, h2o_req_t *req, h2p_request_t *r, h2p_credfile_snapshot_t *users,
                         const unsigned char *key, const unsigned char *credentials, size_t len, size_t colon_at)
 {
-    pending_check_t *check = malloc(offsetof(pending_check_t, credentials) + len);
+    pending_check_t *check = h2o_mem_alloc(offsetof(pending_check_t, credentials) + len);
     memset(check, 0, sizeof(*check));
     memcpy(check->credentials, credentials, len);
     check->credentials_len = len;
@@ -361,7 +362,7 @@ static int on_config(h2p_module_scope_t *ms)
                      c->basic.users_file);
         h2p_credfile_release(users);
         size_t len = strlen(c->basic.realm) + sizeof("Basic realm=\"\"");
-        self->challenge.base = malloc(len);
+        self->challenge.base = h2o_mem_alloc(len);
         self->challenge.len = (size_t)snprintf(self->challenge.base, len, "Basic realm=\"%s\"", c->basic.realm);
     }
     return 0;

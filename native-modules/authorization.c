@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "frontend/router.h"
+#include "frontend/alloc.h"
 #include "native-modules/credfile.h"
 #include "native-modules/module.h"
 
@@ -183,7 +184,7 @@ static int on_config(h2p_module_scope_t *ms)
     /* the challenge authentication would send: only basic is implemented */
     if (ms->settings->authentication.enabled && authn->basic.enabled) {
         size_t len = strlen(authn->basic.realm) + sizeof("Basic realm=\"\"");
-        self->challenge.base = malloc(len);
+        self->challenge.base = h2o_mem_alloc(len);
         self->challenge.len = (size_t)snprintf(self->challenge.base, len, "Basic realm=\"%s\"", authn->basic.realm);
     }
     return 0;

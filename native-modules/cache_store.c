@@ -8,6 +8,7 @@
  * until the store fits again.  Hits take the shard's lock for a hash probe and an LRU move only.
  */
 #include "native-modules/cache_store.h"
+#include "frontend/alloc.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -176,7 +177,7 @@ static void lru_push_head(shard_t *shard, h2p_cache_entry_t *entry)
 static void grow_buckets(shard_t *shard)
 {
     size_t num = shard->num_buckets != 0 ? shard->num_buckets * 2 : 64;
-    h2p_cache_entry_t **buckets = calloc(num, sizeof(*buckets));
+    h2p_cache_entry_t **buckets = h2p_calloc(num, sizeof(*buckets));
     if (buckets == NULL)
         return; /* longer chains, still correct */
     for (size_t i = 0; i != shard->num_buckets; ++i) {

@@ -1,5 +1,6 @@
 /* Users and groups files that follow their changes (see credfile.h). */
 #include "native-modules/credfile.h"
+#include "frontend/alloc.h"
 
 #include <errno.h>
 #include <openssl/sha.h>
@@ -74,7 +75,7 @@ void h2p_credfile_release(h2p_credfile_snapshot_t *snapshot)
 
 static h2p_credfile_snapshot_t *new_snapshot(void)
 {
-    h2p_credfile_snapshot_t *snapshot = calloc(1, sizeof(*snapshot));
+    h2p_credfile_snapshot_t *snapshot = h2p_calloc(1, sizeof(*snapshot));
     snapshot->id = __atomic_fetch_add(&next_snapshot_id, 1, __ATOMIC_RELAXED);
     snapshot->refcnt = 1; /* the file's */
     return snapshot;
@@ -252,7 +253,7 @@ static void *watch_main(void *arg)
         if (count == 0)
             continue;
         /* held while checked: a close meanwhile does not free them, and no lock is held while reading */
-        h2p_credfile_t **files = malloc(count * sizeof(*files));
+        h2p_credfile_t **files = h2o_mem_alloc(count * sizeof(*files));
         count = 0;
         for (h2p_credfile_t *f = registry.files; f != NULL; f = f->next) {
             f->refs++;
@@ -301,9 +302,9 @@ h2p_credfile_t *h2p_credfile_open(h2p_credfile_kind_t kind, const char *path, ch
     while (file != NULL && !(file->kind == kind && strcmp(file->path, path) == 0))
         file = file->next;
     if (file == NULL) {
-        file = calloc(1, sizeof(*file));
+        file = h2p_calloc(1, sizeof(*file));
         file->kind = kind;
-        file->path = strdup(path);
+        file->path = h2p_strdup(path);
         pthread_mutex_init(&file->load_lock, NULL);
         pthread_mutex_init(&file->lock, NULL);
         file->next = registry.files;

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "native-modules/module.h"
+#include "frontend/alloc.h"
 
 typedef struct error_page {
     unsigned status;
@@ -246,7 +247,7 @@ static int on_config(h2p_module_scope_t *ms)
     self->super.on_setup_ostream = on_setup_ostream;
     self->super.dispose = on_dispose;
     self->mode = ms->settings->custom_errors.mode;
-    self->pages = calloc(ms->settings->custom_errors.num_pages + 1, sizeof(*self->pages));
+    self->pages = h2p_calloc(ms->settings->custom_errors.num_pages + 1, sizeof(*self->pages));
     for (size_t i = 0; i != ms->settings->custom_errors.num_pages; ++i) {
         const h2p_error_page_t *conf = ms->settings->custom_errors.pages + i;
         error_page_t *page = self->pages + self->num_pages;

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "frontend/log.h"
+#include "frontend/alloc.h"
 #include "native-modules/module.h"
 
 typedef struct header_op {
@@ -72,7 +73,7 @@ static int on_config(h2p_module_scope_t *ms)
     custom_headers_filter_t *self = (void *)h2o_create_filter(ms->pathconf, sizeof(*self));
     self->super.on_setup_ostream = on_setup_ostream;
     self->super.dispose = on_dispose;
-    self->ops = calloc(count, sizeof(*self->ops));
+    self->ops = h2p_calloc(count, sizeof(*self->ops));
     for (size_t i = 0; i != count; ++i) {
         const h2p_header_setting_t *s = settings + i;
         header_op_t *op = self->ops + self->count;

@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "frontend/log.h"
+#include "frontend/alloc.h"
 #include "frontend/log_writer.h"
 #include "frontend/router.h"
 #include "native-modules/module.h"
@@ -92,7 +93,7 @@ static json_t *json_bytes(const char *s, size_t len)
     json_t *j = json_stringn(s, len);
     if (j != NULL)
         return j;
-    char *escaped = malloc(len * 3 + 1), *p = escaped;
+    char *escaped = h2o_mem_alloc(len * 3 + 1), *p = escaped;
     for (size_t i = 0; i != len; ++i) {
         unsigned char c = (unsigned char)s[i];
         if (c >= 0x80)

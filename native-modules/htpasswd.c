@@ -1,5 +1,6 @@
 /* Users and groups files (see htpasswd.h). */
 #include "native-modules/htpasswd.h"
+#include "frontend/alloc.h"
 
 #include <crypt.h>
 #include <errno.h>
@@ -61,7 +62,7 @@ static char *read_file(const char *path, size_t *len, reporter_t *r)
         problem(r, "%s: larger than %d MiB", path, MAX_FILE_SIZE / (1024 * 1024));
         goto Exit;
     }
-    text = malloc((size_t)st.st_size + 1);
+    text = h2o_mem_alloc((size_t)st.st_size + 1);
     size_t done = 0;
     while (done < (size_t)st.st_size) {
         ssize_t n = read(fd, text + done, (size_t)st.st_size - done);
@@ -243,7 +244,7 @@ static void on_user_line(void *_ctx, char *line, unsigned lineno)
     }
     if (ctx->out->count == ctx->capacity) {
         ctx->capacity = ctx->capacity != 0 ? ctx->capacity * 2 : 16;
-        ctx->out->users = realloc(ctx->out->users, ctx->capacity * sizeof(*ctx->out->users));
+        ctx->out->users = h2o_mem_realloc(ctx->out->users, ctx->capacity * sizeof(*ctx->out->users));
     }
     ctx->out->users[ctx->out->count++] = (h2p_htpasswd_user_t){line, colon + 1, name_len};
 }
@@ -279,7 +280,7 @@ Error:
 int h2p_htpasswd_parse(h2p_htpasswd_t *out, const char *text, size_t len, const char *source, char *err, size_t errlen)
 {
     reporter_t r = {NULL, NULL, err, errlen, 0};
-    char *copy = malloc(len + 1);
+    char *copy = h2o_mem_alloc(len + 1);
     memcpy(copy, text, len);
     copy[len] = '\0';
     return parse_users_text(out, copy, len, source, &r);
@@ -344,7 +345,7 @@ const h2p_htpasswd_user_t *h2p_htpasswd_find(const h2p_htpasswd_t *users, const 
 /* crypt_rn's output for `password` with `hash` as the setting, compared in constant time. */
 static int hash_matches(const char *hash, const char *password)
 {
-    struct crypt_data *data = calloc(1, sizeof(*data)); /* ~32 KiB: not on an event loop's stack */
+    struct crypt_data *data = h2p_calloc(1, sizeof(*data)); /* ~32 KiB: not on an event loop's stack */
     size_t hash_len = strlen(hash);
     const char *computed = crypt_rn(password, hash, data, (int)sizeof(*data));
     int ok = computed != NULL && strlen(computed) == hash_len && CRYPTO_memcmp(computed, hash, hash_len) == 0;
@@ -398,7 +399,7 @@ static void on_group_line(void *_ctx, char *line, unsigned lineno)
     }
     if (ctx->out->count == ctx->capacity) {
         ctx->capacity = ctx->capacity != 0 ? ctx->capacity * 2 : 16;
-        ctx->out->groups = realloc(ctx->out->groups, ctx->capacity * sizeof(*ctx->out->groups));
+        ctx->out->groups = h2o_mem_realloc(ctx->out->groups, ctx->capacity * sizeof(*ctx->out->groups));
     }
     h2p_group_t *group = ctx->out->groups + ctx->out->count++;
     *group = (h2p_group_t){line, NULL, 0};
@@ -419,7 +420,7 @@ static void on_group_line(void *_ctx, char *line, unsigned lineno)
         }
         if (group->count == capacity) {
             capacity = capacity != 0 ? capacity * 2 : 8;
-            group->members = realloc(group->members, capacity * sizeof(*group->members));
+            group->members = h2o_mem_realloc(group->members, capacity * sizeof(*group->members));
         }
         group->members[group->count++] = member;
     }
@@ -455,7 +456,7 @@ static int parse_groups_text(h2p_groups_t *out, char *text, size_t len, const ch
         h2p_group_t *g = out->groups + i;
         if (kept != 0 && strcmp(out->groups[kept - 1].name, g->name) == 0) {
             h2p_group_t *into = out->groups + kept - 1;
-            into->members = realloc(into->members, (into->count + g->count + 1) * sizeof(*into->members));
+            into->members = h2o_mem_realloc(into->members, (into->count + g->count + 1) * sizeof(*into->members));
             if (g->count != 0)
                 memcpy(into->members + into->count, g->members, g->count * sizeof(*g->members));
             into->count += g->count;
@@ -477,7 +478,7 @@ Error:
 int h2p_groups_parse(h2p_groups_t *out, const char *text, size_t len, const char *source, char *err, size_t errlen)
 {
     reporter_t r = {NULL, NULL, err, errlen, 0};
-    char *copy = malloc(len + 1);
+    char *copy = h2o_mem_alloc(len + 1);
     memcpy(copy, text, len);
     copy[len] = '\0';
     return parse_groups_text(out, copy, len, source, &r);

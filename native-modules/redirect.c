@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "native-modules/match.h"
+#include "frontend/alloc.h"
 #include "native-modules/module.h"
 
 typedef struct redirect_rule_rt {
@@ -89,7 +90,7 @@ static int on_config(h2p_module_scope_t *ms)
     redirect_handler_t *self = (void *)h2o_create_handler(ms->pathconf, sizeof(*self));
     self->super.on_req = on_req;
     self->super.dispose = on_dispose;
-    self->rules = malloc(sizeof(*self->rules) * count);
+    self->rules = h2o_mem_alloc(sizeof(*self->rules) * count);
     self->count = count;
     for (size_t i = 0; i != count; ++i)
         self->rules[i] = (redirect_rule_rt_t){h2o_iovec_init(rules[i].from, strlen(rules[i].from)),

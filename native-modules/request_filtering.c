@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "native-modules/match.h"
+#include "frontend/alloc.h"
 #include "native-modules/module.h"
 
 /* IIS's sub-statuses of 404 */
@@ -43,7 +44,7 @@ typedef struct request_filtering_handler {
 static void name_list_init(name_list_t *list, const h2p_strlist_t *from)
 {
     list->count = from->count;
-    list->items = from->count != 0 ? malloc(sizeof(*list->items) * from->count) : NULL;
+    list->items = from->count != 0 ? h2o_mem_alloc(sizeof(*list->items) * from->count) : NULL;
     for (size_t i = 0; i != from->count; ++i)
         list->items[i] = h2o_iovec_init(from->items[i], strlen(from->items[i]));
 }

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "frontend/log.h"
+#include "frontend/alloc.h"
 #include "poolmgr/pool_internal.h"
 
 pthread_mutex_t h2p_pools_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -52,9 +53,9 @@ static uint64_t effective_max_requests(const h2p_pool_conf_t *conf)
 static void add_external_workers(h2p_pool_t *pool)
 {
     uint64_t now = h2p_now_ms();
-    pool->endpoint_down_until = calloc(pool->conf->num_connect, sizeof(*pool->endpoint_down_until));
+    pool->endpoint_down_until = h2p_calloc(pool->conf->num_connect, sizeof(*pool->endpoint_down_until));
     for (unsigned i = 0; i != pool->conf->max_processes; ++i) {
-        h2p_worker_t *w = calloc(1, sizeof(*w));
+        h2p_worker_t *w = h2p_calloc(1, sizeof(*w));
         w->pool = pool;
         w->refcnt = 1;
         w->fd = -1;
@@ -92,7 +93,7 @@ h2p_pool_t *h2p_pool_get(h2p_config_t *config, h2p_pool_conf_t *conf)
             return pool;
         }
     }
-    h2p_pool_t *pool = calloc(1, sizeof(*pool));
+    h2p_pool_t *pool = h2p_calloc(1, sizeof(*pool));
     pool->refcnt = 2; /* the registry's and the caller's */
     pool->conf = conf;
     pool->config = h2p_config_retain(config);
@@ -101,7 +102,7 @@ h2p_pool_t *h2p_pool_get(h2p_config_t *config, h2p_pool_conf_t *conf)
     h2o_linklist_init_anchor(&pool->idle);
     h2o_linklist_init_anchor(&pool->queue);
     pool->max_requests = effective_max_requests(conf);
-    pool->crashes = calloc(conf->rapid_fail.max_crashes + 1, sizeof(uint64_t));
+    pool->crashes = h2p_calloc(conf->rapid_fail.max_crashes + 1, sizeof(uint64_t));
     pool->stats = h2p_stats_get(H2P_STATS_POOL, conf->name);
     if (conf->num_connect != 0)
         add_external_workers(pool);
@@ -171,7 +172,7 @@ void h2p_worker_drop_kept_locked(h2p_worker_t *worker)
         worker->kept_thread = NULL;
         return;
     }
-    drop_kept_message_t *msg = calloc(1, sizeof(*msg));
+    drop_kept_message_t *msg = h2p_calloc(1, sizeof(*msg));
     msg->sock = worker->kept_sock;
     h2o_multithread_send_message(&worker->kept_thread->drop_kept, &msg->super);
     worker->kept_sock = NULL;

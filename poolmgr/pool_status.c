@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "frontend/log.h"
+#include "frontend/alloc.h"
 #include "poolmgr/pool_internal.h"
 
 static const char *worker_state_name(const h2p_worker_t *w)
@@ -78,7 +79,7 @@ static void fill_rss(rss_todo_t *todo, size_t n)
 json_t *h2p_poolmgr_workers_json(void)
 {
     json_t *array = json_array();
-    rss_todo_t *todo = malloc(sizeof(*todo) * MAX_RSS_READS);
+    rss_todo_t *todo = h2o_mem_alloc(sizeof(*todo) * MAX_RSS_READS);
     size_t num_todo = 0;
     pthread_mutex_lock(&h2p_pools_lock);
     for (h2o_linklist_t *pl = h2p_pools.next; pl != &h2p_pools; pl = pl->next) {
@@ -154,7 +155,7 @@ static void add_counters(json_t *j, const h2p_stats_t *stats)
 json_t *h2p_poolmgr_pools_json(int with_workers)
 {
     json_t *array = json_array();
-    rss_todo_t *todo = with_workers ? malloc(sizeof(*todo) * MAX_RSS_READS) : NULL;
+    rss_todo_t *todo = with_workers ? h2o_mem_alloc(sizeof(*todo) * MAX_RSS_READS) : NULL;
     size_t num_todo = 0;
     pthread_mutex_lock(&h2p_pools_lock);
     for (h2o_linklist_t *pl = h2p_pools.next; pl != &h2p_pools; pl = pl->next) {

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "frontend/log.h"
+#include "frontend/alloc.h"
 #include "handlers/fcgi_proto.h"
 #include "poolmgr/pool_internal.h"
 #include "privsep/privsep.h"
@@ -227,7 +228,7 @@ static void on_worker_output(h2o_socket_t *sock, const char *err)
 static void spawn_worker(h2p_pool_t *pool)
 {
     const h2p_pool_conf_t *conf = pool->conf;
-    h2p_worker_t *w = calloc(1, sizeof(*w));
+    h2p_worker_t *w = h2p_calloc(1, sizeof(*w));
     w->pool = pool;
     w->refcnt = 1;
     w->fd = -1;
@@ -258,7 +259,7 @@ static void spawn_worker(h2p_pool_t *pool)
     if (exec_errno != 0)
         pool_log(H2P_LOG_ERROR, pool, "cannot start %s", why);
 
-    stderr_reader_t *reader = malloc(sizeof(*reader));
+    stderr_reader_t *reader = h2o_mem_alloc(sizeof(*reader));
     snprintf(reader->scope, sizeof(reader->scope), "pool %s", conf->name);
     reader->pid = w->pid;
     h2o_socket_t *out = h2o_evloop_socket_create(sup.loop, output[0], 0);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "frontend/log.h"
+#include "frontend/alloc.h"
 #include "privsep/privsep.h"
 
 static struct {
@@ -198,11 +199,11 @@ static int read_all(int fd, char **data, size_t *len)
     if (fstat(fd, &st) != 0)
         return -1;
     size_t cap = st.st_size > 0 ? (size_t)st.st_size + 1 : 4096, n = 0;
-    char *buf = malloc(cap);
+    char *buf = h2o_mem_alloc(cap);
     ssize_t r;
     for (;;) {
         if (n == cap)
-            buf = realloc(buf, cap *= 2);
+            buf = h2o_mem_realloc(buf, cap *= 2);
         if ((r = read(fd, buf + n, cap - n)) < 0 && errno == EINTR)
             continue;
         if (r <= 0)
@@ -328,7 +329,7 @@ int h2p_privsep_spawn_cgi(h2o_loop_t *loop, uint64_t cookie, const char *path, c
         len += strlen(*e) + 1;
     if (len > H2P_PS_MAX_PAYLOAD)
         return -1;
-    char *payload = malloc(len), *p = payload;
+    char *payload = h2o_mem_alloc(len), *p = payload;
     p = stpcpy(p, path) + 1;
     for (char **e = envp; *e != NULL; ++e)
         p = stpcpy(p, *e) + 1;

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "frontend/log.h"
+#include "frontend/alloc.h"
 #include "privsep/privsep.h"
 
 typedef struct child {
@@ -152,7 +153,7 @@ static void add_child(pid_t pid, uint64_t cookie)
 {
     if (sp.num_children == sp.cap_children) {
         sp.cap_children = sp.cap_children != 0 ? sp.cap_children * 2 : 64;
-        sp.children = realloc(sp.children, sizeof(*sp.children) * sp.cap_children);
+        sp.children = h2o_mem_realloc(sp.children, sizeof(*sp.children) * sp.cap_children);
     }
     sp.children[sp.num_children++] = (child_t){pid, cookie};
 }
@@ -222,7 +223,7 @@ static int resolve_worker_credentials(const h2p_pool_conf_t *conf, uid_t *uid, g
 
 static char **build_worker_environment(const h2p_pool_conf_t *conf)
 {
-    char **envp = calloc(conf->env.count + 2, sizeof(char *));
+    char **envp = h2p_calloc(conf->env.count + 2, sizeof(char *));
     size_t n = 0;
     int has_path = 0;
     for (size_t i = 0; i != conf->env.count; ++i) {
