@@ -28,6 +28,7 @@
 #include <unistd.h>
 #include "frontend/config.h"
 #include "frontend/config_internal.h"
+#include "native-modules/htpasswd.h"
 
 static uint64_t last_generation; /* process-wide, atomic */
 
@@ -64,6 +65,26 @@ static void parse_management(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *base, 
         return;
     }
     server->management = value;
+}
+
+/* The users the management endpoint lets in: read and checked now (as a site's users file is), so
+ * -t reports a bad line with its place. */
+static void parse_management_users(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *base, const h2p_cfg_key_t *key)
+{
+    h2p_server_conf_t *server = base;
+    char *path = h2p_cfg_path(ctx, node, H2P_CFG_REGULAR_FILE), err[1024];
+    h2p_htpasswd_t users;
+
+    if (path == NULL)
+        return;
+    server->management_users_file = path;
+    if (!ctx->check_files)
+        return;
+    if (h2p_htpasswd_load(&users, path, err, sizeof(err)) != 0) {
+        h2p_cfg_error(ctx, node, "%s", err);
+        return;
+    }
+    h2p_htpasswd_dispose(&users);
 }
 
 static void parse_load_modules(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *base, const h2p_cfg_key_t *key)
@@ -129,6 +150,7 @@ static const h2p_cfg_key_t server_keys[] = {{"threads", H2P_CFG_CUSTOM, 0, .pars
                                             {"log_dir", H2P_CFG_PATH, SERVER(log_dir)},
                                             {"control_socket", H2P_CFG_PATH, SERVER(control_socket)},
                                             {"management", H2P_CFG_CUSTOM, 0, .parse = parse_management},
+                                            {"management_users_file", H2P_CFG_CUSTOM, 0, .parse = parse_management_users},
                                             {"limits", H2P_CFG_MAP, 0, .arg = server_limits_keys},
                                             {"cache", H2P_CFG_MAP, 0, .arg = server_cache_keys},
                                             {"load_modules", H2P_CFG_CUSTOM, 0, .parse = parse_load_modules},

@@ -37,7 +37,8 @@ typedef struct h2p_server_conf {
     char *error_log;  /* NULL = stderr */
     char *log_dir;
     char *control_socket;
-    char *management; /* "ip:port" or NULL */
+    char *management;            /* "ip:port" or NULL */
+    char *management_users_file; /* when set, the management endpoint asks for basic authentication */
     struct h2p_limits_conf {
         uint64_t max_connections;
         uint64_t header_timeout_ms;

@@ -3,6 +3,9 @@
 #include "frontend/alloc.h"
 
 #include <arpa/inet.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <strings.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -11,6 +14,7 @@
 #include <unistd.h>
 
 #include "frontend/log.h"
+#include "native-modules/htpasswd.h"
 #include "frontend/status.h"
 
 #define MAX_MANAGEMENT_CONNECTIONS 32 /* a dashboard or two and a Prometheus server */
@@ -30,6 +34,12 @@ static struct {
     h2o_accept_ctx_t accept_ctx;
     h2o_socket_t *listener;
     size_t num_connections;
+    /* server.management_users_file, read at start; NULL: no authentication */
+    h2p_htpasswd_t *users;
+    /* the last Authorization value that verified, and until when it is believed (a dashboard
+     * polls every second: one crypt(3) a minute, not one a request, on the supervisor's loop) */
+    char verified[512];
+    uint64_t verified_until;
 } mgmt = {.fd = -1};
 
 int h2p_management_parse_address(const char *text, struct sockaddr_storage *ss, socklen_t *len)
@@ -117,6 +127,14 @@ int h2p_management_open(const h2p_server_conf_t *server, char *err, size_t errle
     }
     mgmt.fd = fd;
     mgmt.loopback = is_loopback(&ss);
+    if (server->management_users_file != NULL) {
+        mgmt.users = h2o_mem_alloc(sizeof(*mgmt.users));
+        if (h2p_htpasswd_load(mgmt.users, server->management_users_file, err, errlen) != 0) {
+            free(mgmt.users);
+            mgmt.users = NULL;
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -205,11 +223,53 @@ static int path_is(h2o_iovec_t path, const char *s)
     return h2o_memis(path.base, path.len, s, strlen(s));
 }
 
+/* "Basic base64(user:password)" of a user of server.management_users_file. */
+static int authorized(h2o_req_t *req)
+{
+    if (mgmt.users == NULL)
+        return 1;
+    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+    if (i < 0)
+        return 0;
+    h2o_iovec_t value = req->headers.entries[i].value;
+    uint64_t now = h2o_now(mgmt.ctx.loop);
+    if (value.len < sizeof(mgmt.verified) && now < mgmt.verified_until && strlen(mgmt.verified) == value.len &&
+        memcmp(mgmt.verified, value.base, value.len) == 0)
+        return 1;
+    if (value.len < 7 || value.len > 400 || strncasecmp(value.base, "Basic ", 6) != 0)
+        return 0;
+    const char *b64 = value.base + 6;
+    size_t b64_len = value.len - 6;
+    unsigned char decoded[400];
+    int n = b64_len % 4 == 0 ? EVP_DecodeBlock(decoded, (const unsigned char *)b64, (int)b64_len) : -1;
+    if (n <= 0)
+        return 0;
+    for (size_t p = b64_len; p != 0 && b64[p - 1] == '='; --p)
+        --n; /* EVP_DecodeBlock counts the padding as bytes */
+    const unsigned char *colon = memchr(decoded, ':', (size_t)n);
+    int ok = colon != NULL && colon != decoded &&
+             h2p_htpasswd_verify(mgmt.users, (const char *)decoded, (size_t)(colon - decoded), (const char *)colon + 1,
+                                 (size_t)(decoded + n - colon - 1)) != NULL;
+    OPENSSL_cleanse(decoded, sizeof(decoded));
+    if (ok && value.len < sizeof(mgmt.verified)) {
+        memcpy(mgmt.verified, value.base, value.len);
+        mgmt.verified[value.len] = '\0';
+        mgmt.verified_until = now + 60000;
+    }
+    return ok;
+}
+
 static int on_management_req(h2o_handler_t *self, h2o_req_t *req)
 {
     if (!host_allowed(req)) {
         respond_text(req, 403, "Forbidden",
                      "the management endpoint answers to its IP address or localhost only (another name may be DNS rebinding)\n");
+        return 0;
+    }
+    if (!authorized(req)) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL,
+                       H2O_STRLIT("Basic realm=\"h2pool management\""));
+        respond_text(req, 401, "Unauthorized", "the management endpoint needs a user of server.management_users_file\n");
         return 0;
     }
     h2o_iovec_t path = req->path_normalized, method = req->method;

@@ -4,6 +4,7 @@ Real h2pool, real libfcgi workers (tests/apps), curl and raw sockets; the Promet
 checked with promtool and the dashboard drawn by headless Chromium when they are installed (the
 tests that need them are skipped otherwise).
 """
+import base64
 import collections
 import http.client
 import json
@@ -382,6 +383,45 @@ class ManagementTest(unittest.TestCase):
 
         h2ptest.wait_until(serves, what="the endpoint to serve again")
         self.assertEqual(site_request(s, "a.test", "/index.html"), 200)
+        h2ptest.stop_cleanly(s)
+
+    def test_basic_authentication(self):
+        # server.management_users_file: every path asks for a user of that file
+        from test_auth import bcrypt_hash
+        conf = CONF.replace("management: 127.0.0.1:{port:mgmt}",
+                            "management: 127.0.0.1:{port:mgmt}\n  management_users_file: mgmt.htpasswd")
+        s = self.server(conf, {"conf.d/mgmt.htpasswd": f"admin:{bcrypt_hash('s3cret')}\n"})
+        port = s.port("mgmt")
+
+        def get(path, credentials=None, raw=None):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            try:
+                conn.putrequest("GET", path, skip_host=True)
+                conn.putheader("Host", f"127.0.0.1:{port}")
+                if credentials is not None or raw is not None:
+                    token = raw if raw is not None else "Basic " + base64.b64encode(credentials.encode()).decode()
+                    conn.putheader("Authorization", token)
+                conn.endheaders()
+                r = conn.getresponse()
+                return r.status, r.getheader("www-authenticate"), r.read()
+            finally:
+                conn.close()
+        for path in ("/", "/status", "/metrics", "/dashboard.js", "/nothing"):
+            with self.subTest(path=path):
+                status, challenge, body = get(path)
+                self.assertEqual((status, challenge), (401, 'Basic realm="h2pool management"'))
+                self.assertNotIn(b"h2pool_requests", body)
+        for bad in ("admin:wrong", "admin:", "nobody:s3cret", ":s3cret", "admin:s3cret ", "admin:S3CRET"):
+            with self.subTest(credentials=bad):
+                self.assertEqual(get("/status", bad)[0], 401)
+        for raw in ("Basic", "Basic ", "Basic !!!", "Bearer YWRtaW46czNjcmV0", "Basic YWRtaW46czNjcmV0=", "Basic " + "A" * 600):
+            with self.subTest(raw=raw):
+                self.assertEqual(get("/status", raw=raw)[0], 401)
+        for _ in range(3):  # (the second and third from the verified cache)
+            status, _, body = get("/status", "admin:s3cret")
+            self.assertEqual(status, 200)
+            self.assertIn("sites", json.loads(body))
+        self.assertEqual(get("/metrics", "admin:s3cret")[0], 200)
         h2ptest.stop_cleanly(s)
 
     def test_bare_port_listens_on_loopback_only(self):
