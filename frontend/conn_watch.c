@@ -24,15 +24,36 @@ typedef struct conn_watch {
     uint64_t head_since;    /* when the bytes of the request being sent were first seen; 0 = none yet */
     uint64_t last_progress; /* when the request's bytes last grew */
     size_t last_size;
-    int in_body; /* the head is complete: the body is coming */
-    int http2;   /* libh2o's HTTP/2 idle timeout governs it */
-    int shut;    /* already shut down by the watch */
-    void *ssl;   /* https: the connection's SSL, once the SNI callback has seen it */
+    int in_body;                     /* the head is complete: the body is coming */
+    int http2;                       /* libh2o's HTTP/2 idle timeout governs it */
+    int shut;                        /* already shut down by the watch */
+    void *ssl;                       /* https: the connection's SSL, once the SNI callback has seen it */
+    char peer[INET6_ADDRSTRLEN + 8]; /* "ip:port", once a request of it is being received */
 } conn_watch_t;
+
+/*
+ * A connection that closes with a request half sent is a request dropped: the error log says
+ * why.  libh2o refuses a body over max_request_body itself (413, then it closes): its counter of
+ * 413s tells.  A client that left is known when a check saw its request's first bytes (a second
+ * or more before), not for one that gave up at once.
+ */
+static void log_dropped_request(conn_watch_t *w)
+{
+    uint64_t refused = w->thread->ctx.emitted_error_status[H2O_STATUS_ERROR_413];
+    if (refused != w->thread->refused_413_seen) {
+        w->thread->refused_413_seen = refused;
+        h2p_info(NULL, "connection from %s closed: its request body is over limits.max_request_body (413)",
+                 w->peer[0] != '\0' ? w->peer : "a client");
+    } else if (!w->shut && w->in_flight == 0 && w->head_since != 0) {
+        h2p_info(NULL, "connection from %s closed by the client before its request was complete (%s, %zu bytes)", w->peer,
+                 w->in_body ? "in the body" : "in the head", w->last_size);
+    }
+}
 
 static void on_close(void *data)
 {
     conn_watch_t *w = data;
+    log_dropped_request(w);
     atomic_fetch_sub(&h2p_server.num_connections, 1);
     h2o_linklist_unlink(&w->link);
     free(w);
@@ -156,8 +177,10 @@ static void check(conn_watch_t *w, const h2p_limits_conf_t *limits, uint64_t now
             drop(w, NULL, 0); /* an idle kept-alive connection expires: nothing to report */
         return;
     }
-    if (w->head_since == 0)
+    if (w->head_since == 0) {
         w->head_since = w->last_progress = now;
+        describe_peer(w->sock, w->peer, sizeof(w->peer)); /* for the log, should the request be dropped */
+    }
     if (size != w->last_size) {
         w->last_size = size;
         w->last_progress = now;

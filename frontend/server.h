@@ -70,6 +70,7 @@ typedef struct h2p_thread {
     int shutting_down;
     h2o_linklist_t watched;         /* client connections (frontend/conn_watch.c) */
     h2o_timeout_entry_t watch_tick; /* once a second: their request timeouts */
+    uint64_t refused_413_seen;      /* libh2o's count of 413s, as conn_watch last logged them */
 } h2p_thread_t;
 
 typedef struct h2p_server {

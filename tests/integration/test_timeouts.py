@@ -169,6 +169,22 @@ class TimeoutsTest(unittest.TestCase):
         self.assertEqual((head[:12], body), (b"HTTP/1.1 200", b"ok\n"))
         self.assertTrue(closed_within(s, 15), "an idle kept connection outlived keepalive_timeout")
 
+    def test_a_body_over_the_limit_is_refused_and_logged(self):
+        s = self.connect()
+        s.sendall(b"POST /echo/up HTTP/1.1\r\nHost: s\r\nContent-Length: 40000000\r\n\r\n")
+        self.assertTrue(closed_within(s, 15))
+        self.log_shows(r"closed: its request body is over limits.max_request_body \(413\)")
+
+    def test_a_client_that_leaves_mid_request_is_logged(self):
+        for request, where in ((b"GET / HTTP/1.1\r\nHost: s\r\nX-Half: ", "in the head"),
+                               (b"POST /echo/up HTTP/1.1\r\nHost: s\r\nContent-Length: 100\r\n\r\nhalf", "in the body")):
+            with self.subTest(where=where):
+                s = socket.create_connection(("127.0.0.1", self.server.port()), timeout=10)
+                s.sendall(request)
+                time.sleep(1.5)  # (the watch looks once a second)
+                s.close()
+                self.log_shows(r"127\.0\.0\.1:\d+ closed by the client before its request was complete \(" + where)
+
     def test_a_slow_application_is_not_a_slow_client(self):
         # the request is complete: the 3 s the worker takes are not the client's
         r = curl(self.server.url("/slow/x?ms=3000"))
