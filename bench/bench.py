@@ -28,6 +28,7 @@ MODULES_ON, MODULES_OFF = 18190, 18191
 LOGGING_ON, LOGGING_OFF = 18192, 18193
 STORM_PORT = 18194  # h2pool's site behind basic authentication, for the password storm
 STORM_CONNECTIONS = 16
+REWRITE_PORT = 18195  # h2pool alone: a PHP front controller behind 20 rewrite rules
 WORKERS = 4
 procs = []
 
@@ -50,7 +51,7 @@ def wait_port(port, timeout=15):
 def check_ports_free():
     """h2pool listens with SO_REUSEPORT: a second benchmark on this machine (same user) would share
     its ports silently and each would measure a mix of both servers."""
-    for port in [p for pair in PORTS.values() for p in pair] + [MODULES_ON, MODULES_OFF, LOGGING_ON, LOGGING_OFF, STORM_PORT]:
+    for port in [p for pair in PORTS.values() for p in pair] + [MODULES_ON, MODULES_OFF, LOGGING_ON, LOGGING_OFF, STORM_PORT, REWRITE_PORT]:
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
@@ -472,6 +473,56 @@ def cold_start_ms(args, tries=5):
     return statistics.median(samples)
 
 
+def rewrite_ratio(args, duration, rounds):
+    """A front-controller request through 20 rewrite rules (19 that do not match, then the
+    front controller's `unless: [file, directory]`) vs the same script requested directly
+    (h2pool only, one instance, the same php-cgi pool; interleaved rounds, medians)."""
+    conf, root = f"{WORK}/h2pool-rewrite.d", f"{WORK}/rewrite-www"
+    for d in (conf, root):
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(d)
+    with open(f"{root}/index.php", "w") as f:
+        f.write('<?php echo "hello from ", $_SERVER["REQUEST_URI"], "\\n";\n')
+    os.chmod(root, 0o755)
+    user = "user: root" if os.geteuid() == 0 else ""
+    rules = "".join(f'        - {{match: "^/section{i}/([a-z]+)$", to: "/index.php?s={i}&p=$1"}}\n' for i in range(19))
+    with open(f"{conf}/bench.yaml", "w") as f:
+        f.write(f"""
+server:
+  threads: 1
+pools:
+  php:
+    command: [php-cgi]
+    max_processes: {WORKERS}
+    min_processes: {WORKERS}
+    {user}
+sites:
+  s:
+    bindings: [http://127.0.0.1:{REWRITE_PORT}]
+    root: {root}
+    handlers: [{{path: "*.php", pool: php}}]
+    modules:
+      rewrite:
+{rules}        - {{match: ".", unless: [file, directory], to: /index.php}}
+""")
+    server = start("h2pool-rewrite", [os.path.abspath(args.h2pool), "-c", conf])
+    wait_port(REWRITE_PORT)
+    direct, rewritten = [], []
+    try:
+        for url in ("/index.php", "/blog/a-post"):  # warm up
+            run_wrk(f"http://127.0.0.1:{REWRITE_PORT}{url}", 64, 1)
+        for r in range(rounds):
+            direct.append(run_wrk(f"http://127.0.0.1:{REWRITE_PORT}/index.php", 64, duration)["rps"])
+            rewritten.append(run_wrk(f"http://127.0.0.1:{REWRITE_PORT}/blog/a-post", 64, duration)["rps"])
+            print(f"round {r + 1} rewrite: direct {direct[-1]:.0f} req/s, through 20 rules {rewritten[-1]:.0f} req/s",
+                  file=sys.stderr)
+    finally:
+        server.terminate()
+        server.wait()
+    return {"direct_rps": statistics.median(direct), "rewritten_rps": statistics.median(rewritten),
+            "ratio": statistics.median(rewritten) / statistics.median(direct)}
+
+
 def print_logging(logging):
     for name in ("static-1k", "fastcgi-hello"):
         v = logging[name]
@@ -495,6 +546,12 @@ def main():
     setup_storm_files()
     scenarios = [s for s in args.only.split(",") if s and s != "password-storm"]
     storm_wanted = "password-storm" in args.only.split(",")
+    if scenarios == ["rewrite"] and not storm_wanted:  # h2pool alone
+        rewrite = rewrite_ratio(args, args.duration, args.rounds)
+        print(f"front controller through 20 rewrite rules vs the script directly: {rewrite['rewritten_rps']:.0f} / "
+              f"{rewrite['direct_rps']:.0f} req/s = {rewrite['ratio']:.2f}x")
+        shutil.rmtree(WORK, ignore_errors=True)
+        return
     if scenarios == ["logging"] and not storm_wanted:  # h2pool alone: no peers, no backends of theirs
         logging = logging_ratio(args, args.duration, args.rounds)
         print_logging(logging)
