@@ -644,6 +644,29 @@ static void spawn_what_is_wanted(uint64_t now)
     pthread_mutex_unlock(&h2p_pools_lock);
 }
 
+#ifndef NDEBUG
+/* Debug builds (the sanitizer suite runs them): the counters dispatch decides on agree with the
+ * lists they count.  A drift would show as requests that wait for an idle worker that is not
+ * there, or as workers beyond max_processes, long after the change that caused it. */
+static void check_counts_locked(h2p_pool_t *pool)
+{
+    size_t idle = 0, queued = 0;
+    for (h2o_linklist_t *l = pool->idle.next; l != &pool->idle; l = l->next) {
+        if (H2O_STRUCT_FROM_MEMBER(h2p_worker_t, idle_link, l)->state != WORKER_IDLE)
+            h2o_fatal("pool invariant: a worker in the idle list is not idle");
+        ++idle;
+    }
+    for (h2o_linklist_t *l = pool->queue.next; l != &pool->queue; l = l->next)
+        ++queued;
+    if (idle != pool->num_idle)
+        h2o_fatal("pool invariant: num_idle differs from the idle list");
+    if (queued != pool->num_queued)
+        h2o_fatal("pool invariant: num_queued differs from the queue");
+}
+#else
+#define check_counts_locked(pool)
+#endif
+
 static void on_tick(h2o_timeout_entry_t *entry)
 {
     uint64_t now = h2p_now_ms();
@@ -659,6 +682,7 @@ static void on_tick(h2o_timeout_entry_t *entry)
     for (h2o_linklist_t *pl = h2p_pools.next; pl != &h2p_pools; pl = pl->next) {
         h2p_pool_t *pool = H2O_STRUCT_FROM_MEMBER(h2p_pool_t, registry_link, pl);
         pthread_mutex_lock(&pool->lock);
+        check_counts_locked(pool);
         tick_pool(pool, now, check_memory, &expired, sup.shutting_down ? NULL : probes, &num_probes, 64, late, &num_late);
         pthread_mutex_unlock(&pool->lock);
     }
