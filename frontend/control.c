@@ -18,6 +18,7 @@
 #include "frontend/router.h"
 #include "frontend/server.h"
 #include "frontend/status.h"
+#include "native-modules/cache_store.h"
 #include "poolmgr/pool.h"
 
 #define MAX_CONTROL_CONNECTIONS 16
@@ -277,7 +278,7 @@ static void on_requests_collected(json_t *requests, void *data)
 /* The answer now, or NULL when it comes later (list requests). */
 static json_t *run_command(control_conn_t *conn, json_t *request)
 {
-    static const char *const keys[] = {"command", "what", "type", "name"};
+    static const char *const keys[] = {"command", "what", "type", "name", "path"};
     char shown[300];
     const char *key;
     json_t *value;
@@ -287,14 +288,14 @@ static json_t *run_command(control_conn_t *conn, json_t *request)
         while (k != sizeof(keys) / sizeof(keys[0]) && strcmp(keys[k], key) != 0)
             ++k;
         if (k == sizeof(keys) / sizeof(keys[0]))
-            return failure("bad_request", "unknown key \"%s\" (a request has command, what, type, name)",
+            return failure("bad_request", "unknown key \"%s\" (a request has command, what, type, name, path)",
                            printable(key, strlen(key), shown, sizeof(shown)));
         if (!json_is_string(value))
             return failure("bad_request", "\"%s\" must be a string", key);
     }
     json_t *command_value = json_object_get(request, "command");
     if (command_value == NULL)
-        return failure("bad_request", "no \"command\" (one of list, start, stop, recycle, reload, status)");
+        return failure("bad_request", "no \"command\" (one of list, start, stop, recycle, reload, status, cache)");
     const char *command = json_string_value(command_value), *what = json_string_value(json_object_get(request, "what")),
                *type = json_string_value(json_object_get(request, "type")),
                *name = json_string_value(json_object_get(request, "name"));
@@ -330,6 +331,24 @@ static json_t *run_command(control_conn_t *conn, json_t *request)
         return failure("unknown_command", "cannot list \"%s\" (sites, pools, workers, requests)",
                        printable(what, strlen(what), shown, sizeof(shown)));
     }
+    if (strcmp(command, "cache") == 0) {
+        if (what == NULL || strcmp(what, "flush") != 0)
+            return failure("unknown_command", "cache what? (flush [SITE [PATH]])");
+        const char *path = json_string_value(json_object_get(request, "path"));
+        h2p_gen_t *gen = h2p_server.gen;
+        const h2p_site_rt_t *site = NULL;
+        if (name != NULL) {
+            for (size_t i = 0; i != gen->num_sites && site == NULL; ++i)
+                if (strcmp(gen->sites[i].conf->name, name) == 0)
+                    site = gen->sites + i;
+            if (site == NULL)
+                return failure("unknown_name", "no site \"%s\"", printable(name, strlen(name), shown, sizeof(shown)));
+        }
+        if (path != NULL && path[0] != '/')
+            return failure("bad_request", "a path starts with '/' (\"%s\")", printable(path, strlen(path), shown, sizeof(shown)));
+        size_t n = h2p_output_cache_flush(gen, site, path);
+        return message("cache flushed: %zu entr%s", n, n == 1 ? "y" : "ies");
+    }
     int site_or_pool = strcmp(command, "start") == 0 || strcmp(command, "stop") == 0;
     if (site_or_pool || strcmp(command, "recycle") == 0) {
         if (type == NULL || name == NULL)
@@ -341,7 +360,7 @@ static json_t *run_command(control_conn_t *conn, json_t *request)
         return failure("unknown_command", "cannot %s a \"%s\" (%s)", command, printable(type, strlen(type), shown, sizeof(shown)),
                        site_or_pool ? "site or pool" : "pool");
     }
-    return failure("unknown_command", "unknown command \"%s\" (list, start, stop, recycle, reload, status)",
+    return failure("unknown_command", "unknown command \"%s\" (list, start, stop, recycle, reload, status, cache)",
                    printable(command, command_len, shown, sizeof(shown)));
 }
 

@@ -33,6 +33,7 @@ static const char ctl_usage[] =
     "  start pool NAME, stop pool NAME start also restarts a pool stopped by rapid-fail protection\n"
     "  recycle pool NAME               replace every worker (each old one stops once its replacement is ready)\n"
     "  reload                          re-read the configuration (as SIGHUP), print its errors if it is refused\n"
+    "  cache flush [SITE [PATH]]       drop the output cache's entries (of a site; of a path, or paths starting PATH*)\n"
     "options:\n"
     "  -c, --conf DIR    the configuration h2pool runs with (default /etc/h2pool/conf.d): its server.control_socket\n"
     "  -s, --socket PATH the control socket itself\n"
@@ -457,6 +458,18 @@ static json_t *build_request(int argc, char **argv)
         usage_error("cannot list \"%s\" (sites, pools, workers, requests)", argv[1]);
         return NULL;
     }
+    if (strcmp(command, "cache") == 0) {
+        if (argc < 2 || argc > 4 || strcmp(argv[1], "flush") != 0) {
+            usage_error("usage: h2pool ctl cache flush [SITE [PATH]]");
+            return NULL;
+        }
+        json_t *request = json_pack("{s:s, s:s}", "command", "cache", "what", "flush");
+        if (argc >= 3)
+            json_object_set_new(request, "name", json_string(argv[2]));
+        if (argc == 4)
+            json_object_set_new(request, "path", json_string(argv[3]));
+        return request;
+    }
     int recycle = strcmp(command, "recycle") == 0;
     if (recycle || strcmp(command, "start") == 0 || strcmp(command, "stop") == 0) {
         const char *types = recycle ? "pool" : "site or pool";
@@ -470,7 +483,7 @@ static json_t *build_request(int argc, char **argv)
         }
         return json_pack("{s:s, s:s, s:s}", "command", command, "type", argv[1], "name", argv[2]);
     }
-    usage_error("unknown command \"%s\" (status, list, start, stop, recycle, reload; -h for help)", command);
+    usage_error("unknown command \"%s\" (status, list, start, stop, recycle, reload, cache; -h for help)", command);
     return NULL;
 }
 

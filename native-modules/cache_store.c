@@ -429,3 +429,34 @@ void h2p_cache_destroy(h2p_cache_t *cache)
     }
     free(cache);
 }
+
+size_t h2p_cache_flush(h2p_cache_t *cache, int (*match)(const char *key, size_t key_len, void *arg), void *arg)
+{
+    size_t count = 0;
+    for (size_t i = 0; i != NUM_SHARDS; ++i) {
+        shard_t *shard = cache->shards + i;
+        h2p_cache_entry_t *removed = NULL; /* chained through bucket_next, released unlocked */
+        pthread_mutex_lock(&shard->lock);
+        for (size_t b = 0; b != shard->num_buckets; ++b) {
+            h2p_cache_entry_t **slot = shard->buckets + b;
+            while (*slot != NULL) {
+                if (match != NULL && !match((*slot)->key, (*slot)->key_len, arg)) {
+                    slot = &(*slot)->bucket_next;
+                    continue;
+                }
+                h2p_cache_entry_t *entry = unlink_entry(cache, shard, slot);
+                entry->bucket_next = removed;
+                removed = entry;
+                ++count;
+            }
+        }
+        pthread_mutex_unlock(&shard->lock);
+        while (removed != NULL) {
+            h2p_cache_entry_t *next = removed->bucket_next;
+            removed->bucket_next = NULL;
+            h2p_cache_entry_release(removed);
+            removed = next;
+        }
+    }
+    return count;
+}

@@ -117,6 +117,15 @@ void h2p_cache_complete(h2p_cache_t *cache, h2p_cache_pending_t *pending, h2p_ca
 
 /* Drops the entry stored under its key if it is still `entry` (a static file that changed). */
 void h2p_cache_remove(h2p_cache_t *cache, h2p_cache_entry_t *entry);
+/* Removes every entry whose key `match` accepts (every entry when match is NULL); how many.
+ * Requests that hold an entry finish with it. */
+/* `h2pool ctl cache flush [SITE [PATH]]`: drops the entries of the current generation's cache
+ * (of one site, of one path or, for a PATH ending in '*', of the paths it starts; native-modules/output_cache.c
+ * knows the keys).  How many. */
+struct h2p_gen;
+struct h2p_site_rt;
+size_t h2p_output_cache_flush(struct h2p_gen *gen, const struct h2p_site_rt *site, const char *path);
+size_t h2p_cache_flush(h2p_cache_t *cache, int (*match)(const char *key, size_t key_len, void *arg), void *arg);
 
 /* A waiting request is gone: 1 when the waiter was unqueued (the caller frees it), 0 when its
  * message is on its way (the receiver frees it, seeing H2P_CACHE_ABANDONED). */

@@ -145,6 +145,46 @@ static h2o_iovec_t build_key(h2o_req_t *req, h2p_request_t *r, const h2p_output_
     return key;
 }
 
+typedef struct flush_filter {
+    char site[32]; /* the key's "%p|" of the site: "" for every site */
+    const char *path;
+    size_t path_len;
+    int prefix;
+} flush_filter_t;
+
+/* A key is "<scheme><coding><site>|<authority>|<path>[?query][\n<header>...]" (build_key). */
+static int flush_matches(const char *key, size_t key_len, void *arg)
+{
+    const flush_filter_t *f = arg;
+    size_t site_len = strlen(f->site);
+    if (site_len != 0 && (key_len < 2 + site_len || memcmp(key + 2, f->site, site_len) != 0))
+        return 0;
+    if (f->path == NULL)
+        return 1;
+    const char *bar = memchr(key, '|', key_len), *path = bar != NULL ? memchr(bar + 1, '|', key_len - (bar + 1 - key)) : NULL;
+    if (path == NULL)
+        return 0;
+    ++path;
+    size_t len = 0;
+    while (path + len != key + key_len && path[len] != '?' && path[len] != '\n')
+        ++len;
+    return f->prefix ? len >= f->path_len && memcmp(path, f->path, f->path_len) == 0
+                     : len == f->path_len && memcmp(path, f->path, len) == 0;
+}
+
+size_t h2p_output_cache_flush(h2p_gen_t *gen, const h2p_site_rt_t *site, const char *path)
+{
+    flush_filter_t f = {.path = path};
+    if (site != NULL)
+        snprintf(f.site, sizeof(f.site), "%p|", (void *)site);
+    if (path != NULL) {
+        f.path_len = strlen(path);
+        if ((f.prefix = f.path_len != 0 && path[f.path_len - 1] == '*'))
+            --f.path_len;
+    }
+    return gen->cache != NULL ? h2p_cache_flush(gen->cache, site != NULL || path != NULL ? flush_matches : NULL, &f) : 0;
+}
+
 /* Whether a fresh entry answers this request: the worker's Vary headers have the values the entry was fetched with. */
 static int entry_fits(const h2p_cache_entry_t *entry, void *arg)
 {

@@ -395,6 +395,57 @@ class OutputCacheTest(unittest.TestCase):
         self.assertEqual(self.count(), before + 8, out)
 
 
+class CacheFlushTest(unittest.TestCase):
+    """`h2pool ctl cache flush [SITE [PATH]]` drops entries: all, a site's, a path's, paths by prefix."""
+
+    @classmethod
+    def setUpClass(cls):
+        conf = CONF.replace("server:\n  threads: 2\n", "server:\n  threads: 2\n  control_socket: {dir}/ctl.sock\n")
+        cls.server = Server(conf, FILES)
+        cls.addClassCleanup(cls.server.cleanup)
+        cls.addClassCleanup(h2ptest.stop_cleanly, cls.server)
+        cls.server.write("users.htpasswd", f"alice:{openssl_hash('alice-pw')}\n")
+        os.chmod(cls.server.path("www"), 0o755)
+        cls.server.start()
+
+    count, get, assertHit, assertMiss = OutputCacheTest.count, OutputCacheTest.get, OutputCacheTest.assertHit, OutputCacheTest.assertMiss
+
+    def ctl(self, *args):
+        from test_ctl import ctl
+        return ctl(self.server, "cache", "flush", *args)
+
+    def test_flush(self):
+        for path in ("/c.php?t=f1", "/c.php?t=f2"):
+            self.assertMiss(path)
+            self.assertHit(path)
+        r = self.ctl("main", "/other.php")
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, "cache flushed: 0 entries"), r)
+        self.assertHit("/c.php?t=f1")
+        r = self.ctl("main", "/c.php")
+        self.assertEqual(r.returncode, 0, r)
+        self.assertIn("cache flushed: 2 entries", r.stdout)
+        self.assertMiss("/c.php?t=f1")
+        self.assertHit("/c.php?t=f1")
+        self.assertEqual(self.ctl("main", "/c*").returncode, 0)
+        self.assertMiss("/c.php?t=f1")
+        self.assertEqual(self.ctl("main").returncode, 0)
+        self.assertMiss("/c.php?t=f1")
+        self.assertEqual(self.ctl().returncode, 0)
+        self.assertMiss("/c.php?t=f1")
+
+    def test_bad_flushes(self):
+        r = self.ctl("nosuch")
+        self.assertEqual(r.returncode, 2, r)
+        self.assertIn('no site "nosuch"', r.stderr)
+        r = self.ctl("main", "relative")
+        self.assertEqual(r.returncode, 2, r)
+        self.assertIn("starts with '/'", r.stderr)
+        from test_ctl import ctl
+        for args in (("cache",), ("cache", "drop"), ("cache", "flush", "a", "/b", "c")):
+            r = ctl(self.server, *args)
+            self.assertEqual(r.returncode, 2, (args, r))
+
+
 class EvictionAndReloadTest(unittest.TestCase):
     def setUp(self):
         self.server = Server(CONF, FILES)
