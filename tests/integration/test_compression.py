@@ -88,20 +88,17 @@ def decode(r):
 PROTOCOLS = [("http/1.1", []), ("h2", ["--http2-prior-knowledge"])]
 
 
-class CompressionTest(unittest.TestCase):
+class CompressionTest(h2ptest.ServerTestCase):
+    CONF, FILES = CONF, FILES
+
     @classmethod
-    def setUpClass(cls):
-        cls.server = Server(CONF, FILES)
-        cls.addClassCleanup(cls.server.cleanup)
-        cls.addClassCleanup(h2ptest.stop_cleanly, cls.server)
-        s = cls.server
+    def prepare(cls, s):
         # precompressed siblings: their content differs from the file's so the test can tell which was sent
         s.write("www/pre.css.gz", gzip.compress(b"precompressed gzip sibling\n"))
         s.write("www/pre.css.br", br_compress(b"precompressed brotli sibling\n"))
         s.write("www/stale.css.gz", gzip.compress(b"an old sibling\n"))
         old = time.time() - 3600
         os.utime(s.path("www/stale.css.gz"), (old, old))
-        s.start()
 
     def get(self, path, *args, encoding=None):
         extra = ["-H", f"Accept-Encoding: {encoding}"] if encoding is not None else []

@@ -114,24 +114,18 @@ def openssl_hash(password):
 PROTOCOLS = [("http/1.1", []), ("h2", ["--http2-prior-knowledge"])]
 
 
-class OutputCacheTest(unittest.TestCase):
+class OutputCacheTest(h2ptest.ServerTestCase):
+    CONF, FILES = CONF, FILES
+
     @classmethod
-    def setUpClass(cls):
-        cls.server = Server(CONF, FILES)
-        cls.addClassCleanup(cls.server.cleanup)
-        cls.addClassCleanup(h2ptest.stop_cleanly, cls.server)
-        s = cls.server
+    def prepare(cls, s):
         s.write("users.htpasswd", f"alice:{openssl_hash('alice-pw')}\nbob:{openssl_hash('bob-pw')}\n")
         s.write("www/cgi-bin/count.cgi", CGI, mode=0o755)
         os.chmod(s.path("www"), 0o755)
-        s.start()
 
     def count(self):
         with open(self.server.path("count")) as f:
             return int(f.read() or 0)
-
-    def get(self, path, *args):
-        return self.server.get(path, *args)
 
     def assertHit(self, path, *args, body=None):
         before = self.count()
@@ -395,20 +389,11 @@ class OutputCacheTest(unittest.TestCase):
         self.assertEqual(self.count(), before + 8, out)
 
 
-class CacheFlushTest(unittest.TestCase):
+class CacheFlushTest(h2ptest.ServerTestCase):
     """`h2pool ctl cache flush [SITE [PATH]]` drops entries: all, a site's, a path's, paths by prefix."""
-
-    @classmethod
-    def setUpClass(cls):
-        conf = CONF.replace("server:\n  threads: 2\n", "server:\n  threads: 2\n  control_socket: {dir}/ctl.sock\n")
-        cls.server = Server(conf, FILES)
-        cls.addClassCleanup(cls.server.cleanup)
-        cls.addClassCleanup(h2ptest.stop_cleanly, cls.server)
-        cls.server.write("users.htpasswd", f"alice:{openssl_hash('alice-pw')}\n")
-        os.chmod(cls.server.path("www"), 0o755)
-        cls.server.start()
-
-    count, get, assertHit, assertMiss = OutputCacheTest.count, OutputCacheTest.get, OutputCacheTest.assertHit, OutputCacheTest.assertMiss
+    CONF = CONF.replace("server:\n  threads: 2\n", "server:\n  threads: 2\n  control_socket: {dir}/ctl.sock\n")
+    FILES = FILES
+    prepare, count, assertHit, assertMiss = OutputCacheTest.prepare, OutputCacheTest.count, OutputCacheTest.assertHit, OutputCacheTest.assertMiss
 
     def ctl(self, *args):
         from test_ctl import ctl

@@ -12,7 +12,7 @@ import socket
 import time
 import unittest
 
-from h2ptest import APPS, Server, curl, log_shows, main, stop_cleanly, wait_until
+from h2ptest import Server, ServerTestCase, curl, log_shows, main, stop_cleanly, wait_until
 
 CONF = """
 server:
@@ -90,21 +90,13 @@ def closed_within(s, seconds):
     return False
 
 
-class TimeoutsTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.server = Server(CONF.replace("{header}", "1s"), {"www/index.html": "ok\n"})
-        cls.addClassCleanup(cls.server.cleanup)
-        cls.addClassCleanup(stop_cleanly, cls.server)
-        cls.server.start()
+class TimeoutsTest(ServerTestCase):
+    CONF, FILES = CONF.replace("{header}", "1s"), {"www/index.html": "ok\n"}
 
     def connect(self):
         s = socket.create_connection(("127.0.0.1", self.server.port()), timeout=10)
         self.addCleanup(s.close)
         return s
-
-    def log_shows(self, pattern):
-        wait_until(lambda: re.search(pattern, self.server.read_log()), timeout=10, what=pattern)
 
     def test_slow_upload_completes(self):
         # 400 KB at about 100 KB/s: 4 s, four times header_timeout, never 2 s without a byte
@@ -135,7 +127,7 @@ class TimeoutsTest(unittest.TestCase):
         s = self.connect()
         s.sendall(b"POST /echo/up HTTP/1.1\r\nHost: s\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000)
         self.assertTrue(closed_within(s, 15), "a stalled body outlived body_timeout")
-        self.log_shows(r"closed: request body stalled: nothing received for body_timeout \(2000 ms\)")
+        log_shows(self.server, r"closed: request body stalled: nothing received for body_timeout \(2000 ms\)")
 
     def test_trickled_head_is_cut_off_and_logged(self):
         s = self.connect()
@@ -151,12 +143,12 @@ class TimeoutsTest(unittest.TestCase):
                 closed = True
                 break
         self.assertTrue(closed, "a trickled request head outlived header_timeout")
-        self.log_shows(r"127\.0\.0\.1:\d+ closed: request head not complete within header_timeout \(1000 ms\)")
+        log_shows(self.server, r"127\.0\.0\.1:\d+ closed: request head not complete within header_timeout \(1000 ms\)")
 
     def test_silent_connection_is_closed_and_logged(self):
         s = self.connect()
         self.assertTrue(closed_within(s, 15))
-        self.log_shows(r"closed: no request within header_timeout")
+        log_shows(self.server, r"closed: no request within header_timeout")
 
     def test_idle_kept_connection_lives_for_keepalive_timeout(self):
         s = self.connect()
@@ -173,7 +165,7 @@ class TimeoutsTest(unittest.TestCase):
         s = self.connect()
         s.sendall(b"POST /echo/up HTTP/1.1\r\nHost: s\r\nContent-Length: 40000000\r\n\r\n")
         self.assertTrue(closed_within(s, 15))
-        self.log_shows(r"closed: its request body is over limits.max_request_body \(413\)")
+        log_shows(self.server, r"closed: its request body is over limits.max_request_body \(413\)")
 
     def test_a_client_that_leaves_mid_request_is_logged(self):
         for request, where in ((b"GET / HTTP/1.1\r\nHost: s\r\nX-Half: ", "in the head"),
@@ -183,7 +175,7 @@ class TimeoutsTest(unittest.TestCase):
                 s.sendall(request)
                 time.sleep(1.5)  # (the watch looks once a second)
                 s.close()
-                self.log_shows(r"127\.0\.0\.1:\d+ closed by the client before its request was complete \(" + where)
+                log_shows(self.server, r"127\.0\.0\.1:\d+ closed by the client before its request was complete \(" + where)
 
     def test_a_slow_application_is_not_a_slow_client(self):
         # the request is complete: the 3 s the worker takes are not the client's
