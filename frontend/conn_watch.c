@@ -24,11 +24,11 @@ typedef struct conn_watch {
     uint64_t head_since;    /* when the bytes of the request being sent were first seen; 0 = none yet */
     uint64_t last_progress; /* when the request's bytes last grew */
     size_t last_size;
-    int in_body;                     /* the head is complete: the body is coming */
-    int http2;                       /* libh2o's HTTP/2 idle timeout governs it */
-    int shut;                        /* already shut down by the watch */
-    void *ssl;                       /* https: the connection's SSL, once the SNI callback has seen it */
-    char peer[INET6_ADDRSTRLEN + 8]; /* "ip:port", once a request of it is being received */
+    int in_body;   /* the head is complete: the body is coming */
+    int http2;     /* libh2o's HTTP/2 idle timeout governs it */
+    int shut;      /* already shut down by the watch */
+    void *ssl;     /* https: the connection's SSL, once the SNI callback has seen it */
+    char peer[64]; /* "ip:port", once a request of it is being received */
 } conn_watch_t;
 
 /*
@@ -126,17 +126,8 @@ static int head_complete(const h2o_buffer_t *in)
 static void describe_peer(h2o_socket_t *sock, char *buf, size_t len)
 {
     struct sockaddr_storage ss;
-    socklen_t sslen = h2o_socket_getpeername(sock, (void *)&ss);
-    char host[INET6_ADDRSTRLEN] = "?";
-    int port = 0;
-    if (sslen != 0 && ss.ss_family == AF_INET) {
-        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host, sizeof(host));
-        port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    } else if (sslen != 0 && ss.ss_family == AF_INET6) {
-        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host, sizeof(host));
-        port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-    }
-    snprintf(buf, len, "%s:%d", host, port);
+    if (h2o_socket_getpeername(sock, (void *)&ss) == 0 || h2p_format_address((struct sockaddr *)&ss, buf, len) != 0)
+        snprintf(buf, len, "?");
 }
 
 /* Shuts the socket down under libh2o, which then closes the connection as one the client left
@@ -144,7 +135,7 @@ static void describe_peer(h2o_socket_t *sock, char *buf, size_t len)
 static void drop(conn_watch_t *w, const char *why, uint64_t limit_ms)
 {
     if (why != NULL) {
-        char peer[INET6_ADDRSTRLEN + 8];
+        char peer[64];
         describe_peer(w->sock, peer, sizeof(peer));
         h2p_warn(NULL, "connection from %s closed: %s (%llu ms)", peer, why, (unsigned long long)limit_ms);
     }

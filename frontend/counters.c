@@ -10,6 +10,7 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include "frontend/log.h"
 #include "frontend/server.h"
 
 const uint64_t h2p_latency_bounds_us[H2P_LATENCY_BUCKETS - 1] = {500,    1000,   2500,   5000,    10000,   25000,   50000,
@@ -212,18 +213,9 @@ static json_t *describe_peer(h2o_req_t *req)
 {
     struct sockaddr_storage ss;
     socklen_t len = req->conn->callbacks->get_peername != NULL ? req->conn->callbacks->get_peername(req->conn, (void *)&ss) : 0;
-    char host[INET6_ADDRSTRLEN] = "", text[INET6_ADDRSTRLEN + 16];
-    if (len == 0)
+    char text[64];
+    if (len == 0 || h2p_format_address((struct sockaddr *)&ss, text, sizeof(text)) != 0)
         return json_null();
-    if (ss.ss_family == AF_INET) {
-        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host, sizeof(host));
-        snprintf(text, sizeof(text), "%s:%u", host, ntohs(((struct sockaddr_in *)&ss)->sin_port));
-    } else if (ss.ss_family == AF_INET6) {
-        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host, sizeof(host));
-        snprintf(text, sizeof(text), "[%s]:%u", host, ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
-    } else {
-        return json_null();
-    }
     return json_string(text);
 }
 

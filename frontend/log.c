@@ -1,4 +1,6 @@
 #include "frontend/log.h"
+
+#include <arpa/inet.h>
 #include "frontend/alloc.h"
 
 #include <errno.h>
@@ -187,4 +189,22 @@ size_t h2p_log_recent(void (*cb)(const char *line, h2p_log_level_t level, void *
 const char *h2p_log_level_name(h2p_log_level_t level)
 {
     return level_names[level];
+}
+
+int h2p_format_address(const struct sockaddr *sa, char *buf, size_t len)
+{
+    char host[INET6_ADDRSTRLEN];
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
+        snprintf(buf, len, "%s:%u", host, ntohs(sin->sin_port));
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
+        snprintf(buf, len, "[%s]:%u", host, ntohs(sin6->sin6_port));
+    } else {
+        snprintf(buf, len, "?");
+        return -1;
+    }
+    return 0;
 }

@@ -23,6 +23,11 @@ void h2p_log_set_level(h2p_log_level_t level);
 void h2p_log(h2p_log_level_t level, const char *scope, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void h2p_logv(h2p_log_level_t level, const char *scope, const char *fmt, va_list args);
 
+struct sockaddr;
+/* An address as messages show it: "192.0.2.7:8080", "[2001:db8::1]:8080"; 0, or -1 (and "?")
+ * for a family that is neither IPv4 nor IPv6.  `len` of 56 bytes is always enough. */
+int h2p_format_address(const struct sockaddr *sa, char *buf, size_t len);
+
 /* The last H2P_LOG_RECENT errors and warnings (each line cut at 511 bytes), oldest first. */
 #define H2P_LOG_RECENT 50
 size_t h2p_log_recent(void (*cb)(const char *line, h2p_log_level_t level, void *data), void *data);

@@ -90,23 +90,10 @@ static int overlaps(const h2p_listener_t *l, const h2p_listener_t *m)
                   sizeof(struct in6_addr)) == 0;
 }
 
-/* "127.0.0.1:8080", "[::1]:8080", "[::]:8080": the address a socket binds, as nginx says it */
-static void format_socket_address(const h2p_listener_t *l, char *buf, size_t len)
-{
-    char host[INET6_ADDRSTRLEN] = "?";
-    if (l->addr.ss_family == AF_INET) {
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)&l->addr)->sin_addr, host, sizeof(host));
-        snprintf(buf, len, "%s:%u", host, l->port);
-    } else {
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)&l->addr)->sin6_addr, host, sizeof(host));
-        snprintf(buf, len, "[%s]:%u", host, l->port);
-    }
-}
-
 static int open_listen_socket(const h2p_listener_t *l, char *err, size_t errlen)
 {
-    char where[INET6_ADDRSTRLEN + 16];
-    format_socket_address(l, where, sizeof(where));
+    char where[64]; /* "127.0.0.1:8080", "[::]:8080": the address the socket binds, as nginx says it */
+    h2p_format_address((const struct sockaddr *)&l->addr, where, sizeof(where));
     int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         int saved = errno;
