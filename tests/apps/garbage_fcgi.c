@@ -26,6 +26,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "write_all.h"
+
 enum { BEGIN_REQUEST = 1, END_REQUEST = 3, STDIN = 5, STDOUT = 6 };
 
 static int open_listener(int argc, char **argv)
@@ -67,20 +69,6 @@ static int read_full(int fd, void *dst, size_t len, int timeout_ms)
         len -= n;
     }
     return 0;
-}
-
-static void write_all(int fd, const void *src, size_t len)
-{
-    const char *p = src;
-    while (len != 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return; /* the front end hung up: fine */
-        p += n;
-        len -= n;
-    }
 }
 
 /* Reads one request's records up to the empty STDIN record.  Waits for the first record as long

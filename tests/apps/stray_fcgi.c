@@ -35,6 +35,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "write_all.h"
+
 enum { BEGIN_REQUEST = 1, END_REQUEST = 3, PARAMS = 4, STDIN = 5, STDOUT = 6, GET_VALUES = 9, GET_VALUES_RESULT = 10 };
 
 typedef struct buffer {
@@ -65,20 +67,6 @@ static int read_full(int fd, void *dst, size_t len)
         len -= n;
     }
     return 0;
-}
-
-static void write_all(int fd, const void *src, size_t len)
-{
-    const char *p = src;
-    while (len != 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return; /* the front end hung up: fine */
-        p += n;
-        len -= n;
-    }
 }
 
 static void add_record(buffer_t *b, int type, unsigned request_id, const char *data, size_t len)
