@@ -129,13 +129,13 @@ void h2p_counters_connection_refused(void)
 
 /* ---- the request path -------------------------------------------------------------------- */
 
-typedef struct thread_state {
+/* A front-end thread's share (h2p_thread_t.counters). */
+typedef struct h2p_counters_thread {
     h2o_multithread_receiver_t receiver; /* collection requests from the supervisor */
     h2o_linklist_t in_flight;
     h2p_thread_t *thread;
 } thread_state_t;
 
-static __thread thread_state_t *this_state;
 static thread_state_t **thread_states; /* by thread index, for the supervisor to address them */
 
 static void observe(h2p_stats_t *stats, size_t slot_index, unsigned status_class, uint64_t elapsed_us)
@@ -153,8 +153,9 @@ static void observe(h2p_stats_t *stats, size_t slot_index, unsigned status_class
 void h2p_request_track_begin(h2p_request_track_t *track, h2o_req_t *req)
 {
     *track = (h2p_request_track_t){.req = req, .started_us = monotonic_us(), .stage = H2P_STAGE_MODULES};
-    if (this_state != NULL)
-        h2o_linklist_insert(&this_state->in_flight, &track->link);
+    h2p_thread_t *th = h2p_this_thread;
+    if (th != NULL && th->counters != NULL)
+        h2o_linklist_insert(&th->counters->in_flight, &track->link);
     h2p_slot_add(&h2p_server_stats->slots[h2p_counters_slot()].started, 1);
 }
 
@@ -221,7 +222,7 @@ static json_t *describe_peer(h2o_req_t *req)
 
 #define MAX_URL_SHOWN 1024
 
-static json_t *describe_request(h2p_request_track_t *track, uint64_t now_us)
+static json_t *describe_request(h2p_request_track_t *track, uint64_t now_us, size_t thread_index)
 {
     h2o_req_t *req = track->req;
     h2o_iovec_t path = req->input.path, authority = req->input.authority;
@@ -244,20 +245,22 @@ static json_t *describe_request(h2p_request_track_t *track, uint64_t now_us)
     json_object_set_new(r, "worker_pid", track->worker_pid > 0 ? json_integer(track->worker_pid) : json_null());
     json_object_set_new(r, "stage", json_string(track->stage));
     json_object_set_new(r, "elapsed_ms", json_integer((json_int_t)((now_us - track->started_us) / 1000)));
-    json_object_set_new(r, "thread", json_integer((json_int_t)this_state->thread->index));
+    json_object_set_new(r, "thread", json_integer((json_int_t)thread_index));
     return r;
 }
 
 /* On a front-end thread: describe its requests, send the answer back to the supervisor. */
 static void on_collect_request(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 {
+    thread_state_t *state = H2O_STRUCT_FROM_MEMBER(thread_state_t, receiver, receiver);
     uint64_t now = monotonic_us();
     while (!h2o_linklist_is_empty(messages)) {
         collect_message_t *msg = H2O_STRUCT_FROM_MEMBER(collect_message_t, super.link, messages->next);
         h2o_linklist_unlink(&msg->super.link);
         msg->requests = json_array();
-        for (h2o_linklist_t *l = this_state->in_flight.next; l != &this_state->in_flight; l = l->next)
-            json_array_append_new(msg->requests, describe_request(H2O_STRUCT_FROM_MEMBER(h2p_request_track_t, link, l), now));
+        for (h2o_linklist_t *l = state->in_flight.next; l != &state->in_flight; l = l->next)
+            json_array_append_new(
+                msg->requests, describe_request(H2O_STRUCT_FROM_MEMBER(h2p_request_track_t, link, l), now, state->thread->index));
         h2o_multithread_send_message(&supervisor.answers, &msg->super);
     }
 }
@@ -321,7 +324,7 @@ void h2p_counters_init_thread(h2p_thread_t *th)
     state->thread = th;
     h2o_linklist_init_anchor(&state->in_flight);
     h2o_multithread_register_receiver(th->queue, &state->receiver, on_collect_request);
-    this_state = state;
+    th->counters = state;
     pthread_mutex_lock(&registry.lock);
     if (thread_states == NULL)
         thread_states = h2p_calloc(h2p_server.num_threads, sizeof(*thread_states));
@@ -333,7 +336,7 @@ void h2p_counters_dispose_thread(h2p_thread_t *th)
 {
     /* the state stays: a collection request may still be on its way to this thread's queue, which
      * outlives the thread (it is never destroyed) */
-    this_state = NULL;
+    th->counters = NULL;
 }
 
 /* ---- history ------------------------------------------------------------------------------ */

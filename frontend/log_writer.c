@@ -77,6 +77,15 @@ static struct {
 
 static atomic_int accepting = 1;
 static atomic_uint_fast64_t dropped;
+/*
+ * The calling thread's buffer: the one per-thread variable kept outside h2p_thread_t
+ * (frontend/server.h), on purpose.  This writer is a lower layer (h2pool_core, which the unit
+ * tests link without the server): it cannot see h2p_thread_t, and its callers are not only the
+ * front-end loops (the native modules' logging and traces, through h2p_log_writer_append, whose
+ * signature does not name a thread) but any thread, the unit tests' included.  So it keeps its
+ * own pointer, registered on a thread's first append; the buffer itself is in writer.buffers,
+ * which owns it and outlives every thread (the writer collects what a finished thread left).
+ */
 static __thread thread_buffer_t *my_buffer;
 
 /* ---- targets ------------------------------------------------------------------------------ */

@@ -299,74 +299,73 @@ typedef struct router_handler {
 
 /*
  * h2o_req_t has no slot for a server's own per-request state, so each thread keeps a small
- * open-addressing map from the request to its h2p_request_t (filters and handlers only get req).
+ * open-addressing map from the request to its h2p_request_t (filters and handlers only get req):
+ * h2p_thread_t.requests, set up when the thread starts.
  */
-static __thread struct {
-    h2o_req_t **keys;
-    h2p_request_t **values;
-    size_t cap, count;
-} request_map;
+#define REQUEST_MAP_INITIAL 256
 
 static size_t request_slot(h2o_req_t *req, size_t cap)
 {
     return ((uintptr_t)req >> 4) * 0x9E3779B97F4A7C15ull >> 20 & (cap - 1);
 }
 
-static void request_map_put(h2o_req_t *req, h2p_request_t *r)
+static void request_map_put(h2p_request_map_t *map, h2o_req_t *req, h2p_request_t *r)
 {
-    if ((request_map.count + 1) * 2 > request_map.cap) {
-        size_t old_cap = request_map.cap, cap = old_cap != 0 ? old_cap * 2 : 256;
+    if ((map->count + 1) * 2 > map->cap) {
+        size_t old_cap = map->cap, cap = old_cap * 2;
         h2o_req_t **keys = h2p_calloc(cap, sizeof(*keys));
         h2p_request_t **values = h2p_calloc(cap, sizeof(*values));
         for (size_t i = 0; i != old_cap; ++i) {
-            if (request_map.keys[i] == NULL)
+            if (map->keys[i] == NULL)
                 continue;
-            size_t j = request_slot(request_map.keys[i], cap);
+            size_t j = request_slot(map->keys[i], cap);
             while (keys[j] != NULL)
                 j = (j + 1) & (cap - 1);
-            keys[j] = request_map.keys[i];
-            values[j] = request_map.values[i];
+            keys[j] = map->keys[i];
+            values[j] = map->values[i];
         }
-        free(request_map.keys);
-        free(request_map.values);
-        request_map.keys = keys;
-        request_map.values = values;
-        request_map.cap = cap;
+        free(map->keys);
+        free(map->values);
+        map->keys = keys;
+        map->values = values;
+        map->cap = cap;
     }
-    size_t i = request_slot(req, request_map.cap);
-    while (request_map.keys[i] != NULL)
-        i = (i + 1) & (request_map.cap - 1);
-    request_map.keys[i] = req;
-    request_map.values[i] = r;
-    request_map.count++;
+    size_t i = request_slot(req, map->cap);
+    while (map->keys[i] != NULL)
+        i = (i + 1) & (map->cap - 1);
+    map->keys[i] = req;
+    map->values[i] = r;
+    map->count++;
 }
 
 h2p_request_t *h2p_request_of(h2o_req_t *req)
 {
-    if (request_map.cap == 0)
+    h2p_thread_t *th = h2p_this_thread;
+    if (th == NULL || th->requests.cap == 0) /* (not a front-end thread, or one whose loop has ended) */
         return NULL;
-    for (size_t i = request_slot(req, request_map.cap); request_map.keys[i] != NULL; i = (i + 1) & (request_map.cap - 1))
-        if (request_map.keys[i] == req)
-            return request_map.values[i];
+    h2p_request_map_t *map = &th->requests;
+    for (size_t i = request_slot(req, map->cap); map->keys[i] != NULL; i = (i + 1) & (map->cap - 1))
+        if (map->keys[i] == req)
+            return map->values[i];
     return NULL;
 }
 
-static void request_map_remove(h2o_req_t *req)
+static void request_map_remove(h2p_request_map_t *map, h2o_req_t *req)
 {
-    size_t mask = request_map.cap - 1, i = request_slot(req, request_map.cap);
-    while (request_map.keys[i] != req)
+    size_t mask = map->cap - 1, i = request_slot(req, map->cap);
+    while (map->keys[i] != req)
         i = (i + 1) & mask;
     /* backward-shift deletion keeps every probe chain unbroken */
-    for (size_t j = (i + 1) & mask; request_map.keys[j] != NULL; j = (j + 1) & mask) {
-        size_t home = request_slot(request_map.keys[j], request_map.cap);
+    for (size_t j = (i + 1) & mask; map->keys[j] != NULL; j = (j + 1) & mask) {
+        size_t home = request_slot(map->keys[j], map->cap);
         if (((j - home) & mask) >= ((j - i) & mask)) {
-            request_map.keys[i] = request_map.keys[j];
-            request_map.values[i] = request_map.values[j];
+            map->keys[i] = map->keys[j];
+            map->values[i] = map->values[j];
             i = j;
         }
     }
-    request_map.keys[i] = NULL;
-    request_map.count--;
+    map->keys[i] = NULL;
+    map->count--;
 }
 
 /* Each request holds its generation until it is disposed: a reload never frees what it uses. */
@@ -375,7 +374,7 @@ static void on_request_dispose(void *p)
     h2p_request_t *r = p;
     h2p_request_track_end(&r->track);
     h2p_conn_watch_request_end(r->req);
-    request_map_remove(r->req);
+    request_map_remove(&r->thread->requests, r->req);
     r->thread->requests_in_flight--;
     h2p_gen_release(r->gen);
 }
@@ -521,7 +520,7 @@ static int on_router_req(h2o_handler_t *_self, h2o_req_t *req)
     h2p_thread_t *th = h2p_this_thread;
     h2p_request_t *r = h2o_mem_alloc_shared(&req->pool, sizeof(*r), on_request_dispose);
     *r = (h2p_request_t){req, h2p_gen_retain(th->gen), th};
-    request_map_put(req, r);
+    request_map_put(&th->requests, req, r);
     h2p_request_track_begin(&r->track, req);
     th->requests_in_flight++;
     h2p_conn_watch_request_begin(req);
@@ -585,6 +584,8 @@ h2o_hostconf_t **h2p_router_hosts(h2p_listener_t *listener)
 
 void h2p_router_init_thread(h2p_thread_t *th)
 {
+    th->requests = (h2p_request_map_t){h2p_calloc(REQUEST_MAP_INITIAL, sizeof(*th->requests.keys)),
+                                       h2p_calloc(REQUEST_MAP_INITIAL, sizeof(*th->requests.values)), REQUEST_MAP_INITIAL, 0};
     h2p_fastcgi_init_thread(th);
     h2p_modules_init_thread(th);
     h2p_counters_init_thread(th);
@@ -594,8 +595,9 @@ void h2p_router_dispose_thread(h2p_thread_t *th)
 {
     h2p_counters_dispose_thread(th);
     h2p_modules_dispose_thread(th);
+    h2p_fastcgi_dispose_thread(th);
     /* every request is disposed by now: the map is empty */
-    free(request_map.keys);
-    free(request_map.values);
-    memset(&request_map, 0, sizeof(request_map));
+    free(th->requests.keys);
+    free(th->requests.values);
+    th->requests = (h2p_request_map_t){NULL};
 }

@@ -13,6 +13,7 @@
 #include "frontend/log.h"
 #include "frontend/conn_watch.h"
 #include "frontend/router.h"
+#include "handlers/cgi.h"
 #include "handlers/static.h"
 #include "poolmgr/pool.h"
 #include "privsep/privsep.h"
@@ -616,6 +617,9 @@ static void *thread_main(void *arg)
     h2o_context_init(&th->ctx, th->loop, &h2p_server.globalconf);
     th->queue = h2o_multithread_create_queue(th->loop);
     h2o_multithread_register_receiver(th->queue, &th->control, on_control);
+    /* the per-thread state of every part (server.h: h2p_thread_t), before the first request */
+    th->pool = h2p_poolmgr_thread_start(th->queue);
+    h2p_cgi_init_thread(th);
     h2p_router_init_thread(th);
     use_generation(th, h2p_server.gen);
     h2p_conn_watch_init_thread(th);
@@ -633,9 +637,11 @@ static void *thread_main(void *arg)
         h2p_static_clear_cache();
     }
     /* the kept worker connections on this loop close here, on their own thread, so the workers
-     * see EOF (php-cgi waits for its next request through SIGTERM); then the loop frees them */
-    h2p_poolmgr_release_thread(th);
-    h2p_privsep_thread_exit();
+     * see EOF (php-cgi waits for its next request through SIGTERM), and so does the CGI channel
+     * to the spawner; then the loop frees them.  (th->pool stays: poolmgr frees it once every
+     * thread has been joined, h2p_poolmgr_front_end_stopped.) */
+    h2p_poolmgr_thread_stop(th->pool);
+    h2p_cgi_dispose_thread(th);
     for (int i = 0; i != 3; ++i)
         h2o_evloop_run(th->loop, 0);
     h2p_conn_watch_dispose_thread(th);

@@ -21,6 +21,11 @@
 #include "frontend/config.h"
 
 struct h2p_gen;
+struct h2p_request;         /* native-modules/module.h */
+struct h2p_pool_thread;     /* poolmgr/pool.h */
+struct h2p_fastcgi_thread;  /* handlers/fastcgi.c */
+struct h2p_cgi_thread;      /* handlers/cgi.c */
+struct h2p_counters_thread; /* frontend/counters.c */
 
 typedef struct h2p_listener {
     size_t index;
@@ -53,6 +58,19 @@ typedef struct h2p_thread_listener {
     h2o_accept_ctx_t accept_ctx;
 } h2p_thread_listener_t;
 
+/* A loop's requests by their h2o_req_t (frontend/router.c: h2p_request_of), open addressing. */
+typedef struct h2p_request_map {
+    h2o_req_t **keys;
+    struct h2p_request **values;
+    size_t cap, count;
+} h2p_request_map_t;
+
+/*
+ * A front-end thread: its per-thread state lives here, not in __thread variables of the files
+ * that use it (the log writer's buffer pointer is the exception, frontend/log_writer.c says
+ * why).  The members below are each owned by the part named, set up on the thread when its
+ * loop starts and disposed when it ends (thread_main in server.c).
+ */
 typedef struct h2p_thread {
     size_t index;
     pthread_t tid;
@@ -63,14 +81,17 @@ typedef struct h2p_thread {
     size_t num_listeners;
     h2o_multithread_queue_t *queue;
     h2o_multithread_receiver_t control;         /* shutdown / generation swap */
-    h2o_multithread_receiver_t dispatch;        /* requests handed over by the pool manager */
-    h2o_multithread_receiver_t drop_kept;       /* kept worker connections this thread must close */
     h2o_multithread_receiver_t password_checks; /* results of the crypt pool (native-modules/crypt_pool.h) */
     size_t requests_in_flight;                  /* and password checks not back yet: the loop waits for both */
     int shutting_down;
-    h2o_linklist_t watched;         /* client connections (frontend/conn_watch.c) */
-    h2o_timeout_entry_t watch_tick; /* once a second: their request timeouts */
-    uint64_t refused_413_seen;      /* libh2o's count of 413s, as conn_watch last logged them */
+    h2o_linklist_t watched;               /* client connections (frontend/conn_watch.c) */
+    h2o_timeout_entry_t watch_tick;       /* once a second: their request timeouts */
+    uint64_t refused_413_seen;            /* libh2o's count of 413s, as conn_watch last logged them */
+    h2p_request_map_t requests;           /* frontend/router.c */
+    struct h2p_counters_thread *counters; /* frontend/counters.c: requests in flight, the supervisor's questions */
+    struct h2p_pool_thread *pool;         /* poolmgr: hand-overs to this thread, kept connections to close */
+    struct h2p_fastcgi_thread *fastcgi;   /* handlers/fastcgi.c: its timeouts */
+    struct h2p_cgi_thread *cgi;           /* handlers/cgi.c: its timeouts, scripts starting, the spawner's channel */
 } h2p_thread_t;
 
 typedef struct h2p_server {

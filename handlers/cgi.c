@@ -17,15 +17,27 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "frontend/alloc.h"
 #include "frontend/log.h"
+#include "frontend/server.h"
 #include "handlers/cgi_response.h"
 #include "privsep/privsep.h"
 
+/* A front-end thread's share of CGI (h2p_thread_t.cgi).  On the heap: a loop's list of timeouts
+ * runs through its timeouts, and a node in a finished thread's TLS would hide the nodes after it
+ * (other parts' timeouts) from LeakSanitizer. */
+typedef struct h2p_cgi_thread {
+    h2o_timeout_t script_timeout, watch_timeout;
+    h2o_linklist_t spawning; /* cgi_request_t.spawning */
+    h2p_privsep_cgi_channel_t *channel;
+} h2p_cgi_thread_t;
+
 typedef struct cgi_request {
     h2p_cgi_response_t response;
-    uint64_t cookie;         /* names the script to the privileged part */
-    h2o_linklist_t spawning; /* in this thread's list while its pid is not known */
-    pid_t pid;               /* 0 until the privileged part answers */
+    h2p_cgi_thread_t *thread; /* the request's */
+    uint64_t cookie;          /* names the script to the privileged part */
+    h2o_linklist_t spawning;  /* in this thread's list while its pid is not known */
+    pid_t pid;                /* 0 until the privileged part answers */
     h2o_socket_t *in, *out, *err;
     h2o_timeout_entry_t timeout, watch;
     h2o_loop_t *loop;
@@ -34,13 +46,6 @@ typedef struct cgi_request {
 } cgi_request_t;
 
 #define CLIENT_CHECK_MS 1000
-
-/* on the heap: a loop's list of timeouts runs through them, and a node in a finished thread's TLS
- * would hide the nodes after it (other modules' timeouts) from LeakSanitizer */
-static __thread struct cgi_timeouts {
-    h2o_timeout_t script, watch;
-} * timeouts;
-static __thread h2o_linklist_t spawning; /* cgi_request_t.spawning */
 
 static void on_stderr(h2o_socket_t *sock, const char *err);
 
@@ -62,7 +67,7 @@ static void finish(cgi_request_t *cr, int kill_script)
     close_socket(&cr->out);
     close_socket(&cr->err);
     if (kill_script && !cr->done)
-        h2p_privsep_kill_cgi(cr->cookie, SIGKILL); /* (asked after the spawn, on the same channel) */
+        h2p_privsep_kill_cgi(cr->thread->channel, cr->cookie, SIGKILL); /* (asked after the spawn, on the same channel) */
     cr->done = 1;
 }
 
@@ -92,7 +97,7 @@ static void on_stdout(h2o_socket_t *sock, const char *err)
     if (err == NULL && (err = h2p_read_slice(sock)) != NULL && strcmp(err, "again") == 0)
         return;
     h2o_timeout_unlink(&cr->timeout);
-    h2o_timeout_link(cr->loop, &timeouts->script, &cr->timeout);
+    h2o_timeout_link(cr->loop, &cr->thread->script_timeout, &cr->timeout);
     if (sock->input->size != 0) {
         if (h2p_cgi_response_feed(&cr->response, sock->input->bytes, sock->input->size) != 0) {
             h2p_warn("cgi", "script %d sent a malformed CGI header block", (int)cr->pid);
@@ -155,7 +160,7 @@ static void on_watch(h2o_timeout_entry_t *entry)
         h2p_cgi_response_fail(&cr->response, 499, "Client Closed Request", "the client closed the connection");
         return;
     }
-    h2o_timeout_link(cr->loop, &timeouts->watch, &cr->watch);
+    h2o_timeout_link(cr->loop, &cr->thread->watch_timeout, &cr->watch);
 }
 
 static void on_body_written(h2o_socket_t *sock, const char *err)
@@ -176,9 +181,10 @@ static void on_dispose(void *p)
 }
 
 /* The privileged part's answer: the script's pid, or why it could not start. */
-static void on_spawned(uint64_t cookie, pid_t pid, int err)
+static void on_spawned(void *data, uint64_t cookie, pid_t pid, int err)
 {
-    for (h2o_linklist_t *l = spawning.next; l != &spawning; l = l->next) {
+    h2p_cgi_thread_t *ct = data;
+    for (h2o_linklist_t *l = ct->spawning.next; l != &ct->spawning; l = l->next) {
         cgi_request_t *cr = H2O_STRUCT_FROM_MEMBER(cgi_request_t, spawning, l);
         if (cr->cookie != cookie)
             continue;
@@ -238,9 +244,9 @@ int h2p_cgi_handle(h2o_req_t *req, const h2p_cgi_script_t *script)
         return 0;
     }
     /* the privileged part forks and execs it (as nobody when h2pool was started as root) */
+    h2p_cgi_thread_t *ct = h2p_this_thread->cgi;
     uint64_t cookie = h2p_privsep_new_cookie();
-    int spawned =
-        h2p_privsep_spawn_cgi(req->conn->ctx->loop, cookie, script->script_filename, envp, in[0], out[1], err[1], on_spawned);
+    int spawned = h2p_privsep_spawn_cgi(ct->channel, cookie, script->script_filename, envp, in[0], out[1], err[1]);
     close(in[0]);
     close(out[1]);
     close(err[1]);
@@ -257,28 +263,22 @@ int h2p_cgi_handle(h2o_req_t *req, const h2p_cgi_script_t *script)
     h2p_cgi_response_init(&cr->response, req);
     cr->response.on_drained = on_drained;
     cr->response.on_stop = on_client_gone;
+    cr->thread = ct;
     cr->cookie = cookie;
     cr->pid = 0;
     cr->done = 0;
-    if (spawning.next == NULL)
-        h2o_linklist_init_anchor(&spawning);
     cr->spawning = (h2o_linklist_t){NULL}; /* (the pool's memory is not zeroed) */
-    h2o_linklist_insert(&spawning, &cr->spawning);
+    h2o_linklist_insert(&ct->spawning, &cr->spawning);
     cr->loop = req->conn->ctx->loop;
     cr->timeout = (h2o_timeout_entry_t){0};
     cr->timeout.cb = on_timeout;
     cr->watch = (h2o_timeout_entry_t){0};
     cr->watch.cb = on_watch;
-    if (timeouts == NULL) {
-        timeouts = h2o_mem_alloc(sizeof(*timeouts)); /* (reachable through the loop's list) */
-        h2o_timeout_init(cr->loop, &timeouts->script, H2P_CGI_TIMEOUT_MS);
-        h2o_timeout_init(cr->loop, &timeouts->watch, CLIENT_CHECK_MS);
-    }
-    h2o_timeout_link(cr->loop, &timeouts->script, &cr->timeout);
+    h2o_timeout_link(cr->loop, &cr->thread->script_timeout, &cr->timeout);
     h2o_socket_t *client = req->version < 0x200 ? req->conn->callbacks->get_socket(req->conn) : NULL;
     cr->client_fd = client != NULL ? h2o_socket_get_fd(client) : -1;
     if (cr->client_fd >= 0)
-        h2o_timeout_link(cr->loop, &timeouts->watch, &cr->watch);
+        h2o_timeout_link(cr->loop, &cr->thread->watch_timeout, &cr->watch);
 
     fcntl(in[1], F_SETFL, O_NONBLOCK);
     fcntl(out[0], F_SETFL, O_NONBLOCK);
@@ -296,4 +296,28 @@ int h2p_cgi_handle(h2o_req_t *req, const h2p_cgi_script_t *script)
     h2o_socket_read_start(cr->out, on_stdout);
     h2o_socket_read_start(cr->err, on_stderr);
     return 0;
+}
+
+void h2p_cgi_init_thread(h2p_thread_t *th)
+{
+    h2p_cgi_thread_t *ct = h2p_calloc(1, sizeof(*ct));
+    h2o_timeout_init(th->loop, &ct->script_timeout, H2P_CGI_TIMEOUT_MS);
+    h2o_timeout_init(th->loop, &ct->watch_timeout, CLIENT_CHECK_MS);
+    h2o_linklist_init_anchor(&ct->spawning);
+    ct->channel = h2p_privsep_cgi_channel_create(th->loop, on_spawned, ct);
+    th->cgi = ct;
+}
+
+void h2p_cgi_dispose_thread(h2p_thread_t *th)
+{
+    h2p_cgi_thread_t *ct = th->cgi;
+    th->cgi = NULL;
+    h2p_privsep_cgi_channel_dispose(ct->channel);
+    /* every request is disposed by now, so no entry is linked to the timeouts (libh2o asserts
+     * that before one leaves the loop's list); were one still linked, its thread share stays */
+    if (!h2o_linklist_is_empty(&ct->script_timeout._entries) || !h2o_linklist_is_empty(&ct->watch_timeout._entries))
+        return;
+    h2o_timeout_dispose(th->loop, &ct->script_timeout);
+    h2o_timeout_dispose(th->loop, &ct->watch_timeout);
+    free(ct);
 }

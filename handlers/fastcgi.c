@@ -49,31 +49,36 @@ typedef struct fcgi_request {
 
 /*
  * request_timeout differs per pool, and reloads bring new values: each thread has one
- * h2o_timeout_t per duration, allocated on first use.  A timeout stays linked into the loop for
- * the thread's life (initialising one that is linked would corrupt the loop's list of timeouts
- * and spin the loop); one left with no entry takes the next new duration instead (its entries
- * all share one duration, and it has none), so there are never more than the durations in use
- * at once.
+ * h2o_timeout_t per duration, allocated on first use of that duration.  A timeout stays linked
+ * into the loop until the thread ends (initialising one that is linked would corrupt the loop's
+ * list of timeouts and spin the loop); one left with no entry takes the next new duration
+ * instead (its entries all share one duration, and it has none), so there are never more than
+ * the durations in use at once.
  */
 typedef struct duration_timeout {
     h2o_timeout_t timeout;
     struct duration_timeout *next;
 } duration_timeout_t;
-static __thread duration_timeout_t *duration_timeouts;
 
 #define CLIENT_CHECK_MS 1000
-/* on the heap, like the duration timeouts: a loop's list of timeouts runs through every one, and a
- * node in a finished thread's TLS would hide the nodes after it from LeakSanitizer */
-static __thread h2o_timeout_t *watch_timeout;
+
+/* A front-end thread's share of the FastCGI client (h2p_thread_t.fastcgi).  On the heap, as the
+ * duration timeouts are: a loop's list of timeouts runs through every one, and a node in a
+ * finished thread's TLS would hide the nodes after it from LeakSanitizer. */
+struct h2p_fastcgi_thread {
+    duration_timeout_t *duration_timeouts;
+    h2o_timeout_t watch_timeout; /* queued requests' clients: still there? (on_watch) */
+};
 
 static void start_on_worker(fcgi_request_t *fr, h2p_worker_t *worker);
 static void dispatch(fcgi_request_t *fr);
 static void on_worker_read(h2o_socket_t *sock, const char *err);
 
-static h2o_timeout_t *timeout_for(h2o_evloop_t *loop, uint64_t ms)
+static h2o_timeout_t *timeout_for(h2p_thread_t *th, uint64_t ms)
 {
+    h2p_fastcgi_thread_t *ft = th->fastcgi;
     duration_timeout_t *t, *unused = NULL;
-    for (t = duration_timeouts; t != NULL; t = t->next) {
+    for (t = ft->duration_timeouts; t != NULL; t = t->next) {
         if (t->timeout.timeout == ms)
             return &t->timeout;
         if (unused == NULL && h2o_linklist_is_empty(&t->timeout._entries))
@@ -83,10 +88,10 @@ static h2o_timeout_t *timeout_for(h2o_evloop_t *loop, uint64_t ms)
         unused->timeout.timeout = ms;
         return &unused->timeout;
     }
-    t = h2o_mem_alloc(sizeof(*t)); /* (reachable through the loop's list for the thread's life) */
-    h2o_timeout_init(loop, &t->timeout, ms);
-    t->next = duration_timeouts;
-    duration_timeouts = t;
+    t = h2o_mem_alloc(sizeof(*t));
+    h2o_timeout_init(th->loop, &t->timeout, ms);
+    t->next = ft->duration_timeouts;
+    ft->duration_timeouts = t;
     return &t->timeout;
 }
 
@@ -173,7 +178,7 @@ static void release_worker(fcgi_request_t *fr, h2p_release_outcome_t outcome, in
              * watched: anything the worker sends before that request is out of turn */
             fr->sock->data = NULL;
             h2o_socket_read_start(fr->sock, h2p_worker_on_kept_readable);
-            h2p_worker_keep_socket(fr->worker, fr->sock, fr->thread);
+            h2p_worker_keep_socket(fr->worker, fr->sock, fr->thread->pool);
         } else {
             if (outcome == H2P_RELEASE_OK)
                 outcome = H2P_RELEASE_CLOSED;
@@ -340,7 +345,7 @@ static void on_worker_read(h2o_socket_t *sock, const char *err)
     }
     /* request_timeout counts from the worker's last output */
     h2o_timeout_unlink(&fr->timeout);
-    h2o_timeout_link(fr->thread->loop, timeout_for(fr->thread->loop, h2p_pool_conf(fr->pool)->request_timeout_ms), &fr->timeout);
+    h2o_timeout_link(fr->thread->loop, timeout_for(fr->thread, h2p_pool_conf(fr->pool)->request_timeout_ms), &fr->timeout);
 
     h2p_fcgi_record_t rec;
     ssize_t n;
@@ -461,7 +466,7 @@ static void start_on_worker(fcgi_request_t *fr, h2p_worker_t *worker)
     set_stage(fr, H2P_STAGE_WORKER, worker);
     fr->got_output = 0;
     set_request_id(fr, h2p_worker_next_request_id(worker));
-    if ((fr->sock = h2p_worker_take_socket(worker, fr->thread)) != NULL) {
+    if ((fr->sock = h2p_worker_take_socket(worker, fr->thread->pool)) != NULL) {
         fr->sock->data = fr;
         switch (kept_connection_state(fr->sock)) {
         case KEPT_CLEAN:
@@ -495,7 +500,7 @@ static void start_on_worker(fcgi_request_t *fr, h2p_worker_t *worker)
         uint64_t limit = h2p_pool_conf(fr->pool)->request_timeout_ms;
         fr->connecting = 1;
         h2o_socket_notify_write(fr->sock, on_connected);
-        h2o_timeout_link(fr->thread->loop, timeout_for(fr->thread->loop, limit < CONNECT_TIMEOUT_MS ? limit : CONNECT_TIMEOUT_MS),
+        h2o_timeout_link(fr->thread->loop, timeout_for(fr->thread, limit < CONNECT_TIMEOUT_MS ? limit : CONNECT_TIMEOUT_MS),
                          &fr->timeout);
         return;
     }
@@ -518,7 +523,7 @@ static void send_request(fcgi_request_t *fr)
     h2o_socket_read_start(fr->sock, on_worker_read);
     if (h2o_timeout_is_linked(&fr->timeout))
         h2o_timeout_unlink(&fr->timeout);
-    h2o_timeout_link(fr->thread->loop, timeout_for(fr->thread->loop, h2p_pool_conf(fr->pool)->request_timeout_ms), &fr->timeout);
+    h2o_timeout_link(fr->thread->loop, timeout_for(fr->thread, h2p_pool_conf(fr->pool)->request_timeout_ms), &fr->timeout);
 }
 
 /*
@@ -542,7 +547,7 @@ static void on_watch(h2o_timeout_entry_t *entry)
         }
         return;
     }
-    h2o_timeout_link(fr->thread->loop, watch_timeout, &fr->watch);
+    h2o_timeout_link(fr->thread->loop, &fr->thread->fastcgi->watch_timeout, &fr->watch);
 }
 
 static void watch_client(fcgi_request_t *fr)
@@ -551,13 +556,9 @@ static void watch_client(fcgi_request_t *fr)
     h2o_socket_t *client = req->version < 0x200 ? req->conn->callbacks->get_socket(req->conn) : NULL;
     if (client == NULL)
         return;
-    if (watch_timeout == NULL) {
-        watch_timeout = h2o_mem_alloc(sizeof(*watch_timeout)); /* (reachable through the loop's list) */
-        h2o_timeout_init(fr->thread->loop, watch_timeout, CLIENT_CHECK_MS);
-    }
     fr->client_fd = h2o_socket_get_fd(client);
     fr->watch.cb = on_watch;
-    h2o_timeout_link(fr->thread->loop, watch_timeout, &fr->watch);
+    h2o_timeout_link(fr->thread->loop, &fr->thread->fastcgi->watch_timeout, &fr->watch);
 }
 
 static void dispatch(fcgi_request_t *fr)
@@ -586,33 +587,57 @@ static void dispatch(fcgi_request_t *fr)
 }
 
 /* A hand-over from the pool (on this thread): a worker, or a refusal. */
-static void on_dispatch_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+static void on_handed(h2p_pool_waiter_t *waiter)
 {
-    while (!h2o_linklist_is_empty(messages)) {
-        h2p_pool_waiter_t *waiter = H2O_STRUCT_FROM_MEMBER(h2p_pool_waiter_t, message.link, messages->next);
-        h2o_linklist_unlink(&waiter->message.link);
-        fcgi_request_t *fr = H2O_STRUCT_FROM_MEMBER(fcgi_request_t, waiter, waiter);
-        fr->waiting = 0;
-        stop_watching(fr);
-        if (waiter->state == H2P_WAITER_ABANDONED) {
-            if (waiter->worker != NULL)
-                h2p_worker_release(waiter->worker, H2P_RELEASE_UNUSED, -1, 0);
-            free_request(fr);
-            continue;
-        }
-        waiter->state = H2P_WAITER_IDLE;
+    fcgi_request_t *fr = H2O_STRUCT_FROM_MEMBER(fcgi_request_t, waiter, waiter);
+    fr->waiting = 0;
+    stop_watching(fr);
+    if (waiter->state == H2P_WAITER_ABANDONED) {
         if (waiter->worker != NULL)
-            start_on_worker(fr, waiter->worker);
-        else
-            send_error(fr, waiter->status, "Service Unavailable",
-                       waiter->status == 503 ? "no worker of the application pool became available" : "error");
+            h2p_worker_release(waiter->worker, H2P_RELEASE_UNUSED, -1, 0);
+        free_request(fr);
+        return;
     }
+    waiter->state = H2P_WAITER_IDLE;
+    if (waiter->worker != NULL)
+        start_on_worker(fr, waiter->worker);
+    else
+        send_error(fr, waiter->status, "Service Unavailable",
+                   waiter->status == 503 ? "no worker of the application pool became available" : "error");
 }
 
 void h2p_fastcgi_init_thread(h2p_thread_t *th)
 {
-    h2o_multithread_register_receiver(th->queue, &th->dispatch, on_dispatch_messages);
-    h2o_multithread_register_receiver(th->queue, &th->drop_kept, h2p_worker_on_drop_kept);
+    h2p_fastcgi_thread_t *ft = h2p_calloc(1, sizeof(*ft));
+    h2o_timeout_init(th->loop, &ft->watch_timeout, CLIENT_CHECK_MS);
+    th->fastcgi = ft;
+}
+
+/* A timeout leaves the loop's list only when no entry is linked to it (libh2o asserts that):
+ * every request is disposed by now, so none is; one that still were would stay, never freed. */
+static int dispose_timeout(h2o_loop_t *loop, h2o_timeout_t *timeout)
+{
+    if (!h2o_linklist_is_empty(&timeout->_entries))
+        return 0;
+    h2o_timeout_dispose(loop, timeout);
+    return 1;
+}
+
+void h2p_fastcgi_dispose_thread(h2p_thread_t *th)
+{
+    h2p_fastcgi_thread_t *ft = th->fastcgi;
+    th->fastcgi = NULL;
+    int all_disposed = dispose_timeout(th->loop, &ft->watch_timeout);
+    while (ft->duration_timeouts != NULL) {
+        duration_timeout_t *t = ft->duration_timeouts;
+        ft->duration_timeouts = t->next;
+        if (dispose_timeout(th->loop, &t->timeout))
+            free(t);
+        else
+            all_disposed = 0;
+    }
+    if (all_disposed)
+        free(ft);
 }
 
 int h2p_fastcgi_handle(h2o_req_t *req, const h2p_fastcgi_target_t *target)
@@ -628,7 +653,8 @@ int h2p_fastcgi_handle(h2o_req_t *req, const h2p_fastcgi_target_t *target)
         fr->track = &r->track;
         h2p_request_track_pool(fr->track, h2p_pool_stats(fr->pool));
     }
-    fr->waiter.thread = fr->thread;
+    fr->waiter.thread = fr->thread->pool;
+    fr->waiter.on_handed = on_handed;
     fr->timeout.cb = on_timeout;
     *(fcgi_request_t **)h2o_mem_alloc_shared(&req->pool, sizeof(fr), on_request_dispose) = fr;
     build_request_records(fr, target);

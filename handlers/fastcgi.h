@@ -5,6 +5,7 @@
 #include "frontend/server.h"
 
 struct h2p_pool;
+typedef struct h2p_fastcgi_thread h2p_fastcgi_thread_t;
 
 typedef struct h2p_fastcgi_target {
     struct h2p_pool *pool;
@@ -14,6 +15,9 @@ typedef struct h2p_fastcgi_target {
 } h2p_fastcgi_target_t;
 
 int h2p_fastcgi_handle(h2o_req_t *req, const h2p_fastcgi_target_t *target);
+/* A front-end thread's share (h2p_thread_t.fastcgi): set up when its loop starts, disposed when
+ * it ends. */
 void h2p_fastcgi_init_thread(h2p_thread_t *th);
+void h2p_fastcgi_dispose_thread(h2p_thread_t *th);
 
 #endif

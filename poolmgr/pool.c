@@ -154,11 +154,69 @@ typedef struct drop_kept_message {
 
 /* Only the loop that registered a socket may close it: the owner thread is asked to. */
 static int front_end_stopped;
+static h2o_linklist_t front_end_threads = {&front_end_threads, &front_end_threads}; /* h2p_pool_thread_t.link */
+
+static void on_drop_kept(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    while (!h2o_linklist_is_empty(messages)) {
+        drop_kept_message_t *msg = H2O_STRUCT_FROM_MEMBER(drop_kept_message_t, super.link, messages->next);
+        h2o_linklist_unlink(&msg->super.link);
+        h2o_socket_close(msg->sock);
+        free(msg);
+    }
+}
+
+/* A worker, or a refusal, for a waiter of this thread (sent by h2p_pool_deliver). */
+static void on_handed(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    while (!h2o_linklist_is_empty(messages)) {
+        h2p_pool_waiter_t *waiter = H2O_STRUCT_FROM_MEMBER(h2p_pool_waiter_t, message.link, messages->next);
+        h2o_linklist_unlink(&waiter->message.link);
+        waiter->on_handed(waiter);
+    }
+}
+
+h2p_pool_thread_t *h2p_poolmgr_thread_start(h2o_multithread_queue_t *queue)
+{
+    h2p_pool_thread_t *th = h2p_calloc(1, sizeof(*th));
+    h2o_multithread_register_receiver(queue, &th->handed, on_handed);
+    h2o_multithread_register_receiver(queue, &th->drop_kept, on_drop_kept);
+    pthread_mutex_lock(&h2p_pools_lock);
+    h2o_linklist_insert(&front_end_threads, &th->link);
+    pthread_mutex_unlock(&h2p_pools_lock);
+    return th;
+}
+
+void h2p_poolmgr_thread_stop(h2p_pool_thread_t *th)
+{
+    pthread_mutex_lock(&h2p_pools_lock);
+    for (h2o_linklist_t *pl = h2p_pools.next; pl != &h2p_pools; pl = pl->next) {
+        h2p_pool_t *pool = H2O_STRUCT_FROM_MEMBER(h2p_pool_t, registry_link, pl);
+        pthread_mutex_lock(&pool->lock);
+        for (h2o_linklist_t *l = pool->workers.next; l != &pool->workers; l = l->next) {
+            h2p_worker_t *w = H2O_STRUCT_FROM_MEMBER(h2p_worker_t, all_link, l);
+            if (w->kept_thread == th) {
+                h2o_socket_close(w->kept_sock);
+                w->kept_sock = NULL;
+                w->kept_thread = NULL;
+            }
+        }
+        pthread_mutex_unlock(&pool->lock);
+    }
+    pthread_mutex_unlock(&h2p_pools_lock);
+}
 
 void h2p_poolmgr_front_end_stopped(void)
 {
     pthread_mutex_lock(&h2p_pools_lock);
     front_end_stopped = 1;
+    /* no thread is left to send to them (the supervisor is the caller), and their queues are
+     * never run again: their receivers stay registered there, with nothing left to receive */
+    while (!h2o_linklist_is_empty(&front_end_threads)) {
+        h2p_pool_thread_t *th = H2O_STRUCT_FROM_MEMBER(h2p_pool_thread_t, link, front_end_threads.next);
+        h2o_linklist_unlink(&th->link);
+        free(th);
+    }
     pthread_mutex_unlock(&h2p_pools_lock);
 }
 
@@ -179,36 +237,7 @@ void h2p_worker_drop_kept_locked(h2p_worker_t *worker)
     worker->kept_thread = NULL;
 }
 
-void h2p_worker_on_drop_kept(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
-{
-    while (!h2o_linklist_is_empty(messages)) {
-        drop_kept_message_t *msg = H2O_STRUCT_FROM_MEMBER(drop_kept_message_t, super.link, messages->next);
-        h2o_linklist_unlink(&msg->super.link);
-        h2o_socket_close(msg->sock);
-        free(msg);
-    }
-}
-
-void h2p_poolmgr_release_thread(h2p_thread_t *th)
-{
-    pthread_mutex_lock(&h2p_pools_lock);
-    for (h2o_linklist_t *pl = h2p_pools.next; pl != &h2p_pools; pl = pl->next) {
-        h2p_pool_t *pool = H2O_STRUCT_FROM_MEMBER(h2p_pool_t, registry_link, pl);
-        pthread_mutex_lock(&pool->lock);
-        for (h2o_linklist_t *l = pool->workers.next; l != &pool->workers; l = l->next) {
-            h2p_worker_t *w = H2O_STRUCT_FROM_MEMBER(h2p_worker_t, all_link, l);
-            if (w->kept_thread == th) {
-                h2o_socket_close(w->kept_sock);
-                w->kept_sock = NULL;
-                w->kept_thread = NULL;
-            }
-        }
-        pthread_mutex_unlock(&pool->lock);
-    }
-    pthread_mutex_unlock(&h2p_pools_lock);
-}
-
-h2o_socket_t *h2p_worker_take_socket(h2p_worker_t *worker, h2p_thread_t *th)
+h2o_socket_t *h2p_worker_take_socket(h2p_worker_t *worker, h2p_pool_thread_t *th)
 {
     h2o_socket_t *sock = NULL;
     pthread_mutex_lock(&worker->pool->lock);
@@ -227,7 +256,7 @@ h2o_socket_t *h2p_worker_take_socket(h2p_worker_t *worker, h2p_thread_t *th)
     return sock;
 }
 
-void h2p_worker_keep_socket(h2p_worker_t *worker, h2o_socket_t *sock, h2p_thread_t *th)
+void h2p_worker_keep_socket(h2p_worker_t *worker, h2o_socket_t *sock, h2p_pool_thread_t *th)
 {
     pthread_mutex_lock(&worker->pool->lock);
     h2p_worker_drop_kept_locked(worker);
@@ -384,7 +413,7 @@ int h2p_pool_pick_endpoint_locked(h2p_pool_t *pool, size_t home, uint64_t now)
 }
 
 /* The idle worker a request gets. */
-static h2p_worker_t *take_idle_locked(h2p_pool_t *pool, uint64_t now, h2p_thread_t *th)
+static h2p_worker_t *take_idle_locked(h2p_pool_t *pool, uint64_t now, h2p_pool_thread_t *th)
 {
     if (pool->conf->num_connect == 0) {
         /* most recently used first (its code and data are warm), one whose kept connection is on
@@ -488,10 +517,10 @@ void h2p_pool_give_worker_locked(h2p_pool_t *pool, h2p_worker_t *worker, h2p_poo
     pool->num_idle++;
 }
 
-/* Sends the result to the waiter's thread; it runs there (h2p_fastcgi's dispatch receiver). */
+/* Sends the result to the waiter's thread; waiter->on_handed runs there. */
 void h2p_pool_deliver(h2p_pool_waiter_t *waiter)
 {
-    h2o_multithread_send_message(&waiter->thread->dispatch, &waiter->message);
+    h2o_multithread_send_message(&waiter->thread->handed, &waiter->message);
 }
 
 void h2p_pool_fail_waiters_locked(h2p_pool_t *pool, int status, h2o_linklist_t *failed)
@@ -517,7 +546,7 @@ void h2p_pool_deliver_all(h2o_linklist_t *waiters)
 }
 
 /* IIS rapid-fail protection: max_crashes within interval stop the pool (503 until restarted). */
-void h2p_pool_record_crash_locked(h2p_pool_t *pool, uint64_t now)
+void h2p_pool_record_crash_locked(h2p_pool_t *pool, uint64_t now, h2o_linklist_t *failed)
 {
     pool->crashed_total++;
     h2p_counter_add(&pool->stats->crashes, 1);
@@ -538,19 +567,16 @@ void h2p_pool_record_crash_locked(h2p_pool_t *pool, uint64_t now)
               "restarted (h2pool ctl start pool %s) or its configuration changes",
               pool->conf->name, cap, (unsigned long long)pool->conf->rapid_fail.interval_ms, pool->conf->name);
     h2p_counter_add(&pool->stats->rapid_fail_trips, 1);
-    h2p_pool_stop_locked(pool, "rapid-fail protection");
+    h2p_pool_stop_locked(pool, "rapid-fail protection", failed);
 }
 
-void h2p_pool_stop_locked(h2p_pool_t *pool, const char *by)
+void h2p_pool_stop_locked(h2p_pool_t *pool, const char *by, h2o_linklist_t *failed)
 {
     char why[96];
     pool->stopped = 1;
     pool->stopped_by = by;
     snprintf(why, sizeof(why), "pool stopped by %s", by);
-    h2o_linklist_t failed;
-    h2o_linklist_init_anchor(&failed);
-    h2p_pool_fail_waiters_locked(pool, 503, &failed);
-    h2p_pool_deliver_all(&failed);
+    h2p_pool_fail_waiters_locked(pool, 503, failed);
     while (!h2o_linklist_is_empty(&pool->idle)) {
         h2p_worker_t *w = H2O_STRUCT_FROM_MEMBER(h2p_worker_t, idle_link, pool->idle.next);
         h2p_worker_stop_locked(w, why);

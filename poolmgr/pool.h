@@ -29,26 +29,46 @@
  *   - each front-end thread (one evloop each): h2p_pool_acquire / h2p_pool_cancel /
  *     h2p_worker_release for its requests, h2p_worker_connect, and the kept connections that
  *     stay registered with its loop (only that loop may close them: others ask it by message,
- *     h2p_worker_drop_kept_locked -> h2p_worker_on_drop_kept).
+ *     h2p_worker_drop_kept_locked -> the thread's drop_kept receiver).
  * A request on a front-end thread never waits for the supervisor: what it needs later (a
  * worker, or a failure status) arrives as a message on its own loop.
  *
+ * Each front-end thread is known to the pool manager as an h2p_pool_thread_t, which the pool
+ * manager creates (h2p_poolmgr_thread_start, on that thread, with its loop's message queue) and
+ * owns: the two receivers other threads send to (hand-overs to its waiters, kept connections
+ * to close).  The front end calls in; the pool manager never includes the front end's server
+ * (frontend/server.h): the dependency goes one way.  A thread's h2p_pool_thread_t outlives the
+ * thread (a hand-over may still be on its way when the loop ends) and is freed once every
+ * front-end thread has been joined (h2p_poolmgr_front_end_stopped).
+ *
  * Locks, in this order (never the other way round):
- *   1. h2p_pools_lock: the registry of pools (h2p_pools), taken to walk or change it;
+ *   1. h2p_pools_lock: the registry of pools (h2p_pools) and of front-end threads
+ *      (h2p_pool_thread_t), taken to walk or change them;
  *   2. pool->lock, one pool at a time: everything in h2p_pool_t and in its workers
- *      (state, lists, counters, refcnt, fd, kept_sock).
- * The spawner's command channel has its own mutex (privsep/client.c), taken with or without
- * the above and never held while taking them.
+ *      (state, lists, counters, worker refcnt, fd, kept_sock, kept_thread);
+ *   3. inside h2o_multithread_send_message, the receiving loop's queue mutex (libh2o's): held
+ *      for the send only, and no receiver runs under it.
+ * The pool's own refcnt is atomic, under no lock.  The spawner's command channel has its own
+ * mutex (privsep/client.c), taken with or without the above and never held while taking them.
  *
  * `_locked`: a function whose name ends in `_locked` expects the caller to hold pool->lock of
  * the pool (or worker's pool) it is given, and leaves it held.
  *
  * "Deliver after unlocking": a function that hands a worker or a failure to a waiting request
- * (h2p_pool_give_worker_locked, h2p_pool_fail_waiters_locked, ..._endpoint_failed_locked)
- * only records it (*handed_to, or a list) under the lock; the caller sends it to the waiter's
- * thread (h2p_pool_deliver / h2p_pool_deliver_all) once pool->lock is released.  The message
- * wakes another thread that takes pool->lock itself and may free the waiter: sending under the
- * lock would make it wait on us, and nothing may touch the waiter once it is sent.
+ * (h2p_pool_give_worker_locked, h2p_pool_fail_waiters_locked, ..._endpoint_failed_locked,
+ * h2p_pool_stop_locked, h2p_pool_record_crash_locked) only records it (*handed_to, or a list)
+ * under the lock; the caller sends it to the waiter's thread (h2p_pool_deliver /
+ * h2p_pool_deliver_all) once pool->lock is released.  The message wakes another thread that
+ * takes pool->lock itself and may free the waiter: sending under the lock would make it wait
+ * on us, and nothing may touch the waiter once it is sent.  Two messages do go out under the
+ * lock, because nothing of a waiter is in them and their receivers take no pool lock: a kept
+ * connection to close (h2p_worker_drop_kept_locked) and the supervisor's wake-up
+ * (h2p_supervisor_kick).
+ *
+ * Counts: each pool counts its workers starting (num_starting, with the spawns asked for and
+ * not yet made, spawn_pending), live (idle or busy: num_live), idle (num_idle) and its waiters
+ * (num_queued).  Debug builds check on every supervisor tick that each count agrees with the
+ * lists (worker.c: check_counts_locked) and stop at the first drift.
  */
 #ifndef H2POOL_POOL_H
 #define H2POOL_POOL_H
@@ -58,16 +78,19 @@
 #include <sys/types.h>
 
 #include "frontend/config.h"
-#include "frontend/server.h"
 
 typedef struct h2p_pool h2p_pool_t;
 typedef struct h2p_worker h2p_worker_t;
+/* A front-end thread as the pool manager knows it (see "Threading model" above). */
+typedef struct h2p_pool_thread h2p_pool_thread_t;
 
 /* A request waiting for a worker.  Embedded in the FastCGI request. */
 typedef struct h2p_pool_waiter {
     h2o_linklist_t link; /* in the pool's queue */
     h2o_multithread_message_t message;
-    h2p_thread_t *thread;
+    h2p_pool_thread_t *thread; /* the request's: hand-overs arrive on its loop */
+    /* runs there with what was handed over (worker, or status); the waiter is its caller's again */
+    void (*on_handed)(struct h2p_pool_waiter *waiter);
     enum { H2P_WAITER_IDLE, H2P_WAITER_QUEUED, H2P_WAITER_HANDED, H2P_WAITER_ABANDONED } state;
     h2p_worker_t *worker;
     int status;
@@ -118,9 +141,9 @@ void h2p_worker_release(h2p_worker_t *worker, h2p_release_outcome_t outcome, int
  * check SO_ERROR: the h2o socket's H2O_SOCKET_FLAG_IS_CONNECTING). */
 int h2p_worker_connect(h2p_worker_t *worker, int *reused, int *connecting);
 /* The worker's kept connection as a socket of `th`'s loop, or NULL (then h2p_worker_connect). */
-h2o_socket_t *h2p_worker_take_socket(h2p_worker_t *worker, h2p_thread_t *th);
+h2o_socket_t *h2p_worker_take_socket(h2p_worker_t *worker, h2p_pool_thread_t *th);
 /* Before releasing with H2P_RELEASE_OK: the clean connection stays registered with `th`'s loop. */
-void h2p_worker_keep_socket(h2p_worker_t *worker, h2o_socket_t *sock, h2p_thread_t *th);
+void h2p_worker_keep_socket(h2p_worker_t *worker, h2o_socket_t *sock, h2p_pool_thread_t *th);
 /*
  * A kept connection stays watched while its worker is idle (its read callback, on the owner
  * thread): a worker that writes between requests wrote out of turn, and those bytes would read
@@ -135,8 +158,6 @@ void h2p_worker_violation(h2p_worker_t *worker, const char *what);
  * one nor the one after it, and distinct over 65535 consecutive requests, so records left over
  * from an earlier request, or forged for the next, are told apart from the answer. */
 uint16_t h2p_worker_next_request_id(h2p_worker_t *worker);
-/* A front-end thread's handler for the kept connections it is asked to close. */
-void h2p_worker_on_drop_kept(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages);
 pid_t h2p_worker_pid(h2p_worker_t *worker);
 h2p_pool_t *h2p_worker_pool(h2p_worker_t *worker);
 int h2p_worker_is_dead(h2p_worker_t *worker);
@@ -147,12 +168,16 @@ void h2p_poolmgr_start(h2p_config_t *conf); /* spawns min_processes of every poo
 /* A process the spawner started has exited (its report on the event channel). */
 void h2p_poolmgr_on_exit(pid_t pid, int status);
 void h2p_poolmgr_shutdown(h2o_evloop_t *loop);
-/* A front-end thread leaving its loop closes the kept connections it owns. */
-void h2p_poolmgr_release_thread(h2p_thread_t *th);
-/* The front-end threads have exited: kept connections they owned are closed directly. */
+
+/* Front-end threads.  A thread starting its loop, on that thread: its receivers are registered
+ * with `queue` (the loop's message queue). */
+h2p_pool_thread_t *h2p_poolmgr_thread_start(h2o_multithread_queue_t *queue);
+/* The thread leaves its loop (on that thread, before the loop's last runs): the kept connections
+ * it owns are closed there. */
+void h2p_poolmgr_thread_stop(h2p_pool_thread_t *th);
+/* Every front-end thread has been joined: kept connections they owned are closed directly, and
+ * their h2p_pool_thread_t are freed. */
 void h2p_poolmgr_front_end_stopped(void);
-/* Front-end threads register their hand-over receiver here. */
-void h2p_poolmgr_init_thread(h2p_thread_t *th);
 
 uint64_t h2p_now_ms(void);
 

@@ -5,6 +5,13 @@
 #include "frontend/counters.h"
 #include "poolmgr/pool.h"
 
+/* A front-end thread (pool.h: h2p_poolmgr_thread_start). */
+struct h2p_pool_thread {
+    h2o_multithread_receiver_t handed;    /* hand-overs to this thread's waiters (h2p_pool_deliver) */
+    h2o_multithread_receiver_t drop_kept; /* kept connections this thread must close */
+    h2o_linklist_t link;                  /* in pool.c's list of front-end threads, under h2p_pools_lock */
+};
+
 typedef enum worker_state {
     WORKER_STARTING, /* spawned; the supervisor waits for its first FCGI_GET_VALUES answer */
     WORKER_IDLE,     /* in pool->idle, ready for a request */
@@ -24,7 +31,7 @@ struct h2p_worker {
     /* or the kept connection still registered with the loop of the thread that last used it: that
      * thread takes it back without re-registering it; any other user has it closed by its owner */
     h2o_socket_t *kept_sock;
-    h2p_thread_t *kept_thread;
+    h2p_pool_thread_t *kept_thread;
     char sock_path[108];
     uint64_t started_at, ready_at, last_active, last_ping, stop_deadline;
     uint64_t requests;
@@ -77,7 +84,8 @@ extern h2o_linklist_t h2p_pools;
 void h2p_pool_give_worker_locked(h2p_pool_t *pool, h2p_worker_t *worker, h2p_pool_waiter_t **handed_to);
 void h2p_pool_deliver(h2p_pool_waiter_t *waiter);
 void h2p_pool_fail_waiters_locked(h2p_pool_t *pool, int status, h2o_linklist_t *failed);
-void h2p_pool_record_crash_locked(h2p_pool_t *pool, uint64_t now);
+/* A crash: rapid-fail protection may stop the pool, its queue answered into *failed (deliver after unlocking). */
+void h2p_pool_record_crash_locked(h2p_pool_t *pool, uint64_t now, h2o_linklist_t *failed);
 void h2p_worker_unref_locked(h2p_worker_t *worker);
 void h2p_worker_drop_kept_locked(h2p_worker_t *worker);
 void h2p_pool_want_spawn_locked(h2p_pool_t *pool, size_t n);
@@ -87,8 +95,9 @@ int h2p_pool_endpoint_up_locked(h2p_pool_t *pool, size_t endpoint, uint64_t now)
 int h2p_pool_pick_endpoint_locked(h2p_pool_t *pool, size_t home, uint64_t now);
 void h2p_pool_endpoint_failed_locked(h2p_pool_t *pool, size_t endpoint, const char *why, h2o_linklist_t *failed);
 void h2p_pool_deliver_all(h2o_linklist_t *waiters);
-/* Stops the pool (503 at once, queue answered, idle workers stopped, busy ones when released). */
-void h2p_pool_stop_locked(h2p_pool_t *pool, const char *by);
+/* Stops the pool (503 at once: the queue into *failed, for h2p_pool_deliver_all after unlocking;
+ * idle workers stopped, busy ones when released). */
+void h2p_pool_stop_locked(h2p_pool_t *pool, const char *by, h2o_linklist_t *failed);
 
 /* pool_reload.c */
 void h2p_poolmgr_free_drained(void);

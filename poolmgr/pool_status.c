@@ -225,7 +225,7 @@ static h2p_pool_t *find_serving_locked(const char *name)
     return NULL;
 }
 
-static int start_locked(h2p_pool_t *pool, char *message, size_t len)
+static int start_locked(h2p_pool_t *pool, char *message, size_t len, h2o_linklist_t *failed)
 {
     if (!pool->stopped) {
         snprintf(message, len, "pool %s is already started", pool->conf->name);
@@ -242,20 +242,20 @@ static int start_locked(h2p_pool_t *pool, char *message, size_t len)
     return H2P_POOL_CTL_OK;
 }
 
-static int stop_locked(h2p_pool_t *pool, char *message, size_t len)
+static int stop_locked(h2p_pool_t *pool, char *message, size_t len, h2o_linklist_t *failed)
 {
     if (pool->stopped) {
         snprintf(message, len, "pool %s is already stopped (by %s)", pool->conf->name, pool->stopped_by);
         return H2P_POOL_CTL_OK;
     }
     h2p_notice("pool", "pool %s stopped by h2pool ctl: answering 503 until it is started again", pool->conf->name);
-    h2p_pool_stop_locked(pool, "h2pool ctl");
+    h2p_pool_stop_locked(pool, "h2pool ctl", failed);
     snprintf(message, len, "pool %s stopped: its requests get 503 until `h2pool ctl start pool %s`", pool->conf->name,
              pool->conf->name);
     return H2P_POOL_CTL_OK;
 }
 
-static int recycle_locked(h2p_pool_t *pool, char *message, size_t len)
+static int recycle_locked(h2p_pool_t *pool, char *message, size_t len, h2o_linklist_t *failed)
 {
     if (pool->stopped) {
         snprintf(message, len, "pool %s is stopped: start it first", pool->conf->name);
@@ -280,9 +280,9 @@ static int recycle_locked(h2p_pool_t *pool, char *message, size_t len)
 
 int h2p_poolmgr_control(const char *action, const char *name, char *message, size_t len)
 {
-    int (*op)(h2p_pool_t *, char *, size_t) = strcmp(action, "start") == 0  ? start_locked
-                                              : strcmp(action, "stop") == 0 ? stop_locked
-                                                                            : recycle_locked;
+    int (*op)(h2p_pool_t *, char *, size_t, h2o_linklist_t *) = strcmp(action, "start") == 0  ? start_locked
+                                                                : strcmp(action, "stop") == 0 ? stop_locked
+                                                                                              : recycle_locked;
     pthread_mutex_lock(&h2p_pools_lock);
     h2p_pool_t *pool = find_serving_locked(name);
     if (pool == NULL) {
@@ -290,10 +290,13 @@ int h2p_poolmgr_control(const char *action, const char *name, char *message, siz
         snprintf(message, len, "no pool named \"%s\"", name);
         return H2P_POOL_CTL_UNKNOWN;
     }
+    h2o_linklist_t failed; /* (a stopped pool's queue, answered after unlocking) */
+    h2o_linklist_init_anchor(&failed);
     pthread_mutex_lock(&pool->lock);
-    int result = op(pool, message, len);
+    int result = op(pool, message, len, &failed);
     pthread_mutex_unlock(&pool->lock);
     pthread_mutex_unlock(&h2p_pools_lock);
+    h2p_pool_deliver_all(&failed);
     h2p_supervisor_kick(); /* min_processes of a started pool, replacements of recycled workers */
     return result;
 }

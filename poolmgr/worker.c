@@ -129,8 +129,11 @@ int h2p_worker_connect(h2p_worker_t *w, int *reused, int *connecting)
 
 /* ---- stopping --------------------------------------------------------------------------- */
 
+/* The worker leaves the pool's counts (starting, live, idle): it is stopping or gone. */
 static void leave_service_locked(h2p_worker_t *w)
 {
+    if (w->state == WORKER_STARTING)
+        w->pool->num_starting--;
     if (w->state == WORKER_IDLE) {
         h2o_linklist_unlink(&w->idle_link);
         w->pool->num_idle--;
@@ -285,11 +288,14 @@ Fail:
             close(output[i]);
     unlink(w->sock_path);
     free(w);
+    h2o_linklist_t failed;
+    h2o_linklist_init_anchor(&failed);
     pthread_mutex_lock(&pool->lock);
     pool->num_starting--;
-    h2p_pool_record_crash_locked(pool, h2p_now_ms());
+    h2p_pool_record_crash_locked(pool, h2p_now_ms(), &failed);
     pool->spawn_not_before = h2p_now_ms() + 1000;
     pthread_mutex_unlock(&pool->lock);
+    h2p_pool_deliver_all(&failed);
 }
 
 /* ---- readiness and pings: FCGI_GET_VALUES, answered or not within the limit ------------- */
@@ -308,8 +314,6 @@ static void end_probe(h2p_worker_t *w, int ok)
     pthread_mutex_lock(&pool->lock);
     uint64_t now = h2p_now_ms();
     if (w->state == WORKER_STARTING && ok) {
-        pool->num_starting--;
-        pool->num_live++;
         pool->failed_starts = 0;
         w->ready_at = now;
         w->last_ping = now;
@@ -324,10 +328,13 @@ static void end_probe(h2p_worker_t *w, int ok)
                 break;
             }
         }
-        if (pool->stopped)
-            h2p_worker_stop_locked(w, "pool stopped");
-        else
+        if (pool->stopped) {
+            h2p_worker_stop_locked(w, "pool stopped"); /* (no longer starting: it never was live) */
+        } else {
+            pool->num_starting--;
+            pool->num_live++;
             h2p_pool_give_worker_locked(pool, w, &handed_to);
+        }
     } else if (w->state == WORKER_STARTING) {
         pool_log(H2P_LOG_ERROR, pool, "worker %d did not become ready (no answer to FCGI_GET_VALUES within %llu ms)", (int)w->pid,
                  (unsigned long long)pool->conf->startup_time_limit_ms);
@@ -452,7 +459,7 @@ static h2p_worker_t *find_worker_locked_pool(pid_t pid, h2p_pool_t **pool_out)
     return NULL;
 }
 
-static void on_worker_exit(h2p_pool_t *pool, h2p_worker_t *w, int status)
+static void on_worker_exit(h2p_pool_t *pool, h2p_worker_t *w, int status, h2o_linklist_t *failed)
 {
     char how[96];
     uint64_t now = h2p_now_ms();
@@ -474,7 +481,7 @@ static void on_worker_exit(h2p_pool_t *pool, h2p_worker_t *w, int status)
         pool_log(H2P_LOG_ERROR, pool, "worker %d failed to start: %s", (int)w->pid, how);
         pool->failed_starts++;
         pool->spawn_not_before = now + (pool->failed_starts < 6 ? 100u << pool->failed_starts : 5000);
-        h2p_pool_record_crash_locked(pool, now);
+        h2p_pool_record_crash_locked(pool, now, failed);
         break;
     case WORKER_IDLE:
     case WORKER_BUSY:
@@ -486,7 +493,7 @@ static void on_worker_exit(h2p_pool_t *pool, h2p_worker_t *w, int status)
         } else {
             pool_log(H2P_LOG_ERROR, pool, "worker %d crashed: %s, after %llu requests", (int)w->pid, how,
                      (unsigned long long)w->requests);
-            h2p_pool_record_crash_locked(pool, now);
+            h2p_pool_record_crash_locked(pool, now, failed);
         }
         break;
     case WORKER_STOPPING:
@@ -495,7 +502,7 @@ static void on_worker_exit(h2p_pool_t *pool, h2p_worker_t *w, int status)
         if (w->lost && !clean && !(WIFSIGNALED(status) && (WTERMSIG(status) == SIGTERM || WTERMSIG(status) == SIGKILL))) {
             pool_log(H2P_LOG_ERROR, pool, "worker %d crashed: %s, after %llu requests", (int)w->pid, how,
                      (unsigned long long)w->requests);
-            h2p_pool_record_crash_locked(pool, now);
+            h2p_pool_record_crash_locked(pool, now, failed);
             break;
         }
         pool_log(H2P_LOG_INFO, pool, "worker %d stopped (%s)", (int)w->pid, how);
@@ -512,10 +519,13 @@ static void on_worker_exit(h2p_pool_t *pool, h2p_worker_t *w, int status)
 void h2p_poolmgr_on_exit(pid_t pid, int status)
 {
     h2p_pool_t *pool;
+    h2o_linklist_t failed;
+    h2o_linklist_init_anchor(&failed);
     h2p_worker_t *w = find_worker_locked_pool(pid, &pool);
     if (w != NULL) { /* (else a CGI script) */
-        on_worker_exit(pool, w, status);
+        on_worker_exit(pool, w, status, &failed);
         pthread_mutex_unlock(&pool->lock);
+        h2p_pool_deliver_all(&failed);
     }
     h2p_supervisor_kick(); /* replacements, if the queue or min_processes need them */
 }
@@ -645,23 +655,46 @@ static void spawn_what_is_wanted(uint64_t now)
 }
 
 #ifndef NDEBUG
-/* Debug builds (the sanitizer suite runs them): the counters dispatch decides on agree with the
- * lists they count.  A drift would show as requests that wait for an idle worker that is not
- * there, or as workers beyond max_processes, long after the change that caused it. */
+/* Debug builds (the sanitizer suite runs them): every count a pool keeps of its workers and
+ * waiters agrees with the lists it counts.  A drift would show as requests that wait for an idle
+ * worker that is not there, or as workers beyond max_processes (or too few), long after the
+ * change that caused it.  Run by the supervisor's tick, which is also the only thread that
+ * spawns: no spawn is half done (taken from spawn_pending, not in the list yet) meanwhile. */
 static void check_counts_locked(h2p_pool_t *pool)
 {
-    size_t idle = 0, queued = 0;
+    size_t in_idle_list = 0, queued = 0, starting = 0, idle = 0, live = 0;
     for (h2o_linklist_t *l = pool->idle.next; l != &pool->idle; l = l->next) {
         if (H2O_STRUCT_FROM_MEMBER(h2p_worker_t, idle_link, l)->state != WORKER_IDLE)
             h2o_fatal("pool invariant: a worker in the idle list is not idle");
-        ++idle;
+        ++in_idle_list;
     }
-    for (h2o_linklist_t *l = pool->queue.next; l != &pool->queue; l = l->next)
+    for (h2o_linklist_t *l = pool->workers.next; l != &pool->workers; l = l->next) {
+        h2p_worker_t *w = H2O_STRUCT_FROM_MEMBER(h2p_worker_t, all_link, l);
+        if (w->pool != pool || w->refcnt == 0 || w->state == WORKER_DEAD)
+            h2o_fatal("pool invariant: a worker in the pool's list is another pool's, unreferenced or dead");
+        if ((w->kept_sock == NULL) != (w->kept_thread == NULL))
+            h2o_fatal("pool invariant: a kept connection without its thread, or a thread without its connection");
+        if (w->external && w->state != WORKER_IDLE && w->state != WORKER_BUSY)
+            h2o_fatal("pool invariant: an external worker is neither idle nor busy");
+        starting += w->state == WORKER_STARTING;
+        idle += w->state == WORKER_IDLE;
+        live += w->state == WORKER_IDLE || w->state == WORKER_BUSY;
+    }
+    for (h2o_linklist_t *l = pool->queue.next; l != &pool->queue; l = l->next) {
+        if (H2O_STRUCT_FROM_MEMBER(h2p_pool_waiter_t, link, l)->state != H2P_WAITER_QUEUED)
+            h2o_fatal("pool invariant: a waiter in the queue is not queued");
         ++queued;
-    if (idle != pool->num_idle)
-        h2o_fatal("pool invariant: num_idle differs from the idle list");
+    }
+    if (in_idle_list != pool->num_idle || idle != pool->num_idle)
+        h2o_fatal("pool invariant: num_idle differs from the idle list or from the idle workers");
     if (queued != pool->num_queued)
         h2o_fatal("pool invariant: num_queued differs from the queue");
+    if (live != pool->num_live)
+        h2o_fatal("pool invariant: num_live differs from the idle and busy workers");
+    if (starting + pool->spawn_pending != pool->num_starting)
+        h2o_fatal("pool invariant: num_starting differs from the starting workers and the spawns asked for");
+    if (pool->conf->num_connect != 0 && pool->num_starting != 0)
+        h2o_fatal("pool invariant: a connect: pool has workers starting");
 }
 #else
 #define check_counts_locked(pool)

@@ -275,10 +275,17 @@ void h2p_privsep_kill(pid_t pid, int sig)
 
 /* ---- CGI: one channel per front-end thread, answered on that thread's loop ----------------- */
 
-static __thread struct {
-    h2o_socket_t *sock;
+/*
+ * Owned by the thread's CGI handler (handlers/cgi.c), created when the thread starts.  Its socket
+ * is opened the first time the thread starts a script: a thread that never runs CGI costs the
+ * spawner no channel.
+ */
+struct h2p_privsep_cgi_channel {
+    h2o_loop_t *loop;
+    h2o_socket_t *sock; /* NULL until the first script */
     h2p_privsep_cgi_cb cb;
-} cgi_channel;
+    void *data;
+};
 
 uint64_t h2p_privsep_new_cookie(void)
 {
@@ -287,6 +294,7 @@ uint64_t h2p_privsep_new_cookie(void)
 
 static void on_cgi_answer(h2o_socket_t *sock, const char *err)
 {
+    h2p_privsep_cgi_channel_t *channel = sock->data;
     h2p_ps_msg_t msg;
     char buf[256];
     int fds[H2P_PS_MAX_FDS];
@@ -296,11 +304,11 @@ static void on_cgi_answer(h2o_socket_t *sock, const char *err)
         for (size_t i = 0; i != num_fds; ++i)
             close(fds[i]);
         if (msg.type == H2P_PS_CGI_SPAWNED)
-            cgi_channel.cb(msg.cookie, (pid_t)msg.pid, msg.value);
+            channel->cb(channel->data, msg.cookie, (pid_t)msg.pid, msg.value);
     }
 }
 
-static int open_cgi_channel(h2o_loop_t *loop)
+static int open_cgi_channel(h2p_privsep_cgi_channel_t *channel)
 {
     int pair[2];
     if (ps.pid <= 0 || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pair) != 0)
@@ -313,17 +321,26 @@ static int open_cgi_channel(h2o_loop_t *loop)
         close(pair[0]);
         return -1;
     }
-    cgi_channel.sock = h2o_evloop_socket_create(loop, pair[0], H2O_SOCKET_FLAG_DONT_READ);
-    h2o_socket_read_start(cgi_channel.sock, on_cgi_answer);
+    channel->sock = h2o_evloop_socket_create(channel->loop, pair[0], H2O_SOCKET_FLAG_DONT_READ);
+    channel->sock->data = channel;
+    h2o_socket_read_start(channel->sock, on_cgi_answer);
     return 0;
 }
 
-int h2p_privsep_spawn_cgi(h2o_loop_t *loop, uint64_t cookie, const char *path, char **envp, int in, int out, int err,
-                          h2p_privsep_cgi_cb cb)
+h2p_privsep_cgi_channel_t *h2p_privsep_cgi_channel_create(h2o_loop_t *loop, h2p_privsep_cgi_cb cb, void *data)
 {
-    if (cgi_channel.sock == NULL && open_cgi_channel(loop) != 0)
+    h2p_privsep_cgi_channel_t *channel = h2p_calloc(1, sizeof(*channel));
+    channel->loop = loop;
+    channel->cb = cb;
+    channel->data = data;
+    return channel;
+}
+
+int h2p_privsep_spawn_cgi(h2p_privsep_cgi_channel_t *channel, uint64_t cookie, const char *path, char **envp, int in, int out,
+                          int err)
+{
+    if (channel->sock == NULL && open_cgi_channel(channel) != 0)
         return -1;
-    cgi_channel.cb = cb;
     size_t len = strlen(path) + 1;
     for (char **e = envp; *e != NULL; ++e)
         len += strlen(*e) + 1;
@@ -335,23 +352,22 @@ int h2p_privsep_spawn_cgi(h2o_loop_t *loop, uint64_t cookie, const char *path, c
         p = stpcpy(p, *e) + 1;
     h2p_ps_msg_t msg = {.type = H2P_PS_SPAWN_CGI, .cookie = cookie, .len = len};
     int fds[3] = {in, out, err};
-    int r = h2p_ps_send(h2o_socket_get_fd(cgi_channel.sock), &msg, payload, fds, 3, MSG_DONTWAIT);
+    int r = h2p_ps_send(h2o_socket_get_fd(channel->sock), &msg, payload, fds, 3, MSG_DONTWAIT);
     free(payload);
     return r;
 }
 
-void h2p_privsep_kill_cgi(uint64_t cookie, int sig)
+void h2p_privsep_kill_cgi(h2p_privsep_cgi_channel_t *channel, uint64_t cookie, int sig)
 {
-    if (cgi_channel.sock == NULL)
+    if (channel->sock == NULL)
         return;
     h2p_ps_msg_t msg = {.type = H2P_PS_KILL_CGI, .cookie = cookie, .value = sig};
-    h2p_ps_send(h2o_socket_get_fd(cgi_channel.sock), &msg, NULL, NULL, 0, MSG_DONTWAIT);
+    h2p_ps_send(h2o_socket_get_fd(channel->sock), &msg, NULL, NULL, 0, MSG_DONTWAIT);
 }
 
-void h2p_privsep_thread_exit(void)
+void h2p_privsep_cgi_channel_dispose(h2p_privsep_cgi_channel_t *channel)
 {
-    if (cgi_channel.sock != NULL) {
-        h2o_socket_close(cgi_channel.sock);
-        cgi_channel.sock = NULL;
-    }
+    if (channel->sock != NULL)
+        h2o_socket_close(channel->sock); /* (the loop's next run frees it) */
+    free(channel);
 }

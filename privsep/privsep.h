@@ -87,15 +87,19 @@ pid_t h2p_privsep_spawn_worker(const char *pool, int listen_fd, int output_fd, i
 /* Signals the process group of a worker this spawner started (and has not reaped); any thread. */
 void h2p_privsep_kill(pid_t pid, int sig);
 
-/* CGI, from any front-end thread: asynchronous, answered on `loop`.  `cookie` names the script
- * in the answer and in h2p_privsep_kill_cgi.  0, or -1 when the request cannot even be sent. */
-typedef void (*h2p_privsep_cgi_cb)(uint64_t cookie, pid_t pid, int err);
+/* CGI, from a front-end thread: asynchronous, over that thread's own channel, answered on its
+ * loop (cb(data, cookie, pid or 0, errno or 0)).  `cookie` names the script in the answer and in
+ * h2p_privsep_kill_cgi.  A channel is created when the thread starts (h2p_privsep_cgi_channel_create,
+ * on that thread) and disposed when it leaves its loop, before the loop's last runs. */
+typedef struct h2p_privsep_cgi_channel h2p_privsep_cgi_channel_t;
+typedef void (*h2p_privsep_cgi_cb)(void *data, uint64_t cookie, pid_t pid, int err);
+h2p_privsep_cgi_channel_t *h2p_privsep_cgi_channel_create(h2o_loop_t *loop, h2p_privsep_cgi_cb cb, void *data);
+void h2p_privsep_cgi_channel_dispose(h2p_privsep_cgi_channel_t *channel);
 uint64_t h2p_privsep_new_cookie(void);
-int h2p_privsep_spawn_cgi(h2o_loop_t *loop, uint64_t cookie, const char *path, char **envp, int in, int out, int err,
-                          h2p_privsep_cgi_cb cb);
-void h2p_privsep_kill_cgi(uint64_t cookie, int sig);
-/* A front-end thread leaving its loop closes its CGI channel. */
-void h2p_privsep_thread_exit(void);
+/* 0, or -1 when the request cannot even be sent. */
+int h2p_privsep_spawn_cgi(h2p_privsep_cgi_channel_t *channel, uint64_t cookie, const char *path, char **envp, int in, int out,
+                          int err);
+void h2p_privsep_kill_cgi(h2p_privsep_cgi_channel_t *channel, uint64_t cookie, int sig);
 
 /* ---- the spawner (privsep/spawner.c) ------------------------------------------------------ */
 
