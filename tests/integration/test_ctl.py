@@ -310,6 +310,44 @@ class CtlTest(unittest.TestCase):
         self.assertEqual((app["state"], app["rapid_fail_trips_total"]), ("running", 1))
         h2ptest.stop_cleanly(s)
 
+    def test_a_worker_ready_while_its_pool_is_stopped_leaves_no_trace(self):
+        # The worker starts while the pool is running and becomes ready after `stop pool`: it is
+        # stopped at once.  Started again, the pool must start workers as before: it once counted
+        # that worker as running for ever, so that max_processes (and min_processes) were
+        # reached with no process at all, and requests waited for request_timeout, then got 503.
+        conf = """
+        server:
+          threads: 2
+          control_socket: ../run/h2pool.sock
+        pools:
+          late:
+            {worker_user}
+            command: [/bin/sh, -c, "while [ ! -e {dir}/go ]; do /bin/sleep 0.05; done; exec {apps}/hello_fcgi"]
+            min_processes: 1
+            max_processes: 1
+            request_timeout: 10s
+        sites:
+          a:
+            bindings: ["http://127.0.0.1:{port:http}:a.test"]
+            root: {dir}/www
+            handlers:
+              - {path: "/late/*", pool: late}
+        """
+        s = self.server(conf)
+        h2ptest.wait_until(lambda: len(s.workers()) == 1, what="the first worker to start")
+        starting = s.workers()[0]
+        r = ctl(s, "stop", "pool", "late")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        s.write("go", "")  # the worker becomes ready now, with its pool stopped
+        h2ptest.wait_until(lambda: not h2ptest.process_alive(starting), what="the worker to be stopped once ready")
+        self.assertEqual(request(s.port(), "a.test", "/late/x")[0], 503)
+        r = ctl(s, "start", "pool", "late")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        status, _, body = request(s.port(), "a.test", "/late/x")
+        self.assertEqual((status, body), (200, b"hello from fastcgi\n"))
+        h2ptest.wait_until(lambda: len(s.workers()) == 1, what="min_processes: one worker")
+        h2ptest.stop_cleanly(s)
+
     def test_recycle_pool_replaces_every_worker(self):
         conf = CONF.replace("max_processes: 2\n", "max_processes: 2\n    min_processes: 2\n", 1)
         s = self.server(conf)
