@@ -23,9 +23,9 @@
 #include "handlers/cgi_response.h"
 #include "privsep/privsep.h"
 
-/* A front-end thread's share of CGI (h2p_thread_t.cgi).  On the heap: a loop's list of timeouts
- * runs through its timeouts, and a node in a finished thread's TLS would hide the nodes after it
- * (other parts' timeouts) from LeakSanitizer. */
+/* A front-end thread's share of CGI (h2p_thread_t.cgi), this file's alone: set up when the thread
+ * starts (h2p_cgi_init_thread), disposed when it leaves its loop.  Its timeouts stay in the
+ * loop's list of timeouts until then (libh2o links every one it was given there). */
 typedef struct h2p_cgi_thread {
     h2o_timeout_t script_timeout, watch_timeout;
     h2o_linklist_t spawning; /* cgi_request_t.spawning */

@@ -62,9 +62,9 @@ typedef struct duration_timeout {
 
 #define CLIENT_CHECK_MS 1000
 
-/* A front-end thread's share of the FastCGI client (h2p_thread_t.fastcgi).  On the heap, as the
- * duration timeouts are: a loop's list of timeouts runs through every one, and a node in a
- * finished thread's TLS would hide the nodes after it from LeakSanitizer. */
+/* A front-end thread's share of the FastCGI client (h2p_thread_t.fastcgi), this file's alone: set
+ * up when the thread starts (h2p_fastcgi_init_thread), disposed when its loop has ended, when its
+ * timeouts leave the loop's list. */
 struct h2p_fastcgi_thread {
     duration_timeout_t *duration_timeouts;
     h2o_timeout_t watch_timeout; /* queued requests' clients: still there? (on_watch) */
