@@ -639,6 +639,7 @@ static void *thread_main(void *arg)
     for (int i = 0; i != 3; ++i)
         h2o_evloop_run(th->loop, 0);
     h2p_conn_watch_dispose_thread(th);
+    h2p_static_dispose_thread(th);
     h2p_router_dispose_thread(th);
     return NULL;
 }

@@ -21,6 +21,7 @@
 #include "frontend/config.h"
 
 struct h2p_gen;
+struct h2p_static_cache;
 
 typedef struct h2p_listener {
     size_t index;
@@ -71,6 +72,9 @@ typedef struct h2p_thread {
     h2o_linklist_t watched;         /* client connections (frontend/conn_watch.c) */
     h2o_timeout_entry_t watch_tick; /* once a second: their request timeouts */
     uint64_t refused_413_seen;      /* libh2o's count of 413s, as conn_watch last logged them */
+
+    /* this loop iteration's open static files (handlers/static.c) */
+    struct h2p_static_cache *static_cache;
 } h2p_thread_t;
 
 typedef struct h2p_server {
