@@ -368,6 +368,7 @@ static enum range_kind parse_range(h2o_iovec_t value, uint64_t size, uint64_t *o
         return RANGE_IGNORED;
     p += 6;
     size_t found = 0, satisfiable = 0;
+    uint64_t first_start = 0, first_count = 0;
     while (p != end) {
         while (p != end && (*p == ' ' || *p == '\t' || *p == ','))
             ++p;
@@ -396,13 +397,17 @@ static enum range_kind parse_range(h2o_iovec_t value, uint64_t size, uint64_t *o
             start = size - count;
         }
         if (satisfiable++ == 0) {
-            *off = start;
-            *len = count;
+            first_start = start;
+            first_count = count;
         }
     }
     if (found == 0 || satisfiable > 1)
         return RANGE_IGNORED;
-    return satisfiable == 1 ? RANGE_ONE : RANGE_UNSATISFIABLE;
+    if (satisfiable == 0)
+        return RANGE_UNSATISFIABLE;
+    *off = first_start;
+    *len = first_count;
+    return RANGE_ONE;
 }
 
 /* ---- sending from the descriptor ----------------------------------------------------------- */
