@@ -3,6 +3,7 @@
 import email.utils
 import os
 import re
+import socket
 import time
 import unittest
 
@@ -231,6 +232,27 @@ class StaticTest(h2ptest.ServerTestCase):
         r = self.get("/big.bin", "-H", f"Range: bytes={start}-{end}")
         self.assertEqual(r.status, 206, r)
         self.assertTrue(r.body == BIG[start:end + 1])
+
+    def open_descriptors_of(self, name):
+        pid = self.server.proc.pid  # the front end: it opens static files
+        found = 0
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                found += os.readlink(f"/proc/{pid}/fd/{fd}").endswith("/" + name)
+            except OSError:
+                pass  # closed meanwhile
+        return found
+
+    def test_descriptor_closes_when_the_client_leaves(self):
+        for request in (b"GET /big.bin HTTP/1.1\r\nHost: main.test\r\n\r\n",
+                        b"GET /big.bin HTTP/1.1\r\nHost: main.test\r\nRange: bytes=100-\r\n\r\n"):
+            for _ in range(3):
+                with socket.create_connection(("127.0.0.1", self.server.port()), timeout=10) as s:
+                    s.sendall(request)
+                    self.assertTrue(s.recv(65536).startswith(b"HTTP/1.1 20"))
+        h2ptest.wait_until(lambda: self.open_descriptors_of("big.bin") == 0, what="big.bin's descriptors to close")
+        r = self.get("/big.bin", "-H", "Range: bytes=0-9")
+        self.assertEqual((r.status, r.body), (206, BIG[:10]))
 
     def test_empty_file(self):
         r = self.get("/empty.txt")
