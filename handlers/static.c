@@ -266,7 +266,7 @@ int h2p_static_escapes_root(const h2p_app_rt_t *app, const char *physical)
 {
     struct h2p_static_cache *cache = this_cache();
     size_t len = strlen(physical);
-    if (cache != NULL)
+    if (cache != NULL && len < sizeof(cache->verdicts[0].path))
         for (size_t i = 0; i != cache->num_verdicts; ++i)
             if (memcmp(cache->verdicts[i].path, physical, len + 1) == 0)
                 return cache->verdicts[i].escapes;
