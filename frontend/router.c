@@ -143,6 +143,11 @@ static int build_app(h2p_gen_t *gen, h2p_site_rt_t *site, h2p_application_conf_t
     }
     app->real_root_len = strlen(app->real_root);
     app->root_fd = open(app->real_root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    struct stat root_st;
+    if (app->root_fd >= 0 && fstat(app->root_fd, &root_st) == 0) {
+        app->root_dev = root_st.st_dev;
+        app->root_ino = root_st.st_ino;
+    }
 
     if (conf->has_handlers) {
         app->handlers = conf->handlers;

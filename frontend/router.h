@@ -38,7 +38,9 @@ typedef struct h2p_app_rt {
     size_t root_len;
     char *real_root; /* realpath(root): what symlinks must stay inside */
     size_t real_root_len;
-    int root_fd; /* O_PATH descriptor of the root, opened at load: static files open beneath it */
+    int root_fd;    /* O_PATH descriptor of the root, opened at load: static files open beneath it */
+    dev_t root_dev; /* root_fd's directory: while the root's path leads there, root_fd serves */
+    ino_t root_ino;
     h2p_handler_mapping_t *handlers;
     size_t num_handlers;
     struct h2p_pool **handler_pools; /* the pool of each mapping (the application's pool wins), NULL for cgi */

@@ -53,6 +53,7 @@ typedef struct static_file {
 #define CACHED_FILES 32
 #define CACHED_PATH_MAX 256
 #define VERDICTS 16
+#define CACHED_ROOTS 8
 
 /* A thread's state (h2p_thread_t.static_cache), forgotten after every loop iteration. */
 struct h2p_static_cache {
@@ -65,6 +66,14 @@ struct h2p_static_cache {
         static_file_t *file;
     } opens[CACHED_FILES];
     size_t num_opens;
+    /* the roots of this iteration's applications, when they moved since the configuration loaded */
+    struct moved_root {
+        const h2p_app_rt_t *app;
+        int fd;     /* app->root_fd, or one opened for this iteration */
+        char *real; /* app->real_root, or realpath() of this iteration */
+        size_t real_len;
+    } roots[CACHED_ROOTS];
+    size_t num_roots;
     /* h2p_static_escapes_root()'s answers */
     struct {
         char path[192];
@@ -102,6 +111,13 @@ void h2p_static_clear_cache(void)
         if (cache->opens[i].file != NULL)
             file_release(cache->opens[i].file);
     cache->num_opens = 0;
+    for (size_t i = 0; i != cache->num_roots; ++i) {
+        if (cache->roots[i].fd != cache->roots[i].app->root_fd) {
+            close(cache->roots[i].fd);
+            free(cache->roots[i].real);
+        }
+    }
+    cache->num_roots = 0;
     cache->num_verdicts = 0;
 }
 
@@ -114,6 +130,45 @@ void h2p_static_dispose_thread(h2p_thread_t *th)
 
 /* ---- opening beneath the root ------------------------------------------------------------ */
 
+/* A root to open beneath: its descriptor (-1: none) and its real path. */
+typedef struct root {
+    int fd;
+    const char *real;
+    size_t real_len;
+} root_t;
+
+/*
+ * The application's root as its path names it now.  The descriptor opened with the
+ * configuration serves while the path still leads to that directory (one stat() per loop
+ * iteration checks); a root that is a symlink a deploy switched is opened anew for the
+ * iteration, as a server opening files by name would see it.
+ */
+static root_t root_of(const h2p_app_rt_t *app)
+{
+    struct h2p_static_cache *cache = this_cache();
+    if (cache == NULL || app->root_fd < 0)
+        return (root_t){app->root_fd, app->real_root, app->real_root_len};
+    struct moved_root *m = cache->roots;
+    while (m != cache->roots + cache->num_roots && m->app != app)
+        ++m;
+    if (m == cache->roots + cache->num_roots) {
+        if (cache->num_roots == CACHED_ROOTS)
+            return (root_t){app->root_fd, app->real_root, app->real_root_len};
+        ++cache->num_roots;
+        *m = (struct moved_root){app, app->root_fd, app->real_root, app->real_root_len};
+        struct stat st;
+        if (stat(app->root, &st) == 0 && (st.st_dev != app->root_dev || st.st_ino != app->root_ino)) {
+            char *real = realpath(app->root, NULL);
+            int fd = real != NULL ? open(real, O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
+            if (fd >= 0)
+                *m = (struct moved_root){app, fd, real, strlen(real)};
+            else
+                free(real);
+        }
+    }
+    return (root_t){m->fd, m->real, m->real_len};
+}
+
 /* The path of `physical` relative to its application's root ("." for the root itself). */
 static const char *relative_path(const h2p_app_rt_t *app, const char *physical)
 {
@@ -124,11 +179,11 @@ static const char *relative_path(const h2p_app_rt_t *app, const char *physical)
 }
 
 /* The part of the symlink-free absolute path `resolved` beneath the root's real path; NULL when outside. */
-static const char *beneath_real_root(const h2p_app_rt_t *app, const char *resolved)
+static const char *beneath_real_root(const root_t *root, const char *resolved)
 {
-    size_t n = app->real_root_len;
+    size_t n = root->real_len;
     if (n != 1) { /* (a root of "/" holds everything) */
-        if (strncmp(resolved, app->real_root, n) != 0 || (resolved[n] != '\0' && resolved[n] != '/'))
+        if (strncmp(resolved, root->real, n) != 0 || (resolved[n] != '\0' && resolved[n] != '/'))
             return NULL;
         resolved += n;
     }
@@ -144,19 +199,19 @@ static int openat2_beneath(int dir_fd, const char *rel, uint64_t resolve)
 }
 
 /* The slow path (an absolute symlink, or no openat2): open the resolved name, refusing symlinks. */
-static int open_resolved(const h2p_app_rt_t *app, const char *physical)
+static int open_resolved(const root_t *root, const char *physical)
 {
     char resolved[PATH_MAX];
     if (realpath(physical, resolved) == NULL)
         return -1;
-    const char *rel = beneath_real_root(app, resolved);
+    const char *rel = beneath_real_root(root, resolved);
     if (rel == NULL) {
         errno = EXDEV;
         return -1;
     }
-    if (app->root_fd < 0 || atomic_load_explicit(&no_openat2, memory_order_relaxed))
+    if (root->fd < 0 || atomic_load_explicit(&no_openat2, memory_order_relaxed))
         return open(resolved, OPEN_FLAGS | O_NOFOLLOW); /* (before Linux 5.6 a directory could still be swapped) */
-    int fd = openat2_beneath(app->root_fd, rel, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS);
+    int fd = openat2_beneath(root->fd, rel, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS);
     if (fd < 0 && (errno == ELOOP || errno == EXDEV))
         errno = EXDEV; /* a component became a symlink since realpath looked: refused */
     return fd;
@@ -167,18 +222,19 @@ static int open_resolved(const h2p_app_rt_t *app, const char *physical)
 static int open_beneath_root(const h2p_app_rt_t *app, int follow_symlinks, const char *physical)
 {
     const char *rel = relative_path(app, physical);
-    if (app->root_fd < 0)
-        return follow_symlinks ? open(physical, OPEN_FLAGS) : open_resolved(app, physical);
+    root_t root = root_of(app);
+    if (root.fd < 0)
+        return follow_symlinks ? open(physical, OPEN_FLAGS) : open_resolved(&root, physical);
     if (follow_symlinks)
-        return openat(app->root_fd, rel, OPEN_FLAGS);
+        return openat(root.fd, rel, OPEN_FLAGS);
     if (!atomic_load_explicit(&no_openat2, memory_order_relaxed)) {
-        int fd = openat2_beneath(app->root_fd, rel, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS);
+        int fd = openat2_beneath(root.fd, rel, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS);
         if (fd >= 0 || (errno != EXDEV && errno != ELOOP && errno != ENOSYS))
             return fd;
         if (errno == ENOSYS)
             atomic_store_explicit(&no_openat2, 1, memory_order_relaxed);
     }
-    return open_resolved(app, physical);
+    return open_resolved(&root, physical);
 }
 
 static int open_file(const h2p_app_rt_t *app, int follow_symlinks, const char *physical, static_file_t **out)
@@ -243,12 +299,13 @@ static int open_cached(const h2p_scope_rt_t *scope, const char *physical, static
 static int escapes_root_uncached(const h2p_app_rt_t *app, const char *physical)
 {
     const char *rel = relative_path(app, physical);
-    if (app->root_fd < 0 || atomic_load_explicit(&no_openat2, memory_order_relaxed)) {
+    root_t root = root_of(app);
+    if (root.fd < 0 || atomic_load_explicit(&no_openat2, memory_order_relaxed)) {
         char resolved[PATH_MAX];
-        return realpath(physical, resolved) != NULL && beneath_real_root(app, resolved) == NULL;
+        return realpath(physical, resolved) != NULL && beneath_real_root(&root, resolved) == NULL;
     }
     struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS};
-    int fd = (int)syscall(SYS_openat2, app->root_fd, rel, &how, sizeof(how));
+    int fd = (int)syscall(SYS_openat2, root.fd, rel, &how, sizeof(how));
     if (fd >= 0) {
         close(fd);
         return 0;
@@ -257,7 +314,7 @@ static int escapes_root_uncached(const h2p_app_rt_t *app, const char *physical)
         atomic_store_explicit(&no_openat2, 1, memory_order_relaxed);
     if (errno == EXDEV || errno == ELOOP || errno == ENOSYS) {
         char resolved[PATH_MAX];
-        return realpath(physical, resolved) != NULL && beneath_real_root(app, resolved) == NULL;
+        return realpath(physical, resolved) != NULL && beneath_real_root(&root, resolved) == NULL;
     }
     return 0; /* ENOENT, EACCES...: the static handler answers */
 }

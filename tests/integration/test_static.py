@@ -34,6 +34,9 @@ sites:
     bindings: [http://127.0.0.1:{port:http}:listing.test]
     root: {dir}/listing
     directory_listing: true
+  deploy:
+    bindings: [http://127.0.0.1:{port:http}:deploy.test]
+    root: {dir}/current
   catchall:
     bindings: [http://127.0.0.1:{port:http}]
     root: {dir}/catchall
@@ -65,6 +68,9 @@ FILES = {
     "nodoc/sub/index.html": "index.html, unlisted\n",
     "listing/files/listed-file.txt": "x\n",
     "catchall/index.html": "catch-all site\n",
+    "release1/version.txt": "release1\n",
+    "release2/version.txt": "release2\n",
+    "release2/new.txt": "new in release2\n",
 }
 
 
@@ -74,6 +80,10 @@ class StaticTest(h2ptest.ServerTestCase):
     @classmethod
     def prepare(cls, server):
         os.mkfifo(server.path("www/fifo.txt"))  # opening it for reading would block without O_NONBLOCK
+        os.symlink("release1", server.path("current"))  # `root: .../current`, switched by deploys
+        for release in ("release1", "release2"):
+            os.symlink(server.path(release + "/version.txt"), server.path(release + "/abs.txt"))
+            os.symlink(server.path("www/hello.txt"), server.path(release + "/out.txt"))
 
     def raw(self, request):
         """One raw HTTP/1.1 exchange on a fresh connection; returns (status, headers, body)."""
@@ -267,6 +277,22 @@ class StaticTest(h2ptest.ServerTestCase):
             os.rename(path + ".tmp", path)
             r = self.get("/changing.txt")
             self.assertEqual((r.status, r.body), (200, content), r)
+
+    def test_root_switched_by_a_deploy(self):
+        """A root that is a symlink a deploy switches: the next request is served from the new
+        release, symlinks judged against it."""
+        for release, new in (("release2", 200), ("release1", 404), ("release2", 200)):
+            with self.subTest(release=release):
+                os.symlink(release, self.server.path("current.new"))
+                os.rename(self.server.path("current.new"), self.server.path("current"))
+                r = self.get("/version.txt", host="deploy.test")
+                self.assertEqual((r.status, r.body), (200, f"{release}\n".encode()), r)
+                self.assertEqual(self.get("/new.txt", host="deploy.test").status, new)
+                r = self.get("/abs.txt", host="deploy.test")  # an absolute symlink inside the release
+                self.assertEqual((r.status, r.body), (200, f"{release}\n".encode()), r)
+                r = self.get("/out.txt", host="deploy.test")  # out of the release
+                self.assertEqual(r.status, 403, r)
+                self.assertNotIn(b"hello, static world", r.body)
 
     def test_fifo_is_not_a_file(self):
         for path in ("/fifo.txt", "/fifo.txt/"):
