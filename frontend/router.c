@@ -63,10 +63,8 @@ static void free_gen(h2p_gen_t *gen)
             free(app->real_root);
             if (app->root_fd >= 0)
                 close(app->root_fd);
-            for (size_t i = 0; i != app->num_scopes; ++i) {
+            for (size_t i = 0; i != app->num_scopes; ++i)
                 free_pathconf(app->scopes[i].pathconf);
-                free_pathconf(app->scopes[i].file_pathconf);
-            }
             free(app->scopes);
         }
         free(site->apps);
@@ -120,12 +118,7 @@ static int build_scope(h2p_gen_t *gen, h2p_site_rt_t *site, h2p_app_rt_t *app, h
     h2p_modules_merge(&app_modules, &site_scope->modules, &app_scope->modules);
     h2p_modules_merge(&scope->modules, &app_modules, over != NULL ? &over->modules : &app_modules);
 
-    /* libh2o's file handler lives on a pathconf of its own: the router calls it, the chain does not */
-    /* (pathconfs of our own: h2o_config_register_path's move when the host's vector grows) */
-    scope->file_pathconf = new_pathconf(gen, app->conf->path);
-    static const char *no_index_files[] = {NULL}; /* default documents are a module's job */
-    scope->file = (h2o_handler_t *)h2o_file_register(scope->file_pathconf, app->conf->root, no_index_files, gen->mimemap, 0);
-
+    /* (a pathconf of our own: h2o_config_register_path's move when the host's vector grows) */
     scope->pathconf = new_pathconf(gen, app->conf->path);
     h2p_module_scope_t ms = {scope->pathconf, &scope->modules,   site->conf, app->conf->root, err, errlen, 0,
                              scope,           &gen->conf->server};
@@ -150,6 +143,11 @@ static int build_app(h2p_gen_t *gen, h2p_site_rt_t *site, h2p_application_conf_t
     }
     app->real_root_len = strlen(app->real_root);
     app->root_fd = open(app->real_root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    struct stat root_st;
+    if (app->root_fd >= 0 && fstat(app->root_fd, &root_st) == 0) {
+        app->root_dev = root_st.st_dev;
+        app->root_ino = root_st.st_ino;
+    }
 
     if (conf->has_handlers) {
         app->handlers = conf->handlers;

@@ -24,10 +24,8 @@ typedef struct h2p_scope_rt {
     const h2p_strlist_t *default_documents;
     int follow_symlinks;
     int directory_listing;
-    h2o_handler_t *file; /* libh2o's static file handler for this scope (not in the chain) */
-    size_t resume_at;    /* the first handler after the rewrite slot: where a rewritten request goes on */
-    h2o_pathconf_t *file_pathconf;
-    int traced; /* failed_request_tracing runs here: the router times each handler */
+    size_t resume_at; /* the first handler after the rewrite slot: where a rewritten request goes on */
+    int traced;       /* failed_request_tracing runs here: the router times each handler */
     /* the module each handler of pathconf belongs to, for traces (NULL: the content handler) */
     const char *handler_modules[H2P_SCOPE_MAX_HANDLERS];
 } h2p_scope_rt_t;
@@ -40,7 +38,9 @@ typedef struct h2p_app_rt {
     size_t root_len;
     char *real_root; /* realpath(root): what symlinks must stay inside */
     size_t real_root_len;
-    int root_fd; /* O_PATH descriptor of the root: symlink checks resolve beneath it */
+    int root_fd;    /* O_PATH descriptor of the root, opened at load: static files open beneath it */
+    dev_t root_dev; /* root_fd's directory: while the root's path leads there, root_fd serves */
+    ino_t root_ino;
     h2p_handler_mapping_t *handlers;
     size_t num_handlers;
     struct h2p_pool **handler_pools; /* the pool of each mapping (the application's pool wins), NULL for cgi */

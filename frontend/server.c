@@ -621,6 +621,7 @@ static void *thread_main(void *arg)
     th->pool = h2p_poolmgr_thread_start(th->queue);
     h2p_cgi_init_thread(th);
     h2p_router_init_thread(th);
+    h2p_static_init_thread(th);
     use_generation(th, h2p_server.gen);
     h2p_conn_watch_init_thread(th);
     for (size_t i = 0; i != h2p_server.num_listeners; ++i) {
@@ -645,6 +646,7 @@ static void *thread_main(void *arg)
     for (int i = 0; i != 3; ++i)
         h2o_evloop_run(th->loop, 0);
     h2p_conn_watch_dispose_thread(th);
+    h2p_static_dispose_thread(th);
     h2p_router_dispose_thread(th);
     return NULL;
 }

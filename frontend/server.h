@@ -26,6 +26,7 @@ struct h2p_pool_thread;     /* poolmgr/pool.h */
 struct h2p_fastcgi_thread;  /* handlers/fastcgi.c */
 struct h2p_cgi_thread;      /* handlers/cgi.c */
 struct h2p_counters_thread; /* frontend/counters.c */
+struct h2p_static_cache;    /* handlers/static.c */
 
 typedef struct h2p_listener {
     size_t index;
@@ -84,14 +85,15 @@ typedef struct h2p_thread {
     h2o_multithread_receiver_t password_checks; /* results of the crypt pool (native-modules/crypt_pool.h) */
     size_t requests_in_flight;                  /* and password checks not back yet: the loop waits for both */
     int shutting_down;
-    h2o_linklist_t watched;               /* client connections (frontend/conn_watch.c) */
-    h2o_timeout_entry_t watch_tick;       /* once a second: their request timeouts */
-    uint64_t refused_413_seen;            /* libh2o's count of 413s, as conn_watch last logged them */
-    h2p_request_map_t requests;           /* frontend/router.c */
-    struct h2p_counters_thread *counters; /* frontend/counters.c: requests in flight, the supervisor's questions */
-    struct h2p_pool_thread *pool;         /* poolmgr: hand-overs to this thread, kept connections to close */
-    struct h2p_fastcgi_thread *fastcgi;   /* handlers/fastcgi.c: its timeouts */
-    struct h2p_cgi_thread *cgi;           /* handlers/cgi.c: its timeouts, scripts starting, the spawner's channel */
+    h2o_linklist_t watched;                /* client connections (frontend/conn_watch.c) */
+    h2o_timeout_entry_t watch_tick;        /* once a second: their request timeouts */
+    uint64_t refused_413_seen;             /* libh2o's count of 413s, as conn_watch last logged them */
+    h2p_request_map_t requests;            /* frontend/router.c */
+    struct h2p_counters_thread *counters;  /* frontend/counters.c: requests in flight, the supervisor's questions */
+    struct h2p_pool_thread *pool;          /* poolmgr: hand-overs to this thread, kept connections to close */
+    struct h2p_fastcgi_thread *fastcgi;    /* handlers/fastcgi.c: its timeouts */
+    struct h2p_cgi_thread *cgi;            /* handlers/cgi.c: its timeouts, scripts starting, the spawner's channel */
+    struct h2p_static_cache *static_cache; /* handlers/static.c: this loop iteration's open static files */
 } h2p_thread_t;
 
 typedef struct h2p_server {

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 typedef struct dir_entry {
     char *name;
@@ -75,7 +76,7 @@ static void append_link(h2o_buffer_t **buf, h2o_mem_pool_t *pool, const char *na
     append_str(buf, is_dir ? "/</a>" : "</a>");
 }
 
-int h2p_dirlist_serve(h2o_req_t *req, const char *physical)
+int h2p_dirlist_serve(h2o_req_t *req, int dir_fd)
 {
     int is_head = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
     if (!is_head && !h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"))) {
@@ -83,8 +84,12 @@ int h2p_dirlist_serve(h2o_req_t *req, const char *physical)
         h2o_send_error_405(req, "Method Not Allowed", "method not allowed", H2O_SEND_ERROR_KEEP_HEADERS);
         return 0;
     }
-    DIR *dir = opendir(physical);
+    /* a descriptor of its own (the caller's is shared): the same directory, its own read position */
+    int fd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
     if (dir == NULL) {
+        if (fd >= 0)
+            close(fd);
         h2o_send_error_404(req, "Not Found", "not found", 0);
         return 0;
     }

@@ -4,7 +4,8 @@
 
 #include <h2o.h>
 
-/* Answers `req` with the listing of directory `physical` (URL path req->path_normalized). */
-int h2p_dirlist_serve(h2o_req_t *req, const char *physical);
+/* Answers `req` with the listing of the directory open as `dir_fd` (URL path req->path_normalized);
+ * `dir_fd` stays the caller's. */
+int h2p_dirlist_serve(h2o_req_t *req, int dir_fd);
 
 #endif

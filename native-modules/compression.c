@@ -13,20 +13,18 @@
  * identity representation's, the resource does not.
  *
  * A static file with a sibling `file.br` or `file.gz` at least as new as the file is answered
- * with the sibling (libh2o's file handler sends it: ETag, 304, HEAD), labelled with the file's
- * own Content-Type; libh2o 2.2.5's H2O_FILE_FLAG_SEND_COMPRESSED would ignore q-values,
- * freshness and the symlink policy, so the choice is made here.
+ * with the sibling, labelled with the file's own Content-Type: this module says which siblings
+ * the client takes (q-values), the static handler opens them beneath the root like the file
+ * and sends them (ETag, 304, HEAD).
  */
 #include "native-modules/compression.h"
 
 #include <brotli/encode.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <zlib.h>
 
 #include "frontend/router.h"
-#include "handlers/static.h"
 #include "native-modules/module.h"
 
 #define GZIP_LEVEL 1     /* on-the-fly: speed first, as nginx's gzip_comp_level and h2o's default */
@@ -497,82 +495,32 @@ Next:
 
 /* ---- precompressed siblings of static files ----------------------------------------------- */
 
-static h2o_iovec_t file_type(h2o_req_t *req, const char *physical)
-{
-    const char *slash = strrchr(physical, '/'), *dot = strrchr(physical, '.');
-    h2o_iovec_t ext =
-        dot != NULL && (slash == NULL || dot > slash) ? h2o_iovec_init(dot + 1, strlen(dot + 1)) : h2o_iovec_init("", 0);
-    h2o_mimemap_type_t *type = h2o_mimemap_get_type_by_extension(req->pathconf->mimemap, ext);
-    return type->type == H2O_MIMEMAP_TYPE_MIMETYPE ? type->data.mimetype : h2o_iovec_init(NULL, 0);
-}
-
-static int sibling_fits(h2o_req_t *req, h2p_scope_rt_t *scope, const struct stat *file_st, const char *sibling)
-{
-    struct stat st;
-    if (stat(sibling, &st) != 0 || !S_ISREG(st.st_mode))
-        return 0;
-    /* an older sibling was left behind by an edit of the file: the file is what is current */
-    if (st.st_mtim.tv_sec < file_st->st_mtim.tv_sec ||
-        (st.st_mtim.tv_sec == file_st->st_mtim.tv_sec && st.st_mtim.tv_nsec < file_st->st_mtim.tv_nsec))
-        return 0;
-    return scope->follow_symlinks || !h2p_static_escapes_root(scope->app, sibling);
-}
-
-static int send_sibling(h2o_req_t *req, h2p_scope_rt_t *scope, h2o_iovec_t type, const char *coding, const char *ext)
-{
-    h2p_request_t *r = h2p_request_of(req);
-    r->precompressed_type = type;
-    r->precompressed_coding = coding;
-    /* libh2o's file handler maps the request path to the file: it sends the sibling's path */
-    h2o_iovec_t path = req->path_normalized;
-    req->path_normalized = h2o_concat(&req->pool, path, h2o_iovec_init(ext, strlen(ext)));
-    int ret = scope->file->on_req(scope->file, req);
-    req->path_normalized = path;
-    if (ret != 0) {
-        r->precompressed_type = h2o_iovec_init(NULL, 0);
-        r->precompressed_coding = NULL;
-    }
-    return ret;
-}
-
-int h2p_compression_send_precompressed(h2o_req_t *req, h2p_scope_rt_t *scope, const char *physical)
+size_t h2p_compression_precompressed_choices(h2o_req_t *req, const struct h2p_scope_rt *scope, h2o_iovec_t type,
+                                             h2p_precompressed_choice_t out[2])
 {
     const h2p_modules_conf_t *m = &scope->modules;
-    h2p_request_t *r = h2p_request_of(req);
-    if (r == NULL || !scope_compresses(m, 1) || req->version < 0x101 || h2o_find_header(&req->headers, H2O_TOKEN_RANGE, -1) != -1)
-        return -1;
+    if (h2p_request_of(req) == NULL || !scope_compresses(m, 1) || req->version < 0x101 ||
+        h2o_find_header(&req->headers, H2O_TOKEN_RANGE, -1) != -1)
+        return 0;
     h2p_accept_encoding_t accepted;
     h2p_accept_encoding_parse(&req->headers, &accepted);
     h2p_content_coding_t best = h2p_accept_encoding_best(&accepted);
-    if (best == H2P_CODING_IDENTITY)
-        return -1;
-    h2o_iovec_t type = file_type(req, physical);
-    if (type.base == NULL || !type_listed(&m->compression.types, type))
-        return -1;
-    struct stat file_st;
-    if (stat(physical, &file_st) != 0 || !S_ISREG(file_st.st_mode))
-        return -1;
+    if (best == H2P_CODING_IDENTITY || type.base == NULL || !type_listed(&m->compression.types, type))
+        return 0;
     /* the preferred coding's sibling, else the other one if the client takes it over identity */
     struct {
-        const char *coding, *ext;
+        h2p_precompressed_choice_t choice;
         unsigned q;
-    } candidates[2] = {{"br", ".br", accepted.br}, {"gzip", ".gz", accepted.gzip}};
+    } candidates[2] = {{{"br", ".br"}, accepted.br}, {{"gzip", ".gz"}, accepted.gzip}};
     if (best == H2P_CODING_GZIP) {
-        candidates[0] = (typeof(candidates[0])){"gzip", ".gz", accepted.gzip};
-        candidates[1] = (typeof(candidates[1])){"br", ".br", accepted.br};
+        candidates[0] = (typeof(candidates[0])){{"gzip", ".gz"}, accepted.gzip};
+        candidates[1] = (typeof(candidates[1])){{"br", ".br"}, accepted.br};
     }
-    size_t physical_len = strlen(physical);
-    char *sibling = h2o_mem_alloc_pool(&req->pool, physical_len + 4);
-    for (size_t i = 0; i != 2; ++i) {
-        if (candidates[i].q == 0 || candidates[i].q < accepted.identity)
-            continue;
-        memcpy(sibling, physical, physical_len);
-        strcpy(sibling + physical_len, candidates[i].ext);
-        if (sibling_fits(req, scope, &file_st, sibling) &&
-            send_sibling(req, scope, type, candidates[i].coding, candidates[i].ext) == 0)
-            return 0;
-    }
-    return -1;
+    size_t n = 0;
+    for (size_t i = 0; i != 2; ++i)
+        if (candidates[i].q != 0 && candidates[i].q >= accepted.identity)
+            out[n++] = candidates[i].choice;
+    return n;
 }
 
 /* ---- set-up ------------------------------------------------------------------------------- */

@@ -31,12 +31,20 @@ h2p_content_coding_t h2p_accept_encoding_best(const h2p_accept_encoding_t *accep
  */
 h2p_content_coding_t h2p_compression_negotiate(const h2p_modules_conf_t *m, h2o_req_t *req, int is_static);
 
+typedef struct h2p_precompressed_choice {
+    const char *coding; /* "br", "gzip" */
+    const char *ext;    /* ".br", ".gz" */
+} h2p_precompressed_choice_t;
+
 /*
- * Sends the precompressed sibling of the static file `physical` (`.br` or `.gz` next to it) when
- * the client accepts that coding, the sibling is a regular file at least as new as the file, and
- * the scope compresses static files of its type.  0 = answered, -1 = serve the file itself.
+ * The precompressed siblings (`.br`, `.gz` next to the file) worth sending for a static file of
+ * Content-Type `type`, best first: the client accepts the coding over identity and the scope
+ * compresses static files of that type (never for a Range request).  Returns how many (0..2);
+ * the static handler opens them beneath the root and sends one that is a regular file at least
+ * as new as the file.
  */
-int h2p_compression_send_precompressed(h2o_req_t *req, struct h2p_scope_rt *scope, const char *physical);
+size_t h2p_compression_precompressed_choices(h2o_req_t *req, const struct h2p_scope_rt *scope, h2o_iovec_t type,
+                                             h2p_precompressed_choice_t out[2]);
 
 /* Frees the calling thread's spare gzip streams (after its loop has ended). */
 

@@ -309,27 +309,42 @@ sites:
     follow_symlinks: true
 """
 
-# run as nobody: swaps race/target.txt between a public file and a symlink to the secret
+# The attacker: exchanges each given path with its ".swap" sibling, over and over, until the time
+# is up (renameat2 RENAME_EXCHANGE: the name never goes missing, it is the real file or directory
+# one moment and the symlink the next).
 RACER = r"""
-import os, sys, time
-root, secret, until = sys.argv[1], sys.argv[2], time.monotonic() + float(sys.argv[3])
-target = os.path.join(root, "target.txt")
-dirtarget = os.path.join(root, "dir")
-os.makedirs(os.path.join(root, "pub"), exist_ok=True)
-with open(os.path.join(root, "pub", "secret.txt"), "w") as f:
-    f.write("public\n")
+import ctypes, os, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+until, paths = time.monotonic() + float(sys.argv[1]), [p.encode() for p in sys.argv[2:]]
 while time.monotonic() < until:
-    with open(target + ".tmp", "w") as f:
-        f.write("public\n")
-    os.rename(target + ".tmp", target)
-    os.symlink(secret, target + ".lnk")
-    os.rename(target + ".lnk", target)
-    # a directory of the path swapped too: race/dir -> pub, then -> the secret's directory
-    os.symlink("pub", dirtarget + ".lnk")
-    os.rename(dirtarget + ".lnk", dirtarget)
-    os.symlink(os.path.dirname(secret), dirtarget + ".lnk")
-    os.rename(dirtarget + ".lnk", dirtarget)
+    for p in paths:
+        if libc.renameat2(-100, p, -100, p + b".swap", 2) != 0:  # AT_FDCWD, RENAME_EXCHANGE
+            sys.exit("renameat2: " + os.strerror(ctypes.get_errno()))
 """
+
+
+def race(testcase, port, url, swapped, secret, seconds, user=None):
+    """Asks for `url` on one keep-alive connection while a racer (as `user`) swaps `swapped`;
+    fails if `secret` is ever sent.  Returns the statuses seen {status: count}."""
+    # (the system's interpreter: the one running the tests may live where `user` cannot go)
+    python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+    kw = {"user": user, "group": "nogroup"} if user else {}
+    racer = subprocess.Popen([python, "-c", RACER, str(seconds)] + list(swapped), **kw)
+    testcase.addCleanup(lambda: racer.poll() is None and (racer.kill() or racer.wait()))
+    statuses = {}
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    while racer.poll() is None:
+        conn.request("GET", url)
+        r = conn.getresponse()
+        body = r.read()
+        testcase.assertNotIn(secret, body, f"{url}: the file outside the root was sent")
+        statuses[r.status] = statuses.get(r.status, 0) + 1
+        if r.getheader("connection", "").lower() == "close":
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.close()
+    testcase.assertEqual(racer.wait(), 0)
+    return statuses
 
 
 @unittest.skipUnless(AS_ROOT, "a root-only file needs root")
@@ -372,29 +387,101 @@ class SymlinkToRootOnlyFileTest(unittest.TestCase):
 
     def test_racing_symlink_swaps_never_serve_the_secret(self):
         s = self.server
-        seconds = 4
-        # (the system's interpreter: the one running the tests may live where nobody cannot go)
+        # race/target.txt <-> a symlink to the secret; race/dir <-> a symlink to the secret's directory
+        s.write("race/target.txt", "public\n", 0o644)
+        os.symlink(self.secret, s.path("race/target.txt.swap"))
+        s.write("race/dir/secret.txt", "public\n", 0o644)
+        os.symlink(os.path.dirname(self.secret), s.path("race/dir.swap"))
+        for url, swapped in (("/target.txt", "race/target.txt"), ("/dir/secret.txt", "race/dir")):
+            with self.subTest(url=url):
+                statuses = race(self, s.port("race"), url, [s.path(swapped)], SECRET.strip().encode(), 2, user="nobody")
+                self.assertIn(200, statuses)  # the public file was served in between
+                self.assertEqual(set(statuses) - {200, 403, 404}, set(), statuses)
+
+
+READABLE_SECRET = b"secret the front end can read 52e1d0\n"
+
+RACE_CONF = """
+server:
+  threads: 2
+sites:
+  race:
+    bindings: ["http://127.0.0.1:{port:http}"]
+    root: "{dir}/www"
+    modules:
+      compression: {static: true, types: [text/*]}
+"""
+
+
+class SymlinkSwapRaceTest(unittest.TestCase):
+    """The file served is the file checked.  Someone who can write into a document root swaps a
+    path component between a real file or directory and a symlink out of the root while requests
+    ask for it: with follow_symlinks: false, a file outside the root is never sent, even one the
+    front end's user can read.  (Before h2pool sent from the checked descriptor, libh2o opened
+    the file again by name after the check, and these races won.)"""
+
+    @classmethod
+    def setUpClass(cls):
+        s = cls.server = Server(RACE_CONF)
+        cls.addClassCleanup(s.cleanup)
+        cls.addClassCleanup(h2ptest.stop_cleanly, s)
+        for rel in ("outside/secret.txt", "outside/d/secret.txt", "outside/m/x/y/secret.txt"):
+            s.write(rel, READABLE_SECRET, 0o644)
+        public = "public\n"
+        # the last component: a file <-> a symlink to the secret (absolute, relative)
+        s.write("www/file.txt", public, 0o644)
+        os.symlink(s.path("outside/secret.txt"), s.path("www/file.txt.swap"))
+        s.write("www/rel.txt", public, 0o644)
+        os.symlink("../outside/secret.txt", s.path("www/rel.txt.swap"))
+        # the directory holding the file <-> a symlink to a directory outside holding a secret of that name
+        s.write("www/d/secret.txt", public, 0o644)
+        os.symlink(s.path("outside/d"), s.path("www/d.swap"))
+        # a directory in the middle of the path (relative symlink)
+        s.write("www/m/x/y/secret.txt", public, 0o644)
+        os.symlink("../outside/m", s.path("www/m.swap"))
+        # behind an absolute symlink that points inside the root (the realpath path), the real
+        # directory it names is swapped
+        s.write("www/real/secret.txt", public, 0o644)
+        os.symlink(s.path("outside/d"), s.path("www/real.swap"))
+        os.symlink(s.path("www/real"), s.path("www/abs"))
+        # a precompressed sibling swapped (compression on: the .gz is what a gzip client gets)
+        s.write("www/style.css", "body{}\n" * 100, 0o644)
+        s.write("www/style.css.gz", public, 0o644)
+        os.symlink(s.path("outside/secret.txt"), s.path("www/style.css.gz.swap"))
+        for rel in ("outside", "outside/d", "outside/m", "outside/m/x", "outside/m/x/y"):
+            os.chmod(s.path(rel), 0o755)
+        s.start()
+
+    def test_swapped_components_never_lead_out_of_the_root(self):
+        s = self.server
+        for url, swapped in (("/file.txt", ["www/file.txt"]),
+                             ("/rel.txt", ["www/rel.txt"]),
+                             ("/d/secret.txt", ["www/d"]),
+                             ("/m/x/y/secret.txt", ["www/m"]),
+                             ("/abs/secret.txt", ["www/real"])):
+            with self.subTest(url=url):
+                statuses = race(self, s.port(), url, [s.path(p) for p in swapped], READABLE_SECRET.strip(), 2)
+                self.assertIn(200, statuses)  # the public file was served in between
+                self.assertIn(403, statuses)  # and the symlink was seen
+                self.assertEqual(set(statuses) - {200, 403}, set(), statuses)
+
+    def test_swapped_precompressed_sibling(self):
+        s = self.server
         python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
-        racer = subprocess.Popen([python, "-c", RACER, s.path("race"), self.secret, str(seconds)],
-                                 user="nobody", group="nogroup")
+        racer = subprocess.Popen([python, "-c", RACER, "2", s.path("www/style.css.gz")])
         self.addCleanup(lambda: racer.poll() is None and (racer.kill() or racer.wait()))
-        statuses = {}
-        conn = http.client.HTTPConnection("127.0.0.1", s.port("race"), timeout=10)
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            for path in ("/target.txt", "/dir/secret.txt"):
-                conn.request("GET", path)
-                r = conn.getresponse()
-                body = r.read()
-                self.assertNotIn(SECRET.strip().encode(), body)
-                statuses[r.status] = statuses.get(r.status, 0) + 1
-                if r.getheader("connection", "").lower() == "close":
-                    conn.close()
-                    conn = http.client.HTTPConnection("127.0.0.1", s.port("race"), timeout=10)
+        conn = http.client.HTTPConnection("127.0.0.1", s.port(), timeout=10)
+        encodings = set()
+        while racer.poll() is None:
+            conn.request("GET", "/style.css", headers={"Accept-Encoding": "gzip"})
+            r = conn.getresponse()
+            body = r.read()
+            self.assertNotIn(READABLE_SECRET.strip(), body)
+            self.assertEqual(r.status, 200)
+            encodings.add(r.getheader("content-encoding"))
         conn.close()
-        self.assertEqual(racer.wait(30), 0)
-        self.assertIn(200, statuses)  # the public file was served in between
-        self.assertEqual(set(statuses) - {200, 403, 404}, set(), statuses)
+        self.assertEqual(racer.wait(), 0)
+        self.assertIn("gzip", encodings)  # the sibling was sent while it was the real file
 
 
 # ---- a front end that was taken over -------------------------------------------------------

@@ -1,6 +1,10 @@
-"""Static files: libh2o's file handler behind h2pool's router (`sites.*.root`,
-`default_documents`, `http2`)."""
+"""Static files, sent from the descriptor h2pool opened beneath the root (`sites.*.root`,
+`default_documents`, `http2`): validators, conditional requests, ranges, HEAD, streaming."""
+import email.utils
+import os
 import re
+import socket
+import time
 import unittest
 
 import h2ptest
@@ -30,12 +34,17 @@ sites:
     bindings: [http://127.0.0.1:{port:http}:listing.test]
     root: {dir}/listing
     directory_listing: true
+  deploy:
+    bindings: [http://127.0.0.1:{port:http}:deploy.test]
+    root: {dir}/current
   catchall:
     bindings: [http://127.0.0.1:{port:http}]
     root: {dir}/catchall
 """
 
 BIN = bytes(range(256)) * 4  # 1 KiB of every byte value
+# 20 MiB that no two 64 KiB chunks share: a chunk sent twice, skipped or out of order shows
+BIG = b"".join(i.to_bytes(4, "big") * 16 for i in range(20 * 1024 * 1024 // 64))
 
 FILES = {
     "www/index.html": "main index\n",
@@ -49,6 +58,8 @@ FILES = {
     "www/dir/page.html": "<p>page</p>\n",
     "www/only_txt/index.txt": "libh2o's own index file, not a default document\n",
     "www/empty_dir/.keep": "",
+    "www/empty.txt": "",
+    "www/big.bin": BIG,
     "ordered/index.html": "index.html (second in the list)\n",
     "ordered/second.html": "second.html (first in the list)\n",
     "ordered/sub/index.html": "sub index.html\n",
@@ -57,11 +68,22 @@ FILES = {
     "nodoc/sub/index.html": "index.html, unlisted\n",
     "listing/files/listed-file.txt": "x\n",
     "catchall/index.html": "catch-all site\n",
+    "release1/version.txt": "release1\n",
+    "release2/version.txt": "release2\n",
+    "release2/new.txt": "new in release2\n",
 }
 
 
 class StaticTest(h2ptest.ServerTestCase):
     CONF, FILES, HOST = CONF, FILES, "main.test"
+
+    @classmethod
+    def prepare(cls, server):
+        os.mkfifo(server.path("www/fifo.txt"))  # opening it for reading would block without O_NONBLOCK
+        os.symlink("release1", server.path("current"))  # `root: .../current`, switched by deploys
+        for release in ("release1", "release2"):
+            os.symlink(server.path(release + "/version.txt"), server.path(release + "/abs.txt"))
+            os.symlink(server.path("www/hello.txt"), server.path(release + "/out.txt"))
 
     def raw(self, request):
         """One raw HTTP/1.1 exchange on a fresh connection; returns (status, headers, body)."""
@@ -143,6 +165,141 @@ class StaticTest(h2ptest.ServerTestCase):
         r = self.get("/hello.txt", "-H", "Range: bytes=100-200")
         self.assertEqual(r.status, 416, r)
         self.assertEqual(r.header("content-range"), "bytes */20")
+
+    def test_validators_are_libh2o_s(self):
+        """Caches and clients kept ETags and dates from libh2o's file handler: same format."""
+        st = os.stat(self.server.path("www/hello.txt"))
+        r = self.get("/hello.txt")
+        self.assertEqual(r.header("etag"), '"%08x-%x"' % (int(st.st_mtime), st.st_size))
+        self.assertEqual(r.header("last-modified"), email.utils.formatdate(int(st.st_mtime), usegmt=True))
+        self.assertEqual(r.header("accept-ranges"), "bytes")
+
+    def test_if_none_match_lists_and_weak_tags(self):
+        etag = self.get("/hello.txt").header("etag")
+        for value in (etag, "W/" + etag, f'"other", {etag}', "*", f'W/"x", W/{etag}'):
+            with self.subTest(value=value):
+                r = self.get("/hello.txt", "-H", f"If-None-Match: {value}")
+                self.assertEqual((r.status, r.body), (304, b""), r)
+                self.assertEqual(r.header("etag"), etag)
+        # If-None-Match wins over If-Modified-Since (RFC 9110 13.1.3)
+        lm = self.get("/hello.txt").header("last-modified")
+        r = self.get("/hello.txt", "-H", 'If-None-Match: "other"', "-H", f"If-Modified-Since: {lm}")
+        self.assertEqual(r.status, 200, r)
+
+    def test_range_forms(self):
+        text = b"hello, static world\n"
+        for value, status, body, content_range in (
+                ("bytes=5-", 206, text[5:], "bytes 5-19/20"),
+                ("bytes=10-1000", 206, text[10:], "bytes 10-19/20"),
+                ("bytes=-100", 206, text, "bytes 0-19/20"),
+                ("bytes=19-19", 206, text[19:], "bytes 19-19/20"),
+                ("bytes=0-0, 30-40", 206, text[:1], "bytes 0-0/20"),  # one satisfiable range
+                ("bytes=0-1, 4-5", 200, text, None),  # several: the whole file
+                ("bytes=abc", 200, text, None),  # malformed: ignored
+                ("bytes=5-2", 200, text, None),
+                ("items=0-1", 200, text, None)):
+            with self.subTest(range=value):
+                r = self.get("/hello.txt", "-H", f"Range: {value}")
+                self.assertEqual((r.status, r.body), (status, body), r)
+                self.assertEqual(r.header("content-range"), content_range)
+                self.assertEqual(r.header("content-length"), str(len(body)))
+        for value in ("bytes=20-", "bytes=-0", "bytes=100-200, 300-"):
+            with self.subTest(range=value):
+                r = self.get("/hello.txt", "-H", f"Range: {value}")
+                self.assertEqual(r.status, 416, r)
+                self.assertEqual(r.header("content-range"), "bytes */20")
+        r = self.get("/empty.txt", "-H", "Range: bytes=0-")
+        self.assertEqual((r.status, r.header("content-range")), (416, "bytes */0"))
+
+    def test_if_range(self):
+        first = self.get("/hello.txt")
+        etag, lm = first.header("etag"), first.header("last-modified")
+        for validator, status in ((etag, 206), (lm, 206), ('"stale"', 200), ("W/" + etag, 200),
+                                  ("Thu, 01 Jan 1970 00:00:01 GMT", 200)):
+            with self.subTest(validator=validator):
+                r = self.get("/hello.txt", "-H", "Range: bytes=0-3", "-H", f"If-Range: {validator}")
+                self.assertEqual(r.status, status, r)
+                self.assertEqual(r.body, b"hell" if status == 206 else b"hello, static world\n")
+
+    def test_head_with_range_and_over_h2(self):
+        status, headers, body = self.raw(b"HEAD /hello.txt HTTP/1.1\r\nHost: main.test\r\nRange: bytes=2-5\r\n"
+                                         b"Connection: close\r\n\r\n")
+        self.assertEqual((status, headers.get("content-range"), headers.get("content-length"), body),
+                         (206, "bytes 2-5/20", "4", b""))
+        r = self.get("/big.bin", "-X", "HEAD", "--http2-prior-knowledge")
+        self.assertEqual((r.status, r.version, r.body), (200, "2", b""), r)
+        self.assertEqual(r.header("content-length"), str(len(BIG)))
+
+    def test_big_file_streams_byte_for_byte(self):
+        for proto in ([], ["--http2-prior-knowledge"], ["--http1.0"]):
+            with self.subTest(proto=proto):
+                r = self.get("/big.bin", *proto)
+                self.assertEqual(r.status, 200, r)
+                self.assertEqual(r.header("content-length"), str(len(BIG)))
+                self.assertTrue(r.body == BIG, f"{len(r.body)} bytes differ from the file")
+        # a range across several read chunks, from the middle
+        start, end = 65000 * 3 - 7, 65000 * 9 + 11
+        r = self.get("/big.bin", "-H", f"Range: bytes={start}-{end}")
+        self.assertEqual(r.status, 206, r)
+        self.assertTrue(r.body == BIG[start:end + 1])
+
+    def open_descriptors_of(self, name):
+        pid = self.server.proc.pid  # the front end: it opens static files
+        found = 0
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                found += os.readlink(f"/proc/{pid}/fd/{fd}").endswith("/" + name)
+            except OSError:
+                pass  # closed meanwhile
+        return found
+
+    def test_descriptor_closes_when_the_client_leaves(self):
+        for request in (b"GET /big.bin HTTP/1.1\r\nHost: main.test\r\n\r\n",
+                        b"GET /big.bin HTTP/1.1\r\nHost: main.test\r\nRange: bytes=100-\r\n\r\n"):
+            for _ in range(3):
+                with socket.create_connection(("127.0.0.1", self.server.port()), timeout=10) as s:
+                    s.sendall(request)
+                    self.assertTrue(s.recv(65536).startswith(b"HTTP/1.1 20"))
+        h2ptest.wait_until(lambda: self.open_descriptors_of("big.bin") == 0, what="big.bin's descriptors to close")
+        r = self.get("/big.bin", "-H", "Range: bytes=0-9")
+        self.assertEqual((r.status, r.body), (206, BIG[:10]))
+
+    def test_empty_file(self):
+        r = self.get("/empty.txt")
+        self.assertEqual((r.status, r.body, r.header("content-length")), (200, b"", "0"), r)
+
+    def test_changed_file_is_served_at_once(self):
+        path = self.server.path("www/changing.txt")
+        for i, content in enumerate((b"first\n", b"second version\n", b"3\n")):
+            with open(path + ".tmp", "wb") as f:
+                f.write(content)
+            os.utime(path + ".tmp", (1000000000 + i, 1000000000 + i))
+            os.rename(path + ".tmp", path)
+            r = self.get("/changing.txt")
+            self.assertEqual((r.status, r.body), (200, content), r)
+
+    def test_root_switched_by_a_deploy(self):
+        """A root that is a symlink a deploy switches: the next request is served from the new
+        release, symlinks judged against it."""
+        for release, new in (("release2", 200), ("release1", 404), ("release2", 200)):
+            with self.subTest(release=release):
+                os.symlink(release, self.server.path("current.new"))
+                os.rename(self.server.path("current.new"), self.server.path("current"))
+                r = self.get("/version.txt", host="deploy.test")
+                self.assertEqual((r.status, r.body), (200, f"{release}\n".encode()), r)
+                self.assertEqual(self.get("/new.txt", host="deploy.test").status, new)
+                r = self.get("/abs.txt", host="deploy.test")  # an absolute symlink inside the release
+                self.assertEqual((r.status, r.body), (200, f"{release}\n".encode()), r)
+                r = self.get("/out.txt", host="deploy.test")  # out of the release
+                self.assertEqual(r.status, 403, r)
+                self.assertNotIn(b"hello, static world", r.body)
+
+    def test_fifo_is_not_a_file(self):
+        for path in ("/fifo.txt", "/fifo.txt/"):
+            with self.subTest(path=path):
+                r = self.get(path, timeout=10)
+                self.assertEqual(r.status, 404, r)
+        self.assertEqual(self.get("/hello.txt").status, 200)
 
     # ---- HEAD, methods -------------------------------------------------------------------
 
