@@ -32,6 +32,7 @@
 #include "native-modules/credfile.h"
 #include "native-modules/crypt_pool.h"
 #include "native-modules/module.h"
+#include "native-modules/authentication.h"
 
 #define MAX_AUTHORIZATION 8192 /* longer Authorization values are refused without decoding */
 #define CACHE_SLOTS 512        /* per thread, direct-mapped: a colliding entry replaces the old one */
@@ -320,10 +321,10 @@ static void on_dispose(h2o_handler_t *_self)
 
 static int on_config(h2p_module_scope_t *ms)
 {
-    const h2p_authentication_conf_t *c = &ms->settings->authentication.c;
+    const h2p_authentication_conf_t *c = ms->settings->authentication;
     const char *site = ms->site->name;
 
-    if (!ms->settings->authentication.enabled)
+    if (!ms->settings->authentication->enabled)
         return 0;
     static const struct {
         const char *name;

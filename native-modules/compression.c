@@ -141,7 +141,7 @@ h2p_content_coding_t h2p_accept_encoding_best(const h2p_accept_encoding_t *accep
 
 static int scope_compresses(const h2p_modules_conf_t *m, int is_static)
 {
-    return m->compression.enabled && (is_static ? m->compression.static_ : m->compression.dynamic);
+    return m->compression->enabled && (is_static ? m->compression->static_ : m->compression->dynamic);
 }
 
 h2p_content_coding_t h2p_compression_negotiate(const h2p_modules_conf_t *m, h2o_req_t *req, int is_static)
@@ -461,12 +461,12 @@ static void on_setup_ostream(h2o_filter_t *_self, h2o_req_t *req, h2o_ostream_t 
     if (!scope_compresses(self->settings, is_static))
         goto Next;
     ssize_t type_index = h2o_find_header(&req->res.headers, H2O_TOKEN_CONTENT_TYPE, -1);
-    if (type_index == -1 || !type_listed(&self->settings->compression.types, req->res.headers.entries[type_index].value))
+    if (type_index == -1 || !type_listed(&self->settings->compression->types, req->res.headers.entries[type_index].value))
         goto Next;
     if (has_header(req, H2O_TOKEN_CONTENT_ENCODING) || has_header(req, H2O_TOKEN_CONTENT_RANGE) ||
         cache_control_says(&req->res.headers, H2O_STRLIT("no-transform")))
         goto Next;
-    if (req->res.content_length != SIZE_MAX && req->res.content_length < self->settings->compression.min_size)
+    if (req->res.content_length != SIZE_MAX && req->res.content_length < self->settings->compression->min_size)
         goto Next;
     /* from here on the answer depends on Accept-Encoding, compressed or not */
     add_vary_accept_encoding(req);
@@ -547,7 +547,7 @@ int h2p_compression_send_precompressed(h2o_req_t *req, h2p_scope_rt_t *scope, co
     if (best == H2P_CODING_IDENTITY)
         return -1;
     h2o_iovec_t type = file_type(req, physical);
-    if (type.base == NULL || !type_listed(&m->compression.types, type))
+    if (type.base == NULL || !type_listed(&m->compression->types, type))
         return -1;
     struct stat file_st;
     if (stat(physical, &file_st) != 0 || !S_ISREG(file_st.st_mode))
@@ -585,7 +585,7 @@ int h2p_compression_is_filter(const h2o_filter_t *filter)
 static int on_config(h2p_module_scope_t *ms)
 {
     const h2p_modules_conf_t *m = ms->settings;
-    if (!m->compression.enabled || (!m->compression.static_ && !m->compression.dynamic) || m->compression.types.count == 0)
+    if (!m->compression->enabled || (!m->compression->static_ && !m->compression->dynamic) || m->compression->types.count == 0)
         return 0;
     compression_filter_t *self = (void *)h2o_create_filter(ms->pathconf, sizeof(*self));
     self->super.on_setup_ostream = on_setup_ostream;

@@ -11,6 +11,14 @@
 
 struct h2p_scope_rt;
 
+/* modules.compression in a scope (compression_conf.c) */
+typedef struct h2p_compression_conf {
+    H2P_MODULE_HEAD;
+    int dynamic, static_;
+    h2p_strlist_t types;
+    uint64_t min_size;
+} h2p_compression_conf_t;
+
 typedef enum h2p_content_coding { H2P_CODING_IDENTITY = 0, H2P_CODING_GZIP, H2P_CODING_BR } h2p_content_coding_t;
 
 /* Quality values (0..1000) an Accept-Encoding header list gives each coding h2pool knows. */

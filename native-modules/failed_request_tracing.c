@@ -24,6 +24,7 @@
 #include "frontend/log_writer.h"
 #include "frontend/router.h"
 #include "native-modules/module.h"
+#include "native-modules/failed_request_tracing.h"
 
 #define MAX_STEPS 32 /* steps beyond it (rewrites into deep chains) are counted, not kept */
 
@@ -309,7 +310,7 @@ static const h2p_status_range_t server_errors = {500, 599};
 
 static int on_config(h2p_module_scope_t *ms)
 {
-    const __typeof__(ms->settings->failed_request_tracing) *settings = &ms->settings->failed_request_tracing;
+    const h2p_failed_request_tracing_conf_t *settings = ms->settings->failed_request_tracing;
     char dir[PATH_MAX];
     if (!settings->enabled)
         return 0;

@@ -25,6 +25,7 @@
 #include "frontend/log.h"
 #include "frontend/log_writer.h"
 #include "native-modules/module.h"
+#include "native-modules/logging.h"
 
 #define LINE_MAX_BYTES 16384
 /* the most a field may take once escaped; a longer one is cut (the line stays well-formed) */
@@ -324,19 +325,19 @@ static h2p_log_rotation_t rotation_of(const char *name)
 
 static int on_config(h2p_module_scope_t *ms)
 {
-    if (!ms->settings->logging.enabled || ms->server->log_dir == NULL)
+    if (!ms->settings->logging->enabled || ms->server->log_dir == NULL)
         return 0; /* no log_dir: no access logs */
     char dir[PATH_MAX];
     if (snprintf(dir, sizeof(dir), "%s/%s", ms->server->log_dir, ms->site->name) >= (int)sizeof(dir)) {
         snprintf(ms->err, ms->errlen, "site %s: logging: server.log_dir is too long", ms->site->name);
         return -1;
     }
-    int json = strcmp(ms->settings->logging.format, "json") == 0;
+    int json = strcmp(ms->settings->logging->format, "json") == 0;
     h2p_log_target_conf_t target = {
         .dir = dir,
         .kind = json ? H2P_LOG_FILE_JSON : H2P_LOG_FILE_W3C,
-        .rotate = rotation_of(ms->settings->logging.rotate),
-        .max_size = ms->settings->logging.max_size,
+        .rotate = rotation_of(ms->settings->logging->rotate),
+        .max_size = ms->settings->logging->max_size,
     };
     int id = h2p_log_writer_target(&target);
     if (id < 0) {

@@ -39,6 +39,7 @@
 #include "native-modules/cache_store.h"
 #include "native-modules/compression.h"
 #include "native-modules/module.h"
+#include "native-modules/output_cache.h"
 
 typedef struct lookup_handler {
     h2o_handler_t super;
@@ -346,9 +347,9 @@ static int lookup(h2o_req_t *req, h2p_cache_request_t *c)
 
 static const h2p_output_cache_rule_t *find_rule(const h2p_modules_conf_t *m, h2o_iovec_t path)
 {
-    for (size_t i = 0; i != m->output_cache.count; ++i)
-        if (rule_matches(m->output_cache.rules[i].path, path))
-            return m->output_cache.rules + i;
+    for (size_t i = 0; i != m->output_cache->count; ++i)
+        if (rule_matches(m->output_cache->rules[i].path, path))
+            return m->output_cache->rules + i;
     return NULL;
 }
 
@@ -705,7 +706,7 @@ static void place_after_compression(h2o_pathconf_t *pathconf, h2o_filter_t *stor
 static int on_config(h2p_module_scope_t *ms)
 {
     const h2p_modules_conf_t *m = ms->settings;
-    if (!m->output_cache.enabled || m->output_cache.count == 0)
+    if (!m->output_cache->enabled || m->output_cache->count == 0)
         return 0;
     if (ms->phase == H2P_PHASE_REQUEST) {
         lookup_handler_t *self = (void *)h2o_create_handler(ms->pathconf, sizeof(*self));

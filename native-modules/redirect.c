@@ -15,6 +15,7 @@
 #include "native-modules/match.h"
 #include "frontend/alloc.h"
 #include "native-modules/module.h"
+#include "native-modules/redirect.h"
 
 typedef struct redirect_rule_rt {
     h2o_iovec_t from, to;
@@ -81,10 +82,10 @@ static void on_dispose(h2o_handler_t *_self)
 
 static int on_config(h2p_module_scope_t *ms)
 {
-    if (!ms->settings->redirect.enabled || ms->settings->redirect.count == 0)
+    if (!ms->settings->redirect->enabled || ms->settings->redirect->count == 0)
         return 0;
-    size_t count = ms->settings->redirect.count;
-    const h2p_redirect_rule_t *rules = ms->settings->redirect.rules;
+    size_t count = ms->settings->redirect->count;
+    const h2p_redirect_rule_t *rules = ms->settings->redirect->rules;
     /* (a target with a control byte, or with a capture where it could change the host, is a
      * configuration error: frontend/config_modules.c) */
     redirect_handler_t *self = (void *)h2o_create_handler(ms->pathconf, sizeof(*self));

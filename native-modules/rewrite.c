@@ -18,6 +18,7 @@
 #include "frontend/router.h"
 #include "handlers/content.h"
 #include "native-modules/module.h"
+#include "native-modules/rewrite.h"
 
 #define MAX_REFERENCES 10 /* $0..$9 */
 
@@ -138,12 +139,12 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
 
 static int on_config(h2p_module_scope_t *ms)
 {
-    if (!ms->settings->rewrite.enabled || ms->settings->rewrite.count == 0)
+    if (!ms->settings->rewrite->enabled || ms->settings->rewrite->count == 0)
         return 0;
     rewrite_handler_t *self = (void *)h2o_create_handler(ms->pathconf, sizeof(*self));
     self->super.on_req = on_req;
-    self->rules = ms->settings->rewrite.rules;
-    self->count = ms->settings->rewrite.count;
+    self->rules = ms->settings->rewrite->rules;
+    self->count = ms->settings->rewrite->count;
     self->scope = ms->scope;
     return 0;
 }
