@@ -19,6 +19,7 @@
 #include <stdatomic.h>
 
 #include "frontend/config.h"
+#include "native-modules/module_index.h"
 
 struct h2p_gen;
 
@@ -62,15 +63,17 @@ typedef struct h2p_thread {
     h2p_thread_listener_t **listeners; /* by listener index; never freed: pending handshakes point in */
     size_t num_listeners;
     h2o_multithread_queue_t *queue;
-    h2o_multithread_receiver_t control;         /* shutdown / generation swap */
-    h2o_multithread_receiver_t dispatch;        /* requests handed over by the pool manager */
-    h2o_multithread_receiver_t drop_kept;       /* kept worker connections this thread must close */
-    h2o_multithread_receiver_t password_checks; /* results of the crypt pool (native-modules/crypt_pool.h) */
-    size_t requests_in_flight;                  /* and password checks not back yet: the loop waits for both */
+    h2o_multithread_receiver_t control;   /* shutdown / generation swap */
+    h2o_multithread_receiver_t dispatch;  /* requests handed over by the pool manager */
+    h2o_multithread_receiver_t drop_kept; /* kept worker connections this thread must close */
+    size_t requests_in_flight;            /* and password checks not back yet: the loop waits for both */
     int shutting_down;
     h2o_linklist_t watched;         /* client connections (frontend/conn_watch.c) */
     h2o_timeout_entry_t watch_tick; /* once a second: their request timeouts */
     uint64_t refused_413_seen;      /* libh2o's count of 413s, as conn_watch last logged them */
+
+    /* each native module's state on this thread, made by its init_thread (native-modules/module.h) */
+    void *module_thread[H2P_NUM_MODULES];
 } h2p_thread_t;
 
 typedef struct h2p_server {

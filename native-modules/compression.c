@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 #include <zlib.h>
 
+#include "frontend/alloc.h"
 #include "frontend/router.h"
 #include "handlers/static.h"
 #include "native-modules/module.h"
@@ -248,10 +249,11 @@ typedef struct deflater {
     size_t capacity;
 } deflater_t;
 
-static __thread struct {
+/* The module's state on a front-end thread (H2P_MODULE_THREAD) */
+typedef struct compression_thread {
     deflater_t *items[SPARE_DEFLATERS];
     size_t count;
-} spare_deflaters;
+} spare_deflaters_t;
 
 typedef struct gzip_context {
     h2o_compress_context_t super;
@@ -262,8 +264,9 @@ typedef struct gzip_context {
 
 static deflater_t *take_deflater(void)
 {
-    if (spare_deflaters.count != 0) {
-        deflater_t *d = spare_deflaters.items[--spare_deflaters.count];
+    spare_deflaters_t *spare = H2P_MODULE_THREAD(h2p_this_thread, compression);
+    if (spare->count != 0) {
+        deflater_t *d = spare->items[--spare->count];
         deflateReset(&d->zs);
         return d;
     }
@@ -285,16 +288,25 @@ static void free_deflater(deflater_t *d)
 static void gzip_dispose(void *_self)
 {
     gzip_context_t *self = _self;
-    if (spare_deflaters.count != SPARE_DEFLATERS)
-        spare_deflaters.items[spare_deflaters.count++] = self->deflater;
+    spare_deflaters_t *spare = H2P_MODULE_THREAD(h2p_this_thread, compression);
+    if (spare->count != SPARE_DEFLATERS)
+        spare->items[spare->count++] = self->deflater;
     else
         free_deflater(self->deflater);
 }
 
+static void init_thread(h2p_thread_t *th)
+{
+    H2P_MODULE_THREAD(th, compression) = h2p_calloc(1, sizeof(spare_deflaters_t));
+}
+
 static void dispose_thread(h2p_thread_t *th)
 {
-    while (spare_deflaters.count != 0)
-        free_deflater(spare_deflaters.items[--spare_deflaters.count]);
+    spare_deflaters_t *spare = H2P_MODULE_THREAD(th, compression);
+    while (spare->count != 0)
+        free_deflater(spare->items[--spare->count]);
+    free(spare);
+    H2P_MODULE_THREAD(th, compression) = NULL;
 }
 
 static void gzip_run(gzip_context_t *self, const char *src, size_t len, int flush)
@@ -593,4 +605,5 @@ static int on_config(h2p_module_scope_t *ms)
     return 0;
 }
 
-const h2p_module_t h2p_module_compression = {"compression", H2P_PHASE_RESPONSE, on_config, .dispose_thread = dispose_thread};
+const h2p_module_t h2p_module_compression = {"compression", H2P_PHASE_RESPONSE, on_config, .init_thread = init_thread,
+                                             .dispose_thread = dispose_thread};

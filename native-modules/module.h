@@ -19,6 +19,7 @@
 
 #include "frontend/config.h"
 #include "frontend/counters.h"
+#include "native-modules/module_index.h"
 
 struct h2p_gen;
 struct h2p_site_rt;
@@ -152,10 +153,15 @@ typedef struct h2p_module {
      * Returns 0, or -1 with scope->err filled (the generation is refused). */
     int (*on_config)(h2p_module_scope_t *scope);
     /* Optional: set up / free the module's state of a front-end thread, on that thread (before its
-     * loop runs requests / after its last request). */
+     * loop runs requests / after its last request).  The state hangs in the thread's slot for the
+     * module, H2P_MODULE_THREAD(th, name): made once here, never on a request's path. */
     void (*init_thread)(struct h2p_thread *th);
     void (*dispose_thread)(struct h2p_thread *th);
 } h2p_module_t;
+
+/* A module's state on a front-end thread (frontend/server.h's h2p_thread_t.module_thread), as its
+ * init_thread made it; `name` is the module's own. */
+#define H2P_MODULE_THREAD(th, name) ((th)->module_thread[H2P_MODULE_INDEX(name)])
 
 /* Runs every module's init_thread / dispose_thread on the calling front-end thread. */
 void h2p_modules_init_thread(struct h2p_thread *th);

@@ -33,6 +33,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "frontend/alloc.h"
 #include "frontend/router.h"
 #include "handlers/content.h"
 #include "handlers/static.h"
@@ -75,7 +76,11 @@ typedef struct store_ostream {
     h2p_cache_request_t *c;
 } store_ostream_t;
 
-static __thread h2o_multithread_receiver_t wake_receiver;
+/* The module's state on a front-end thread (H2P_MODULE_THREAD): where other threads' stores wake
+ * this thread's requests waiting for the same entry */
+typedef struct output_cache_thread {
+    h2o_multithread_receiver_t wake_receiver;
+} output_cache_thread_t;
 
 /* ---- small helpers ---------------------------------------------------------------------- */
 
@@ -328,7 +333,8 @@ static int lookup(h2o_req_t *req, h2p_cache_request_t *c)
             return 0;
         case H2P_CACHE_MUST_WAIT:
             waiter = h2o_mem_alloc(sizeof(*waiter));
-            *waiter = (h2p_cache_waiter_t){.receiver = &wake_receiver, .data = c};
+            *waiter = (h2p_cache_waiter_t){
+                .receiver = &((output_cache_thread_t *)H2P_MODULE_THREAD(h2p_this_thread, output_cache))->wake_receiver, .data = c};
             continue;
         case H2P_CACHE_WAIT:
             c->waiter = waiter;
@@ -426,7 +432,18 @@ static void on_wake(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messag
 
 static void init_thread(h2p_thread_t *th)
 {
-    h2o_multithread_register_receiver(th->queue, &wake_receiver, on_wake);
+    output_cache_thread_t *state = h2p_calloc(1, sizeof(*state));
+    h2o_multithread_register_receiver(th->queue, &state->wake_receiver, on_wake);
+    H2P_MODULE_THREAD(th, output_cache) = state;
+}
+
+static void dispose_thread(h2p_thread_t *th)
+{
+    output_cache_thread_t *state = H2P_MODULE_THREAD(th, output_cache);
+    /* (no request waits any more: the loop ran until the last one ended) */
+    h2o_multithread_unregister_receiver(th->queue, &state->wake_receiver);
+    free(state);
+    H2P_MODULE_THREAD(th, output_cache) = NULL;
 }
 
 /* ---- the store ---------------------------------------------------------------------------- */
@@ -721,4 +738,4 @@ static int on_config(h2p_module_scope_t *ms)
 }
 
 const h2p_module_t h2p_module_output_cache = {"output_cache", H2P_PHASE_REQUEST | H2P_PHASE_RESPONSE, on_config,
-                                              .init_thread = init_thread};
+                                              .init_thread = init_thread, .dispose_thread = dispose_thread};
