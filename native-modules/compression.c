@@ -249,6 +249,13 @@ typedef struct deflater {
     size_t capacity;
 } deflater_t;
 
+/* The module's state of a request (H2P_MODULE_REQUEST): a precompressed sibling (.br, .gz) of a
+ * file of this Content-Type is being sent */
+typedef struct precompressed {
+    h2o_iovec_t type;
+    const char *coding;
+} precompressed_t;
+
 /* The module's state on a front-end thread (H2P_MODULE_THREAD) */
 typedef struct compression_thread {
     deflater_t *items[SPARE_DEFLATERS];
@@ -441,14 +448,13 @@ static void compress_do_send(h2o_ostream_t *_self, h2o_req_t *req, h2o_iovec_t *
 }
 
 /* A precompressed sibling went out: it is the file's representation in that coding. */
-static void label_precompressed(h2o_req_t *req, h2p_request_t *r)
+static void label_precompressed(h2o_req_t *req, const precompressed_t *sent)
 {
     ssize_t i = h2o_find_header(&req->res.headers, H2O_TOKEN_CONTENT_TYPE, -1);
     if (i != -1)
-        req->res.headers.entries[i].value = r->precompressed_type;
+        req->res.headers.entries[i].value = sent->type;
     if (req->res.status == 200)
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_ENCODING, NULL, r->precompressed_coding,
-                       strlen(r->precompressed_coding));
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_ENCODING, NULL, sent->coding, strlen(sent->coding));
     add_vary_accept_encoding(req);
 }
 
@@ -463,8 +469,8 @@ static void on_setup_ostream(h2o_filter_t *_self, h2o_req_t *req, h2o_ostream_t 
     h2p_request_t *r = h2p_request_of(req);
     if (r != NULL && r->from_cache)
         goto Next; /* stored as the cache's entry for this coding */
-    if (r != NULL && r->precompressed_coding != NULL) {
-        label_precompressed(req, r);
+    if (r != NULL && H2P_MODULE_REQUEST(r, compression) != NULL) {
+        label_precompressed(req, H2P_MODULE_REQUEST(r, compression));
         goto Next;
     }
     if (req->res.status != 200)
@@ -533,17 +539,16 @@ static int sibling_fits(h2o_req_t *req, h2p_scope_rt_t *scope, const struct stat
 static int send_sibling(h2o_req_t *req, h2p_scope_rt_t *scope, h2o_iovec_t type, const char *coding, const char *ext)
 {
     h2p_request_t *r = h2p_request_of(req);
-    r->precompressed_type = type;
-    r->precompressed_coding = coding;
+    precompressed_t *sent = h2o_mem_alloc_pool(&req->pool, sizeof(*sent));
+    *sent = (precompressed_t){type, coding};
+    H2P_MODULE_REQUEST(r, compression) = sent;
     /* libh2o's file handler maps the request path to the file: it sends the sibling's path */
     h2o_iovec_t path = req->path_normalized;
     req->path_normalized = h2o_concat(&req->pool, path, h2o_iovec_init(ext, strlen(ext)));
     int ret = scope->file->on_req(scope->file, req);
     req->path_normalized = path;
-    if (ret != 0) {
-        r->precompressed_type = h2o_iovec_init(NULL, 0);
-        r->precompressed_coding = NULL;
-    }
+    if (ret != 0)
+        H2P_MODULE_REQUEST(r, compression) = NULL;
     return ret;
 }
 

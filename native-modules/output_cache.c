@@ -386,7 +386,7 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
         c->file_path = physical;
     }
     c->key = build_key(req, r, rule, s->path, h2p_compression_negotiate(self->settings, req, is_static));
-    r->cache = c;
+    H2P_MODULE_REQUEST(r, output_cache) = c;
     return lookup(req, c);
 }
 
@@ -688,7 +688,7 @@ static void store_do_send(h2o_ostream_t *_self, h2o_req_t *req, h2o_iovec_t *buf
 static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
 {
     h2p_request_t *r = h2p_request_of(req);
-    h2p_cache_request_t *c = r != NULL ? r->cache : NULL;
+    h2p_cache_request_t *c = r != NULL ? H2P_MODULE_REQUEST(r, output_cache) : NULL;
     if (c == NULL || r->from_cache || c->waiter != NULL)
         goto Next;
     if ((c->ttl_ms = storable_for(req, c)) == 0 ||
