@@ -158,6 +158,9 @@ typedef struct h2p_module {
     /* Registers the module's handler or filter on the scope's pathconf when it is enabled there.
      * Returns 0, or -1 with scope->err filled (the generation is refused). */
     int (*on_config)(h2p_module_scope_t *scope);
+    /* set by a module that changes the request's path (rewrite): h2p_router_resume() goes on with
+     * the handler after this module's, in the scope of the new path */
+    int resume_after;
     /* Optional: set up / free the module's state of a front-end thread, on that thread (before its
      * loop runs requests / after its last request).  The state hangs in the thread's slot for the
      * module, H2P_MODULE_THREAD(th, name): made once here, never on a request's path. */

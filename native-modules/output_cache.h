@@ -18,4 +18,11 @@ typedef struct h2p_output_cache_conf {
     size_t count;
 } h2p_output_cache_conf_t;
 
+/* `h2pool ctl cache flush [SITE [PATH]]`: drops the entries of the current generation's cache
+ * (of one site, of one path or, for a PATH ending in '*', of the paths it starts: this module
+ * knows the keys).  How many. */
+struct h2p_gen;
+struct h2p_site_rt;
+size_t h2p_output_cache_flush(struct h2p_gen *gen, const struct h2p_site_rt *site, const char *path);
+
 #endif

@@ -6,7 +6,7 @@
  * is "/old/a".  Captured text is percent-encoded again where the Location needs it, and the
  * client's query string is kept ("?" or "&" after what `to` has).  `to` is an absolute URL or
  * a path, sent as written; a capture never changes the scheme, userinfo, host or port it names
- * (h2p_redirect_expand: "https://www.example.com$1" with "@evil.com" is ".com/%40evil.com").
+ * (h2p_target_expand: "https://www.example.com$1" with "@evil.com" is ".com/%40evil.com").
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,9 +59,9 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
             query = req->input.path.base + req->input.query_at + 1;
             query_len = req->input.path.len - req->input.query_at - 1;
         }
-        size_t len = h2p_redirect_expand(NULL, 0, rule->to.base, rule->to.len, path.base, captures, num_captures, query, query_len);
+        size_t len = h2p_target_expand(NULL, 0, rule->to.base, rule->to.len, path.base, captures, num_captures, query, query_len);
         char *location = h2o_mem_alloc_pool(&req->pool, len + 1);
-        h2p_redirect_expand(location, len, rule->to.base, rule->to.len, path.base, captures, num_captures, query, query_len);
+        h2p_target_expand(location, len, rule->to.base, rule->to.len, path.base, captures, num_captures, query, query_len);
         location[len] = '\0';
         h2p_request_t *r = h2p_request_of(req);
         if (r != NULL) {

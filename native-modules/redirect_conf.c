@@ -43,7 +43,7 @@ static void check_redirect(h2p_cfg_ctx_t *ctx, yaml_node_t *item, void *data)
             break;
         }
     }
-    if (rule->to != NULL && (problem = h2p_redirect_check_target(rule->to, strlen(rule->to))) != NULL)
+    if (rule->to != NULL && (problem = h2p_target_check(rule->to, strlen(rule->to))) != NULL)
         h2p_cfg_error_at_key(ctx, item, "to", problem);
 }
 

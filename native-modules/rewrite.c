@@ -152,5 +152,9 @@ static int on_config(h2p_module_scope_t *ms)
     return 0;
 }
 
-const h2p_module_t h2p_module_rewrite = {"rewrite", H2P_PHASE_REQUEST, on_config, .init_thread = init_thread,
+const h2p_module_t h2p_module_rewrite = {.name = "rewrite",
+                                         .phase = H2P_PHASE_REQUEST,
+                                         .on_config = on_config,
+                                         .resume_after = 1,
+                                         .init_thread = init_thread,
                                          .dispose_thread = dispose_thread};
