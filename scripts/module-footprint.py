@@ -65,16 +65,20 @@ def c_files(root):
                 yield os.path.normpath(os.path.join(rel_dir, f))
 
 
-def patterns(name):
+def pattern(name):
     n = re.escape(name)
-    return [
-        re.compile(r"\bh2p_(?:module_|conf_)?%s(?:_\w+)?\b" % n),
-        re.compile(r"\bmodules\s*(?:\.|->)\s*%s\b" % n),
-        re.compile(r"\bsettings\s*->\s*%s\b" % n),
-        re.compile(r"(?:\.|->)\s*%s\s*->" % n),
-        re.compile(r"\bH2P_MODULE_(?:THREAD|REQUEST)\s*\([^(),]*,\s*%s\s*\)" % n),
-        re.compile(r"\bH2P_MODULE_INDEX(?:\s*\(\s*%s\s*\)|_%s\b)" % (n, n)),
-    ]
+    return re.compile(
+        "|".join(
+            [
+                r"\bh2p_(?:module_|conf_)?%s(?:_\w+)?\b" % n,
+                r"\bmodules\s*(?:\.|->)\s*%s\b" % n,
+                r"\bsettings\s*->\s*%s\b" % n,
+                r"(?:\.|->)\s*%s\s*->" % n,
+                r"\bH2P_MODULE_(?:THREAD|REQUEST)\s*\([^(),]*,\s*%s\s*\)" % n,
+                r"\bH2P_MODULE_INDEX(?:\s*\(\s*%s\s*\)|_%s\b)" % (n, n),
+            ]
+        )
+    )
 
 
 def main():
@@ -90,16 +94,16 @@ def main():
     found = 0
     for name in names:
         allowed = interface_functions(root, name)
+        names_it = pattern(name)
         for rel, code in code_of.items():
-            if is_own_file(rel, name):
+            if is_own_file(rel, name) or name not in code:
                 continue
-            for pattern in patterns(name):
-                for m in pattern.finditer(code):
-                    if m.group(0) in allowed:
-                        continue
-                    line = code.count("\n", 0, m.start()) + 1
-                    print("%s:%d: names module %s: %s" % (rel, line, name, m.group(0).strip()))
-                    found += 1
+            for m in names_it.finditer(code):
+                if m.group(0) in allowed:
+                    continue
+                line = code.count("\n", 0, m.start()) + 1
+                print("%s:%d: names module %s: %s" % (rel, line, name, m.group(0).strip()))
+                found += 1
     if found:
         print(
             "%d reference(s) to modules outside their own files: give the module an accessor in its header, "
