@@ -1,10 +1,12 @@
 /*
  * `modules:` of a site, application or location: one settings section per pipeline module.
  *
- * Every module has a descriptor below: its defaults, its keys (or a parse function when the
- * section is a list or a free-form map) and the checks across its keys.  A scope that names a
- * module gets set = 1 and the module's defaults overridden by what it wrote; at the site level
- * every module is filled with its defaults first, so that the merged result is always usable.
+ * Every module has a descriptor (its h2p_conf_<name>, by native-modules/modules.def): the size
+ * of its settings, its defaults, its keys (or a parse function when the section is a list or a
+ * free-form map) and the checks across its keys.  This file knows no module's settings beyond
+ * their common head (H2P_MODULE_HEAD).  A scope that names a module gets fresh settings in its
+ * slot, set = 1, the module's defaults overridden by what it wrote; at the site level every slot
+ * is filled with the defaults first, so that the merged result is always complete.
  * Names that are no built-in module are kept as YAML text for plugin modules
  * (server.load_modules), and are an error when no plugin is loaded.
  */
