@@ -445,7 +445,7 @@ static int expand_captures(writer_t *w, const char *to, size_t from, size_t to_l
 }
 
 size_t h2p_target_expand(char *out, size_t cap, const char *to, size_t to_len, const char *s, const h2p_capture_t *captures,
-                           size_t num_captures, const char *query, size_t query_len)
+                         size_t num_captures, const char *query, size_t query_len)
 {
     target_shape_t shape = target_shape(to, to_len);
     writer_t w = {out, cap, 0};

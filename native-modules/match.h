@@ -104,6 +104,6 @@ int h2p_wildcard_match(const char *pattern, size_t pattern_len, const char *s, s
 const char *h2p_target_check(const char *to, size_t to_len);
 
 size_t h2p_target_expand(char *out, size_t cap, const char *to, size_t to_len, const char *s, const h2p_capture_t *captures,
-                           size_t num_captures, const char *query, size_t query_len);
+                         size_t num_captures, const char *query, size_t query_len);
 
 #endif
