@@ -103,101 +103,11 @@ typedef struct h2p_cidr {
     unsigned prefix;
 } h2p_cidr_t;
 
-typedef struct h2p_status_range {
-    unsigned from, to;
-} h2p_status_range_t;
-
-typedef struct h2p_request_filtering_conf {
-    h2p_strlist_t verbs_allow, verbs_deny;           /* upper case */
-    h2p_strlist_t extensions_allow, extensions_deny; /* lower case, with the dot */
-    h2p_strlist_t hidden_segments;
-    h2p_strlist_t deny_sequences; /* default none: `..` segments, `\` and NUL are refused always */
-    uint64_t max_url, max_query_string, max_header_size;
-    int allow_double_escaping, allow_high_bit;
-} h2p_request_filtering_conf_t;
-
-typedef struct h2p_ip_restriction_conf {
-    int default_allow;
-    h2p_cidr_t *allow, *deny;
-    size_t num_allow, num_deny;
-    h2p_cidr_t *trusted_proxies; /* X-Forwarded-For is honoured only from these */
-    size_t num_trusted_proxies;
-} h2p_ip_restriction_conf_t;
-
-typedef struct h2p_authentication_conf {
-    int anonymous;
-    struct {
-        int enabled;
-        char *realm, *users_file;       /* realm defaults to the site name */
-        h2p_origin_t users_file_origin; /* where users_file is named: its errors point there */
-    } basic, digest;
-    struct {
-        int enabled;
-        char *user_from;                           /* "subject_cn" etc., or NULL when map is used */
-        h2p_strlist_t map_fingerprints, map_users; /* parallel; SHA-256 as 64 lower-case hex digits */
-    } client_certificate;
-    struct {
-        int enabled;
-        char *keytab;
-    } negotiate;
-    uint64_t credential_cache_ttl_ms;
-    char *groups_file; /* roles for authorization: "group: user user ..." lines */
-    /* basic.users_file and groups_file as read and checked when the configuration was loaded
-       (with check_files; NULL otherwise): the modules use these, they never read the files */
-    const struct h2p_htpasswd *basic_users;
-    const struct h2p_groups *groups;
-    h2p_origin_t groups_file_origin;
-} h2p_authentication_conf_t;
-
-typedef struct h2p_authz_rule {
-    char *path; /* glob, NULL = every path */
-    int allow;  /* 1 allow, 0 deny */
-    h2p_strlist_t users, roles, verbs;
-    h2p_origin_t origin;
-} h2p_authz_rule_t;
-
-typedef struct h2p_redirect_rule {
-    char *from, *to;
-    unsigned status;
-} h2p_redirect_rule_t;
-
-typedef struct h2p_rewrite_rule {
-    char *match, *to;
-    int unless_file, unless_directory;
-    struct pcre2_real_code_8 *re; /* `match` compiled (JIT where available), freed with the generation */
-    h2p_origin_t origin;
-} h2p_rewrite_rule_t;
-
-typedef struct h2p_header_setting {
-    char *name;  /* lower case */
-    char *value; /* NULL = remove the header */
-} h2p_header_setting_t;
-
-typedef enum h2p_custom_errors_mode {
-    H2P_ERRORS_DETAILED_LOCAL_ONLY,
-    H2P_ERRORS_ON,
-    H2P_ERRORS_OFF /* detailed errors for everyone */
-} h2p_custom_errors_mode_t;
-
-#define H2P_MAX_ERROR_PAGE_SIZE (1024 * 1024)
-
-typedef struct h2p_error_page {
-    unsigned status;
-    char *path;
-    char *body; /* the file's content, read when the configuration was loaded (with check_files; NULL otherwise) */
-    size_t body_len;
-} h2p_error_page_t;
-
-typedef struct h2p_output_cache_rule {
-    char *path;
-    uint64_t duration_ms;
-    int vary_by_query;
-    h2p_strlist_t vary_by_headers;
-} h2p_output_cache_rule_t;
-
 /*
  * One module's settings in one scope.  `set` says the scope named the module (so it replaces
- * the parent's settings there); `enabled` = 0 removes the module from the chain.
+ * the parent's settings there); `enabled` = 0 removes the module from the chain.  Every module's
+ * settings struct (struct h2p_<name>_conf, in native-modules/<name>.h) begins with this head:
+ * frontend/config_modules.c reads and writes it without knowing the module.
  */
 #define H2P_MODULE_HEAD                                                                                                            \
     int set;                                                                                                                       \
@@ -205,82 +115,21 @@ typedef struct h2p_output_cache_rule {
     h2p_origin_t origin;                                                                                                           \
     const char *path /* key path where the scope names the module, for messages */
 
+/*
+ * The modules' settings in one scope: a slot per module with settings in
+ * native-modules/modules.def, pointing to the module's own settings (allocated in the
+ * generation's arena, shared by every scope that inherits them).  At the site level every slot
+ * is filled (the defaults, or what the site wrote); in an application or location a slot is NULL
+ * unless the scope names the module.  Only the module itself knows what its struct holds.
+ */
 typedef struct h2p_modules_conf {
-    struct {
-        H2P_MODULE_HEAD;
-        h2p_request_filtering_conf_t c;
-    } request_filtering;
-    struct {
-        H2P_MODULE_HEAD;
-        h2p_ip_restriction_conf_t c;
-    } ip_restriction;
-    struct {
-        H2P_MODULE_HEAD;
-        h2p_authentication_conf_t c;
-    } authentication;
-    struct {
-        H2P_MODULE_HEAD;
-        h2p_authz_rule_t *rules;
-        size_t count;
-    } authorization;
-    struct {
-        H2P_MODULE_HEAD;
-        h2p_redirect_rule_t *rules;
-        size_t count;
-    } redirect;
-    struct {
-        H2P_MODULE_HEAD;
-        h2p_rewrite_rule_t *rules;
-        size_t count;
-    } rewrite;
-    struct {
-        H2P_MODULE_HEAD;
-        int depth_infinity;
-    } webdav;
-    struct {
-        H2P_MODULE_HEAD;
-        h2p_strlist_t extensions;
-        int exec;
-    } ssi;
-    struct {
-        H2P_MODULE_HEAD;
-        h2p_header_setting_t *headers;
-        size_t count;
-    } custom_headers;
-    struct {
-        H2P_MODULE_HEAD;
-        h2p_custom_errors_mode_t mode;
-        h2p_error_page_t *pages;
-        size_t num_pages;
-    } custom_errors;
-    struct {
-        H2P_MODULE_HEAD;
-        int dynamic, static_;
-        h2p_strlist_t types;
-        uint64_t min_size;
-    } compression;
-    struct {
-        H2P_MODULE_HEAD;
-        h2p_output_cache_rule_t *rules;
-        size_t count;
-    } output_cache;
-    struct {
-        H2P_MODULE_HEAD;
-        char *format;
-        char *rotate;
-        uint64_t max_size; /* rotate: size */
-    } logging;
-    struct {
-        H2P_MODULE_HEAD;
-        h2p_status_range_t *status;
-        size_t num_status;
-        uint64_t time_taken_ms;
-        char *dir;
-        unsigned max_files; /* the newest traces kept in dir */
-    } failed_request_tracing;
-    struct {
-        H2P_MODULE_HEAD;
-    } request_monitor;
+#define SETTINGS(name) struct h2p_##name##_conf *name;
+#define NO_SETTINGS(name)
+#define H2P_MODULE(name, phases, settings) settings(name)
+#include "native-modules/modules.def"
+#undef H2P_MODULE
+#undef SETTINGS
+#undef NO_SETTINGS
     /* settings of plugin modules (server.load_modules), kept as YAML text per module name */
     struct {
         char *name;
@@ -409,6 +258,10 @@ h2p_pool_conf_t *h2p_config_find_pool(h2p_config_t *conf, const char *name);
 
 /* Settings of a child scope over its parent's: a module the child names replaces the parent's. */
 void h2p_modules_merge(h2p_modules_conf_t *out, const h2p_modules_conf_t *parent, const h2p_modules_conf_t *child);
+/* Calls prepare(dir, arg) for each directory the enabled modules of a scope write into (log and
+ * trace directories), for the front end to create them before it gives up root. */
+void h2p_modules_prepare_dirs(const h2p_config_t *conf, const h2p_site_conf_t *site, const h2p_modules_conf_t *m,
+                              void (*prepare)(const char *dir, void *arg), void *arg);
 /* Whether a location applies to an application ("" for the root one): one path contains the other. */
 int h2p_location_applies(const char *app_prefix, size_t app_len, const char *location);
 

@@ -220,5 +220,7 @@ void h2p_cfg_check_bindings(h2p_cfg_ctx_t *ctx);
 void h2p_cfg_modules_defaults(h2p_cfg_ctx_t *ctx, h2p_modules_conf_t *modules);
 /* Parses `modules:`; only the modules it names get set = 1. */
 void h2p_cfg_parse_modules(h2p_cfg_ctx_t *ctx, yaml_node_t *node, h2p_modules_conf_t *modules);
+/* Each module's checks across the scopes of a site (h2p_module_conf_t.check_site), in pipeline order. */
+void h2p_cfg_check_site_modules(h2p_cfg_ctx_t *ctx, const h2p_site_conf_t *site);
 
 #endif

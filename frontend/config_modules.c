@@ -1,17 +1,17 @@
 /*
  * `modules:` of a site, application or location: one settings section per pipeline module.
  *
- * Every module has a descriptor below: its defaults, its keys (or a parse function when the
- * section is a list or a free-form map) and the checks across its keys.  A scope that names a
- * module gets set = 1 and the module's defaults overridden by what it wrote; at the site level
- * every module is filled with its defaults first, so that the merged result is always usable.
+ * Every module has a descriptor (its h2p_conf_<name>, by native-modules/modules.def): the size
+ * of its settings, its defaults, its keys (or a parse function when the section is a list or a
+ * free-form map) and the checks across its keys.  This file knows no module's settings beyond
+ * their common head (H2P_MODULE_HEAD).  A scope that names a module gets fresh settings in its
+ * slot, set = 1, the module's defaults overridden by what it wrote; at the site level every slot
+ * is filled with the defaults first, so that the merged result is always complete.
  * Names that are no built-in module are kept as YAML text for plugin modules
  * (server.load_modules), and are an error when no plugin is loaded.
  */
-#define PCRE2_CODE_UNIT_WIDTH 8
 #include <errno.h>
 #include <fcntl.h>
-#include <pcre2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,8 +21,6 @@
 #include "frontend/config.h"
 #include "frontend/config_internal.h"
 #include "native-modules/module_conf.h"
-#include "native-modules/htpasswd.h"
-#include "native-modules/match.h"
 
 typedef struct module_head {
     H2P_MODULE_HEAD;
@@ -30,7 +28,7 @@ typedef struct module_head {
 
 typedef struct module_desc {
     const char *name;
-    size_t offset; /* of the module's settings (they start with H2P_MODULE_HEAD) */
+    size_t offset; /* of the module's slot in h2p_modules_conf_t (its settings start with H2P_MODULE_HEAD) */
     const h2p_module_conf_t *conf;
 } module_desc_t;
 
@@ -159,7 +157,7 @@ void *h2p_cfg_parse_rules(h2p_cfg_ctx_t *ctx, yaml_node_t *node, const h2p_cfg_k
 
 /* Every module with settings, by native-modules/modules.def. */
 static const module_desc_t module_descs[] = {
-#define SETTINGS(name) {#name, MOD(name), &h2p_conf_##name},
+#define SETTINGS(name) {#name, offsetof(h2p_modules_conf_t, name), &h2p_conf_##name},
 #define NO_SETTINGS(name)
 #define H2P_MODULE(name, phases, settings) settings(name)
 #include "native-modules/modules.def"
@@ -168,33 +166,28 @@ static const module_desc_t module_descs[] = {
 #undef NO_SETTINGS
     {NULL}};
 
-static int *module_set(h2p_modules_conf_t *m, const module_desc_t *desc)
+/* The slot of a module's settings in `m` */
+static module_head_t **module_slot(h2p_modules_conf_t *m, const module_desc_t *desc)
 {
-    return (int *)((char *)m + desc->offset + offsetof(module_head_t, set));
+    return (module_head_t **)((char *)m + desc->offset);
 }
 
-static int *module_enabled(h2p_modules_conf_t *m, const module_desc_t *desc)
+/* Fresh settings of a module: zeroed, then its defaults. */
+static module_head_t *new_settings(h2p_cfg_ctx_t *ctx, h2p_modules_conf_t *m, const module_desc_t *desc)
 {
-    return (int *)((char *)m + desc->offset + offsetof(module_head_t, enabled));
-}
-
-static h2p_origin_t *module_origin(h2p_modules_conf_t *m, const module_desc_t *desc)
-{
-    return (h2p_origin_t *)((char *)m + desc->offset + offsetof(module_head_t, origin));
-}
-
-static const char **module_path(h2p_modules_conf_t *m, const module_desc_t *desc)
-{
-    return (const char **)((char *)m + desc->offset + offsetof(module_head_t, path));
+    module_head_t *head = h2p_cfg_alloc(ctx->arena, 1, desc->conf->size);
+    if (desc->conf->init != NULL)
+        desc->conf->init(ctx, head);
+    *module_slot(m, desc) = head;
+    return head;
 }
 
 void h2p_cfg_modules_defaults(h2p_cfg_ctx_t *ctx, h2p_modules_conf_t *m)
 {
     for (const module_desc_t *desc = module_descs; desc->name != NULL; desc++) {
-        if (desc->conf->init != NULL)
-            desc->conf->init(ctx, m);
-        *module_set(m, desc) = 0;
-        *module_enabled(m, desc) = desc->conf->default_enabled;
+        module_head_t *head = new_settings(ctx, m, desc);
+        head->set = 0;
+        head->enabled = desc->conf->default_enabled;
     }
 }
 
@@ -213,23 +206,39 @@ static void parse_module(h2p_cfg_ctx_t *ctx, yaml_node_t *key_node, yaml_node_t 
                          const module_desc_t *desc)
 {
     const h2p_module_conf_t *conf = desc->conf;
-    if (conf->init != NULL)
-        conf->init(ctx, m);
-    *module_set(m, desc) = 1;
-    *module_enabled(m, desc) = 1; /* naming a module turns it on unless it says enabled: false */
-    *module_origin(m, desc) = h2p_cfg_origin(ctx, key_node);
-    *module_path(m, desc) = h2p_cfg_strdup(ctx->arena, ctx->path);
+    module_head_t *head = new_settings(ctx, m, desc);
+    head->set = 1;
+    head->enabled = 1; /* naming a module turns it on unless it says enabled: false */
+    head->origin = h2p_cfg_origin(ctx, key_node);
+    head->path = h2p_cfg_strdup(ctx->arena, ctx->path);
     if (conf->keys != NULL) {
-        h2p_cfg_parse_map(ctx, node, conf->keys, m);
+        h2p_cfg_parse_map(ctx, node, conf->keys, head);
     } else if (conf->rules && node->type == YAML_MAPPING_NODE && only_enabled_key(ctx, node)) {
         /* a module of rules can still be switched off in a scope: `redirect: {enabled: false}` */
-        const h2p_cfg_key_t switch_keys[] = {{"enabled", H2P_CFG_BOOL, desc->offset + offsetof(module_head_t, enabled)}, {NULL}};
-        h2p_cfg_parse_map(ctx, node, switch_keys, m);
+        const h2p_cfg_key_t switch_keys[] = {{"enabled", H2P_CFG_BOOL, offsetof(module_head_t, enabled)}, {NULL}};
+        h2p_cfg_parse_map(ctx, node, switch_keys, head);
     } else {
-        conf->parse(ctx, node, m);
+        conf->parse(ctx, node, head);
     }
     if (conf->check != NULL && node->type == YAML_MAPPING_NODE)
-        conf->check(ctx, node, m);
+        conf->check(ctx, node, head);
+}
+
+void h2p_cfg_check_site_modules(h2p_cfg_ctx_t *ctx, const h2p_site_conf_t *site)
+{
+    for (const module_desc_t *desc = module_descs; desc->name != NULL; desc++)
+        if (desc->conf->check_site != NULL)
+            desc->conf->check_site(ctx, site);
+}
+
+void h2p_modules_prepare_dirs(const h2p_config_t *conf, const h2p_site_conf_t *site, const h2p_modules_conf_t *m,
+                              void (*prepare)(const char *dir, void *arg), void *arg)
+{
+    for (const module_desc_t *desc = module_descs; desc->name != NULL; desc++) {
+        const module_head_t *head = *module_slot((h2p_modules_conf_t *)m, desc);
+        if (desc->conf->prepare_dirs != NULL && head != NULL && head->enabled)
+            desc->conf->prepare_dirs(conf, site, head, prepare, arg);
+    }
 }
 
 /* ---- plugin modules: their settings are kept as YAML text ---------------------------------- */
@@ -377,7 +386,7 @@ void h2p_modules_merge(h2p_modules_conf_t *out, const h2p_modules_conf_t *parent
     *out = *parent;
     /* a module the child scope names replaces the parent's settings of that module there */
 #define MERGE_SETTINGS(name)                                                                                                       \
-    if (child->name.set)                                                                                                           \
+    if (child->name != NULL && ((const module_head_t *)child->name)->set)                                                          \
         out->name = child->name;
 #define MERGE_NO_SETTINGS(name)
 #define H2P_MODULE(name, phases, settings) MERGE_##settings(name)

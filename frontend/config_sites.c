@@ -440,35 +440,6 @@ static void check_tls(h2p_cfg_ctx_t *ctx, yaml_node_t *site_node, h2p_site_conf_
     h2p_cfg_path_pop(ctx, mark);
 }
 
-/* Client certificates can only be asked for with a CA to check them against. */
-static void check_client_certificates(h2p_cfg_ctx_t *ctx, h2p_site_conf_t *site)
-{
-    if (site->tls.client_ca != NULL)
-        return;
-    for (size_t i = 0; i < site->num_applications + site->num_locations; i++) {
-        h2p_modules_conf_t *modules;
-        char path[1100];
-        if (i < site->num_applications) {
-            modules = &site->applications[i].scope.modules;
-            if (i == 0)
-                snprintf(path, sizeof(path), "sites.%s.modules.authentication", site->name);
-            else
-                snprintf(path, sizeof(path), "sites.%s.applications.%s.modules.authentication", site->name,
-                         site->applications[i].path);
-        } else {
-            h2p_location_conf_t *location = &site->locations[i - site->num_applications];
-            modules = &location->scope.modules;
-            snprintf(path, sizeof(path), "sites.%s.locations.%s.modules.authentication", site->name, location->path);
-        }
-        if (modules->authentication.set && modules->authentication.enabled &&
-            modules->authentication.c.client_certificate.enabled) {
-            h2p_cfg_error_at(ctx, &modules->authentication.origin, path,
-                             "client_certificate authentication needs tls.client_ca on the site");
-            return;
-        }
-    }
-}
-
 /* Whether a location applies to an application: one of the two paths contains the other. */
 int h2p_location_applies(const char *app_prefix, size_t app_len, const char *location)
 {
@@ -476,52 +447,6 @@ int h2p_location_applies(const char *app_prefix, size_t app_len, const char *loc
     size_t n = app_len < loc_len ? app_len : loc_len;
     const char *longer = app_len < loc_len ? location : app_prefix;
     return memcmp(app_prefix, location, n) == 0 && (longer[n] == '\0' || longer[n] == '/');
-}
-
-static const char *role_needing_groups(const h2p_modules_conf_t *m)
-{
-    if (!m->authorization.enabled)
-        return NULL;
-    for (size_t i = 0; i < m->authorization.count; i++)
-        for (size_t j = 0; j < m->authorization.rules[i].roles.count; j++) {
-            const char *role = m->authorization.rules[i].roles.items[j];
-            if (strcmp(role, "*") != 0 && strcmp(role, "?") != 0)
-                return role;
-        }
-    return NULL;
-}
-
-/* Authorization rules that name roles need a groups_file in the authentication settings of
- * every scope they apply to; a location or application that names authentication replaces all
- * of its settings, groups_file included.  The scopes are the router's: each application, and
- * each location under it, with the settings merged the same way. */
-static void check_roles_have_groups(h2p_cfg_ctx_t *ctx, h2p_site_conf_t *site)
-{
-    h2p_cfg_names_t reported = {NULL, NULL, 0, 0};
-    const h2p_modules_conf_t *site_modules = &site->applications[0].scope.modules;
-
-    for (size_t a = 0; a < site->num_applications; a++) {
-        const h2p_application_conf_t *app = &site->applications[a];
-        const char *prefix = a == 0 ? "" : app->path;
-        h2p_modules_conf_t app_modules, scope_modules;
-        h2p_modules_merge(&app_modules, site_modules, &app->scope.modules);
-        for (size_t l = 0; l <= site->num_locations; l++) {
-            const h2p_location_conf_t *location = l < site->num_locations ? &site->locations[l] : NULL;
-            const char *role, *where = location != NULL ? location->path : a == 0 ? "/" : app->path;
-            if (location != NULL && !h2p_location_applies(prefix, strlen(prefix), location->path))
-                continue;
-            h2p_modules_merge(&scope_modules, &app_modules, location != NULL ? &location->scope.modules : &app_modules);
-            if ((role = role_needing_groups(&scope_modules)) == NULL || scope_modules.authentication.c.groups_file != NULL ||
-                scope_modules.authorization.path == NULL ||
-                h2p_cfg_names_put(&reported, scope_modules.authorization.path, 0) != SIZE_MAX)
-                continue;
-            h2p_cfg_error_at(ctx, &scope_modules.authorization.origin, scope_modules.authorization.path,
-                             "the rules name role \"%s\", but the authentication settings that apply to %s have no groups_file "
-                             "(a scope that names authentication replaces all of its settings, groups_file included)",
-                             role, where);
-        }
-    }
-    h2p_cfg_names_free(&reported);
 }
 
 static void check_tcp_site(h2p_cfg_ctx_t *ctx, yaml_node_t *node, site_build_t *b)
@@ -592,8 +517,7 @@ void h2p_cfg_parse_site(h2p_cfg_ctx_t *ctx, yaml_node_t *name_node, yaml_node_t 
         parse_applications(ctx, b.applications, &b);
         if (b.locations != NULL)
             parse_locations(ctx, b.locations, &b.site);
-        check_client_certificates(ctx, &b.site);
-        check_roles_have_groups(ctx, &b.site);
+        h2p_cfg_check_site_modules(ctx, &b.site);
     }
     *site = b.site;
     ctx->site_name = NULL;

@@ -696,9 +696,7 @@ static void track_key(h2p_cfg_ctx_t *ctx, yaml_node_t *key_node)
 }
 
 /* H2P_CFG_ENUM stores an int into enum fields */
-_Static_assert(sizeof(h2p_activation_t) == sizeof(int) && sizeof(h2p_custom_errors_mode_t) == sizeof(int) &&
-                   sizeof(h2p_resource_t) == sizeof(int),
-               "enums are int sized");
+_Static_assert(sizeof(h2p_activation_t) == sizeof(int) && sizeof(h2p_resource_t) == sizeof(int), "enums are int sized");
 
 static void parse_value(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *base, const h2p_cfg_key_t *key)
 {

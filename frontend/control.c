@@ -18,7 +18,7 @@
 #include "frontend/router.h"
 #include "frontend/server.h"
 #include "frontend/status.h"
-#include "native-modules/cache_store.h"
+#include "native-modules/output_cache.h"
 #include "poolmgr/pool.h"
 
 #define MAX_CONTROL_CONNECTIONS 16

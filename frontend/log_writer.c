@@ -692,22 +692,15 @@ static void prepare_dir(const char *path, uid_t uid, gid_t gid)
         h2p_warn(NULL, "cannot create %s: %s", path, strerror(errno));
 }
 
-static void prepare_scope_dirs(const h2p_config_t *conf, const h2p_site_conf_t *site, const h2p_modules_conf_t *m, uid_t uid,
-                               gid_t gid)
+typedef struct dir_owner {
+    uid_t uid;
+    gid_t gid;
+} dir_owner_t;
+
+static void prepare_module_dir(const char *path, void *arg)
 {
-    char path[PATH_MAX];
-    if (m->logging.enabled && conf->server.log_dir != NULL) {
-        snprintf(path, sizeof(path), "%s/%s", conf->server.log_dir, site->name);
-        prepare_dir(path, uid, gid);
-    }
-    if (!m->failed_request_tracing.enabled)
-        return;
-    if (m->failed_request_tracing.dir != NULL) {
-        prepare_dir(m->failed_request_tracing.dir, uid, gid);
-    } else if (conf->server.log_dir != NULL) {
-        snprintf(path, sizeof(path), "%s/%s/%s", conf->server.log_dir, site->name, H2P_TRACE_DEFAULT_SUBDIR);
-        prepare_dir(path, uid, gid);
-    }
+    const dir_owner_t *owner = arg;
+    prepare_dir(path, owner->uid, owner->gid);
 }
 
 void h2p_log_writer_prepare_dirs(const h2p_config_t *conf)
@@ -725,12 +718,13 @@ void h2p_log_writer_prepare_dirs(const h2p_config_t *conf)
         gid = gr->gr_gid;
     if (conf->server.log_dir != NULL)
         prepare_dir(conf->server.log_dir, uid, gid);
+    dir_owner_t owner = {uid, gid};
     for (size_t s = 0; s != conf->num_sites; ++s) {
         const h2p_site_conf_t *site = conf->sites + s;
         /* (the site's own settings are its root application's) */
         for (size_t a = 0; a != site->num_applications; ++a)
-            prepare_scope_dirs(conf, site, &site->applications[a].scope.modules, uid, gid);
+            h2p_modules_prepare_dirs(conf, site, &site->applications[a].scope.modules, prepare_module_dir, &owner);
         for (size_t l = 0; l != site->num_locations; ++l)
-            prepare_scope_dirs(conf, site, &site->locations[l].scope.modules, uid, gid);
+            h2p_modules_prepare_dirs(conf, site, &site->locations[l].scope.modules, prepare_module_dir, &owner);
     }
 }

@@ -23,9 +23,6 @@
 
 #include "frontend/config.h"
 
-/* failed_request_tracing without `dir`: traces go to server.log_dir/<site>/ this (IIS's name) */
-#define H2P_TRACE_DEFAULT_SUBDIR "FailedReqLogFiles"
-
 typedef enum h2p_log_file_kind {
     H2P_LOG_FILE_W3C,   /* W3C extended log, IIS's default fields */
     H2P_LOG_FILE_JSON,  /* one JSON object per line, the same fields */

@@ -451,7 +451,7 @@ static int run_traced(h2o_req_t *req, h2p_request_t *r, size_t from)
  * content handler is last. */
 static int run_chain(h2o_req_t *req, h2p_request_t *r, size_t from)
 {
-    if (r->scope->traced || r->trace != NULL)
+    if (r->scope->traced || r->traced)
         return run_traced(req, r, from);
     h2o_handler_t **handler = r->scope->pathconf->handlers.entries + from,
                   **end = r->scope->pathconf->handlers.entries + r->scope->pathconf->handlers.size;

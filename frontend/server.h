@@ -19,6 +19,7 @@
 #include <stdatomic.h>
 
 #include "frontend/config.h"
+#include "native-modules/module_index.h"
 
 struct h2p_gen;
 struct h2p_request;         /* native-modules/module.h */
@@ -81,9 +82,8 @@ typedef struct h2p_thread {
     h2p_thread_listener_t **listeners; /* by listener index; never freed: pending handshakes point in */
     size_t num_listeners;
     h2o_multithread_queue_t *queue;
-    h2o_multithread_receiver_t control;         /* shutdown / generation swap */
-    h2o_multithread_receiver_t password_checks; /* results of the crypt pool (native-modules/crypt_pool.h) */
-    size_t requests_in_flight;                  /* and password checks not back yet: the loop waits for both */
+    h2o_multithread_receiver_t control; /* shutdown / generation swap */
+    size_t requests_in_flight;          /* and password checks not back yet: the loop waits for both */
     int shutting_down;
     h2o_linklist_t watched;                /* client connections (frontend/conn_watch.c) */
     h2o_timeout_entry_t watch_tick;        /* once a second: their request timeouts */
@@ -94,6 +94,9 @@ typedef struct h2p_thread {
     struct h2p_fastcgi_thread *fastcgi;    /* handlers/fastcgi.c: its timeouts */
     struct h2p_cgi_thread *cgi;            /* handlers/cgi.c: its timeouts, scripts starting, the spawner's channel */
     struct h2p_static_cache *static_cache; /* handlers/static.c: this loop iteration's open static files */
+
+    /* each native module's state on this thread, made by its init_thread (native-modules/module.h) */
+    void *module_thread[H2P_NUM_MODULES];
 } h2p_thread_t;
 
 typedef struct h2p_server {

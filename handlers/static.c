@@ -652,9 +652,7 @@ static int send_precompressed(h2o_req_t *req, h2p_scope_rt_t *scope, const char 
         if (open_cached(scope, sibling, &compressed) != 0)
             continue;
         if (S_ISREG(compressed->st.st_mode) && !is_older(&compressed->st, &file->st)) {
-            h2p_request_t *r = h2p_request_of(req);
-            r->precompressed_type = type->data.mimetype; /* compression labels the response */
-            r->precompressed_coding = choices[i].coding;
+            h2p_compression_precompressed_sent(req, type->data.mimetype, choices[i].coding);
             send_file(req, compressed, type, is_head);
             file_release(compressed);
             return 0;

@@ -24,6 +24,7 @@
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "frontend/log.h"
@@ -32,6 +33,7 @@
 #include "native-modules/credfile.h"
 #include "native-modules/crypt_pool.h"
 #include "native-modules/module.h"
+#include "native-modules/authentication.h"
 
 #define MAX_AUTHORIZATION 8192 /* longer Authorization values are refused without decoding */
 #define CACHE_SLOTS 512        /* per thread, direct-mapped: a colliding entry replaces the old one */
@@ -66,30 +68,36 @@ typedef struct pending_check {
     char credentials[]; /* "user:password" as decoded; wiped before it is freed */
 } pending_check_t;
 
-static __thread cache_entry_t credential_cache[CACHE_SLOTS];
+/* The module's state on a front-end thread (H2P_MODULE_THREAD) */
+typedef struct authentication_thread {
+    h2o_multithread_receiver_t password_checks; /* results of the crypt pool, back on this thread */
+    cache_entry_t credential_cache[CACHE_SLOTS];
+} authentication_thread_t;
+
 static uint64_t next_handler_id = 1; /* atomic */
 static uint64_t last_queue_full_log; /* atomic; ms */
 
-static cache_entry_t *cache_slot(const unsigned char *key)
+static cache_entry_t *cache_slot(h2p_thread_t *th, const unsigned char *key)
 {
+    authentication_thread_t *state = H2P_MODULE_THREAD(th, authentication);
     uint64_t h;
     memcpy(&h, key, sizeof(h));
-    return credential_cache + h % CACHE_SLOTS;
+    return state->credential_cache + h % CACHE_SLOTS;
 }
 
-static const h2p_htpasswd_user_t *cache_lookup(authentication_handler_t *self, const h2p_credfile_snapshot_t *users,
-                                               const unsigned char *key, uint64_t now)
+static const h2p_htpasswd_user_t *cache_lookup(h2p_thread_t *th, authentication_handler_t *self,
+                                               const h2p_credfile_snapshot_t *users, const unsigned char *key, uint64_t now)
 {
-    cache_entry_t *e = cache_slot(key);
+    cache_entry_t *e = cache_slot(th, key);
     if (e->owner != self->id || e->snapshot != users->id || now >= e->expires_at || CRYPTO_memcmp(e->key, key, sizeof(e->key)) != 0)
         return NULL;
     return e->user;
 }
 
-static void cache_store(uint64_t owner, uint64_t ttl_ms, const h2p_credfile_snapshot_t *users, const unsigned char *key,
-                        uint64_t now, const h2p_htpasswd_user_t *user)
+static void cache_store(h2p_thread_t *th, uint64_t owner, uint64_t ttl_ms, const h2p_credfile_snapshot_t *users,
+                        const unsigned char *key, uint64_t now, const h2p_htpasswd_user_t *user)
 {
-    cache_entry_t *e = cache_slot(key);
+    cache_entry_t *e = cache_slot(th, key);
     e->owner = owner;
     e->snapshot = users->id;
     e->expires_at = now + ttl_ms;
@@ -200,7 +208,8 @@ static void finish_check(pending_check_t *check)
 
     check->thread->requests_in_flight--;
     if (user != NULL && check->cache_ttl_ms != 0) /* a client that left and comes back finds it */
-        cache_store(check->cache_owner, check->cache_ttl_ms, check->job.users, check->job.key, h2o_now(check->thread->loop), user);
+        cache_store(check->thread, check->cache_owner, check->cache_ttl_ms, check->job.users, check->job.key,
+                    h2o_now(check->thread->loop), user);
     if (req != NULL) {
         *check->request_hook = NULL;
         r = h2p_request_of(req);
@@ -227,7 +236,19 @@ static void on_checks_done(h2o_multithread_receiver_t *receiver, h2o_linklist_t 
 
 static void init_thread(h2p_thread_t *th)
 {
-    h2o_multithread_register_receiver(th->queue, &th->password_checks, on_checks_done);
+    authentication_thread_t *state = h2p_calloc(1, sizeof(*state));
+    h2o_multithread_register_receiver(th->queue, &state->password_checks, on_checks_done);
+    H2P_MODULE_THREAD(th, authentication) = state;
+}
+
+static void dispose_thread(h2p_thread_t *th)
+{
+    authentication_thread_t *state = H2P_MODULE_THREAD(th, authentication);
+    /* (no check is out: the loop ran until every one came back) */
+    h2o_multithread_unregister_receiver(th->queue, &state->password_checks);
+    OPENSSL_cleanse(state, sizeof(*state));
+    free(state);
+    H2P_MODULE_THREAD(th, authentication) = NULL;
 }
 
 static int send_busy(h2o_req_t *req, h2p_request_t *r)
@@ -248,7 +269,7 @@ static int submit_check(authentication_handler_t *self, h2o_req_t *req, h2p_requ
     memset(check, 0, sizeof(*check));
     memcpy(check->credentials, credentials, len);
     check->credentials_len = len;
-    check->job.receiver = &h2p_this_thread->password_checks;
+    check->job.receiver = &((authentication_thread_t *)H2P_MODULE_THREAD(h2p_this_thread, authentication))->password_checks;
     check->job.users = users;
     check->job.user = check->credentials;
     check->job.user_len = colon_at;
@@ -291,7 +312,7 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     h2p_credfile_snapshot_t *users = h2p_credfile_acquire(self->users);
     SHA256((const unsigned char *)value.base, value.len, key);
     if (self->cache_ttl_ms != 0) {
-        const h2p_htpasswd_user_t *user = cache_lookup(self, users, key, h2o_now(req->conn->ctx->loop));
+        const h2p_htpasswd_user_t *user = cache_lookup(r->thread, self, users, key, h2o_now(req->conn->ctx->loop));
         if (user != NULL) {
             set_remote_user(r, user);
             h2p_credfile_release(users);
@@ -320,10 +341,10 @@ static void on_dispose(h2o_handler_t *_self)
 
 static int on_config(h2p_module_scope_t *ms)
 {
-    const h2p_authentication_conf_t *c = &ms->settings->authentication.c;
+    const h2p_authentication_conf_t *c = ms->settings->authentication;
     const char *site = ms->site->name;
 
-    if (!ms->settings->authentication.enabled)
+    if (!ms->settings->authentication->enabled)
         return 0;
     static const struct {
         const char *name;
@@ -368,4 +389,5 @@ static int on_config(h2p_module_scope_t *ms)
     return 0;
 }
 
-const h2p_module_t h2p_module_authentication = {"authentication", H2P_PHASE_REQUEST, on_config, .init_thread = init_thread};
+const h2p_module_t h2p_module_authentication = {"authentication", H2P_PHASE_REQUEST, on_config, .init_thread = init_thread,
+                                                .dispose_thread = dispose_thread};

@@ -2,9 +2,11 @@
  * errors). */
 #include <errno.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "native-modules/module_conf.h"
+#include "native-modules/authentication.h"
 
 #include "native-modules/htpasswd.h"
 
@@ -66,32 +68,31 @@ static const h2p_groups_t *load_groups_file(h2p_cfg_ctx_t *ctx, yaml_node_t *map
 
 /* ---- authentication ----------------------------------------------------------------------- */
 
-static void authentication_init(h2p_cfg_ctx_t *ctx, h2p_modules_conf_t *m)
+static void authentication_init(h2p_cfg_ctx_t *ctx, void *settings)
 {
-    h2p_authentication_conf_t *c = &m->authentication.c;
+    h2p_authentication_conf_t *c = settings;
     const char *realm = ctx->site_name != NULL ? ctx->site_name : "h2pool";
 
-    memset(c, 0, sizeof(*c));
     c->anonymous = 1;
     c->basic.realm = h2p_cfg_strdup(ctx->arena, realm);
     c->digest.realm = h2p_cfg_strdup(ctx->arena, realm);
     c->credential_cache_ttl_ms = 60 * 1000;
 }
 
-static const h2p_cfg_key_t basic_keys[] = {{"enabled", H2P_CFG_BOOL, MOD(authentication.c.basic.enabled)},
-                                           {"realm", H2P_CFG_STRING, MOD(authentication.c.basic.realm)},
-                                           {"users_file", H2P_CFG_FILE, MOD(authentication.c.basic.users_file)},
+static const h2p_cfg_key_t basic_keys[] = {{"enabled", H2P_CFG_BOOL, SETTING(h2p_authentication_conf_t, basic.enabled)},
+                                           {"realm", H2P_CFG_STRING, SETTING(h2p_authentication_conf_t, basic.realm)},
+                                           {"users_file", H2P_CFG_FILE, SETTING(h2p_authentication_conf_t, basic.users_file)},
                                            {NULL}};
 
-static const h2p_cfg_key_t digest_keys[] = {{"enabled", H2P_CFG_BOOL, MOD(authentication.c.digest.enabled)},
-                                            {"realm", H2P_CFG_STRING, MOD(authentication.c.digest.realm)},
-                                            {"users_file", H2P_CFG_FILE, MOD(authentication.c.digest.users_file)},
+static const h2p_cfg_key_t digest_keys[] = {{"enabled", H2P_CFG_BOOL, SETTING(h2p_authentication_conf_t, digest.enabled)},
+                                            {"realm", H2P_CFG_STRING, SETTING(h2p_authentication_conf_t, digest.realm)},
+                                            {"users_file", H2P_CFG_FILE, SETTING(h2p_authentication_conf_t, digest.users_file)},
                                             {NULL}};
 
 /* basic and digest: naming the scheme enables it; it needs a users file. */
 static void parse_password_scheme(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *base, const h2p_cfg_key_t *key)
 {
-    h2p_authentication_conf_t *c = &((h2p_modules_conf_t *)base)->authentication.c;
+    h2p_authentication_conf_t *c = (h2p_authentication_conf_t *)base;
     int digest = strcmp(key->name, "digest") == 0;
     int *enabled = digest ? &c->digest.enabled : &c->basic.enabled;
     char **realm = digest ? &c->digest.realm : &c->basic.realm;
@@ -132,7 +133,7 @@ static int parse_fingerprint(const char *text, char *out /* 65 bytes */)
 
 static void parse_certificate_map(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *base, const h2p_cfg_key_t *key)
 {
-    h2p_authentication_conf_t *c = &((h2p_modules_conf_t *)base)->authentication.c;
+    h2p_authentication_conf_t *c = (h2p_authentication_conf_t *)base;
     h2p_strlist_t *fingerprints = &c->client_certificate.map_fingerprints, *users = &c->client_certificate.map_users;
     size_t count = h2p_cfg_map_size(node);
 
@@ -161,14 +162,14 @@ static void parse_certificate_map(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *b
 static const char *const user_from_names[] = {"subject_cn", "subject_dn", "san_email", NULL};
 
 static const h2p_cfg_key_t client_certificate_keys[] = {
-    {"enabled", H2P_CFG_BOOL, MOD(authentication.c.client_certificate.enabled)},
-    {"user_from", H2P_CFG_ENUM_STRING, MOD(authentication.c.client_certificate.user_from), .arg = user_from_names},
+    {"enabled", H2P_CFG_BOOL, SETTING(h2p_authentication_conf_t, client_certificate.enabled)},
+    {"user_from", H2P_CFG_ENUM_STRING, SETTING(h2p_authentication_conf_t, client_certificate.user_from), .arg = user_from_names},
     {"map", H2P_CFG_CUSTOM, 0, .parse = parse_certificate_map},
     {NULL}};
 
 static void parse_client_certificate(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *base, const h2p_cfg_key_t *key)
 {
-    h2p_authentication_conf_t *c = &((h2p_modules_conf_t *)base)->authentication.c;
+    h2p_authentication_conf_t *c = (h2p_authentication_conf_t *)base;
 
     c->client_certificate.enabled = 1;
     h2p_cfg_parse_map(ctx, node, client_certificate_keys, base);
@@ -179,37 +180,37 @@ static void parse_client_certificate(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void
 }
 
 static const h2p_cfg_key_t negotiate_keys[] = {
-    {"enabled", H2P_CFG_BOOL, MOD(authentication.c.negotiate.enabled)},
-    {"keytab", H2P_CFG_FILE, MOD(authentication.c.negotiate.keytab)}, /* NULL = the GSSAPI default */
+    {"enabled", H2P_CFG_BOOL, SETTING(h2p_authentication_conf_t, negotiate.enabled)},
+    {"keytab", H2P_CFG_FILE, SETTING(h2p_authentication_conf_t, negotiate.keytab)}, /* NULL = the GSSAPI default */
     {NULL}};
 
 static void parse_negotiate(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *base, const h2p_cfg_key_t *key)
 {
-    ((h2p_modules_conf_t *)base)->authentication.c.negotiate.enabled = 1;
+    ((h2p_authentication_conf_t *)base)->negotiate.enabled = 1;
     h2p_cfg_parse_map(ctx, node, negotiate_keys, base);
 }
 
-static const h2p_cfg_key_t credential_cache_keys[] = {{"ttl", H2P_CFG_DURATION, MOD(authentication.c.credential_cache_ttl_ms), 0},
-                                                      {NULL}};
+static const h2p_cfg_key_t credential_cache_keys[] = {
+    {"ttl", H2P_CFG_DURATION, SETTING(h2p_authentication_conf_t, credential_cache_ttl_ms), 0}, {NULL}};
 
-static const h2p_cfg_key_t authentication_keys[] = {{"enabled", H2P_CFG_BOOL, MOD(authentication.enabled)},
-                                                    {"anonymous", H2P_CFG_BOOL, MOD(authentication.c.anonymous)},
+static const h2p_cfg_key_t authentication_keys[] = {{"enabled", H2P_CFG_BOOL, SETTING(h2p_authentication_conf_t, enabled)},
+                                                    {"anonymous", H2P_CFG_BOOL, SETTING(h2p_authentication_conf_t, anonymous)},
                                                     {"basic", H2P_CFG_CUSTOM, 0, .parse = parse_password_scheme},
                                                     {"digest", H2P_CFG_CUSTOM, 0, .parse = parse_password_scheme},
                                                     {"client_certificate", H2P_CFG_CUSTOM, 0, .parse = parse_client_certificate},
                                                     {"negotiate", H2P_CFG_CUSTOM, 0, .parse = parse_negotiate},
                                                     {"credential_cache", H2P_CFG_MAP, 0, .arg = credential_cache_keys},
-                                                    {"groups_file", H2P_CFG_FILE, MOD(authentication.c.groups_file)},
+                                                    {"groups_file", H2P_CFG_FILE, SETTING(h2p_authentication_conf_t, groups_file)},
                                                     {NULL}};
 
-static void authentication_check(h2p_cfg_ctx_t *ctx, yaml_node_t *node, h2p_modules_conf_t *m)
+static void authentication_check(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *settings)
 {
-    h2p_authentication_conf_t *c = &m->authentication.c;
+    h2p_authentication_conf_t *c = settings;
     yaml_node_t *groups_file = h2p_cfg_map_get(ctx, node, "groups_file");
 
     if (groups_file != NULL)
         c->groups_file_origin = h2p_cfg_origin(ctx, groups_file);
-    if (m->authentication.enabled && !c->anonymous && !c->basic.enabled && !c->digest.enabled && !c->client_certificate.enabled &&
+    if (c->enabled && !c->anonymous && !c->basic.enabled && !c->digest.enabled && !c->client_certificate.enabled &&
         !c->negotiate.enabled)
         h2p_cfg_error_at_key(ctx, node, "anonymous",
                              "anonymous: false needs an enabled scheme (basic, digest, client_certificate, negotiate)");
@@ -217,5 +218,49 @@ static void authentication_check(h2p_cfg_ctx_t *ctx, yaml_node_t *node, h2p_modu
         c->groups = load_groups_file(ctx, node, "groups_file", c->groups_file);
 }
 
-const h2p_module_conf_t h2p_conf_authentication = {
-    .default_enabled = 1, .init = authentication_init, .keys = authentication_keys, .check = authentication_check};
+/* Client certificates can only be asked for with a CA to check them against. */
+static void check_client_certificates(h2p_cfg_ctx_t *ctx, const h2p_site_conf_t *site)
+{
+    if (site->tls.client_ca != NULL)
+        return;
+    for (size_t i = 0; i < site->num_applications + site->num_locations; i++) {
+        const h2p_authentication_conf_t *c;
+        char path[1100];
+        if (i < site->num_applications) {
+            c = site->applications[i].scope.modules.authentication;
+            if (i == 0)
+                snprintf(path, sizeof(path), "sites.%s.modules.authentication", site->name);
+            else
+                snprintf(path, sizeof(path), "sites.%s.applications.%s.modules.authentication", site->name,
+                         site->applications[i].path);
+        } else {
+            h2p_location_conf_t *location = &site->locations[i - site->num_applications];
+            c = location->scope.modules.authentication;
+            snprintf(path, sizeof(path), "sites.%s.locations.%s.modules.authentication", site->name, location->path);
+        }
+        if (c != NULL && c->set && c->enabled && c->client_certificate.enabled) {
+            h2p_cfg_error_at(ctx, &c->origin, path, "client_certificate authentication needs tls.client_ca on the site");
+            return;
+        }
+    }
+}
+
+const char *h2p_authentication_groups_file(const h2p_modules_conf_t *m, const h2p_origin_t **origin)
+{
+    if (origin != NULL)
+        *origin = &m->authentication->groups_file_origin;
+    return m->authentication->groups_file;
+}
+
+const char *h2p_authentication_challenge_realm(const h2p_modules_conf_t *m)
+{
+    /* only basic is implemented */
+    return m->authentication->enabled && m->authentication->basic.enabled ? m->authentication->basic.realm : NULL;
+}
+
+const h2p_module_conf_t h2p_conf_authentication = {.size = sizeof(h2p_authentication_conf_t),
+                                                   .default_enabled = 1,
+                                                   .init = authentication_init,
+                                                   .keys = authentication_keys,
+                                                   .check = authentication_check,
+                                                   .check_site = check_client_certificates};

@@ -20,6 +20,8 @@
 #include "frontend/alloc.h"
 #include "native-modules/credfile.h"
 #include "native-modules/module.h"
+#include "native-modules/authorization.h"
+#include "native-modules/authentication.h"
 
 typedef struct authorization_handler {
     h2o_handler_t super;
@@ -144,16 +146,18 @@ static void on_dispose(h2o_handler_t *_self)
 
 static int on_config(h2p_module_scope_t *ms)
 {
-    const h2p_authentication_conf_t *authn = &ms->settings->authentication.c;
+    const h2p_origin_t *groups_file_origin;
+    const char *groups_file = h2p_authentication_groups_file(ms->settings, &groups_file_origin);
+    const char *realm = h2p_authentication_challenge_realm(ms->settings);
     int uses_roles = 0;
 
-    if (!ms->settings->authorization.enabled || ms->settings->authorization.count == 0)
+    if (!ms->settings->authorization->enabled || ms->settings->authorization->count == 0)
         return 0;
     authorization_handler_t *self = (void *)h2o_create_handler(ms->pathconf, sizeof(*self));
     self->super.on_req = on_req;
     self->super.dispose = on_dispose;
-    self->rules = ms->settings->authorization.rules;
-    self->count = ms->settings->authorization.count;
+    self->rules = ms->settings->authorization->rules;
+    self->count = ms->settings->authorization->count;
     for (size_t i = 0; i != self->count; ++i) {
         for (size_t j = 0; j != self->rules[i].roles.count; ++j) {
             const char *role = self->rules[i].roles.items[j];
@@ -164,9 +168,9 @@ static int on_config(h2p_module_scope_t *ms)
     if (uses_roles) {
         /* the configuration refuses rules with roles where no groups_file applies, and reads the file
          * once; the watcher (credfile.c) follows it from here on */
-        const h2p_origin_t *o = &ms->settings->authorization.origin;
+        const h2p_origin_t *o = &ms->settings->authorization->origin;
         char err[1024];
-        if (authn->groups_file == NULL) {
+        if (groups_file == NULL) {
             /* a location or application that names authentication replaces all its settings, groups_file included */
             snprintf(ms->err, ms->errlen,
                      "%s:%u:%u: site %s, path %s/: authorization: rules name roles, but the authentication settings of that "
@@ -174,18 +178,18 @@ static int on_config(h2p_module_scope_t *ms)
                      o->file != NULL ? o->file : "", o->line, o->column, ms->site->name, ms->scope->prefix);
             return -1;
         }
-        if ((self->groups = h2p_credfile_open(H2P_CREDFILE_GROUPS, authn->groups_file, err, sizeof(err))) == NULL) {
-            o = &authn->groups_file_origin;
+        if ((self->groups = h2p_credfile_open(H2P_CREDFILE_GROUPS, groups_file, err, sizeof(err))) == NULL) {
+            o = groups_file_origin;
             snprintf(ms->err, ms->errlen, "%s:%u:%u: site %s: authentication.groups_file: %s", o->file != NULL ? o->file : "",
                      o->line, o->column, ms->site->name, err);
             return -1;
         }
     }
-    /* the challenge authentication would send: only basic is implemented */
-    if (ms->settings->authentication.enabled && authn->basic.enabled) {
-        size_t len = strlen(authn->basic.realm) + sizeof("Basic realm=\"\"");
+    /* the challenge authentication would send */
+    if (realm != NULL) {
+        size_t len = strlen(realm) + sizeof("Basic realm=\"\"");
         self->challenge.base = h2o_mem_alloc(len);
-        self->challenge.len = (size_t)snprintf(self->challenge.base, len, "Basic realm=\"%s\"", authn->basic.realm);
+        self->challenge.len = (size_t)snprintf(self->challenge.base, len, "Basic realm=\"%s\"", realm);
     }
     return 0;
 }

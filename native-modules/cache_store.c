@@ -44,7 +44,7 @@ static struct {
     atomic_uint_least64_t entries, bytes, hits, misses, evictions, collapsed_waits, stores;
 } counters;
 
-void h2p_output_cache_stats(h2p_output_cache_stats_t *out)
+void h2p_cache_stats(h2p_cache_stats_t *out)
 {
     out->entries = atomic_load(&counters.entries);
     out->bytes = atomic_load(&counters.bytes);

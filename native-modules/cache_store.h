@@ -75,15 +75,15 @@ typedef enum h2p_cache_lookup_result {
 } h2p_cache_lookup_result_t;
 
 /* Process-wide counters (over every generation's store), for /metrics. */
-typedef struct h2p_output_cache_stats {
+typedef struct h2p_cache_stats {
     uint64_t entries, bytes;  /* stored now */
     uint64_t hits, misses;    /* lookups answered from an entry, and not */
     uint64_t evictions;       /* entries dropped for max_memory */
     uint64_t collapsed_waits; /* requests that waited for another's fetch instead of going to the pool */
     uint64_t stores;          /* entries stored */
-} h2p_output_cache_stats_t;
+} h2p_cache_stats_t;
 
-void h2p_output_cache_stats(h2p_output_cache_stats_t *out);
+void h2p_cache_stats(h2p_cache_stats_t *out);
 void h2p_cache_count_hit(void);
 void h2p_cache_count_miss(void);
 
@@ -119,12 +119,6 @@ void h2p_cache_complete(h2p_cache_t *cache, h2p_cache_pending_t *pending, h2p_ca
 void h2p_cache_remove(h2p_cache_t *cache, h2p_cache_entry_t *entry);
 /* Removes every entry whose key `match` accepts (every entry when match is NULL); how many.
  * Requests that hold an entry finish with it. */
-/* `h2pool ctl cache flush [SITE [PATH]]`: drops the entries of the current generation's cache
- * (of one site, of one path or, for a PATH ending in '*', of the paths it starts; native-modules/output_cache.c
- * knows the keys).  How many. */
-struct h2p_gen;
-struct h2p_site_rt;
-size_t h2p_output_cache_flush(struct h2p_gen *gen, const struct h2p_site_rt *site, const char *path);
 size_t h2p_cache_flush(h2p_cache_t *cache, int (*match)(const char *key, size_t key_len, void *arg), void *arg);
 
 /* A waiting request is gone: 1 when the waiter was unqueued (the caller frees it), 0 when its

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "frontend/alloc.h"
 #include "frontend/router.h"
 #include "native-modules/module.h"
 
@@ -139,7 +140,7 @@ h2p_content_coding_t h2p_accept_encoding_best(const h2p_accept_encoding_t *accep
 
 static int scope_compresses(const h2p_modules_conf_t *m, int is_static)
 {
-    return m->compression.enabled && (is_static ? m->compression.static_ : m->compression.dynamic);
+    return m->compression->enabled && (is_static ? m->compression->static_ : m->compression->dynamic);
 }
 
 h2p_content_coding_t h2p_compression_negotiate(const h2p_modules_conf_t *m, h2o_req_t *req, int is_static)
@@ -246,10 +247,18 @@ typedef struct deflater {
     size_t capacity;
 } deflater_t;
 
-static __thread struct {
+/* The module's state of a request (H2P_MODULE_REQUEST): a precompressed sibling (.br, .gz) of a
+ * file of this Content-Type is being sent */
+typedef struct precompressed {
+    h2o_iovec_t type;
+    const char *coding;
+} precompressed_t;
+
+/* The module's state on a front-end thread (H2P_MODULE_THREAD) */
+typedef struct compression_thread {
     deflater_t *items[SPARE_DEFLATERS];
     size_t count;
-} spare_deflaters;
+} spare_deflaters_t;
 
 typedef struct gzip_context {
     h2o_compress_context_t super;
@@ -260,8 +269,9 @@ typedef struct gzip_context {
 
 static deflater_t *take_deflater(void)
 {
-    if (spare_deflaters.count != 0) {
-        deflater_t *d = spare_deflaters.items[--spare_deflaters.count];
+    spare_deflaters_t *spare = H2P_MODULE_THREAD(h2p_this_thread, compression);
+    if (spare->count != 0) {
+        deflater_t *d = spare->items[--spare->count];
         deflateReset(&d->zs);
         return d;
     }
@@ -283,16 +293,25 @@ static void free_deflater(deflater_t *d)
 static void gzip_dispose(void *_self)
 {
     gzip_context_t *self = _self;
-    if (spare_deflaters.count != SPARE_DEFLATERS)
-        spare_deflaters.items[spare_deflaters.count++] = self->deflater;
+    spare_deflaters_t *spare = H2P_MODULE_THREAD(h2p_this_thread, compression);
+    if (spare->count != SPARE_DEFLATERS)
+        spare->items[spare->count++] = self->deflater;
     else
         free_deflater(self->deflater);
 }
 
+static void init_thread(h2p_thread_t *th)
+{
+    H2P_MODULE_THREAD(th, compression) = h2p_calloc(1, sizeof(spare_deflaters_t));
+}
+
 static void dispose_thread(h2p_thread_t *th)
 {
-    while (spare_deflaters.count != 0)
-        free_deflater(spare_deflaters.items[--spare_deflaters.count]);
+    spare_deflaters_t *spare = H2P_MODULE_THREAD(th, compression);
+    while (spare->count != 0)
+        free_deflater(spare->items[--spare->count]);
+    free(spare);
+    H2P_MODULE_THREAD(th, compression) = NULL;
 }
 
 static void gzip_run(gzip_context_t *self, const char *src, size_t len, int flush)
@@ -427,14 +446,13 @@ static void compress_do_send(h2o_ostream_t *_self, h2o_req_t *req, h2o_iovec_t *
 }
 
 /* A precompressed sibling went out: it is the file's representation in that coding. */
-static void label_precompressed(h2o_req_t *req, h2p_request_t *r)
+static void label_precompressed(h2o_req_t *req, const precompressed_t *sent)
 {
     ssize_t i = h2o_find_header(&req->res.headers, H2O_TOKEN_CONTENT_TYPE, -1);
     if (i != -1)
-        req->res.headers.entries[i].value = r->precompressed_type;
+        req->res.headers.entries[i].value = sent->type;
     if (req->res.status == 200)
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_ENCODING, NULL, r->precompressed_coding,
-                       strlen(r->precompressed_coding));
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_ENCODING, NULL, sent->coding, strlen(sent->coding));
     add_vary_accept_encoding(req);
 }
 
@@ -449,8 +467,8 @@ static void on_setup_ostream(h2o_filter_t *_self, h2o_req_t *req, h2o_ostream_t 
     h2p_request_t *r = h2p_request_of(req);
     if (r != NULL && r->from_cache)
         goto Next; /* stored as the cache's entry for this coding */
-    if (r != NULL && r->precompressed_coding != NULL) {
-        label_precompressed(req, r);
+    if (r != NULL && H2P_MODULE_REQUEST(r, compression) != NULL) {
+        label_precompressed(req, H2P_MODULE_REQUEST(r, compression));
         goto Next;
     }
     if (req->res.status != 200)
@@ -459,12 +477,12 @@ static void on_setup_ostream(h2o_filter_t *_self, h2o_req_t *req, h2o_ostream_t 
     if (!scope_compresses(self->settings, is_static))
         goto Next;
     ssize_t type_index = h2o_find_header(&req->res.headers, H2O_TOKEN_CONTENT_TYPE, -1);
-    if (type_index == -1 || !type_listed(&self->settings->compression.types, req->res.headers.entries[type_index].value))
+    if (type_index == -1 || !type_listed(&self->settings->compression->types, req->res.headers.entries[type_index].value))
         goto Next;
     if (has_header(req, H2O_TOKEN_CONTENT_ENCODING) || has_header(req, H2O_TOKEN_CONTENT_RANGE) ||
         cache_control_says(&req->res.headers, H2O_STRLIT("no-transform")))
         goto Next;
-    if (req->res.content_length != SIZE_MAX && req->res.content_length < self->settings->compression.min_size)
+    if (req->res.content_length != SIZE_MAX && req->res.content_length < self->settings->compression->min_size)
         goto Next;
     /* from here on the answer depends on Accept-Encoding, compressed or not */
     add_vary_accept_encoding(req);
@@ -505,7 +523,7 @@ size_t h2p_compression_precompressed_choices(h2o_req_t *req, const struct h2p_sc
     h2p_accept_encoding_t accepted;
     h2p_accept_encoding_parse(&req->headers, &accepted);
     h2p_content_coding_t best = h2p_accept_encoding_best(&accepted);
-    if (best == H2P_CODING_IDENTITY || type.base == NULL || !type_listed(&m->compression.types, type))
+    if (best == H2P_CODING_IDENTITY || type.base == NULL || !type_listed(&m->compression->types, type))
         return 0;
     /* the preferred coding's sibling, else the other one if the client takes it over identity */
     struct {
@@ -523,6 +541,14 @@ size_t h2p_compression_precompressed_choices(h2o_req_t *req, const struct h2p_sc
     return n;
 }
 
+void h2p_compression_precompressed_sent(h2o_req_t *req, h2o_iovec_t type, const char *coding)
+{
+    h2p_request_t *r = h2p_request_of(req);
+    precompressed_t *sent = h2o_mem_alloc_pool(&req->pool, sizeof(*sent));
+    *sent = (precompressed_t){type, coding};
+    H2P_MODULE_REQUEST(r, compression) = sent;
+}
+
 /* ---- set-up ------------------------------------------------------------------------------- */
 
 int h2p_compression_is_filter(const h2o_filter_t *filter)
@@ -533,7 +559,7 @@ int h2p_compression_is_filter(const h2o_filter_t *filter)
 static int on_config(h2p_module_scope_t *ms)
 {
     const h2p_modules_conf_t *m = ms->settings;
-    if (!m->compression.enabled || (!m->compression.static_ && !m->compression.dynamic) || m->compression.types.count == 0)
+    if (!m->compression->enabled || (!m->compression->static_ && !m->compression->dynamic) || m->compression->types.count == 0)
         return 0;
     compression_filter_t *self = (void *)h2o_create_filter(ms->pathconf, sizeof(*self));
     self->super.on_setup_ostream = on_setup_ostream;
@@ -541,4 +567,5 @@ static int on_config(h2p_module_scope_t *ms)
     return 0;
 }
 
-const h2p_module_t h2p_module_compression = {"compression", H2P_PHASE_RESPONSE, on_config, .dispose_thread = dispose_thread};
+const h2p_module_t h2p_module_compression = {"compression", H2P_PHASE_RESPONSE, on_config, .init_thread = init_thread,
+                                             .dispose_thread = dispose_thread};

@@ -11,6 +11,14 @@
 
 struct h2p_scope_rt;
 
+/* modules.compression in a scope (compression_conf.c) */
+typedef struct h2p_compression_conf {
+    H2P_MODULE_HEAD;
+    int dynamic, static_;
+    h2p_strlist_t types;
+    uint64_t min_size;
+} h2p_compression_conf_t;
+
 typedef enum h2p_content_coding { H2P_CODING_IDENTITY = 0, H2P_CODING_GZIP, H2P_CODING_BR } h2p_content_coding_t;
 
 /* Quality values (0..1000) an Accept-Encoding header list gives each coding h2pool knows. */
@@ -45,6 +53,9 @@ typedef struct h2p_precompressed_choice {
  */
 size_t h2p_compression_precompressed_choices(h2o_req_t *req, const struct h2p_scope_rt *scope, h2o_iovec_t type,
                                              h2p_precompressed_choice_t out[2]);
+/* The static handler sends the sibling of `coding` for a file of Content-Type `type`:
+ * compression labels the response (Content-Encoding, Vary, its ETag) instead of compressing it. */
+void h2p_compression_precompressed_sent(h2o_req_t *req, h2o_iovec_t type, const char *coding);
 
 /* Frees the calling thread's spare gzip streams (after its loop has ended). */
 

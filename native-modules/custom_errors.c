@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "native-modules/module.h"
+#include "native-modules/custom_errors.h"
 #include "frontend/alloc.h"
 
 typedef struct error_page {
@@ -241,15 +242,15 @@ static h2o_iovec_t page_content_type(h2o_mimemap_t *mimemap, const char *path)
 
 static int on_config(h2p_module_scope_t *ms)
 {
-    if (!ms->settings->custom_errors.enabled || ms->settings->custom_errors.mode == H2P_ERRORS_OFF)
+    if (!ms->settings->custom_errors->enabled || ms->settings->custom_errors->mode == H2P_ERRORS_OFF)
         return 0;
     custom_errors_filter_t *self = (void *)h2o_create_filter(ms->pathconf, sizeof(*self));
     self->super.on_setup_ostream = on_setup_ostream;
     self->super.dispose = on_dispose;
-    self->mode = ms->settings->custom_errors.mode;
-    self->pages = h2p_calloc(ms->settings->custom_errors.num_pages + 1, sizeof(*self->pages));
-    for (size_t i = 0; i != ms->settings->custom_errors.num_pages; ++i) {
-        const h2p_error_page_t *conf = ms->settings->custom_errors.pages + i;
+    self->mode = ms->settings->custom_errors->mode;
+    self->pages = h2p_calloc(ms->settings->custom_errors->num_pages + 1, sizeof(*self->pages));
+    for (size_t i = 0; i != ms->settings->custom_errors->num_pages; ++i) {
+        const h2p_error_page_t *conf = ms->settings->custom_errors->pages + i;
         error_page_t *page = self->pages + self->num_pages;
         if (conf->body == NULL) { /* (only a configuration loaded without its files has none) */
             snprintf(ms->err, ms->errlen, "site %s: custom_errors.pages.%u: %s was not read with the configuration", ms->site->name,

@@ -14,6 +14,7 @@
 #include "frontend/log.h"
 #include "frontend/alloc.h"
 #include "native-modules/module.h"
+#include "native-modules/custom_headers.h"
 
 typedef struct header_op {
     const h2o_token_t *token; /* NULL: a name libh2o has no token for */
@@ -65,10 +66,10 @@ static void on_dispose(h2o_filter_t *_self)
 
 static int on_config(h2p_module_scope_t *ms)
 {
-    const h2p_header_setting_t *settings = ms->settings->custom_headers.headers;
-    size_t count = ms->settings->custom_headers.count;
+    const h2p_header_setting_t *settings = ms->settings->custom_headers->headers;
+    size_t count = ms->settings->custom_headers->count;
 
-    if (!ms->settings->custom_headers.enabled || count == 0)
+    if (!ms->settings->custom_headers->enabled || count == 0)
         return 0;
     custom_headers_filter_t *self = (void *)h2o_create_filter(ms->pathconf, sizeof(*self));
     self->super.on_setup_ostream = on_setup_ostream;

@@ -24,6 +24,7 @@
 #include "frontend/log_writer.h"
 #include "frontend/router.h"
 #include "native-modules/module.h"
+#include "native-modules/failed_request_tracing.h"
 
 #define MAX_STEPS 32 /* steps beyond it (rewrites into deep chains) are counted, not kept */
 
@@ -58,12 +59,19 @@ static int64_t monotonic_ns(void)
 
 /* ---- the router's side: steps ------------------------------------------------------------- */
 
+/* The request's trace: the module's state of the request (NULL until a step is traced) */
+static struct h2p_trace *trace_of(h2p_request_t *r)
+{
+    return H2P_MODULE_REQUEST(r, failed_request_tracing);
+}
+
 int h2p_trace_step_begin(h2p_request_t *r, const char *module)
 {
-    struct h2p_trace *trace = r->trace;
+    struct h2p_trace *trace = H2P_MODULE_REQUEST(r, failed_request_tracing);
     int64_t now = monotonic_ns();
     if (trace == NULL) {
-        trace = r->trace = h2o_mem_alloc_pool(&r->req->pool, sizeof(*trace));
+        trace = H2P_MODULE_REQUEST(r, failed_request_tracing) = h2o_mem_alloc_pool(&r->req->pool, sizeof(*trace));
+        r->traced = 1;
         memset(trace, 0, sizeof(*trace));
         trace->start_ns = now;
     }
@@ -79,10 +87,10 @@ void h2p_trace_step_end(h2p_request_t *r, int step, int answered)
 {
     if (step < 0)
         return;
-    trace_step_t *s = r->trace->steps + step;
+    trace_step_t *s = trace_of(r)->steps + step;
     s->end_ns = monotonic_ns();
     s->answered = answered;
-    s->inner_steps = r->trace->num_steps - (size_t)step - 1;
+    s->inner_steps = trace_of(r)->num_steps - (size_t)step - 1;
 }
 
 /* ---- the trace as JSON ---------------------------------------------------------------------- */
@@ -262,11 +270,11 @@ static json_t *trace_json(trace_logger_t *self, h2o_req_t *req, h2p_request_t *r
         json_object_set_new(o, "pool", json_string(r->pool_name));
         json_object_set_new(o, "worker_pid", json_integer(r->worker_pid));
     }
-    if (r != NULL && r->trace != NULL) {
+    if (r != NULL && trace_of(r) != NULL) {
         int64_t end_ns = monotonic_ns();
-        json_object_set_new(o, "steps", steps_json(r, r->trace, end_ns, status));
-        if (r->trace->steps_lost != 0)
-            json_object_set_new(o, "steps_not_kept", json_integer((json_int_t)r->trace->steps_lost));
+        json_object_set_new(o, "steps", steps_json(r, trace_of(r), end_ns, status));
+        if (trace_of(r)->steps_lost != 0)
+            json_object_set_new(o, "steps_not_kept", json_integer((json_int_t)trace_of(r)->steps_lost));
     }
     json_object_set_new(o, "request_headers", headers_json(&req->headers, 0));
     json_object_set_new(o, "response_headers", headers_json(&req->res.headers, 1));
@@ -300,8 +308,8 @@ static void on_log_access(h2o_logger_t *_self, h2o_req_t *req)
 static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
 {
     h2p_request_t *r = h2p_request_of(req);
-    if (r != NULL && r->trace != NULL && r->trace->response_start_ns == 0)
-        r->trace->response_start_ns = monotonic_ns();
+    if (r != NULL && trace_of(r) != NULL && trace_of(r)->response_start_ns == 0)
+        trace_of(r)->response_start_ns = monotonic_ns();
     h2o_setup_next_ostream(req, h2p_request_watch_response(req, slot));
 }
 
@@ -309,7 +317,7 @@ static const h2p_status_range_t server_errors = {500, 599};
 
 static int on_config(h2p_module_scope_t *ms)
 {
-    const __typeof__(ms->settings->failed_request_tracing) *settings = &ms->settings->failed_request_tracing;
+    const h2p_failed_request_tracing_conf_t *settings = ms->settings->failed_request_tracing;
     char dir[PATH_MAX];
     if (!settings->enabled)
         return 0;

@@ -11,6 +11,7 @@
 
 #include "native-modules/match.h"
 #include "native-modules/module.h"
+#include "native-modules/ip_restriction.h"
 
 enum { IP_DENIED = 6 }; /* IIS 403.6 */
 
@@ -66,9 +67,9 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
 
 static int on_config(h2p_module_scope_t *ms)
 {
-    const h2p_ip_restriction_conf_t *conf = &ms->settings->ip_restriction.c;
+    const h2p_ip_restriction_conf_t *conf = ms->settings->ip_restriction;
     /* allow-all with no rules is the same as no module: it costs nothing */
-    if (!ms->settings->ip_restriction.enabled || (conf->default_allow && conf->num_deny == 0))
+    if (!ms->settings->ip_restriction->enabled || (conf->default_allow && conf->num_deny == 0))
         return 0;
     ip_restriction_handler_t *self = (void *)h2o_create_handler(ms->pathconf, sizeof(*self));
     self->super.on_req = on_req;

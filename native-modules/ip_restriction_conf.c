@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "native-modules/module_conf.h"
+#include "native-modules/ip_restriction.h"
 
 static void parse_cidrs(h2p_cfg_ctx_t *ctx, yaml_node_t *node, h2p_cidr_t **cidrs, size_t *count)
 {
@@ -37,36 +38,38 @@ static void parse_cidrs(h2p_cfg_ctx_t *ctx, yaml_node_t *node, h2p_cidr_t **cidr
 
 static void parse_allow_cidrs(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *base, const h2p_cfg_key_t *key)
 {
-    h2p_ip_restriction_conf_t *c = &((h2p_modules_conf_t *)base)->ip_restriction.c;
+    h2p_ip_restriction_conf_t *c = (h2p_ip_restriction_conf_t *)base;
     parse_cidrs(ctx, node, &c->allow, &c->num_allow);
 }
 
 static void parse_deny_cidrs(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *base, const h2p_cfg_key_t *key)
 {
-    h2p_ip_restriction_conf_t *c = &((h2p_modules_conf_t *)base)->ip_restriction.c;
+    h2p_ip_restriction_conf_t *c = (h2p_ip_restriction_conf_t *)base;
     parse_cidrs(ctx, node, &c->deny, &c->num_deny);
 }
 
 static void parse_trusted_proxies(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *base, const h2p_cfg_key_t *key)
 {
-    h2p_ip_restriction_conf_t *c = &((h2p_modules_conf_t *)base)->ip_restriction.c;
+    h2p_ip_restriction_conf_t *c = (h2p_ip_restriction_conf_t *)base;
     parse_cidrs(ctx, node, &c->trusted_proxies, &c->num_trusted_proxies);
 }
 
-static void ip_restriction_init(h2p_cfg_ctx_t *ctx, h2p_modules_conf_t *m)
+static void ip_restriction_init(h2p_cfg_ctx_t *ctx, void *settings)
 {
-    memset(&m->ip_restriction.c, 0, sizeof(m->ip_restriction.c));
-    m->ip_restriction.c.default_allow = 1;
+    h2p_ip_restriction_conf_t *c = settings;
+
+    c->default_allow = 1;
 }
 
 static const char *const deny_allow_names[] = {"deny", "allow", NULL}; /* index = default_allow */
 
 static const h2p_cfg_key_t ip_restriction_keys[] = {
-    {"enabled", H2P_CFG_BOOL, MOD(ip_restriction.enabled)},
-    {"default", H2P_CFG_ENUM, MOD(ip_restriction.c.default_allow), .arg = deny_allow_names},
+    {"enabled", H2P_CFG_BOOL, SETTING(h2p_ip_restriction_conf_t, enabled)},
+    {"default", H2P_CFG_ENUM, SETTING(h2p_ip_restriction_conf_t, default_allow), .arg = deny_allow_names},
     {"allow", H2P_CFG_CUSTOM, 0, .parse = parse_allow_cidrs},
     {"deny", H2P_CFG_CUSTOM, 0, .parse = parse_deny_cidrs},
     {"trusted_proxies", H2P_CFG_CUSTOM, 0, .parse = parse_trusted_proxies},
     {NULL}};
 
-const h2p_module_conf_t h2p_conf_ip_restriction = {.default_enabled = 1, .init = ip_restriction_init, .keys = ip_restriction_keys};
+const h2p_module_conf_t h2p_conf_ip_restriction = {
+    .size = sizeof(h2p_ip_restriction_conf_t), .default_enabled = 1, .init = ip_restriction_init, .keys = ip_restriction_keys};

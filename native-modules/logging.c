@@ -19,12 +19,16 @@
  */
 #include <arpa/inet.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 
+#include "frontend/alloc.h"
 #include "frontend/log.h"
 #include "frontend/log_writer.h"
+#include "frontend/server.h"
 #include "native-modules/module.h"
+#include "native-modules/logging.h"
 
 #define LINE_MAX_BYTES 16384
 /* the most a field may take once escaped; a longer one is cut (the line stays well-formed) */
@@ -41,10 +45,10 @@ typedef struct logging_logger {
 
 /* ---- per-thread caches: the time as text, and each connection's addresses ------------------- */
 
-static __thread struct {
+typedef struct clock_text {
     time_t sec;
     char date[11], time[9];
-} clock_text;
+} clock_text_t;
 
 #define ADDRESS_CACHE_SIZE 64 /* kept-alive connections on this loop, by id */
 
@@ -55,17 +59,33 @@ typedef struct address_cache_entry {
     unsigned server_port;
 } address_cache_entry_t;
 
-static __thread address_cache_entry_t address_cache[ADDRESS_CACHE_SIZE];
+/* The module's state on a front-end thread (H2P_MODULE_THREAD) */
+typedef struct logging_thread {
+    clock_text_t clock_text;
+    address_cache_entry_t address_cache[ADDRESS_CACHE_SIZE];
+    char line[LINE_MAX_BYTES];
+} logging_thread_t;
 
-static void update_clock_text(time_t sec)
+static void init_thread(h2p_thread_t *th)
 {
-    if (clock_text.sec == sec)
+    H2P_MODULE_THREAD(th, logging) = h2p_calloc(1, sizeof(logging_thread_t));
+}
+
+static void dispose_thread(h2p_thread_t *th)
+{
+    free(H2P_MODULE_THREAD(th, logging));
+    H2P_MODULE_THREAD(th, logging) = NULL;
+}
+
+static void update_clock_text(clock_text_t *clock_text, time_t sec)
+{
+    if (clock_text->sec == sec)
         return;
     struct tm tm;
     gmtime_r(&sec, &tm);
-    strftime(clock_text.date, sizeof(clock_text.date), "%Y-%m-%d", &tm);
-    strftime(clock_text.time, sizeof(clock_text.time), "%H:%M:%S", &tm);
-    clock_text.sec = sec;
+    strftime(clock_text->date, sizeof(clock_text->date), "%Y-%m-%d", &tm);
+    strftime(clock_text->time, sizeof(clock_text->time), "%H:%M:%S", &tm);
+    clock_text->sec = sec;
 }
 
 /* "192.0.2.7" (an IPv4 client of a dual-stack listener too), "2001:db8::1", or "-". */
@@ -91,9 +111,9 @@ static unsigned format_address(const struct sockaddr *sa, socklen_t len, char *o
 }
 
 /* getsockname is a system call: a connection's addresses are looked up once per connection. */
-static const address_cache_entry_t *addresses_of(h2o_conn_t *conn)
+static const address_cache_entry_t *addresses_of(logging_thread_t *state, h2o_conn_t *conn)
 {
-    address_cache_entry_t *e = address_cache + conn->id % ADDRESS_CACHE_SIZE;
+    address_cache_entry_t *e = state->address_cache + conn->id % ADDRESS_CACHE_SIZE;
     if (e->conn == conn && e->conn_id == conn->id)
         return e;
     struct sockaddr_storage ss;
@@ -172,6 +192,7 @@ static h2o_iovec_t header_value(h2o_req_t *req, const h2o_token_t *token)
 typedef struct log_fields {
     h2o_iovec_t method, stem, query, user, user_agent, referer;
     const address_cache_entry_t *addresses;
+    const clock_text_t *clock_text;
     unsigned status, substatus, win32_status;
     uint64_t time_taken;
 } log_fields_t;
@@ -200,9 +221,9 @@ static char *put_uint(char *p, uint64_t n)
 static size_t format_w3c(char *line, const log_fields_t *f)
 {
     char *p = line;
-    memcpy(p, clock_text.date, 10);
+    memcpy(p, f->clock_text->date, 10);
     p[10] = ' ';
-    memcpy(p + 11, clock_text.time, 8);
+    memcpy(p + 11, f->clock_text->time, 8);
     p[19] = ' ';
     p = put_text(p + 20, f->addresses->server_ip);
     *p++ = ' ';
@@ -244,7 +265,8 @@ static char *put_json_member(char *p, const char *name, h2o_iovec_t value, size_
 static size_t format_json(char *line, const log_fields_t *f)
 {
     char *p = line;
-    p += sprintf(p, "{\"date\":\"%s\",\"time\":\"%s\",\"s-ip\":\"%s\"", clock_text.date, clock_text.time, f->addresses->server_ip);
+    p += sprintf(p, "{\"date\":\"%s\",\"time\":\"%s\",\"s-ip\":\"%s\"", f->clock_text->date, f->clock_text->time,
+                 f->addresses->server_ip);
     p = put_json_member(p, "cs-method", f->method, MAX_METHOD);
     p = put_json_member(p, "cs-uri-stem", f->stem, MAX_URI);
     p = put_json_member(p, "cs-uri-query", f->query, MAX_URI);
@@ -278,11 +300,11 @@ static unsigned win32_status(const h2p_request_t *r)
 static void on_log_access(h2o_logger_t *_self, h2o_req_t *req)
 {
     logging_logger_t *self = (void *)_self;
-    static __thread char line[LINE_MAX_BYTES];
+    logging_thread_t *state = H2P_MODULE_THREAD(h2p_this_thread, logging);
     h2p_request_t *r = h2p_request_of(req);
     struct timeval now;
     gettimeofday(&now, NULL);
-    update_clock_text(now.tv_sec);
+    update_clock_text(&state->clock_text, now.tv_sec);
 
     /* the URL as the client sent it: a rewrite is internal (IIS logs the original URL too) */
     h2o_iovec_t path = req->input.path;
@@ -295,15 +317,16 @@ static void on_log_access(h2o_logger_t *_self, h2o_req_t *req)
         .user = r != NULL ? r->remote_user : h2o_iovec_init(NULL, 0),
         .user_agent = header_value(req, H2O_TOKEN_USER_AGENT),
         .referer = header_value(req, H2O_TOKEN_REFERER),
-        .addresses = addresses_of(req->conn),
+        .addresses = addresses_of(state, req->conn),
+        .clock_text = &state->clock_text,
         .status = h2p_request_log_status(req),
         .win32_status = win32_status(r),
         .time_taken = h2p_request_time_taken_ms(req, &now),
     };
     if (r != NULL && r->status == f.status)
         f.substatus = r->substatus;
-    size_t len = self->json ? format_json(line, &f) : format_w3c(line, &f);
-    h2p_log_writer_append(self->target, now.tv_sec, line, len);
+    size_t len = self->json ? format_json(state->line, &f) : format_w3c(state->line, &f);
+    h2p_log_writer_append(self->target, now.tv_sec, state->line, len);
 }
 
 static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
@@ -324,19 +347,19 @@ static h2p_log_rotation_t rotation_of(const char *name)
 
 static int on_config(h2p_module_scope_t *ms)
 {
-    if (!ms->settings->logging.enabled || ms->server->log_dir == NULL)
+    if (!ms->settings->logging->enabled || ms->server->log_dir == NULL)
         return 0; /* no log_dir: no access logs */
     char dir[PATH_MAX];
     if (snprintf(dir, sizeof(dir), "%s/%s", ms->server->log_dir, ms->site->name) >= (int)sizeof(dir)) {
         snprintf(ms->err, ms->errlen, "site %s: logging: server.log_dir is too long", ms->site->name);
         return -1;
     }
-    int json = strcmp(ms->settings->logging.format, "json") == 0;
+    int json = strcmp(ms->settings->logging->format, "json") == 0;
     h2p_log_target_conf_t target = {
         .dir = dir,
         .kind = json ? H2P_LOG_FILE_JSON : H2P_LOG_FILE_W3C,
-        .rotate = rotation_of(ms->settings->logging.rotate),
-        .max_size = ms->settings->logging.max_size,
+        .rotate = rotation_of(ms->settings->logging->rotate),
+        .max_size = ms->settings->logging->max_size,
     };
     int id = h2p_log_writer_target(&target);
     if (id < 0) {
@@ -352,4 +375,5 @@ static int on_config(h2p_module_scope_t *ms)
     return 0;
 }
 
-const h2p_module_t h2p_module_logging = {"logging", H2P_PHASE_RESPONSE, on_config};
+const h2p_module_t h2p_module_logging = {"logging", H2P_PHASE_RESPONSE, on_config, .init_thread = init_thread,
+                                         .dispose_thread = dispose_thread};

@@ -295,7 +295,7 @@ int h2p_wildcard_match(const char *pattern, size_t pattern_len, const char *s, s
  *     percent-encoded.
  * A `to` with $N in its scheme or authority ("https://$1.example.com", "https://host:$1"), or
  * with a scheme but no "//host" before its first $N ("https:$1"), is refused when the
- * configuration is read (h2p_redirect_check_target).
+ * configuration is read (h2p_target_check).
  */
 
 static int is_capture_ref(const char *to, size_t i, size_t to_len)
@@ -336,7 +336,7 @@ static target_shape_t target_shape(const char *to, size_t to_len)
     return shape;
 }
 
-const char *h2p_redirect_check_target(const char *to, size_t to_len)
+const char *h2p_target_check(const char *to, size_t to_len)
 {
     size_t first_capture = 0;
     while (first_capture != to_len && !is_capture_ref(to, first_capture, to_len))
@@ -444,8 +444,8 @@ static int expand_captures(writer_t *w, const char *to, size_t from, size_t to_l
     return has_query;
 }
 
-size_t h2p_redirect_expand(char *out, size_t cap, const char *to, size_t to_len, const char *s, const h2p_capture_t *captures,
-                           size_t num_captures, const char *query, size_t query_len)
+size_t h2p_target_expand(char *out, size_t cap, const char *to, size_t to_len, const char *s, const h2p_capture_t *captures,
+                         size_t num_captures, const char *query, size_t query_len)
 {
     target_shape_t shape = target_shape(to, to_len);
     writer_t w = {out, cap, 0};

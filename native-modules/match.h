@@ -101,9 +101,9 @@ int h2p_wildcard_match(const char *pattern, size_t pattern_len, const char *s, s
  * Whether `to` can be a redirect target with captures: NULL, or why not (a $N in its scheme or
  * authority, or a scheme without "//host" before the first $N).
  */
-const char *h2p_redirect_check_target(const char *to, size_t to_len);
+const char *h2p_target_check(const char *to, size_t to_len);
 
-size_t h2p_redirect_expand(char *out, size_t cap, const char *to, size_t to_len, const char *s, const h2p_capture_t *captures,
-                           size_t num_captures, const char *query, size_t query_len);
+size_t h2p_target_expand(char *out, size_t cap, const char *to, size_t to_len, const char *s, const h2p_capture_t *captures,
+                         size_t num_captures, const char *query, size_t query_len);
 
 #endif

@@ -19,6 +19,7 @@
 
 #include "frontend/config.h"
 #include "frontend/counters.h"
+#include "native-modules/module_index.h"
 
 struct h2p_gen;
 struct h2p_site_rt;
@@ -37,7 +38,8 @@ typedef struct h2p_request {
     /* why a module ended the request, for the log: status and IIS sub-status (404.7 = 404, 7) */
     const char *ended_by;
     unsigned status, substatus;
-    /* set by authentication, passed to FastCGI / CGI as REMOTE_USER and AUTH_TYPE */
+    /* written by authentication; read by authorization, logging and the FastCGI / CGI handlers
+     * (REMOTE_USER and AUTH_TYPE) */
     h2o_iovec_t remote_user, auth_type;
     /* what the request will be served by, once h2p_request_served() has resolved it */
     struct h2p_served {
@@ -46,16 +48,16 @@ typedef struct h2p_request {
         int mapping;       /* index in the application's handler mappings, -1 = static file or listing */
         size_t script_len; /* path[0, script_len) is the script; the rest is PATH_INFO */
     } served;
-    /* the query string after a rewrite (the target's own, then the client's) */
+    /* the query string after a rewrite (the target's own, then the client's): written by rewrite,
+     * read through h2p_request_query() by the content handlers */
     h2o_iovec_t query;
     int query_rewritten;
-    /* compression: a precompressed sibling (.br, .gz) of a file of this Content-Type is sent */
-    h2o_iovec_t precompressed_type;
-    const char *precompressed_coding;
-    /* output cache: the request's cache state (NULL when no rule takes it); from_cache: the
-     * response is an entry's copy, which the response-phase modules leave as it was stored */
-    struct h2p_cache_request *cache;
+    /* written by output_cache: the response is an entry's copy, which the response-phase modules
+     * (compression, output_cache's store) leave as it was stored */
     unsigned from_cache : 1;
+    /* written by failed_request_tracing when it starts a trace of the request: the router then
+     * reports every step of the chain (h2p_trace_step_begin/end), in whatever scope it runs */
+    unsigned traced : 1;
     /* how the response ended, for the log (see h2p_request_watch_response) */
     enum h2p_response_end {
         H2P_RESPONSE_NOT_ENDED, /* not (yet) sent in full: the client left, or no response began */
@@ -63,13 +65,18 @@ typedef struct h2p_request {
         H2P_RESPONSE_CUT_OFF    /* its producer failed mid-body (a worker died): the client got part of it */
     } response_end;
     int response_watched;
-    /* FastCGI: the pool and the worker that took the request (for traces); NULL / 0 otherwise */
+    /* written by the FastCGI handler: the pool and the worker that took the request; read by
+     * failed_request_tracing; NULL / 0 otherwise */
     const char *pool_name;
     int worker_pid;
-    /* failed_request_tracing: the pipeline steps, when the scope traces (NULL otherwise) */
-    struct h2p_trace *trace;
+    /* each module's own state of the request (H2P_MODULE_REQUEST), NULL until the module sets it:
+     * only the module knows what it points to (in the request's pool, as a rule) */
+    void *module_data[H2P_NUM_MODULES];
     h2p_request_track_t track; /* counters and `h2pool ctl list requests` (frontend/counters.h) */
 } h2p_request_t;
+
+/* A module's own state of a request (h2p_request_t.module_data); `name` is the module's own. */
+#define H2P_MODULE_REQUEST(r, name) ((r)->module_data[H2P_MODULE_INDEX(name)])
 
 /* The query string the application sees: the client's, or what rewrite made of it. */
 static inline h2o_iovec_t h2p_request_query(h2p_request_t *r)
@@ -151,11 +158,19 @@ typedef struct h2p_module {
     /* Registers the module's handler or filter on the scope's pathconf when it is enabled there.
      * Returns 0, or -1 with scope->err filled (the generation is refused). */
     int (*on_config)(h2p_module_scope_t *scope);
+    /* set by a module that changes the request's path (rewrite): h2p_router_resume() goes on with
+     * the handler after this module's, in the scope of the new path */
+    int resume_after;
     /* Optional: set up / free the module's state of a front-end thread, on that thread (before its
-     * loop runs requests / after its last request). */
+     * loop runs requests / after its last request).  The state hangs in the thread's slot for the
+     * module, H2P_MODULE_THREAD(th, name): made once here, never on a request's path. */
     void (*init_thread)(struct h2p_thread *th);
     void (*dispose_thread)(struct h2p_thread *th);
 } h2p_module_t;
+
+/* A module's state on a front-end thread (frontend/server.h's h2p_thread_t.module_thread), as its
+ * init_thread made it; `name` is the module's own. */
+#define H2P_MODULE_THREAD(th, name) ((th)->module_thread[H2P_MODULE_INDEX(name)])
 
 /* Runs every module's init_thread / dispose_thread on the calling front-end thread. */
 void h2p_modules_init_thread(struct h2p_thread *th);

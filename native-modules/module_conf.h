@@ -1,6 +1,7 @@
 /*
- * The configuration part of a module: its settings section (`modules.<name>`), parsed into its
- * slot of h2p_modules_conf_t by frontend/config_modules.c with what the module's
+ * The configuration part of a module: its settings section (`modules.<name>`), parsed by
+ * frontend/config_modules.c into fresh settings of the module's own type (struct h2p_<name>_conf,
+ * in native-modules/<name>.h), hung in its slot of h2p_modules_conf_t, with what the module's
  * native-modules/<name>_conf.c declares here.  Everything a check needs that is not a running
  * server happens there (files read, regular expressions compiled), so `-t`, a start and a reload
  * report the same errors, each as file:line:column: key.path: reason.
@@ -13,18 +14,26 @@
 #include "frontend/config.h"
 #include "frontend/config_internal.h"
 
-#define MOD(field) offsetof(h2p_modules_conf_t, field)
+/* The offset of a field of a module's settings struct (for its key tables) */
+#define SETTING(type, field) offsetof(type, field)
 #define RULE(type, field) offsetof(type, field)
 
 typedef struct h2p_module_conf {
+    size_t size; /* of the module's settings struct, which begins with H2P_MODULE_HEAD */
     int default_enabled;
-    /* the defaults (also when the module is named: what it writes overrides them) */
-    void (*init)(h2p_cfg_ctx_t *ctx, h2p_modules_conf_t *m);
-    /* the section is a map of these keys, or parse() reads it */
+    /* the defaults, on zeroed settings (also when the module is named: what it writes overrides them) */
+    void (*init)(h2p_cfg_ctx_t *ctx, void *settings);
+    /* the section is a map of these keys (offsets in the settings struct), or parse() reads it */
     const h2p_cfg_key_t *keys;
-    void (*parse)(h2p_cfg_ctx_t *ctx, yaml_node_t *node, h2p_modules_conf_t *m);
+    void (*parse)(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *settings);
     /* checks across keys, after them (on a map) */
-    void (*check)(h2p_cfg_ctx_t *ctx, yaml_node_t *node, h2p_modules_conf_t *m);
+    void (*check)(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *settings);
+    /* checks across the scopes of a site (after its applications and locations are read) */
+    void (*check_site)(h2p_cfg_ctx_t *ctx, const h2p_site_conf_t *site);
+    /* the directories the module writes into for a scope with these (merged) settings, which
+     * the front end creates before it gives up root: prepare(dir, arg) for each */
+    void (*prepare_dirs)(const h2p_config_t *conf, const h2p_site_conf_t *site, const void *settings,
+                         void (*prepare)(const char *dir, void *arg), void *arg);
     /* a list of rules, which `{enabled: false}` switches off in a scope */
     int rules;
 } h2p_module_conf_t;

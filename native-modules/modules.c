@@ -37,7 +37,7 @@ int h2p_modules_setup_scope(h2p_module_scope_t *scope, h2p_module_phase_t phase)
             return -1;
         for (size_t i = first; i < scope->pathconf->handlers.size && i < H2P_SCOPE_MAX_HANDLERS; ++i)
             scope->scope->handler_modules[i] = (*m)->name; /* (for traces) */
-        if (*m == &h2p_module_rewrite)
+        if ((*m)->resume_after)
             scope->scope->resume_at = scope->pathconf->handlers.size;
     }
     return 0;

@@ -33,12 +33,14 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "frontend/alloc.h"
 #include "frontend/router.h"
 #include "handlers/content.h"
 #include "handlers/static.h"
 #include "native-modules/cache_store.h"
 #include "native-modules/compression.h"
 #include "native-modules/module.h"
+#include "native-modules/output_cache.h"
 
 typedef struct lookup_handler {
     h2o_handler_t super;
@@ -74,7 +76,11 @@ typedef struct store_ostream {
     h2p_cache_request_t *c;
 } store_ostream_t;
 
-static __thread h2o_multithread_receiver_t wake_receiver;
+/* The module's state on a front-end thread (H2P_MODULE_THREAD): where other threads' stores wake
+ * this thread's requests waiting for the same entry */
+typedef struct output_cache_thread {
+    h2o_multithread_receiver_t wake_receiver;
+} output_cache_thread_t;
 
 /* ---- small helpers ---------------------------------------------------------------------- */
 
@@ -327,7 +333,8 @@ static int lookup(h2o_req_t *req, h2p_cache_request_t *c)
             return 0;
         case H2P_CACHE_MUST_WAIT:
             waiter = h2o_mem_alloc(sizeof(*waiter));
-            *waiter = (h2p_cache_waiter_t){.receiver = &wake_receiver, .data = c};
+            *waiter = (h2p_cache_waiter_t){
+                .receiver = &((output_cache_thread_t *)H2P_MODULE_THREAD(h2p_this_thread, output_cache))->wake_receiver, .data = c};
             continue;
         case H2P_CACHE_WAIT:
             c->waiter = waiter;
@@ -346,9 +353,9 @@ static int lookup(h2o_req_t *req, h2p_cache_request_t *c)
 
 static const h2p_output_cache_rule_t *find_rule(const h2p_modules_conf_t *m, h2o_iovec_t path)
 {
-    for (size_t i = 0; i != m->output_cache.count; ++i)
-        if (rule_matches(m->output_cache.rules[i].path, path))
-            return m->output_cache.rules + i;
+    for (size_t i = 0; i != m->output_cache->count; ++i)
+        if (rule_matches(m->output_cache->rules[i].path, path))
+            return m->output_cache->rules + i;
     return NULL;
 }
 
@@ -379,7 +386,7 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
         c->file_path = physical;
     }
     c->key = build_key(req, r, rule, s->path, h2p_compression_negotiate(self->settings, req, is_static));
-    r->cache = c;
+    H2P_MODULE_REQUEST(r, output_cache) = c;
     return lookup(req, c);
 }
 
@@ -425,7 +432,18 @@ static void on_wake(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messag
 
 static void init_thread(h2p_thread_t *th)
 {
-    h2o_multithread_register_receiver(th->queue, &wake_receiver, on_wake);
+    output_cache_thread_t *state = h2p_calloc(1, sizeof(*state));
+    h2o_multithread_register_receiver(th->queue, &state->wake_receiver, on_wake);
+    H2P_MODULE_THREAD(th, output_cache) = state;
+}
+
+static void dispose_thread(h2p_thread_t *th)
+{
+    output_cache_thread_t *state = H2P_MODULE_THREAD(th, output_cache);
+    /* (no request waits any more: the loop ran until the last one ended) */
+    h2o_multithread_unregister_receiver(th->queue, &state->wake_receiver);
+    free(state);
+    H2P_MODULE_THREAD(th, output_cache) = NULL;
 }
 
 /* ---- the store ---------------------------------------------------------------------------- */
@@ -670,7 +688,7 @@ static void store_do_send(h2o_ostream_t *_self, h2o_req_t *req, h2o_iovec_t *buf
 static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
 {
     h2p_request_t *r = h2p_request_of(req);
-    h2p_cache_request_t *c = r != NULL ? r->cache : NULL;
+    h2p_cache_request_t *c = r != NULL ? H2P_MODULE_REQUEST(r, output_cache) : NULL;
     if (c == NULL || r->from_cache || c->waiter != NULL)
         goto Next;
     if ((c->ttl_ms = storable_for(req, c)) == 0 ||
@@ -705,7 +723,7 @@ static void place_after_compression(h2o_pathconf_t *pathconf, h2o_filter_t *stor
 static int on_config(h2p_module_scope_t *ms)
 {
     const h2p_modules_conf_t *m = ms->settings;
-    if (!m->output_cache.enabled || m->output_cache.count == 0)
+    if (!m->output_cache->enabled || m->output_cache->count == 0)
         return 0;
     if (ms->phase == H2P_PHASE_REQUEST) {
         lookup_handler_t *self = (void *)h2o_create_handler(ms->pathconf, sizeof(*self));
@@ -720,4 +738,4 @@ static int on_config(h2p_module_scope_t *ms)
 }
 
 const h2p_module_t h2p_module_output_cache = {"output_cache", H2P_PHASE_REQUEST | H2P_PHASE_RESPONSE, on_config,
-                                              .init_thread = init_thread};
+                                              .init_thread = init_thread, .dispose_thread = dispose_thread};

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "native-modules/module_conf.h"
+#include "native-modules/output_cache.h"
 
 static const h2p_cfg_key_t output_cache_keys[] = {
     {"path", H2P_CFG_STRING, RULE(h2p_output_cache_rule_t, path), .flags = H2P_CFG_REQUIRED},
@@ -11,10 +12,12 @@ static const h2p_cfg_key_t output_cache_keys[] = {
     {"vary_by_headers", H2P_CFG_CUSTOM, RULE(h2p_output_cache_rule_t, vary_by_headers), .parse = h2p_cfg_parse_header_names},
     {NULL}};
 
-static void parse_output_cache(h2p_cfg_ctx_t *ctx, yaml_node_t *node, h2p_modules_conf_t *m)
+static void parse_output_cache(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *settings)
 {
-    m->output_cache.rules =
-        h2p_cfg_parse_rules(ctx, node, output_cache_keys, sizeof(h2p_output_cache_rule_t), &m->output_cache.count, NULL);
+    h2p_output_cache_conf_t *c = settings;
+
+    c->rules = h2p_cfg_parse_rules(ctx, node, output_cache_keys, sizeof(h2p_output_cache_rule_t), &c->count, NULL);
 }
 
-const h2p_module_conf_t h2p_conf_output_cache = {.default_enabled = 1, .parse = parse_output_cache, .rules = 1};
+const h2p_module_conf_t h2p_conf_output_cache = {
+    .size = sizeof(h2p_output_cache_conf_t), .default_enabled = 1, .parse = parse_output_cache, .rules = 1};

@@ -6,7 +6,7 @@
  * is "/old/a".  Captured text is percent-encoded again where the Location needs it, and the
  * client's query string is kept ("?" or "&" after what `to` has).  `to` is an absolute URL or
  * a path, sent as written; a capture never changes the scheme, userinfo, host or port it names
- * (h2p_redirect_expand: "https://www.example.com$1" with "@evil.com" is ".com/%40evil.com").
+ * (h2p_target_expand: "https://www.example.com$1" with "@evil.com" is ".com/%40evil.com").
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +15,7 @@
 #include "native-modules/match.h"
 #include "frontend/alloc.h"
 #include "native-modules/module.h"
+#include "native-modules/redirect.h"
 
 typedef struct redirect_rule_rt {
     h2o_iovec_t from, to;
@@ -58,9 +59,9 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
             query = req->input.path.base + req->input.query_at + 1;
             query_len = req->input.path.len - req->input.query_at - 1;
         }
-        size_t len = h2p_redirect_expand(NULL, 0, rule->to.base, rule->to.len, path.base, captures, num_captures, query, query_len);
+        size_t len = h2p_target_expand(NULL, 0, rule->to.base, rule->to.len, path.base, captures, num_captures, query, query_len);
         char *location = h2o_mem_alloc_pool(&req->pool, len + 1);
-        h2p_redirect_expand(location, len, rule->to.base, rule->to.len, path.base, captures, num_captures, query, query_len);
+        h2p_target_expand(location, len, rule->to.base, rule->to.len, path.base, captures, num_captures, query, query_len);
         location[len] = '\0';
         h2p_request_t *r = h2p_request_of(req);
         if (r != NULL) {
@@ -81,10 +82,10 @@ static void on_dispose(h2o_handler_t *_self)
 
 static int on_config(h2p_module_scope_t *ms)
 {
-    if (!ms->settings->redirect.enabled || ms->settings->redirect.count == 0)
+    if (!ms->settings->redirect->enabled || ms->settings->redirect->count == 0)
         return 0;
-    size_t count = ms->settings->redirect.count;
-    const h2p_redirect_rule_t *rules = ms->settings->redirect.rules;
+    size_t count = ms->settings->redirect->count;
+    const h2p_redirect_rule_t *rules = ms->settings->redirect->rules;
     /* (a target with a control byte, or with a capture where it could change the host, is a
      * configuration error: frontend/config_modules.c) */
     redirect_handler_t *self = (void *)h2o_create_handler(ms->pathconf, sizeof(*self));

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "native-modules/module_conf.h"
+#include "native-modules/redirect.h"
 
 #include "native-modules/match.h"
 
@@ -42,14 +43,16 @@ static void check_redirect(h2p_cfg_ctx_t *ctx, yaml_node_t *item, void *data)
             break;
         }
     }
-    if (rule->to != NULL && (problem = h2p_redirect_check_target(rule->to, strlen(rule->to))) != NULL)
+    if (rule->to != NULL && (problem = h2p_target_check(rule->to, strlen(rule->to))) != NULL)
         h2p_cfg_error_at_key(ctx, item, "to", problem);
 }
 
-static void parse_redirect(h2p_cfg_ctx_t *ctx, yaml_node_t *node, h2p_modules_conf_t *m)
+static void parse_redirect(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *settings)
 {
-    m->redirect.rules =
-        h2p_cfg_parse_rules(ctx, node, redirect_keys, sizeof(h2p_redirect_rule_t), &m->redirect.count, check_redirect);
+    h2p_redirect_conf_t *c = settings;
+
+    c->rules = h2p_cfg_parse_rules(ctx, node, redirect_keys, sizeof(h2p_redirect_rule_t), &c->count, check_redirect);
 }
 
-const h2p_module_conf_t h2p_conf_redirect = {.default_enabled = 1, .parse = parse_redirect, .rules = 1};
+const h2p_module_conf_t h2p_conf_redirect = {
+    .size = sizeof(h2p_redirect_conf_t), .default_enabled = 1, .parse = parse_redirect, .rules = 1};

@@ -15,6 +15,7 @@
 #include "native-modules/match.h"
 #include "frontend/alloc.h"
 #include "native-modules/module.h"
+#include "native-modules/request_filtering.h"
 
 /* IIS's sub-statuses of 404 */
 enum {
@@ -250,9 +251,9 @@ static void on_dispose(h2o_handler_t *_self)
 
 static int on_config(h2p_module_scope_t *ms)
 {
-    if (!ms->settings->request_filtering.enabled)
+    if (!ms->settings->request_filtering->enabled)
         return 0;
-    const h2p_request_filtering_conf_t *conf = &ms->settings->request_filtering.c;
+    const h2p_request_filtering_conf_t *conf = ms->settings->request_filtering;
     request_filtering_handler_t *self = (void *)h2o_create_handler(ms->pathconf, sizeof(*self));
     self->super.on_req = on_req;
     self->super.dispose = on_dispose;

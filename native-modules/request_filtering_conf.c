@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "native-modules/module_conf.h"
+#include "native-modules/request_filtering.h"
 
 /* A path segment, optionally "!" first (remove) and "*" last (prefix). */
 static int valid_segment(const char *s)
@@ -50,11 +51,10 @@ static void parse_segments(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *base, co
 
 /* ---- request_filtering -------------------------------------------------------------------- */
 
-static void request_filtering_init(h2p_cfg_ctx_t *ctx, h2p_modules_conf_t *m)
+static void request_filtering_init(h2p_cfg_ctx_t *ctx, void *settings)
 {
-    h2p_request_filtering_conf_t *c = &m->request_filtering.c;
+    h2p_request_filtering_conf_t *c = settings;
 
-    memset(c, 0, sizeof(*c));
     /* IIS's defaults; `..` segments, `\` and NUL are refused always, not through deny_sequences */
     c->max_url = 4096;
     c->max_query_string = 2048;
@@ -65,27 +65,29 @@ static void request_filtering_init(h2p_cfg_ctx_t *ctx, h2p_modules_conf_t *m)
 }
 
 static const h2p_cfg_key_t request_filtering_verbs_keys[] = {
-    {"allow", H2P_CFG_CUSTOM, MOD(request_filtering.c.verbs_allow), .parse = h2p_cfg_parse_verbs},
-    {"deny", H2P_CFG_CUSTOM, MOD(request_filtering.c.verbs_deny), .parse = h2p_cfg_parse_verbs},
+    {"allow", H2P_CFG_CUSTOM, SETTING(h2p_request_filtering_conf_t, verbs_allow), .parse = h2p_cfg_parse_verbs},
+    {"deny", H2P_CFG_CUSTOM, SETTING(h2p_request_filtering_conf_t, verbs_deny), .parse = h2p_cfg_parse_verbs},
     {NULL}};
 
 static const h2p_cfg_key_t request_filtering_extensions_keys[] = {
-    {"allow", H2P_CFG_STRLIST, MOD(request_filtering.c.extensions_allow), .flags = H2P_CFG_EXTENSION},
-    {"deny", H2P_CFG_STRLIST, MOD(request_filtering.c.extensions_deny), .flags = H2P_CFG_EXTENSION},
+    {"allow", H2P_CFG_STRLIST, SETTING(h2p_request_filtering_conf_t, extensions_allow), .flags = H2P_CFG_EXTENSION},
+    {"deny", H2P_CFG_STRLIST, SETTING(h2p_request_filtering_conf_t, extensions_deny), .flags = H2P_CFG_EXTENSION},
     {NULL}};
 
 static const h2p_cfg_key_t request_filtering_keys[] = {
-    {"enabled", H2P_CFG_BOOL, MOD(request_filtering.enabled)},
+    {"enabled", H2P_CFG_BOOL, SETTING(h2p_request_filtering_conf_t, enabled)},
     {"verbs", H2P_CFG_MAP, 0, .arg = request_filtering_verbs_keys},
     {"file_extensions", H2P_CFG_MAP, 0, .arg = request_filtering_extensions_keys},
-    {"hidden_segments", H2P_CFG_CUSTOM, MOD(request_filtering.c.hidden_segments), .parse = parse_segments},
-    {"deny_sequences", H2P_CFG_STRLIST, MOD(request_filtering.c.deny_sequences)},
-    {"max_url", H2P_CFG_SIZE, MOD(request_filtering.c.max_url), 1},
-    {"max_query_string", H2P_CFG_SIZE, MOD(request_filtering.c.max_query_string), 0},
-    {"max_header_size", H2P_CFG_SIZE, MOD(request_filtering.c.max_header_size), 1},
-    {"allow_double_escaping", H2P_CFG_BOOL, MOD(request_filtering.c.allow_double_escaping)},
-    {"allow_high_bit", H2P_CFG_BOOL, MOD(request_filtering.c.allow_high_bit)},
+    {"hidden_segments", H2P_CFG_CUSTOM, SETTING(h2p_request_filtering_conf_t, hidden_segments), .parse = parse_segments},
+    {"deny_sequences", H2P_CFG_STRLIST, SETTING(h2p_request_filtering_conf_t, deny_sequences)},
+    {"max_url", H2P_CFG_SIZE, SETTING(h2p_request_filtering_conf_t, max_url), 1},
+    {"max_query_string", H2P_CFG_SIZE, SETTING(h2p_request_filtering_conf_t, max_query_string), 0},
+    {"max_header_size", H2P_CFG_SIZE, SETTING(h2p_request_filtering_conf_t, max_header_size), 1},
+    {"allow_double_escaping", H2P_CFG_BOOL, SETTING(h2p_request_filtering_conf_t, allow_double_escaping)},
+    {"allow_high_bit", H2P_CFG_BOOL, SETTING(h2p_request_filtering_conf_t, allow_high_bit)},
     {NULL}};
 
-const h2p_module_conf_t h2p_conf_request_filtering = {
-    .default_enabled = 1, .init = request_filtering_init, .keys = request_filtering_keys};
+const h2p_module_conf_t h2p_conf_request_filtering = {.size = sizeof(h2p_request_filtering_conf_t),
+                                                      .default_enabled = 1,
+                                                      .init = request_filtering_init,
+                                                      .keys = request_filtering_keys};

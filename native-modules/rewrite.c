@@ -18,6 +18,7 @@
 #include "frontend/router.h"
 #include "handlers/content.h"
 #include "native-modules/module.h"
+#include "native-modules/rewrite.h"
 
 #define MAX_REFERENCES 10 /* $0..$9 */
 
@@ -28,14 +29,18 @@ typedef struct rewrite_handler {
     h2p_scope_rt_t *scope;
 } rewrite_handler_t;
 
-/* One match-data block per thread, big enough for $0..$9 (a pattern with more groups still
- * matches: pcre2_match() then fills what fits and returns 0). */
-static __thread pcre2_match_data *match_data;
+/* The thread's state: one match-data block, big enough for $0..$9 (a pattern with more groups
+ * still matches: pcre2_match() then fills what fits and returns 0). */
+static void init_thread(h2p_thread_t *th)
+{
+    if ((H2P_MODULE_THREAD(th, rewrite) = pcre2_match_data_create(MAX_REFERENCES, NULL)) == NULL)
+        h2o_fatal("no memory");
+}
 
 static void dispose_thread(h2p_thread_t *th)
 {
-    pcre2_match_data_free(match_data); /* NULL is fine */
-    match_data = NULL;
+    pcre2_match_data_free(H2P_MODULE_THREAD(th, rewrite));
+    H2P_MODULE_THREAD(th, rewrite) = NULL;
 }
 
 static int is_unreserved(int c)
@@ -115,9 +120,8 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     rewrite_handler_t *self = (void *)_self;
     h2p_request_t *r = h2p_request_of(req);
     h2o_iovec_t path = req->path_normalized;
+    pcre2_match_data *match_data = H2P_MODULE_THREAD(r->thread, rewrite);
 
-    if (match_data == NULL)
-        match_data = pcre2_match_data_create(MAX_REFERENCES, NULL);
     for (size_t i = 0; i != self->count; ++i) {
         const h2p_rewrite_rule_t *rule = self->rules + i;
         int rc = pcre2_match(rule->re, (PCRE2_SPTR)path.base, path.len, 0, 0, match_data, NULL);
@@ -138,14 +142,19 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
 
 static int on_config(h2p_module_scope_t *ms)
 {
-    if (!ms->settings->rewrite.enabled || ms->settings->rewrite.count == 0)
+    if (!ms->settings->rewrite->enabled || ms->settings->rewrite->count == 0)
         return 0;
     rewrite_handler_t *self = (void *)h2o_create_handler(ms->pathconf, sizeof(*self));
     self->super.on_req = on_req;
-    self->rules = ms->settings->rewrite.rules;
-    self->count = ms->settings->rewrite.count;
+    self->rules = ms->settings->rewrite->rules;
+    self->count = ms->settings->rewrite->count;
     self->scope = ms->scope;
     return 0;
 }
 
-const h2p_module_t h2p_module_rewrite = {"rewrite", H2P_PHASE_REQUEST, on_config, .dispose_thread = dispose_thread};
+const h2p_module_t h2p_module_rewrite = {.name = "rewrite",
+                                         .phase = H2P_PHASE_REQUEST,
+                                         .on_config = on_config,
+                                         .resume_after = 1,
+                                         .init_thread = init_thread,
+                                         .dispose_thread = dispose_thread};

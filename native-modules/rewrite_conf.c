@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "native-modules/module_conf.h"
+#include "native-modules/rewrite.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
@@ -87,9 +88,12 @@ static void check_rewrite(h2p_cfg_ctx_t *ctx, yaml_node_t *item, void *data)
     }
 }
 
-static void parse_rewrite(h2p_cfg_ctx_t *ctx, yaml_node_t *node, h2p_modules_conf_t *m)
+static void parse_rewrite(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *settings)
 {
-    m->rewrite.rules = h2p_cfg_parse_rules(ctx, node, rewrite_keys, sizeof(h2p_rewrite_rule_t), &m->rewrite.count, check_rewrite);
+    h2p_rewrite_conf_t *c = settings;
+
+    c->rules = h2p_cfg_parse_rules(ctx, node, rewrite_keys, sizeof(h2p_rewrite_rule_t), &c->count, check_rewrite);
 }
 
-const h2p_module_conf_t h2p_conf_rewrite = {.default_enabled = 1, .parse = parse_rewrite, .rules = 1};
+const h2p_module_conf_t h2p_conf_rewrite = {
+    .size = sizeof(h2p_rewrite_conf_t), .default_enabled = 1, .parse = parse_rewrite, .rules = 1};

@@ -71,9 +71,9 @@ static void check_captures(const char *from, size_t from_len, const char *path, 
 static void check_expand(const char *to, size_t to_len, const char *path, const h2p_capture_t *captures, size_t num_captures,
                          const char *query, size_t query_len)
 {
-    size_t len = h2p_redirect_expand(NULL, 0, to, to_len, path, captures, num_captures, query, query_len);
+    size_t len = h2p_target_expand(NULL, 0, to, to_len, path, captures, num_captures, query, query_len);
     char *location = malloc(len != 0 ? len : 1);
-    if (h2p_redirect_expand(location, len, to, to_len, path, captures, num_captures, query, query_len) != len)
+    if (h2p_target_expand(location, len, to, to_len, path, captures, num_captures, query, query_len) != len)
         abort();
     for (size_t i = 0; i != len; ++i)
         if ((unsigned char)location[i] < 0x20 || location[i] == 0x7f)
@@ -82,7 +82,7 @@ static void check_expand(const char *to, size_t to_len, const char *path, const 
     /* a buffer too short is filled, never overrun, and the full length is still returned */
     size_t short_cap = len / 2;
     char *part = malloc(short_cap != 0 ? short_cap : 1);
-    if (h2p_redirect_expand(part, short_cap, to, to_len, path, captures, num_captures, query, query_len) != len)
+    if (h2p_target_expand(part, short_cap, to, to_len, path, captures, num_captures, query, query_len) != len)
         abort();
     free(part);
 }

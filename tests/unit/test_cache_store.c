@@ -40,20 +40,20 @@ static void insert(h2p_cache_t *cache, const char *key, uint64_t ttl_ms)
 
 static void hit_miss_and_counters(void **state)
 {
-    h2p_output_cache_stats_t before, after;
-    h2p_output_cache_stats(&before);
+    h2p_cache_stats_t before, after;
+    h2p_cache_stats(&before);
     h2p_cache_t *cache = h2p_cache_create(1 << 20, 1 << 16);
     assert_int_equal(look(cache, "a"), H2P_CACHE_MISS);
     insert(cache, "a", 60000);
     assert_int_equal(look(cache, "a"), H2P_CACHE_HIT);
     assert_int_equal(look(cache, "b"), H2P_CACHE_MISS);
     insert(cache, "a", 60000); /* replaces */
-    h2p_output_cache_stats(&after);
+    h2p_cache_stats(&after);
     assert_int_equal(after.entries - before.entries, 1);
     assert_int_equal(after.stores - before.stores, 2);
     assert_true(after.bytes - before.bytes > BODY_SIZE);
     h2p_cache_destroy(cache);
-    h2p_output_cache_stats(&after);
+    h2p_cache_stats(&after);
     assert_int_equal(after.entries, before.entries);
     assert_int_equal(after.bytes, before.bytes);
 }
@@ -84,8 +84,8 @@ static void entry_the_request_does_not_accept_is_no_hit(void **state)
 
 static void lru_eviction_across_shards(void **state)
 {
-    h2p_output_cache_stats_t before, after;
-    h2p_output_cache_stats(&before);
+    h2p_cache_stats_t before, after;
+    h2p_cache_stats(&before);
     /* room for three entries: keys land in different shards, the budget is the store's */
     h2p_cache_entry_t *probe = new_entry(1);
     size_t charge = probe->charge + 2;
@@ -100,7 +100,7 @@ static void lru_eviction_across_shards(void **state)
     assert_int_equal(look(cache, "k0"), H2P_CACHE_HIT);
     assert_int_equal(look(cache, "k2"), H2P_CACHE_HIT);
     assert_int_equal(look(cache, "k3"), H2P_CACHE_HIT);
-    h2p_output_cache_stats(&after);
+    h2p_cache_stats(&after);
     assert_int_equal(after.evictions - before.evictions, 1);
     h2p_cache_destroy(cache);
 }

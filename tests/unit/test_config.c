@@ -23,6 +23,21 @@
 #include <unistd.h>
 #include "frontend/config.h"
 #include "native-modules/htpasswd.h"
+#include "native-modules/request_monitor.h"
+#include "native-modules/ip_restriction.h"
+#include "native-modules/request_filtering.h"
+#include "native-modules/redirect.h"
+#include "native-modules/rewrite.h"
+#include "native-modules/authentication.h"
+#include "native-modules/authorization.h"
+#include "native-modules/webdav.h"
+#include "native-modules/ssi.h"
+#include "native-modules/custom_headers.h"
+#include "native-modules/compression.h"
+#include "native-modules/output_cache.h"
+#include "native-modules/custom_errors.h"
+#include "native-modules/logging.h"
+#include "native-modules/failed_request_tracing.h"
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
@@ -318,14 +333,14 @@ static void test_good_config_site(void **state)
     assert_int_equal(shop->scope.directory_listing, -1);
     assert_int_equal(shop->scope.follow_symlinks, -1);
     assert_int_equal(shop->scope.has_default_documents, 0);
-    assert_int_equal(shop->scope.modules.compression.set, 0);
+    assert_null(shop->scope.modules.compression); /* not named: inherits */
     api = find_app(blog, "/shop/api");
     assert_int_equal(api->has_handlers, 1);
     assert_int_equal(api->num_handlers, 1);
     assert_ptr_equal(api->handlers[0].pool_conf, h2p_config_find_pool(conf, "capi"));
-    assert_int_equal(api->scope.modules.compression.set, 1);
-    assert_int_equal(api->scope.modules.compression.enabled, 0);
-    assert_int_equal(api->scope.modules.request_filtering.set, 0);
+    assert_int_equal(api->scope.modules.compression->set, 1);
+    assert_int_equal(api->scope.modules.compression->enabled, 0);
+    assert_null(api->scope.modules.request_filtering);
 
     /* locations by descending length */
     assert_int_equal(blog->num_locations, 2);
@@ -333,10 +348,10 @@ static void test_good_config_site(void **state)
     assert_int_equal(blog->locations[0].scope.directory_listing, 1);
     assert_int_equal(blog->locations[0].scope.follow_symlinks, -1);
     assert_string_equal(blog->locations[1].path, "/admin");
-    assert_int_equal(blog->locations[1].scope.modules.ip_restriction.set, 1);
-    assert_int_equal(blog->locations[1].scope.modules.ip_restriction.c.default_allow, 0);
-    assert_int_equal(blog->locations[1].scope.modules.ip_restriction.c.num_allow, 2);
-    assert_int_equal(blog->locations[1].scope.modules.authentication.set, 0);
+    assert_int_equal(blog->locations[1].scope.modules.ip_restriction->set, 1);
+    assert_int_equal(blog->locations[1].scope.modules.ip_restriction->default_allow, 0);
+    assert_int_equal(blog->locations[1].scope.modules.ip_restriction->num_allow, 2);
+    assert_null(blog->locations[1].scope.modules.authentication);
 
     /* the tcp site */
     assert_int_equal(echo->num_bindings, 1);
@@ -353,14 +368,14 @@ static void test_good_config_modules(void **state)
     char *dir = good_dir();
     h2p_config_t *conf = load_good(dir, 1);
     const h2p_modules_conf_t *m = &find_site(conf, "blog")->applications[0].scope.modules;
-    const h2p_request_filtering_conf_t *rf = &m->request_filtering.c;
-    const h2p_ip_restriction_conf_t *ip = &m->ip_restriction.c;
-    const h2p_authentication_conf_t *auth = &m->authentication.c;
+    const h2p_request_filtering_conf_t *rf = m->request_filtering;
+    const h2p_ip_restriction_conf_t *ip = m->ip_restriction;
+    const h2p_authentication_conf_t *auth = m->authentication;
 
-    assert_int_equal(m->request_filtering.set, 1);
-    assert_int_equal(m->request_filtering.enabled, 1);
-    assert_int_equal(m->request_filtering.origin.line, 24); /* the module's key */
-    assert_int_equal(m->request_filtering.origin.column, 7);
+    assert_int_equal(m->request_filtering->set, 1);
+    assert_int_equal(m->request_filtering->enabled, 1);
+    assert_int_equal(m->request_filtering->origin.line, 24); /* the module's key */
+    assert_int_equal(m->request_filtering->origin.column, 7);
     assert_int_equal(rf->verbs_allow.count, 3);
     assert_string_equal(rf->verbs_allow.items[0], "GET"); /* upper-cased */
     assert_int_equal(rf->extensions_deny.count, 3);
@@ -406,70 +421,70 @@ static void test_good_config_modules(void **state)
     assert_non_null(auth->groups);
     assert_true(h2p_groups_is_member(auth->groups, "admins", "alice", 5));
 
-    assert_int_equal(m->authorization.count, 2);
-    assert_int_equal(m->authorization.rules[0].allow, 1);
-    assert_string_equal(m->authorization.rules[0].users.items[0], "alice");
-    assert_string_equal(m->authorization.rules[0].roles.items[0], "admins");
-    assert_string_equal(m->authorization.rules[0].verbs.items[0], "GET");
-    assert_int_equal(m->authorization.rules[1].allow, 0);
-    assert_string_equal(m->authorization.rules[1].users.items[0], "*");
-    assert_int_equal(m->authorization.rules[1].origin.line, 42);
+    assert_int_equal(m->authorization->count, 2);
+    assert_int_equal(m->authorization->rules[0].allow, 1);
+    assert_string_equal(m->authorization->rules[0].users.items[0], "alice");
+    assert_string_equal(m->authorization->rules[0].roles.items[0], "admins");
+    assert_string_equal(m->authorization->rules[0].verbs.items[0], "GET");
+    assert_int_equal(m->authorization->rules[1].allow, 0);
+    assert_string_equal(m->authorization->rules[1].users.items[0], "*");
+    assert_int_equal(m->authorization->rules[1].origin.line, 42);
 
-    assert_int_equal(m->redirect.count, 2);
-    assert_string_equal(m->redirect.rules[0].to, "/new/$1");
-    assert_int_equal(m->redirect.rules[0].status, 301);
-    assert_int_equal(m->redirect.rules[1].status, 302); /* default */
+    assert_int_equal(m->redirect->count, 2);
+    assert_string_equal(m->redirect->rules[0].to, "/new/$1");
+    assert_int_equal(m->redirect->rules[0].status, 301);
+    assert_int_equal(m->redirect->rules[1].status, 302); /* default */
 
-    assert_int_equal(m->rewrite.count, 2);
-    assert_string_equal(m->rewrite.rules[0].match, "^/post/([0-9]+)$");
-    assert_int_equal(m->rewrite.rules[0].unless_file, 0);
-    assert_int_equal(m->rewrite.rules[1].unless_file, 1);
-    assert_int_equal(m->rewrite.rules[1].unless_directory, 1);
+    assert_int_equal(m->rewrite->count, 2);
+    assert_string_equal(m->rewrite->rules[0].match, "^/post/([0-9]+)$");
+    assert_int_equal(m->rewrite->rules[0].unless_file, 0);
+    assert_int_equal(m->rewrite->rules[1].unless_file, 1);
+    assert_int_equal(m->rewrite->rules[1].unless_directory, 1);
 
-    assert_int_equal(m->webdav.set, 1);
-    assert_int_equal(m->webdav.enabled, 0);
-    assert_int_equal(m->webdav.depth_infinity, 1);
-    assert_int_equal(m->ssi.set, 1);
-    assert_int_equal(m->ssi.enabled, 1); /* named: on */
-    assert_int_equal(m->ssi.extensions.count, 1);
-    assert_string_equal(m->ssi.extensions.items[0], ".shtml");
+    assert_int_equal(m->webdav->set, 1);
+    assert_int_equal(m->webdav->enabled, 0);
+    assert_int_equal(m->webdav->depth_infinity, 1);
+    assert_int_equal(m->ssi->set, 1);
+    assert_int_equal(m->ssi->enabled, 1); /* named: on */
+    assert_int_equal(m->ssi->extensions.count, 1);
+    assert_string_equal(m->ssi->extensions.items[0], ".shtml");
 
-    assert_int_equal(m->custom_headers.count, 3);
-    assert_string_equal(m->custom_headers.headers[0].name, "x-frame-options");
-    assert_string_equal(m->custom_headers.headers[0].value, "DENY");
-    assert_string_equal(m->custom_headers.headers[1].name, "server");
-    assert_null(m->custom_headers.headers[1].value); /* null: remove */
-    assert_string_equal(m->custom_headers.headers[2].value, "");
+    assert_int_equal(m->custom_headers->count, 3);
+    assert_string_equal(m->custom_headers->headers[0].name, "x-frame-options");
+    assert_string_equal(m->custom_headers->headers[0].value, "DENY");
+    assert_string_equal(m->custom_headers->headers[1].name, "server");
+    assert_null(m->custom_headers->headers[1].value); /* null: remove */
+    assert_string_equal(m->custom_headers->headers[2].value, "");
 
-    assert_int_equal(m->custom_errors.mode, H2P_ERRORS_ON);
-    assert_int_equal(m->custom_errors.num_pages, 1);
-    assert_int_equal(m->custom_errors.pages[0].status, 404);
-    assert_non_null(ends_with(m->custom_errors.pages[0].path, "/conf.d/errors/404.html"));
-    assert_non_null(m->custom_errors.pages[0].body);
-    assert_int_equal(m->custom_errors.pages[0].body_len, 19);
+    assert_int_equal(m->custom_errors->mode, H2P_ERRORS_ON);
+    assert_int_equal(m->custom_errors->num_pages, 1);
+    assert_int_equal(m->custom_errors->pages[0].status, 404);
+    assert_non_null(ends_with(m->custom_errors->pages[0].path, "/conf.d/errors/404.html"));
+    assert_non_null(m->custom_errors->pages[0].body);
+    assert_int_equal(m->custom_errors->pages[0].body_len, 19);
 
-    assert_int_equal(m->compression.dynamic, 1);
-    assert_int_equal(m->compression.static_, 1);
-    assert_int_equal(m->compression.types.count, 2);
-    assert_int_equal(m->compression.min_size, 1024);
+    assert_int_equal(m->compression->dynamic, 1);
+    assert_int_equal(m->compression->static_, 1);
+    assert_int_equal(m->compression->types.count, 2);
+    assert_int_equal(m->compression->min_size, 1024);
 
-    assert_int_equal(m->output_cache.count, 1);
-    assert_int_equal(m->output_cache.rules[0].duration_ms, 30000);
-    assert_int_equal(m->output_cache.rules[0].vary_by_query, 1);
-    assert_string_equal(m->output_cache.rules[0].vary_by_headers.items[0], "accept-language");
+    assert_int_equal(m->output_cache->count, 1);
+    assert_int_equal(m->output_cache->rules[0].duration_ms, 30000);
+    assert_int_equal(m->output_cache->rules[0].vary_by_query, 1);
+    assert_string_equal(m->output_cache->rules[0].vary_by_headers.items[0], "accept-language");
 
-    assert_string_equal(m->logging.format, "json");
-    assert_string_equal(m->logging.rotate, "hourly");
-    assert_int_equal(m->failed_request_tracing.enabled, 1);
-    assert_int_equal(m->failed_request_tracing.num_status, 2);
-    assert_int_equal(m->failed_request_tracing.status[0].from, 500);
-    assert_int_equal(m->failed_request_tracing.status[0].to, 599);
-    assert_int_equal(m->failed_request_tracing.status[1].from, 404);
-    assert_int_equal(m->failed_request_tracing.status[1].to, 404);
-    assert_int_equal(m->failed_request_tracing.time_taken_ms, 5000);
-    assert_non_null(ends_with(m->failed_request_tracing.dir, "/conf.d/logs/freb"));
-    assert_int_equal(m->request_monitor.set, 1);
-    assert_int_equal(m->request_monitor.enabled, 0);
+    assert_string_equal(m->logging->format, "json");
+    assert_string_equal(m->logging->rotate, "hourly");
+    assert_int_equal(m->failed_request_tracing->enabled, 1);
+    assert_int_equal(m->failed_request_tracing->num_status, 2);
+    assert_int_equal(m->failed_request_tracing->status[0].from, 500);
+    assert_int_equal(m->failed_request_tracing->status[0].to, 599);
+    assert_int_equal(m->failed_request_tracing->status[1].from, 404);
+    assert_int_equal(m->failed_request_tracing->status[1].to, 404);
+    assert_int_equal(m->failed_request_tracing->time_taken_ms, 5000);
+    assert_non_null(ends_with(m->failed_request_tracing->dir, "/conf.d/logs/freb"));
+    assert_int_equal(m->request_monitor->set, 1);
+    assert_int_equal(m->request_monitor->enabled, 0);
     h2p_config_release(conf);
     free(dir);
 }
@@ -535,41 +550,41 @@ static void test_defaults(void **state)
     assert_int_equal(scope->follow_symlinks, 0);
 
     /* site level: no module named, yet every one holds its defaults */
-    assert_int_equal(m->request_filtering.set, 0);
-    assert_int_equal(m->request_filtering.enabled, 1);
-    assert_int_equal(m->request_filtering.c.max_url, 4096);
-    assert_int_equal(m->request_filtering.c.max_query_string, 2048);
-    assert_int_equal(m->request_filtering.c.max_header_size, 16384);
-    assert_int_equal(m->request_filtering.c.deny_sequences.count, 0);
+    assert_int_equal(m->request_filtering->set, 0);
+    assert_int_equal(m->request_filtering->enabled, 1);
+    assert_int_equal(m->request_filtering->max_url, 4096);
+    assert_int_equal(m->request_filtering->max_query_string, 2048);
+    assert_int_equal(m->request_filtering->max_header_size, 16384);
+    assert_int_equal(m->request_filtering->deny_sequences.count, 0);
     /* what no site means to publish: .htaccess, version control, secrets, PHP's .user.ini */
-    assert_int_equal(m->request_filtering.c.hidden_segments.count, 8);
-    assert_string_equal(m->request_filtering.c.hidden_segments.items[0], ".ht*");
-    assert_string_equal(m->request_filtering.c.hidden_segments.items[6], ".user.ini");
-    assert_int_equal(m->request_filtering.c.allow_high_bit, 1);
-    assert_int_equal(m->ip_restriction.enabled, 1);
-    assert_int_equal(m->ip_restriction.c.default_allow, 1);
-    assert_int_equal(m->authentication.c.anonymous, 1);
-    assert_int_equal(m->authentication.c.basic.enabled, 0);
-    assert_string_equal(m->authentication.c.basic.realm, "s");
-    assert_int_equal(m->authentication.c.credential_cache_ttl_ms, 60000);
-    assert_int_equal(m->authorization.count, 0);
-    assert_int_equal(m->webdav.enabled, 0);
-    assert_int_equal(m->ssi.enabled, 0);
-    assert_int_equal(m->ssi.extensions.count, 3);
-    assert_int_equal(m->custom_errors.enabled, 1);
-    assert_int_equal(m->custom_errors.mode, H2P_ERRORS_DETAILED_LOCAL_ONLY);
-    assert_int_equal(m->compression.enabled, 1);
-    assert_int_equal(m->compression.static_, 1);
-    assert_int_equal(m->compression.dynamic, 0);
-    assert_true(has_item(&m->compression.types, "text/*"));
-    assert_int_equal(m->compression.min_size, 256);
-    assert_int_equal(m->logging.enabled, 1);
-    assert_string_equal(m->logging.format, "w3c");
-    assert_string_equal(m->logging.rotate, "daily");
-    assert_int_equal(m->logging.max_size, 20 * 1024 * 1024);
-    assert_int_equal(m->failed_request_tracing.enabled, 0);
-    assert_int_equal(m->failed_request_tracing.max_files, 1000);
-    assert_int_equal(m->request_monitor.enabled, 1);
+    assert_int_equal(m->request_filtering->hidden_segments.count, 8);
+    assert_string_equal(m->request_filtering->hidden_segments.items[0], ".ht*");
+    assert_string_equal(m->request_filtering->hidden_segments.items[6], ".user.ini");
+    assert_int_equal(m->request_filtering->allow_high_bit, 1);
+    assert_int_equal(m->ip_restriction->enabled, 1);
+    assert_int_equal(m->ip_restriction->default_allow, 1);
+    assert_int_equal(m->authentication->anonymous, 1);
+    assert_int_equal(m->authentication->basic.enabled, 0);
+    assert_string_equal(m->authentication->basic.realm, "s");
+    assert_int_equal(m->authentication->credential_cache_ttl_ms, 60000);
+    assert_int_equal(m->authorization->count, 0);
+    assert_int_equal(m->webdav->enabled, 0);
+    assert_int_equal(m->ssi->enabled, 0);
+    assert_int_equal(m->ssi->extensions.count, 3);
+    assert_int_equal(m->custom_errors->enabled, 1);
+    assert_int_equal(m->custom_errors->mode, H2P_ERRORS_DETAILED_LOCAL_ONLY);
+    assert_int_equal(m->compression->enabled, 1);
+    assert_int_equal(m->compression->static_, 1);
+    assert_int_equal(m->compression->dynamic, 0);
+    assert_true(has_item(&m->compression->types, "text/*"));
+    assert_int_equal(m->compression->min_size, 256);
+    assert_int_equal(m->logging->enabled, 1);
+    assert_string_equal(m->logging->format, "w3c");
+    assert_string_equal(m->logging->rotate, "daily");
+    assert_int_equal(m->logging->max_size, 20 * 1024 * 1024);
+    assert_int_equal(m->failed_request_tracing->enabled, 0);
+    assert_int_equal(m->failed_request_tracing->max_files, 1000);
+    assert_int_equal(m->request_monitor->enabled, 1);
     assert_int_equal(m->num_plugin_settings, 0);
     h2p_config_release(conf);
 }
@@ -587,15 +602,15 @@ static void test_named_module_takes_defaults(void **state)
     const h2p_application_conf_t *app = find_app(find_site(conf, "s"), "/app");
     const h2p_modules_conf_t *m = &app->scope.modules;
 
-    assert_int_equal(m->request_filtering.set, 1);
-    assert_int_equal(m->request_filtering.enabled, 1);
-    assert_int_equal(m->request_filtering.c.max_url, 100);
-    assert_int_equal(m->request_filtering.c.max_query_string, 2048);
-    assert_int_equal(m->authentication.c.anonymous, 1);
-    assert_string_equal(m->authentication.c.basic.realm, "s");
-    assert_int_equal(m->request_monitor.set, 1); /* named with no settings */
-    assert_int_equal(m->request_monitor.enabled, 1);
-    assert_int_equal(m->ip_restriction.set, 0);
+    assert_int_equal(m->request_filtering->set, 1);
+    assert_int_equal(m->request_filtering->enabled, 1);
+    assert_int_equal(m->request_filtering->max_url, 100);
+    assert_int_equal(m->request_filtering->max_query_string, 2048);
+    assert_int_equal(m->authentication->anonymous, 1);
+    assert_string_equal(m->authentication->basic.realm, "s");
+    assert_int_equal(m->request_monitor->set, 1); /* named with no settings */
+    assert_int_equal(m->request_monitor->enabled, 1);
+    assert_null(m->ip_restriction);
     /* no root: below the site's root, as an IIS virtual directory */
     assert_non_null(ends_with(app->root, "/app"));
     assert_int_equal(app->root[0], '/');
@@ -609,7 +624,7 @@ static void test_hidden_segments_add_to_defaults(void **state)
         load_yaml(MINIMAL_SITE "    modules:\n"
                                "      request_filtering: {hidden_segments: [App_Data, '!.git*', 'private*', '!.env*']}\n",
                   NULL);
-    const h2p_strlist_t *hidden = &find_site(conf, "s")->applications[0].scope.modules.request_filtering.c.hidden_segments;
+    const h2p_strlist_t *hidden = &find_site(conf, "s")->applications[0].scope.modules.request_filtering->hidden_segments;
     assert_true(has_item(hidden, ".ht*"));
     assert_true(has_item(hidden, ".user.ini"));
     assert_true(has_item(hidden, "App_Data"));
@@ -680,12 +695,12 @@ static void test_rule_modules_switch_off_with_a_map(void **state)
                                    NULL);
     const h2p_site_conf_t *site = find_site(conf, "s");
     const h2p_modules_conf_t *m = &find_app(site, "/app")->scope.modules;
-    assert_int_equal(m->redirect.set, 1);
-    assert_int_equal(m->redirect.enabled, 0);
-    assert_int_equal(m->redirect.count, 0);
-    assert_int_equal(m->authorization.enabled, 0);
-    assert_int_equal(m->rewrite.enabled, 1);
-    assert_int_equal(site->applications[0].scope.modules.redirect.count, 1);
+    assert_int_equal(m->redirect->set, 1);
+    assert_int_equal(m->redirect->enabled, 0);
+    assert_int_equal(m->redirect->count, 0);
+    assert_int_equal(m->authorization->enabled, 0);
+    assert_int_equal(m->rewrite->enabled, 1);
+    assert_int_equal(site->applications[0].scope.modules.redirect->count, 1);
     h2p_config_release(conf);
 }
 
@@ -725,7 +740,7 @@ static void test_plugin_settings_kept_as_yaml(void **state)
     assert_non_null(strstr(m->plugin_settings[0].yaml, "/var/geo.mmdb"));
     assert_non_null(strstr(m->plugin_settings[0].yaml, "RU"));
     assert_int_equal(m->plugin_settings[0].origin.line, 8);
-    assert_int_equal(m->logging.set, 1);
+    assert_int_equal(m->logging->set, 1);
     h2p_config_release(conf);
 }
 
@@ -1019,8 +1034,8 @@ static void test_aliases_within_the_limits_work(void **state)
 
     for (size_t s = 0; s < 2; s++) {
         const h2p_modules_conf_t *m = &conf->sites[s].applications[0].scope.modules;
-        assert_int_equal(m->custom_headers.count, 1);
-        assert_string_equal(m->custom_headers.headers[0].name, "x-shared");
+        assert_int_equal(m->custom_headers->count, 1);
+        assert_string_equal(m->custom_headers->headers[0].name, "x-shared");
     }
     h2p_config_release(conf);
 }

@@ -396,12 +396,12 @@ static void test_wildcard_many_stars(void **state)
 
 static char *expand(const char *to, const char *s, const h2p_capture_t *caps, size_t n, const char *query)
 {
-    size_t len = h2p_redirect_expand(NULL, 0, to, strlen(to), s, caps, n, query, strlen(query));
+    size_t len = h2p_target_expand(NULL, 0, to, strlen(to), s, caps, n, query, strlen(query));
     char *out = malloc(len + 1);
     /* a short buffer gets a prefix and the same length */
     char small[4];
-    assert_int_equal(h2p_redirect_expand(small, sizeof(small), to, strlen(to), s, caps, n, query, strlen(query)), len);
-    assert_int_equal(h2p_redirect_expand(out, len, to, strlen(to), s, caps, n, query, strlen(query)), len);
+    assert_int_equal(h2p_target_expand(small, sizeof(small), to, strlen(to), s, caps, n, query, strlen(query)), len);
+    assert_int_equal(h2p_target_expand(out, len, to, strlen(to), s, caps, n, query, strlen(query)), len);
     out[len] = '\0';
     return out;
 }
@@ -549,10 +549,10 @@ static void test_redirect_check_target(void **state)
                                            "https://user@host/$1",
                                            "/$1:x"};
     for (size_t i = 0; i != sizeof(refused) / sizeof(refused[0]); ++i)
-        if (h2p_redirect_check_target(refused[i], strlen(refused[i])) == NULL)
+        if (h2p_target_check(refused[i], strlen(refused[i])) == NULL)
             fail_msg("accepted %s", refused[i]);
     for (size_t i = 0; i != sizeof(accepted) / sizeof(accepted[0]); ++i) {
-        const char *problem = h2p_redirect_check_target(accepted[i], strlen(accepted[i]));
+        const char *problem = h2p_target_check(accepted[i], strlen(accepted[i]));
         if (problem != NULL)
             fail_msg("refused %s: %s", accepted[i], problem);
     }
