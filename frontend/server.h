@@ -68,9 +68,11 @@ typedef struct h2p_thread {
     h2o_multithread_receiver_t password_checks; /* results of the crypt pool (native-modules/crypt_pool.h) */
     size_t requests_in_flight;                  /* and password checks not back yet: the loop waits for both */
     int shutting_down;
-    h2o_linklist_t watched;         /* client connections (frontend/conn_watch.c) */
-    h2o_timeout_entry_t watch_tick; /* once a second: their request timeouts */
-    uint64_t refused_413_seen;      /* libh2o's count of 413s, as conn_watch last logged them */
+    h2o_linklist_t watched;           /* client connections (frontend/conn_watch.c) */
+    h2o_timeout_entry_t watch_tick;   /* once a second: their request timeouts */
+    h2o_linklist_t rewatch;           /* connections whose reads conn_watch watches anew ... */
+    h2o_timeout_entry_t rewatch_soon; /* ... on the next turn of the loop */
+    uint64_t refused_413_seen;        /* libh2o's count of 413s, as conn_watch last logged them */
 } h2p_thread_t;
 
 typedef struct h2p_server {

@@ -235,6 +235,21 @@ static int on_servername(SSL *ssl, int *ad, void *arg)
     return SSL_TLSEXT_ERR_OK;
 }
 
+/* The connection watch learns when libh2o starts reading requests, and that a connection that
+ * chose h2 sends frames (a preface and SETTINGS are no half-sent HTTP/1 request). */
+static void on_tls_info(const SSL *ssl, int where, int ret)
+{
+    (void)ret;
+    if ((where & SSL_CB_HANDSHAKE_DONE) == 0)
+        return;
+    const unsigned char *proto;
+    unsigned len;
+    SSL_get0_alpn_selected(ssl, &proto, &len);
+    h2o_socket_t *sock = BIO_get_data(SSL_get_rbio(ssl));
+    if (sock != NULL)
+        h2p_conn_handshake_done(sock, len == 2 && memcmp(proto, "h2", 2) == 0);
+}
+
 void h2p_tls_set_sni(SSL_CTX *ctx, SSL_CTX *(*pick)(void *arg, const char *servername), void *arg)
 {
     if (sni_index < 0)
@@ -244,6 +259,7 @@ void h2p_tls_set_sni(SSL_CTX *ctx, SSL_CTX *(*pick)(void *arg, const char *serve
     picker->arg = arg;
     SSL_CTX_set_ex_data(ctx, sni_index, picker);
     SSL_CTX_set_tlsext_servername_callback(ctx, on_servername);
+    SSL_CTX_set_info_callback(ctx, on_tls_info);
     SSL_CTX_set_tlsext_servername_arg(ctx, picker);
 }
 

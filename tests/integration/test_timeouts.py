@@ -177,6 +177,76 @@ class TimeoutsTest(ServerTestCase):
                 s.close()
                 log_shows(self.server, r"127\.0\.0\.1:\d+ closed by the client before its request was complete \(" + where)
 
+    def test_a_client_that_leaves_at_once_is_logged(self):
+        # no time for the once-a-second check to see the request: the close itself tells
+        variants = (
+            ("in the head", b"GET / HTTP/1.1\r\nHost: s\r\nX-Half: ", None),
+            ("in the body", b"POST /echo/up HTTP/1.1\r\nHost: s\r\nContent-Length: 100000\r\n\r\n" + b"x" * 5000, None),
+            ("the second request", b"POST /echo/up HTTP/1.1\r\nHost: s\r\nContent-Length: 10\r\n\r\nab",
+             b"GET / HTTP/1.1\r\nHost: s\r\n\r\n"),
+            ("pipelined", b"GET / HTTP/1.1\r\nHost: s\r\n\r\nGET / HTTP/1.1\r\nHost: s\r\nX-Half: ", None),
+        )
+        for where, request, first in variants:
+            with self.subTest(where=where):
+                s = socket.create_connection(("127.0.0.1", self.server.port()), timeout=10)
+                port = s.getsockname()[1]
+                if first is not None:
+                    s.sendall(first)
+                    read_response(s)
+                s.sendall(request)
+                s.close()
+                log_shows(self.server, r"127\.0\.0\.1:%d closed by the client before its request was complete \(" % port)
+
+    def test_complete_requests_and_idle_connections_are_not_taken_for_dropped_ones(self):
+        quiet = []
+        for request in (b"", b"GET / HTTP/1.1\r\nHost: s\r\n\r\n", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0"):
+            s = socket.create_connection(("127.0.0.1", self.server.port()), timeout=10)
+            quiet.append(s.getsockname()[1])
+            s.sendall(request)
+            if request.startswith(b"GET"):
+                read_response(s)
+            s.close()
+        # then one that is logged: the lines of the others would be written before it
+        s = socket.create_connection(("127.0.0.1", self.server.port()), timeout=10)
+        port = s.getsockname()[1]
+        s.sendall(b"GET / HTTP/1.1\r\n")
+        s.close()
+        log_shows(self.server, r"127\.0\.0\.1:%d closed by the client" % port)
+        for q in quiet:
+            self.assertNotRegex(self.server.read_log(), r"127\.0\.0\.1:%d closed" % q)
+
+    def test_a_client_that_leaves_while_the_application_works_is_logged(self):
+        variants = (
+            ("GET", b"GET /slow/x?ms=2000 HTTP/1.1\r\nHost: s\r\n\r\n"),
+            ("POST", b"POST /slow/x?ms=2000 HTTP/1.1\r\nHost: s\r\nContent-Length: 5000\r\n\r\n" + b"y" * 5000),
+            ("HTTP/1.0", b"GET /slow/x?ms=2000 HTTP/1.0\r\n\r\n"),
+        )
+        for method, request in variants:
+            with self.subTest(method=method):
+                before = self.server.read_log().count("the client left before the answer (it closed its connection)")
+                s = socket.create_connection(("127.0.0.1", self.server.port()), timeout=10)
+                s.sendall(request)
+                s.close()
+                wait_until(lambda: self.server.read_log().count(
+                    "the client left before the answer (it closed its connection)") > before,
+                    what="the line for a client that left")
+                # the worker finishes (its answer goes nowhere) and serves the next request
+                r = curl(self.server.url("/slow/x?ms=0"))
+                self.assertEqual((r.status, r.body), (200, b"slept 0 ms\n"))
+
+    def test_an_http2_stream_reset_while_the_application_works_is_logged(self):
+        for query in ("ms=3000", "ms=300&chunks=20"):  # before the answer, and in its middle
+            with self.subTest(query=query):
+                before = len(re.findall(r"pool slow: the client left", self.server.read_log()))
+                r = curl(self.server.url("/slow/x?" + query), "--http2-prior-knowledge", timeout=1)
+                self.assertNotEqual(r.status, 200 if query == "ms=3000" else -1)
+                wait_until(lambda: len(re.findall(r"pool slow: the client left", self.server.read_log())) > before,
+                           what="the line for a stream that was reset")
+                self.assertRegex(self.server.read_log(),
+                                 r"pool slow: the client left (before the end of the answer \(stream reset|in the middle of the answer)")
+                r = curl(self.server.url("/slow/x?ms=0"))
+                self.assertEqual((r.status, r.body), (200, b"slept 0 ms\n"))
+
     def test_a_slow_application_is_not_a_slow_client(self):
         # the request is complete: the 3 s the worker takes are not the client's
         r = curl(self.server.url("/slow/x?ms=3000"))
