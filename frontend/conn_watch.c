@@ -45,8 +45,7 @@ static void format_peer(const conn_watch_t *w, char *buf, size_t len)
  * A connection that closes with a request half sent is a request dropped: the error log says
  * why.  libh2o refuses a body over max_request_body itself (413, then it closes): its counter of
  * 413s tells.  A client that left is known by the bytes of a request left in the buffer when its
- * side closed (on_read_seen), however soon it left; the once-a-second check tells whether it was
- * in the head or the body when it saw the request.
+ * side closed (on_read_seen), however soon it left.
  */
 static void log_dropped_request(conn_watch_t *w)
 {
@@ -58,12 +57,8 @@ static void log_dropped_request(conn_watch_t *w)
         h2p_info(NULL, "connection from %s closed: its request body is over limits.max_request_body (413)", peer);
     } else if (!w->shut && !w->http2 && w->in_flight == 0 && (w->unread_at_close != 0 || w->head_since != 0)) {
         format_peer(w, peer, sizeof(peer));
-        size_t size = w->unread_at_close != 0 ? w->unread_at_close : w->last_size;
-        if (w->head_since != 0)
-            h2p_info(NULL, "connection from %s closed by the client before its request was complete (%s, %zu bytes)", peer,
-                     w->in_body ? "in the body" : "in the head", size);
-        else
-            h2p_info(NULL, "connection from %s closed by the client before its request was complete (%zu bytes)", peer, size);
+        h2p_info(NULL, "connection from %s closed by the client before its request was complete (%s, %zu bytes)", peer,
+                 w->in_body ? "in the body" : "in the head", w->unread_at_close != 0 ? w->unread_at_close : w->last_size);
     }
 }
 
@@ -74,13 +69,19 @@ static void log_dropped_request(conn_watch_t *w)
  * response, after the TLS handshake): the watch is put back on the next turn of the loop
  * (watch_reads_soon), and by the once-a-second check.
  */
+static int head_complete(const h2o_buffer_t *in)
+{
+    size_t n = in->size < MAX_HEAD_SCAN ? in->size : MAX_HEAD_SCAN;
+    return memmem(in->bytes, n, "\r\n\r\n", 4) != NULL || memmem(in->bytes, n, "\n\n", 2) != NULL;
+}
+
 static void on_read_seen(h2o_socket_t *sock, const char *err)
 {
     conn_watch_t *w = sock->on_close.data;
     if (w->requests == 0 && sock->input->size >= 12 && memcmp(sock->input->bytes, "PRI * HTTP/2", 12) == 0)
         w->http2 = 1; /* prior-knowledge h2c: frames follow */
-    if (err != NULL && w->in_flight == 0)
-        w->unread_at_close = sock->input->size;
+    if (err != NULL && w->in_flight == 0 && (w->unread_at_close = sock->input->size) != 0)
+        w->in_body |= head_complete(sock->input); /* (libh2o keeps the head before the body) */
     w->read(sock, err);
 }
 
@@ -201,12 +202,6 @@ void *h2p_conn_ssl(h2o_socket_t *sock)
 {
     conn_watch_t *w = watch_of_socket(sock);
     return w != NULL ? w->ssl : NULL;
-}
-
-static int head_complete(const h2o_buffer_t *in)
-{
-    size_t n = in->size < MAX_HEAD_SCAN ? in->size : MAX_HEAD_SCAN;
-    return memmem(in->bytes, n, "\r\n\r\n", 4) != NULL || memmem(in->bytes, n, "\n\n", 2) != NULL;
 }
 
 /* Shuts the socket down under libh2o, which then closes the connection as one the client left

@@ -201,7 +201,10 @@ static void on_drained(h2p_cgi_response_t *response)
 
 static void log_client_left(fcgi_request_t *fr, const char *when)
 {
-    if (fr->client_left_logged)
+    /* a client that has the whole body its Content-Length announced may go: the worker's work
+     * after it (MediaWiki's deferred updates, say) is no answer that is lost */
+    int answered = fr->response.body_left == 0 && fr->response.pending->size == 0;
+    if (fr->client_left_logged || answered)
         return;
     fr->client_left_logged = 1;
     h2p_info("fastcgi", "pool %s: the client left %s (worker %d): the answer is discarded", h2p_pool_name(fr->pool), when,
