@@ -9,10 +9,11 @@ import os
 import re
 import signal
 import socket
+import ssl
 import time
 import unittest
 
-from h2ptest import Server, ServerTestCase, curl, log_shows, main, stop_cleanly, wait_until
+from h2ptest import Server, ServerTestCase, curl, log_shows, main, make_cert, stop_cleanly, wait_until
 
 CONF = """
 server:
@@ -280,6 +281,57 @@ class TimeoutsTest(ServerTestCase):
         # the request is complete: the 3 s the worker takes are not the client's
         r = curl(self.server.url("/slow/x?ms=3000"))
         self.assertEqual((r.status, r.body), (200, b"slept 3000 ms\n"))
+
+
+class TlsClientLeavesTest(ServerTestCase):
+    """Over TLS the watch learns from the handshake when HTTP/1 requests begin, and that h2 sends
+    frames (no half-sent request)."""
+    CONF = """
+    pools:
+      echo: {command: ["{apps}/echo_fcgi"], max_processes: 1, {worker_user}}
+    sites:
+      s:
+        bindings: [https://127.0.0.1:{port:http}]
+        tls: {certificate: "{dir}/s.test.pem", key: "{dir}/s.test.key"}
+        root: {dir}/www
+        handlers: [{path: "/echo/*", pool: echo}]
+    """
+    FILES = {"www/index.html": "ok\n"}
+
+    @classmethod
+    def prepare(cls, server):
+        make_cert(server.dir, "s.test")
+
+    def tls_connection(self, alpn, servername):
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        ctx.set_alpn_protocols(alpn)
+        s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", self.server.port()), timeout=10),
+                            server_hostname=servername)
+        return s, s.getsockname()[1]
+
+    def test_a_client_that_leaves_at_once_is_logged(self):
+        for where, request, servername in (
+                ("in the head", b"GET / HTTP/1.1\r\nHost: s\r\nX-Half: ", "s.test"),
+                ("in the body", b"POST /echo/x HTTP/1.1\r\nHost: s\r\nContent-Length: 100\r\n\r\nab", "s.test"),
+                ("in the head", b"GET / HTTP/1.1\r\nHost: s\r\nX-Half: ", None)):  # no SNI: the default certificate
+            with self.subTest(where=where, servername=servername):
+                s, port = self.tls_connection(["http/1.1"], servername)
+                s.sendall(request)
+                s.close()
+                log_shows(self.server, r"127\.0\.0\.1:%d closed by the client before its request was complete \(%s"
+                          % (port, where))
+
+    def test_an_h2_connection_without_a_request_is_no_dropped_request(self):
+        s, quiet = self.tls_connection(["h2"], "s.test")
+        self.assertEqual(s.selected_alpn_protocol(), "h2")
+        s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        s.close()
+        s, port = self.tls_connection(["http/1.1"], "s.test")
+        s.sendall(b"GET / HTTP/1.1\r\n")
+        s.close()
+        log_shows(self.server, r"127\.0\.0\.1:%d closed by the client" % port)
+        self.assertNotRegex(self.server.read_log(), r"127\.0\.0\.1:%d closed" % quiet)
 
 
 class TimeoutReloadTest(unittest.TestCase):
