@@ -480,7 +480,7 @@ static void start_on_worker(fcgi_request_t *fr, h2p_worker_t *worker)
     }
     fr->worker = worker;
     set_stage(fr, H2P_STAGE_WORKER, worker);
-    if (fr->response.req != NULL && !h2o_timeout_is_linked(&fr->watch))
+    if (fr->response.req != NULL)
         watch_client(fr);
     fr->got_output = 0;
     set_request_id(fr, h2p_worker_next_request_id(worker));
@@ -576,7 +576,7 @@ static void watch_client(fcgi_request_t *fr)
 {
     h2o_req_t *req = fr->response.req;
     h2o_socket_t *client = req->version < 0x200 ? req->conn->callbacks->get_socket(req->conn) : NULL;
-    if (client == NULL)
+    if (client == NULL || h2o_timeout_is_linked(&fr->watch)) /* (a retry: still watched since its first worker) */
         return;
     if (watch_timeout == NULL) {
         watch_timeout = h2o_mem_alloc(sizeof(*watch_timeout)); /* (reachable through the loop's list) */
