@@ -28,6 +28,7 @@
 #include <unistd.h>
 #include "frontend/config.h"
 #include "frontend/config_internal.h"
+#include "frontend/log.h"
 #include "native-modules/htpasswd.h"
 
 static uint64_t last_generation; /* process-wide, atomic */
@@ -179,7 +180,9 @@ static const h2p_cfg_seen_key_t *find_seen(h2p_cfg_ctx_t *ctx, const char *path)
 }
 
 /* The start opens the error log for appending (creating it): -t and a reload must find out
- * first that it cannot.  Nothing is created here. */
+ * first that it cannot.  Nothing is created here.  The log a running h2pool has open is not
+ * asked about again: a reload keeps it open, and the start that opened it may have had rights
+ * (root's) that server.user, which reloads, has not. */
 static void check_error_log(h2p_cfg_ctx_t *ctx)
 {
     const char *path = ctx->conf->server.error_log;
@@ -187,7 +190,7 @@ static void check_error_log(h2p_cfg_ctx_t *ctx)
     struct stat st;
     char *dir, *slash;
 
-    if (!ctx->check_files || path == NULL || seen == NULL)
+    if (!ctx->check_files || path == NULL || seen == NULL || h2p_log_is_open(path))
         return;
     if (stat(path, &st) == 0) {
         if (S_ISDIR(st.st_mode))

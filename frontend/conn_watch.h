@@ -30,6 +30,10 @@ void h2p_conn_watch_request_end(h2o_req_t *req);
 
 /* The SSL object of an https connection, recorded by the SNI callback (libh2o 2.2.5 has no
  * accessor for it; the router compares its site's TLS policy with the Host's). */
+/* libh2o has taken the connection (h2o_accept): its reads are watched for a client that leaves. */
+void h2p_conn_accepted(h2o_socket_t *sock);
+/* The TLS handshake is done; ALPN chose h2 (frames, not an HTTP/1 request) or not. */
+void h2p_conn_handshake_done(h2o_socket_t *sock, int http2);
 void h2p_conn_set_ssl(h2o_socket_t *sock, void *ssl);
 void *h2p_conn_ssl(h2o_socket_t *sock);
 

@@ -70,17 +70,26 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
+static char *open_path; /* the file h2p_log_open opened, for the lifetime of the process */
+
 int h2p_log_open(const char *path)
 {
     int fd = 2;
     if (path != NULL && (fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640)) < 0)
         return -1;
+    free(open_path);
+    open_path = path != NULL ? strdup(path) : NULL;
     logger.fd = fd;
     logger.queue = h2o_mem_alloc(LOG_QUEUE_BYTES);
     if (logger.queue == NULL || pthread_create(&logger.writer, NULL, writer_main, NULL) != 0)
         return -1;
     logger.running = 1;
     return 0;
+}
+
+int h2p_log_is_open(const char *path)
+{
+    return path != NULL && open_path != NULL && strcmp(path, open_path) == 0;
 }
 
 void h2p_log_close(void)

@@ -15,6 +15,8 @@ typedef enum h2p_log_level { H2P_LOG_ERROR, H2P_LOG_WARN, H2P_LOG_NOTICE, H2P_LO
 
 /* Opens `path` for appending (NULL = stderr) and starts the writer thread; 0 on success. */
 int h2p_log_open(const char *path);
+/* Whether `path` is the file h2p_log_open opened (a reload keeps it open). */
+int h2p_log_is_open(const char *path);
 /* Flushes what is queued and stops the writer thread. */
 void h2p_log_close(void);
 void h2p_log_set_level(h2p_log_level_t level);

@@ -483,6 +483,7 @@ static void on_accept(h2o_socket_t *listen_sock, const char *err)
         h2p_conn_watch_add(h2p_this_thread, sock);
         h2p_thread_listener_t *target = tl->num_covered != 0 ? listener_of_connection(h2p_this_thread, tl, sock) : tl;
         h2o_accept(&target->accept_ctx, sock);
+        h2p_conn_accepted(sock);
     }
 }
 

@@ -87,6 +87,8 @@ typedef struct h2p_thread {
     int shutting_down;
     h2o_linklist_t watched;                /* client connections (frontend/conn_watch.c) */
     h2o_timeout_entry_t watch_tick;        /* once a second: their request timeouts */
+    h2o_linklist_t rewatch;                /* connections whose reads conn_watch watches anew ... */
+    h2o_timeout_entry_t rewatch_soon;      /* ... on the next turn of the loop */
     uint64_t refused_413_seen;             /* libh2o's count of 413s, as conn_watch last logged them */
     h2p_request_map_t requests;            /* frontend/router.c */
     struct h2p_counters_thread *counters;  /* frontend/counters.c: requests in flight, the supervisor's questions */

@@ -153,6 +153,22 @@ int h2p_tls_same_client_policy(SSL_CTX *handshake_ctx, SSL_CTX *site_ctx)
     return verify_a == H2P_CLIENT_VERIFY_NONE || memcmp(a->ca_digest, b->ca_digest, sizeof(a->ca_digest)) == 0;
 }
 
+/* The connection watch learns when libh2o starts reading requests, and that a connection that
+ * chose h2 sends frames (a preface and SETTINGS are no half-sent HTTP/1 request).  OpenSSL asks
+ * the connection's SSL_CTX of the moment, which SNI may have switched: every site's has it. */
+static void on_tls_info(const SSL *ssl, int where, int ret)
+{
+    (void)ret;
+    if ((where & SSL_CB_HANDSHAKE_DONE) == 0)
+        return;
+    const unsigned char *proto;
+    unsigned len;
+    SSL_get0_alpn_selected(ssl, &proto, &len);
+    h2o_socket_t *sock = BIO_get_data(SSL_get_rbio(ssl));
+    if (sock != NULL)
+        h2p_conn_handshake_done(sock, len == 2 && memcmp(proto, "h2", 2) == 0);
+}
+
 SSL_CTX *h2p_tls_create_site_ctx(const h2p_site_conf_t *site, char *err, size_t errlen)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
@@ -203,6 +219,7 @@ SSL_CTX *h2p_tls_create_site_ctx(const h2p_site_conf_t *site, char *err, size_t 
     }
     attach_client_policy(ctx, site, site->tls.client_ca != NULL ? ca_digest : NULL);
     h2o_ssl_register_alpn_protocols(ctx, site->http2 ? h2_and_http1_alpn : http1_only_alpn);
+    SSL_CTX_set_info_callback(ctx, on_tls_info);
     return ctx;
 Error:
     SSL_CTX_free(ctx);
@@ -244,6 +261,7 @@ void h2p_tls_set_sni(SSL_CTX *ctx, SSL_CTX *(*pick)(void *arg, const char *serve
     picker->arg = arg;
     SSL_CTX_set_ex_data(ctx, sni_index, picker);
     SSL_CTX_set_tlsext_servername_callback(ctx, on_servername);
+    SSL_CTX_set_info_callback(ctx, on_tls_info);
     SSL_CTX_set_tlsext_servername_arg(ctx, picker);
 }
 

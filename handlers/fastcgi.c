@@ -40,9 +40,10 @@ typedef struct fcgi_request {
     h2o_buffer_t *request_records; /* BEGIN_REQUEST + PARAMS, built once (a retry resends it) */
     char *stdin_headers;           /* record headers for the body, which is sent from req->entity */
     h2o_timeout_entry_t timeout;
-    h2o_timeout_entry_t watch; /* while queued: is the HTTP/1 client still there? */
+    h2o_timeout_entry_t watch; /* until the answer begins: is the HTTP/1 client still there? */
     int client_fd;
     uint16_t request_id; /* of this attempt: records with another id are not this request's */
+    unsigned client_left_logged : 1;
     unsigned waiting : 1, reused_connection : 1, reconnected : 1, retried : 1, got_output : 1, read_stopped : 1, connecting : 1;
     unsigned connect_attempts;
 } fcgi_request_t;
@@ -71,6 +72,7 @@ struct h2p_fastcgi_thread {
 };
 
 static void start_on_worker(fcgi_request_t *fr, h2p_worker_t *worker);
+static void watch_client(fcgi_request_t *fr);
 static void dispatch(fcgi_request_t *fr);
 static void on_worker_read(h2o_socket_t *sock, const char *err);
 
@@ -202,10 +204,24 @@ static void on_drained(h2p_cgi_response_t *response)
     }
 }
 
+static void log_client_left(fcgi_request_t *fr, const char *when)
+{
+    /* a client that has the whole body its Content-Length announced may go: the worker's work
+     * after it (MediaWiki's deferred updates, say) is no answer that is lost */
+    int answered = fr->response.body_left == 0 && fr->response.pending->size == 0;
+    if (fr->client_left_logged || answered)
+        return;
+    fr->client_left_logged = 1;
+    h2p_info("fastcgi", "pool %s: the client left %s (worker %d): the answer is discarded", h2p_pool_name(fr->pool), when,
+             fr->worker != NULL ? (int)h2p_worker_pid(fr->worker) : 0);
+}
+
 static void on_client_left(h2p_cgi_response_t *response)
 {
     /* the client left mid-response: the worker is still writing, so its connection is not reusable */
-    release_worker((fcgi_request_t *)response, H2P_RELEASE_CLOSED, 0);
+    fcgi_request_t *fr = (fcgi_request_t *)response;
+    log_client_left(fr, "in the middle of the answer");
+    release_worker(fr, H2P_RELEASE_CLOSED, 0);
 }
 
 static void stop_watching(fcgi_request_t *fr)
@@ -221,10 +237,15 @@ static void on_request_dispose(void *p)
     fr->track = NULL;
     stop_watching(fr);
     if (fr->waiting) {
+        /* an HTTP/2 stream reset, or its connection closed (HTTP/1 is polled while queued) */
+        h2p_info("fastcgi", "pool %s: a queued request left the queue: its client left (stream reset or connection closed)",
+                 h2p_pool_name(fr->pool));
         if (!h2p_pool_cancel(fr->pool, &fr->waiter))
             return; /* a worker is on its way: the hand-over frees fr */
         fr->waiting = 0;
     }
+    if (fr->worker != NULL) /* the worker has not finished the answer: nobody will get it */
+        log_client_left(fr, "before the end of the answer (stream reset or connection closed)");
     release_worker(fr, H2P_RELEASE_CLOSED, 0);
     free_request(fr);
 }
@@ -464,6 +485,8 @@ static void start_on_worker(fcgi_request_t *fr, h2p_worker_t *worker)
     }
     fr->worker = worker;
     set_stage(fr, H2P_STAGE_WORKER, worker);
+    if (fr->response.req != NULL)
+        watch_client(fr);
     fr->got_output = 0;
     set_request_id(fr, h2p_worker_next_request_id(worker));
     if ((fr->sock = h2p_worker_take_socket(worker, fr->thread->pool)) != NULL) {
@@ -530,20 +553,24 @@ static void send_request(fcgi_request_t *fr)
  * libh2o 2.2.5 stops reading an HTTP/1 connection while its request is handled, so a client that
  * leaves while its request waits in the queue goes unnoticed and would hold its place.  While
  * queued, its socket is polled for the peer's shutdown (POLLRDHUP); a departed client's request
- * leaves the queue.  (HTTP/2 resets the stream: the request is disposed and leaves at once.)
+ * leaves the queue.  While a worker prepares the answer, the poll goes on, so that the error log
+ * says at once that the client left (the worker finishes; its answer is discarded).  (HTTP/2
+ * resets the stream: the request is disposed and leaves at once.)
  */
 static void on_watch(h2o_timeout_entry_t *entry)
 {
     fcgi_request_t *fr = H2O_STRUCT_FROM_MEMBER(fcgi_request_t, watch, entry);
-    if (!fr->waiting || fr->response.req == NULL)
+    if (fr->response.req == NULL || fr->response.started || (!fr->waiting && fr->worker == NULL))
         return;
     struct pollfd pfd = {.fd = fr->client_fd, .events = POLLRDHUP};
     if (poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0) {
-        if (h2p_pool_cancel(fr->pool, &fr->waiter)) {
+        if (fr->waiting && h2p_pool_cancel(fr->pool, &fr->waiter)) {
             fr->waiting = 0;
             h2p_info("fastcgi", "pool %s: a queued request left the queue: its client closed the connection",
                      h2p_pool_name(fr->pool));
             send_error(fr, 503, "Service Unavailable", "the client left");
+        } else if (fr->worker != NULL) {
+            log_client_left(fr, "before the answer (it closed its connection)");
         }
         return;
     }
@@ -554,7 +581,7 @@ static void watch_client(fcgi_request_t *fr)
 {
     h2o_req_t *req = fr->response.req;
     h2o_socket_t *client = req->version < 0x200 ? req->conn->callbacks->get_socket(req->conn) : NULL;
-    if (client == NULL)
+    if (client == NULL || h2o_timeout_is_linked(&fr->watch)) /* (a retry: still watched since its first worker) */
         return;
     fr->client_fd = h2o_socket_get_fd(client);
     fr->watch.cb = on_watch;

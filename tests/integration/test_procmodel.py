@@ -273,6 +273,33 @@ class PrivilegeTest(unittest.TestCase):
         self.assertTrue(self.https_ok(s))
         self.check_no_root_listener(s)
 
+    def test_reloads_keep_a_root_owned_error_log(self):
+        # the start opens the error log as root; a reload (by server.user) neither reopens it nor
+        # may refuse the configuration because server.user could not open it itself
+        s = self.make_server()
+        os.mkdir(s.path("log"), 0o700)  # root's alone, like /var/log/h2pool
+        log = s.path("log/error.log")
+        with open(s.path("conf.d/h2pool.yaml")) as f:
+            text = f.read()
+        text = text.replace("  threads: 2\n", '  threads: 2\n  error_log: "%s"\n' % log)
+        s.write("conf.d/h2pool.yaml", text)
+        s.start()
+        read = lambda: open(log).read()
+        wait_until(lambda: "started" in read(), what="the start in the error log")
+        for how, expect in (("a file change", "configuration reloaded \\(conf.d"), ("SIGHUP", "configuration reloaded \\(SIGHUP"),
+                            ("another error_log", "refused")):
+            with self.subTest(how=how):
+                before = len(re.findall(expect, read()))
+                if how == "SIGHUP":
+                    s.proc.send_signal(signal.SIGHUP)
+                else:
+                    s.write("conf.d/h2pool.yaml", text.replace(log, s.path("log/other.log")) if how == "another error_log"
+                            else text + "# changed\n")
+                wait_until(lambda: len(re.findall(expect, read())) > before, what=expect)
+        # a changed error_log is still checked, as server.user: it could not create that one
+        self.assertRegex(read(), r"server\.error_log: cannot access .*other\.log")
+        self.assertEqual(s.get("/index.html").status, 200)
+
     def test_front_end_user_and_group_from_the_configuration(self):
         s = self.make_server()
         with open(s.path("conf.d/h2pool.yaml")) as f:

@@ -9,10 +9,11 @@ import os
 import re
 import signal
 import socket
+import ssl
 import time
 import unittest
 
-from h2ptest import Server, ServerTestCase, curl, log_shows, main, stop_cleanly, wait_until
+from h2ptest import Server, ServerTestCase, curl, log_shows, main, make_cert, stop_cleanly, wait_until
 
 CONF = """
 server:
@@ -24,6 +25,7 @@ server:
 pools:
   echo: {command: ["{apps}/echo_fcgi"], max_processes: 1, {worker_user}}
   slow: {command: ["{apps}/slow_fcgi"], max_processes: 1, {worker_user}}
+  php: {command: [php-cgi], max_processes: 1, {worker_user}}
 sites:
   s:
     bindings: [http://127.0.0.1:{port:http}]
@@ -31,6 +33,15 @@ sites:
     handlers:
       - {path: "/echo/*", pool: echo}
       - {path: "/slow/*", pool: slow}
+      - {path: "*.php", pool: php}
+"""
+
+# the whole answer (its Content-Length), then work after it, as MediaWiki's deferred updates do
+AFTER_PHP = """<?php
+header('Content-Length: 6');
+echo "whole\\n";
+flush();
+usleep(1500000);
 """
 
 
@@ -91,7 +102,7 @@ def closed_within(s, seconds):
 
 
 class TimeoutsTest(ServerTestCase):
-    CONF, FILES = CONF.replace("{header}", "1s"), {"www/index.html": "ok\n"}
+    CONF, FILES = CONF.replace("{header}", "1s"), {"www/index.html": "ok\n", "www/after.php": AFTER_PHP}
 
     def connect(self):
         s = socket.create_connection(("127.0.0.1", self.server.port()), timeout=10)
@@ -173,14 +184,154 @@ class TimeoutsTest(ServerTestCase):
             with self.subTest(where=where):
                 s = socket.create_connection(("127.0.0.1", self.server.port()), timeout=10)
                 s.sendall(request)
-                time.sleep(1.5)  # (the watch looks once a second)
+                time.sleep(0.5)  # (the once-a-second watch may or may not see it: either way)
                 s.close()
                 log_shows(self.server, r"127\.0\.0\.1:\d+ closed by the client before its request was complete \(" + where)
+
+    def test_a_client_that_leaves_at_once_is_logged(self):
+        # no time for the once-a-second check to see the request: the close itself tells
+        variants = (
+            ("in the head", b"GET / HTTP/1.1\r\nHost: s\r\nX-Half: ", None),
+            ("in the body", b"POST /echo/up HTTP/1.1\r\nHost: s\r\nContent-Length: 100000\r\n\r\n" + b"x" * 5000, None),
+            ("the second request", b"POST /echo/up HTTP/1.1\r\nHost: s\r\nContent-Length: 10\r\n\r\nab",
+             b"GET / HTTP/1.1\r\nHost: s\r\n\r\n"),
+            ("pipelined", b"GET / HTTP/1.1\r\nHost: s\r\n\r\nGET / HTTP/1.1\r\nHost: s\r\nX-Half: ", None),
+        )
+        for name, request, first in variants:
+            where = "in the body" if name == "in the body" or b"ab" in request else "in the head"
+            with self.subTest(name=name):
+                s = socket.create_connection(("127.0.0.1", self.server.port()), timeout=10)
+                port = s.getsockname()[1]
+                if first is not None:
+                    s.sendall(first)
+                    read_response(s)
+                s.sendall(request)
+                s.close()
+                log_shows(self.server, r"127\.0\.0\.1:%d closed by the client before its request was complete \(%s, \d+ bytes\)"
+                          % (port, where))
+
+    def test_complete_requests_and_idle_connections_are_not_taken_for_dropped_ones(self):
+        quiet = []
+        for request in (b"", b"GET / HTTP/1.1\r\nHost: s\r\n\r\n", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0"):
+            s = socket.create_connection(("127.0.0.1", self.server.port()), timeout=10)
+            quiet.append(s.getsockname()[1])
+            s.sendall(request)
+            if request.startswith(b"GET"):
+                read_response(s)
+            s.close()
+        # then one that is logged: the lines of the others would be written before it
+        s = socket.create_connection(("127.0.0.1", self.server.port()), timeout=10)
+        port = s.getsockname()[1]
+        s.sendall(b"GET / HTTP/1.1\r\n")
+        s.close()
+        log_shows(self.server, r"127\.0\.0\.1:%d closed by the client" % port)
+        for q in quiet:
+            self.assertNotRegex(self.server.read_log(), r"127\.0\.0\.1:%d closed" % q)
+
+    def test_a_client_that_leaves_while_the_application_works_is_logged(self):
+        variants = (
+            ("GET", b"GET /slow/x?ms=2000 HTTP/1.1\r\nHost: s\r\n\r\n"),
+            ("POST", b"POST /slow/x?ms=2000 HTTP/1.1\r\nHost: s\r\nContent-Length: 5000\r\n\r\n" + b"y" * 5000),
+            ("HTTP/1.0", b"GET /slow/x?ms=2000 HTTP/1.0\r\n\r\n"),
+        )
+        for method, request in variants:
+            with self.subTest(method=method):
+                before = self.server.read_log().count("the client left before the answer (it closed its connection)")
+                s = socket.create_connection(("127.0.0.1", self.server.port()), timeout=10)
+                s.sendall(request)
+                s.close()
+                wait_until(lambda: self.server.read_log().count(
+                    "the client left before the answer (it closed its connection)") > before,
+                    what="the line for a client that left")
+                # the worker finishes (its answer goes nowhere) and serves the next request
+                r = curl(self.server.url("/slow/x?ms=0"))
+                self.assertEqual((r.status, r.body), (200, b"slept 0 ms\n"))
+
+    def test_an_http2_stream_reset_while_the_application_works_is_logged(self):
+        for query in ("ms=3000", "ms=300&chunks=20"):  # before the answer, and in its middle
+            with self.subTest(query=query):
+                before = len(re.findall(r"pool slow: the client left", self.server.read_log()))
+                r = curl(self.server.url("/slow/x?" + query), "--http2-prior-knowledge", timeout=1)
+                self.assertNotEqual(r.status, 200 if query == "ms=3000" else -1)
+                wait_until(lambda: len(re.findall(r"pool slow: the client left", self.server.read_log())) > before,
+                           what="the line for a stream that was reset")
+                self.assertRegex(self.server.read_log(),
+                                 r"pool slow: the client left (before the end of the answer \(stream reset|in the middle of the answer)")
+                r = curl(self.server.url("/slow/x?ms=0"))
+                self.assertEqual((r.status, r.body), (200, b"slept 0 ms\n"))
+
+    def test_a_client_that_has_the_whole_answer_may_leave(self):
+        # curl ends an HTTP/2 transfer once it has the Content-Length and closes: no answer is lost
+        for proto in ("--http2-prior-knowledge", "--http1.1"):
+            with self.subTest(proto=proto):
+                before = self.server.read_log().count("pool php: the client left")
+                r = curl(self.server.url("/after.php"), proto)
+                self.assertEqual((r.status, r.body), (200, b"whole\n"))
+                r = curl(self.server.url("/after.php"))  # its one worker is done with the first: that one is over
+                self.assertEqual(r.status, 200)
+                # a line logged later: one for the first request would be written before it
+                s = socket.create_connection(("127.0.0.1", self.server.port()), timeout=10)
+                port = s.getsockname()[1]
+                s.sendall(b"GET / HTTP/1.1\r\n")
+                s.close()
+                log_shows(self.server, r"127\.0\.0\.1:%d closed by the client" % port)
+                self.assertEqual(self.server.read_log().count("pool php: the client left"), before)
 
     def test_a_slow_application_is_not_a_slow_client(self):
         # the request is complete: the 3 s the worker takes are not the client's
         r = curl(self.server.url("/slow/x?ms=3000"))
         self.assertEqual((r.status, r.body), (200, b"slept 3000 ms\n"))
+
+
+class TlsClientLeavesTest(ServerTestCase):
+    """Over TLS the watch learns from the handshake when HTTP/1 requests begin, and that h2 sends
+    frames (no half-sent request)."""
+    CONF = """
+    pools:
+      echo: {command: ["{apps}/echo_fcgi"], max_processes: 1, {worker_user}}
+    sites:
+      s:
+        bindings: [https://127.0.0.1:{port:http}]
+        tls: {certificate: "{dir}/s.test.pem", key: "{dir}/s.test.key"}
+        root: {dir}/www
+        handlers: [{path: "/echo/*", pool: echo}]
+    """
+    FILES = {"www/index.html": "ok\n"}
+
+    @classmethod
+    def prepare(cls, server):
+        make_cert(server.dir, "s.test")
+
+    def tls_connection(self, alpn, servername):
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        ctx.set_alpn_protocols(alpn)
+        s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", self.server.port()), timeout=10),
+                            server_hostname=servername)
+        return s, s.getsockname()[1]
+
+    def test_a_client_that_leaves_at_once_is_logged(self):
+        for where, request, servername in (
+                ("in the head", b"GET / HTTP/1.1\r\nHost: s\r\nX-Half: ", "s.test"),
+                ("in the body", b"POST /echo/x HTTP/1.1\r\nHost: s\r\nContent-Length: 100\r\n\r\nab", "s.test"),
+                ("in the head", b"GET / HTTP/1.1\r\nHost: s\r\nX-Half: ", None)):  # no SNI: the default certificate
+            with self.subTest(where=where, servername=servername):
+                s, port = self.tls_connection(["http/1.1"], servername)
+                s.sendall(request)
+                s.close()
+                log_shows(self.server, r"127\.0\.0\.1:%d closed by the client before its request was complete \(%s"
+                          % (port, where))
+
+    def test_an_h2_connection_without_a_request_is_no_dropped_request(self):
+        s, quiet = self.tls_connection(["h2"], "s.test")
+        self.assertEqual(s.selected_alpn_protocol(), "h2")
+        s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        s.close()
+        s, port = self.tls_connection(["http/1.1"], "s.test")
+        s.sendall(b"GET / HTTP/1.1\r\n")
+        s.close()
+        log_shows(self.server, r"127\.0\.0\.1:%d closed by the client" % port)
+        self.assertNotRegex(self.server.read_log(), r"127\.0\.0\.1:%d closed" % quiet)
 
 
 class TimeoutReloadTest(unittest.TestCase):
