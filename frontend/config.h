@@ -193,6 +193,9 @@ typedef struct h2p_output_cache_rule {
     uint64_t duration_ms;
     int vary_by_query;
     h2p_strlist_t vary_by_headers;
+    /* how long past its duration an entry may still be answered (RFC 5861): while one request
+     * refreshes it, and when the application fails with 502/503/504; 0: not at all */
+    uint64_t stale_while_revalidate_ms, stale_if_error_ms;
 } h2p_output_cache_rule_t;
 
 /*
