@@ -435,6 +435,7 @@ STALE_CONF = """
 server:
   threads: 2
   control_socket: {dir}/ctl.sock
+  management: 127.0.0.1:{port:mgmt}
 pools:
   php:
     command: [php-cgi]
@@ -599,6 +600,31 @@ class StaleTest(h2ptest.ServerTestCase):
                                    what="a second refresh")
                 self.release()
                 h2ptest.wait_until(lambda: self.get(path).body != first.body, what="the refreshed entry")
+
+    def test_counters(self):
+        from test_management import metrics_of, sample, status_of
+        before = status_of(self.server)["output_cache"]
+        path = "/swr/s.php?t=counted"
+        first = self.fresh(path)
+        self.block()
+        for _ in range(3):
+            self.assertStale(path, body=first.body)
+        during = status_of(self.server)["output_cache"]  # (the refresh is blocked: no other stale hit yet)
+        self.assertEqual(during["stale_hits_total"] - before["stale_hits_total"], 3)
+        self.assertEqual(during["refreshes_total"] - before["refreshes_total"], 1)
+        self.release()
+        h2ptest.wait_until(lambda: self.get(path).body != first.body, what="the refreshed entry")
+        path = "/sie/s.php?t=counted"
+        first = self.fresh(path)
+        self.fail_with(502)
+        self.assertStale(path, body=first.body)
+        after = status_of(self.server)["output_cache"]
+        self.assertEqual(after["stale_if_error_total"] - before["stale_if_error_total"], 1)
+        text = metrics_of(self.server)
+        self.assertEqual(sample(text, "h2pool_output_cache_stale_hits_total"), after["stale_hits_total"])
+        self.assertEqual(sample(text, "h2pool_output_cache_stale_if_error_total"), after["stale_if_error_total"])
+        self.assertEqual(sample(text, "h2pool_output_cache_refreshes_total"), after["refreshes_total"])
+        self.assertGreater(sample(text, "h2pool_output_cache_entries"), 0)
 
     def test_without_a_bound_an_expired_entry_is_a_miss(self):
         path = "/plain/s.php?t=plain"
