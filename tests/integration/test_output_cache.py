@@ -447,6 +447,11 @@ pools:
     env: {PHP_FCGI_MAX_REQUESTS: "0"}
     max_processes: 2
     {worker_user}
+  crashy:
+    command: [{apps}/crash_fcgi]
+    max_processes: 2
+    rapid_fail: {max_crashes: 2, interval: 1m}
+    {worker_user}
 sites:
   main:
     bindings: ["http://127.0.0.1:{port:http}"]
@@ -455,6 +460,7 @@ sites:
     handlers:
       - {path: "*.php", pool: php}
       - {path: "*.phtml", pool: other}
+      - {path: "/crashy/*", pool: crashy}
     modules:
       output_cache:
         - {path: "/swr/*", duration: 1s, vary_by_query: true, stale_while_revalidate: 60s}
@@ -463,6 +469,7 @@ sites:
         - {path: "/plain/*", duration: 1s, vary_by_query: true}
         - {path: "/guarded/*", duration: 1s, stale_while_revalidate: 60s, stale_if_error: 60s}
         - {path: "*.phtml", duration: 1s, stale_if_error: 60s}
+        - {path: "/crashy/*", duration: 1s, stale_if_error: 60s}
     locations:
       /guarded:
         modules:
@@ -533,11 +540,11 @@ class StaleTest(h2ptest.ServerTestCase):
     def blocked(self):
         return os.path.exists(self.server.path("state/blocked"))
 
-    def fresh(self, path, *args):
+    def fresh(self, path, *args, counted=True):
         """A miss that stores the entry, then waits out its 1 s duration (Age counts whole seconds)."""
         before = self.count()
         r = self.get(path, *args)
-        self.assertEqual((r.status, self.count()), (200, before + 1), r)
+        self.assertEqual((r.status, self.count()), (200, before + counted), r)
         time.sleep(1.1)
         return r
 
@@ -700,6 +707,20 @@ class StaleTest(h2ptest.ServerTestCase):
                 self.assertStale("/sie/s.phtml", *proto, body=first.body)
         self.assertEqual(self.get("/sie/s.phtml?t=never-stored").status, 503)  # no entry: the pool's 503
         self.assertEqual(ctl(self.server, "start", "pool", "other").returncode, 0)
+
+    def test_stale_if_error_on_crashes_and_rapid_fail(self):
+        from test_ctl import ctl
+        first = self.fresh("/crashy/x", counted=False)  # (the key has no query: "?crash" shares the entry)
+        self.assertIn(b"ok pid=", first.body)
+        self.addCleanup(ctl, self.server, "start", "pool", "crashy")
+        for _ in range(2):  # the worker dies mid-response (502), twice: rapid-fail protection stops the pool
+            self.assertStale("/crashy/x?crash", body=first.body)
+        h2ptest.log_shows(self.server, "rapid-fail")
+        for name, proto in PROTOCOLS:
+            with self.subTest(proto=name):
+                self.assertStale("/crashy/x", *proto, body=first.body)  # instead of the stopped pool's 503
+        self.assertEqual(self.get("/crashy/never-stored").status, 503)
+        self.assertEqual(ctl(self.server, "start", "pool", "crashy").returncode, 0)
 
     # ---- a stale entry goes only where a fresh one would
 
