@@ -454,7 +454,8 @@ pools:
     {worker_user}
 sites:
   main:
-    bindings: ["http://127.0.0.1:{port:http}"]
+    bindings: ["http://127.0.0.1:{port:http}", "https://127.0.0.1:{port:https}"]
+    tls: {certificate: {dir}/certs/s.test.pem, key: {dir}/certs/s.test.key}
     root: {dir}/www
     http2: true
     handlers:
@@ -513,6 +514,8 @@ class StaleTest(h2ptest.ServerTestCase):
 
     @classmethod
     def prepare(cls, s):
+        os.makedirs(s.path("certs"))
+        h2ptest.make_cert(s.path("certs"), "s.test")
         os.chmod(s.path("state"), 0o777)
         os.chmod(s.path("state/count"), 0o666)
 
@@ -575,6 +578,20 @@ class StaleTest(h2ptest.ServerTestCase):
                 self.assertEqual(r.body, f"n={base + 1} role=- user=-\n".encode())  # the refresh's response
                 self.assertEqual(self.count(), base + 1, "one refresh")
                 os.unlink(self.server.path("state/blocked"))
+
+    def test_refresh_over_https(self):
+        """The refresh has no TLS connection of its own: it passes the client-certificate policy check
+        as the request it copies did (else it would be a 421, and the entry never refreshed)."""
+        for name, proto in PROTOCOLS:
+            with self.subTest(proto=name):
+                url = self.server.url(f"/swr/s.php?t=tls-{name}", name="https", scheme="https")
+                first = curl(url, "-k", *proto)
+                self.assertEqual(first.status, 200, first)
+                time.sleep(1.1)
+                r = curl(url, "-k", *proto)
+                self.assertEqual((r.status, r.body), (200, first.body), r)
+                self.assertIsNotNone(r.header("age"))
+                h2ptest.wait_until(lambda: curl(url, "-k", *proto).body != first.body, what="the refreshed entry")
 
     def test_one_refresh_for_many_concurrent_stale_hits(self):
         path = "/swr/s.php?t=many"
