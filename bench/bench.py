@@ -29,6 +29,7 @@ LOGGING_ON, LOGGING_OFF = 18192, 18193
 STORM_PORT = 18194  # h2pool's site behind basic authentication, for the password storm
 STORM_CONNECTIONS = 16
 REWRITE_PORT = 18195  # h2pool alone: a PHP front controller behind 20 rewrite rules
+CACHED_BARE_PORTS = (18196, 18197)  # h2pool's cached FastCGI hit vs a bare libh2o handler (bench/bare_h2o.c)
 WORKERS = 4
 procs = []
 
@@ -51,7 +52,7 @@ def wait_port(port, timeout=15):
 def check_ports_free():
     """h2pool listens with SO_REUSEPORT: a second benchmark on this machine (same user) would share
     its ports silently and each would measure a mix of both servers."""
-    for port in [p for pair in PORTS.values() for p in pair] + [MODULES_ON, MODULES_OFF, LOGGING_ON, LOGGING_OFF, STORM_PORT, REWRITE_PORT]:
+    for port in [p for pair in PORTS.values() for p in pair] + [MODULES_ON, MODULES_OFF, LOGGING_ON, LOGGING_OFF, STORM_PORT, REWRITE_PORT, *CACHED_BARE_PORTS]:
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
@@ -523,6 +524,66 @@ sites:
             "ratio": statistics.median(rewritten) / statistics.median(direct)}
 
 
+def cached_vs_bare(args, duration, rounds):
+    """h2pool's cached FastCGI response (a hit of the output cache, hello_fcgi's answer) vs a bare
+    libh2o server (bench/bare_h2o.c, the same libh2o) answering a constant body of the same size,
+    both with 2 threads (h2pool's default); interleaved rounds, medians."""
+    h2pool_port, bare_port = CACHED_BARE_PORTS
+    conf = f"{WORK}/h2pool-cached.d"
+    shutil.rmtree(conf, ignore_errors=True)
+    os.makedirs(conf)
+    user = "user: root" if os.geteuid() == 0 else ""
+    with open(f"{conf}/bench.yaml", "w") as f:
+        f.write(f"""
+server:
+  threads: 2
+pools:
+  hello:
+    command: [{os.path.abspath(args.hello)}]
+    max_processes: {WORKERS}
+    min_processes: {WORKERS}
+    {user}
+sites:
+  s:
+    bindings: [http://127.0.0.1:{h2pool_port}]
+    root: {WORK}/www
+    handlers: [{{path: "/cached", pool: hello}}]
+    modules:
+      output_cache: [{{path: "/cached", duration: 600s}}]
+""")
+    h2pool = start("h2pool-cached", [os.path.abspath(args.h2pool), "-c", conf])
+    wait_port(h2pool_port)
+    results = {"h2pool": [], "bare": []}
+    try:
+        import urllib.request
+        with urllib.request.urlopen(f"http://127.0.0.1:{h2pool_port}/cached") as r:
+            size = len(r.read())
+        bare = start("bare-h2o", [os.path.abspath(args.bare), str(bare_port), "2", str(size)])
+        wait_port(bare_port)
+        urls = {"h2pool": f"http://127.0.0.1:{h2pool_port}/cached", "bare": f"http://127.0.0.1:{bare_port}/cached"}
+        for url in urls.values():  # warm up
+            run_wrk(url, 64, 1)
+        for r in range(rounds):
+            for name, url in urls.items():
+                results[name].append(run_wrk(url, 64, duration))
+                print(f"round {r + 1} cached-vs-bare {name:7} {results[name][-1]['rps']:>10.0f} req/s "
+                      f"p99 {results[name][-1]['p99_ms']:.2f} ms errors {results[name][-1]['errors']}", file=sys.stderr)
+        bare.terminate()
+        bare.wait()
+    finally:
+        h2pool.terminate()
+        h2pool.wait()
+    row = {name: {k: statistics.median(x[k] for x in runs) for k in ("rps", "p99_ms", "errors")} for name, runs in results.items()}
+    row["body_bytes"] = size
+    row["ratio"] = row["h2pool"]["rps"] / row["bare"]["rps"]
+    return row
+
+
+def print_cached_vs_bare(v):
+    print(f"cached FastCGI response ({v['body_bytes']} B, 2 threads) vs bare libh2o: {v['h2pool']['rps']:.0f} / "
+          f"{v['bare']['rps']:.0f} req/s = {v['ratio']:.2f}x (p99 {v['h2pool']['p99_ms']:.2f} / {v['bare']['p99_ms']:.2f} ms)")
+
+
 def print_logging(logging):
     for name in ("static-1k", "fastcgi-hello"):
         v = logging[name]
@@ -536,9 +597,11 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--h2pool", required=True)
     ap.add_argument("--hello", required=True)
+    ap.add_argument("--bare", default=os.path.join(os.path.dirname(ROOT), "build-release", "bare_h2o"),
+                    help="bench/bare_h2o.c's binary (fastcgi-cached-vs-bare)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=4)
-    ap.add_argument("--only", default=",".join(list(SCENARIOS) + ["logging", "password-storm"]),
+    ap.add_argument("--only", default=",".join(list(SCENARIOS) + ["logging", "password-storm", "fastcgi-cached-vs-bare"]),
                     help="scenarios, comma-separated; `logging` = h2pool with the access log on vs off")
     args = ap.parse_args()
     check_ports_free()
@@ -552,6 +615,14 @@ def main():
               f"{rewrite['direct_rps']:.0f} req/s = {rewrite['ratio']:.2f}x")
         shutil.rmtree(WORK, ignore_errors=True)
         return
+    cached_bare = None
+    if "fastcgi-cached-vs-bare" in scenarios:  # h2pool and bare_h2o, no peers
+        scenarios.remove("fastcgi-cached-vs-bare")
+        cached_bare = True
+        if not scenarios and not storm_wanted:
+            print_cached_vs_bare(cached_vs_bare(args, args.duration, args.rounds))
+            shutil.rmtree(WORK, ignore_errors=True)
+            return
     if scenarios == ["logging"] and not storm_wanted:  # h2pool alone: no peers, no backends of theirs
         logging = logging_ratio(args, args.duration, args.rounds)
         print_logging(logging)
@@ -584,6 +655,8 @@ def main():
         stop_all()
         if logging:
             logging = logging_ratio(args, args.duration, args.rounds)
+        if cached_bare:
+            cached_bare = cached_vs_bare(args, args.duration, args.rounds)
         cold = cold_start_ms(args) if "fastcgi-hello" in scenarios else None
     finally:
         stop_all()
@@ -599,7 +672,8 @@ def main():
         table[s] = row
     report = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rounds": args.rounds, "duration_s": args.duration,
               "scenarios": table, "h2pool_idle_rss_kib": idle_rss, "h2pool_cold_start_ms": cold,
-              "modules_on_vs_off": modules, "logging_on_vs_off": logging, "password_storm": storm}
+              "modules_on_vs_off": modules, "logging_on_vs_off": logging, "password_storm": storm,
+              "fastcgi_cached_vs_bare_h2o": cached_bare}
     print(f"\n{'scenario':16}{'server':8}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'RSS KiB':>9}")
     for s, row in table.items():
         for srv in PORTS:
@@ -617,6 +691,8 @@ def main():
               f"{storm['checks_per_s']:.1f} checks/s, {storm['storm_401']} of {storm['storm_requests']} answered 401")
     if logging:
         print_logging(logging)
+    if cached_bare:
+        print_cached_vs_bare(cached_bare)
     os.makedirs(f"{ROOT}/results", exist_ok=True)
     with open(f"{ROOT}/results/latest.json", "w") as f:
         json.dump(report, f, indent=2)

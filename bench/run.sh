@@ -13,5 +13,5 @@ if [ -n "$missing" ]; then
     apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
 fi
 cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=ON >/dev/null
-cmake --build build-release -j"$(nproc)" --target h2pool hello_fcgi
-exec python3 bench/bench.py --h2pool build-release/h2pool --hello build-release/tests/hello_fcgi "$@"
+cmake --build build-release -j"$(nproc)" --target h2pool hello_fcgi bare_h2o
+exec python3 bench/bench.py --h2pool build-release/h2pool --hello build-release/tests/hello_fcgi --bare build-release/bare_h2o "$@"

@@ -19,6 +19,7 @@
 #include "handlers/fastcgi.h"
 #include "native-modules/cache_store.h"
 #include "native-modules/module.h"
+#include "native-modules/output_cache.h"
 #include "poolmgr/pool.h"
 
 /* ---- generations --------------------------------------------------------------------- */
@@ -541,7 +542,9 @@ static int on_router_req(h2o_handler_t *_self, h2o_req_t *req)
         return 0;
     }
     h2p_request_track_site(&r->track, r->site->stats);
-    if (self->listener->scheme == H2P_SCHEME_HTTPS && !tls_policy_allows(req, r->site)) {
+    /* (a stale entry's refresh has no socket: the request it copies passed this check on this generation) */
+    if (self->listener->scheme == H2P_SCHEME_HTTPS && !h2p_output_cache_is_refresh(req, r->gen) &&
+        !tls_policy_allows(req, r->site)) {
         bind_site_root(req, r);
         h2o_send_error_generic(req, 421, "Misdirected Request", "this host needs a connection of its own (TLS client policy)", 0);
         return 0;

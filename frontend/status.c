@@ -13,6 +13,7 @@
 #include "frontend/log.h"
 #include "frontend/router.h"
 #include "frontend/server.h"
+#include "native-modules/cache_store.h"
 #include "poolmgr/pool.h"
 
 static double started_at; /* unix time */
@@ -75,6 +76,15 @@ json_t *h2p_status_json(int what)
     json_object_set_new(status, "requests", requests);
     json_object_set_new(status, "sites", h2p_status_sites_json());
     json_object_set_new(status, "pools", h2p_poolmgr_pools_json((what & H2P_STATUS_WORKERS) != 0));
+    h2p_cache_stats_t cache;
+    h2p_cache_stats(&cache);
+    json_object_set_new(
+        status, "output_cache",
+        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "entries", (json_int_t)cache.entries, "bytes",
+                  (json_int_t)cache.bytes, "hits_total", (json_int_t)cache.hits, "misses_total", (json_int_t)cache.misses,
+                  "stale_hits_total", (json_int_t)cache.stale_hits, "stale_if_error_total", (json_int_t)cache.stale_if_error,
+                  "refreshes_total", (json_int_t)cache.refreshes, "evictions_total", (json_int_t)cache.evictions,
+                  "collapsed_waits_total", (json_int_t)cache.collapsed_waits, "stores_total", (json_int_t)cache.stores));
     if (what & H2P_STATUS_HISTORY)
         json_object_set_new(status, "history", h2p_counters_history_json());
     if (what & H2P_STATUS_ERRORS) {
@@ -267,6 +277,29 @@ char *h2p_metrics_text(size_t *len)
     json_array_append(server, requests);
     histogram(&t, server, "h2pool_request_duration_seconds", NULL, "Time from a request's head to its last byte, all sites.");
     json_decref(server);
+
+    static const struct {
+        const char *key, *metric, *type, *help;
+    } cache_metrics[] = {
+        {"entries", "h2pool_output_cache_entries", "gauge", "Entries in the output cache."},
+        {"bytes", "h2pool_output_cache_bytes", "gauge", "Bytes the output cache's entries hold."},
+        {"hits_total", "h2pool_output_cache_hits_total", "counter", "Requests answered by a fresh entry."},
+        {"misses_total", "h2pool_output_cache_misses_total", "counter", "Lookups that found no fresh entry."},
+        {"stale_hits_total", "h2pool_output_cache_stale_hits_total", "counter",
+         "Requests answered by an expired entry while it was refreshed (stale-while-revalidate)."},
+        {"stale_if_error_total", "h2pool_output_cache_stale_if_error_total", "counter",
+         "Requests answered by an expired entry instead of a 502, 503 or 504 (stale-if-error)."},
+        {"refreshes_total", "h2pool_output_cache_refreshes_total", "counter", "Background refreshes of expired entries started."},
+        {"evictions_total", "h2pool_output_cache_evictions_total", "counter", "Entries evicted for server.cache.max_memory."},
+        {"collapsed_waits_total", "h2pool_output_cache_collapsed_waits_total", "counter",
+         "Requests that waited for another's fetch of their key."},
+        {"stores_total", "h2pool_output_cache_stores_total", "counter", "Entries stored."},
+    };
+    json_t *cache = json_object_get(status, "output_cache");
+    for (size_t m = 0; m != sizeof(cache_metrics) / sizeof(cache_metrics[0]); ++m) {
+        family(&t, cache_metrics[m].metric, cache_metrics[m].type, cache_metrics[m].help);
+        appendf(&t, "%s %llu\n", cache_metrics[m].metric, (unsigned long long)u64(cache, cache_metrics[m].key));
+    }
 
     json_t *up = json_array();
     size_t i;

@@ -41,7 +41,7 @@ struct h2p_cache {
 };
 
 static struct {
-    atomic_uint_least64_t entries, bytes, hits, misses, evictions, collapsed_waits, stores;
+    atomic_uint_least64_t entries, bytes, hits, misses, evictions, collapsed_waits, stores, stale_hits, stale_if_error, refreshes;
 } counters;
 
 void h2p_cache_stats(h2p_cache_stats_t *out)
@@ -53,6 +53,9 @@ void h2p_cache_stats(h2p_cache_stats_t *out)
     out->evictions = atomic_load(&counters.evictions);
     out->collapsed_waits = atomic_load(&counters.collapsed_waits);
     out->stores = atomic_load(&counters.stores);
+    out->stale_hits = atomic_load(&counters.stale_hits);
+    out->stale_if_error = atomic_load(&counters.stale_if_error);
+    out->refreshes = atomic_load(&counters.refreshes);
 }
 
 void h2p_cache_count_hit(void)
@@ -63,6 +66,11 @@ void h2p_cache_count_hit(void)
 void h2p_cache_count_miss(void)
 {
     atomic_fetch_add_explicit(&counters.misses, 1, memory_order_relaxed);
+}
+
+void h2p_cache_count_stale_if_error(void)
+{
+    atomic_fetch_add_explicit(&counters.stale_if_error, 1, memory_order_relaxed);
 }
 
 uint64_t h2p_cache_now_ms(void)
@@ -271,10 +279,33 @@ static h2p_cache_pending_t **find_pending(shard_t *shard, const char *key, size_
     return p;
 }
 
+static h2p_cache_pending_t *add_pending(shard_t *shard, const char *key, size_t key_len, uint64_t hash)
+{
+    h2p_cache_pending_t *lead = h2o_mem_alloc(sizeof(*lead));
+    lead->key = h2o_mem_alloc(key_len);
+    memcpy(lead->key, key, key_len);
+    lead->key_len = key_len;
+    lead->hash = hash;
+    h2o_linklist_init_anchor(&lead->waiters);
+    lead->next = shard->pending;
+    shard->pending = lead;
+    return lead;
+}
+
+static uint64_t kept_until(const h2p_cache_entry_t *entry)
+{
+    uint64_t until = entry->expires_at_ms;
+    if (entry->stale_while_revalidate_until_ms > until)
+        until = entry->stale_while_revalidate_until_ms;
+    if (entry->stale_if_error_until_ms > until)
+        until = entry->stale_if_error_until_ms;
+    return until;
+}
+
 h2p_cache_lookup_result_t h2p_cache_lookup(h2p_cache_t *cache, const char *key, size_t key_len,
                                            int (*accept)(const h2p_cache_entry_t *entry, void *arg), void *arg,
                                            h2p_cache_waiter_t *waiter, int may_lead, h2p_cache_entry_t **entry,
-                                           h2p_cache_pending_t **pending)
+                                           h2p_cache_pending_t **pending, h2p_cache_entry_t **stale)
 {
     uint64_t hash = hash_key(key, key_len), now = h2p_cache_now_ms();
     shard_t *shard = shard_of(cache, hash);
@@ -285,14 +316,28 @@ h2p_cache_lookup_result_t h2p_cache_lookup(h2p_cache_t *cache, const char *key, 
     h2p_cache_entry_t **slot = find_slot(shard, key, key_len, hash);
     if (slot != NULL && *slot != NULL) {
         h2p_cache_entry_t *found = *slot;
-        if (found->expires_at_ms <= now) {
+        if (kept_until(found) <= now) {
             expired = unlink_entry(cache, shard, slot);
         } else if (accept == NULL || accept(found, arg)) {
-            lru_unlink(shard, found);
-            lru_push_head(shard, found);
-            *entry = h2p_cache_entry_retain(found);
-            result = H2P_CACHE_HIT;
-            goto Exit;
+            if (found->expires_at_ms > now || found->stale_while_revalidate_until_ms > now) {
+                lru_unlink(shard, found);
+                lru_push_head(shard, found);
+                *entry = h2p_cache_entry_retain(found);
+                result = H2P_CACHE_HIT;
+                if (found->expires_at_ms <= now) { /* stale: one request (the first) refreshes it, none waits */
+                    result = H2P_CACHE_STALE;
+                    *pending = NULL;
+                    h2p_cache_pending_t **p = find_pending(shard, key, key_len, hash);
+                    if (*p == NULL) {
+                        *pending = add_pending(shard, key, key_len, hash);
+                        atomic_fetch_add(&counters.refreshes, 1);
+                    }
+                    atomic_fetch_add(&counters.stale_hits, 1);
+                }
+                goto Exit;
+            }
+            if (stale != NULL && found->stale_if_error_until_ms > now)
+                *stale = h2p_cache_entry_retain(found);
         }
     }
     h2p_cache_pending_t **p = find_pending(shard, key, key_len, hash);
@@ -307,15 +352,7 @@ h2p_cache_lookup_result_t h2p_cache_lookup(h2p_cache_t *cache, const char *key, 
             result = H2P_CACHE_WAIT;
         }
     } else if (may_lead) {
-        h2p_cache_pending_t *lead = h2o_mem_alloc(sizeof(*lead));
-        lead->key = h2o_mem_alloc(key_len);
-        memcpy(lead->key, key, key_len);
-        lead->key_len = key_len;
-        lead->hash = hash;
-        h2o_linklist_init_anchor(&lead->waiters);
-        lead->next = shard->pending;
-        shard->pending = lead;
-        *pending = lead;
+        *pending = add_pending(shard, key, key_len, hash);
         result = H2P_CACHE_LEAD;
     } else {
         result = H2P_CACHE_MISS;

@@ -42,6 +42,9 @@ typedef struct h2p_cache_entry {
     off_t file_size;
     struct timespec file_mtime;
     uint64_t stored_at_ms, expires_at_ms; /* h2p_cache_now_ms() */
+    /* past expires_at_ms, until when the entry may still be answered (RFC 5861): while a refresh
+     * runs, and instead of a 502/503/504; the store keeps it until the later of the two */
+    uint64_t stale_while_revalidate_until_ms, stale_if_error_until_ms;
     /* the store's own */
     char *key;
     size_t key_len;
@@ -71,7 +74,9 @@ typedef enum h2p_cache_lookup_result {
     H2P_CACHE_LEAD,      /* a miss, and this request fetches the key: *pending must be completed */
     H2P_CACHE_WAIT,      /* the waiter was queued behind the request that fetches the key */
     H2P_CACHE_MUST_WAIT, /* a request fetches the key: call again with a waiter */
-    H2P_CACHE_MISS       /* go to the application (may_lead was 0) */
+    H2P_CACHE_MISS,      /* go to the application (may_lead was 0) */
+    H2P_CACHE_STALE      /* *entry is a reference to an expired entry within its stale-while-revalidate bound; *pending,
+                          * when not NULL, is the refresh this request must start (completed like a leader's fetch) */
 } h2p_cache_lookup_result_t;
 
 /* Process-wide counters (over every generation's store), for /metrics. */
@@ -81,11 +86,15 @@ typedef struct h2p_cache_stats {
     uint64_t evictions;       /* entries dropped for max_memory */
     uint64_t collapsed_waits; /* requests that waited for another's fetch instead of going to the pool */
     uint64_t stores;          /* entries stored */
+    uint64_t stale_hits;      /* expired entries answered while one request refreshed them (stale-while-revalidate) */
+    uint64_t stale_if_error;  /* expired entries answered instead of a 502/503/504 (stale-if-error) */
+    uint64_t refreshes;       /* background refreshes started */
 } h2p_cache_stats_t;
 
 void h2p_cache_stats(h2p_cache_stats_t *out);
 void h2p_cache_count_hit(void);
 void h2p_cache_count_miss(void);
+void h2p_cache_count_stale_if_error(void);
 
 uint64_t h2p_cache_now_ms(void);
 
@@ -103,11 +112,13 @@ void h2p_cache_entry_release(h2p_cache_entry_t *entry);
  * Looks `key` up.  `accept` (may be NULL) says whether a fresh entry fits this request (its
  * Vary).  With a waiter, a request that must wait is queued (H2P_CACHE_WAIT; its thread's
  * receiver gets the waiter's message when the leader completes); without one, H2P_CACHE_MUST_WAIT.
+ * With `stale` (may be NULL), a result other than HIT and STALE may come with *stale: a reference
+ * to an expired entry within its stale-if-error bound, to answer with if the application fails.
  */
 h2p_cache_lookup_result_t h2p_cache_lookup(h2p_cache_t *cache, const char *key, size_t key_len,
                                            int (*accept)(const h2p_cache_entry_t *entry, void *arg), void *arg,
                                            h2p_cache_waiter_t *waiter, int may_lead, h2p_cache_entry_t **entry,
-                                           h2p_cache_pending_t **pending);
+                                           h2p_cache_pending_t **pending, h2p_cache_entry_t **stale);
 
 /* Stores `entry` under `key` (the store takes the caller's reference), replacing an older one. */
 void h2p_cache_insert(h2p_cache_t *cache, const char *key, size_t key_len, h2p_cache_entry_t *entry);

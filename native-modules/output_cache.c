@@ -26,8 +26,16 @@
  * and HEADs for that key that arrive meanwhile wait for its answer, each woken on its own
  * thread's loop by a message.  When the leader's response is not stored (not 200, not
  * cacheable, too big, client gone), the waiters go to the application themselves.
+ *
+ * Stale entries (RFC 5861; the rule's stale_while_revalidate and stale_if_error, or the worker's
+ * Cache-Control directives of those names): an expired entry within its stale-while-revalidate
+ * bound is answered at once while one background request (the refresh: see below) fetches it
+ * again as the leader of its key; one within its stale-if-error bound is kept by the request that
+ * goes to the application, and answered instead of a 502, 503 or 504.  Both are answered only
+ * where a fresh entry would be (after every access check, same key, same Vary values).
  */
 #include <fnmatch.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,13 +65,14 @@ typedef struct h2p_cache_request {
     h2p_cache_pending_t *pending; /* this request leads the fetch of its key */
     h2p_cache_waiter_t *waiter;   /* this request waits for another's fetch */
     h2p_cache_entry_t *hit;       /* the entry being sent (held until the request ends) */
+    h2p_cache_entry_t *stale;     /* an expired entry to answer with if the application fails (stale-if-error) */
     /* a static file: an entry stays valid while the file is the one that was read */
     const char *file_path;
     struct stat file_st;
     /* the copy of the response being stored */
     char *body;
     size_t body_len, body_cap;
-    uint64_t ttl_ms;
+    uint64_t ttl_ms, stale_while_revalidate_ms, stale_if_error_ms;
     unsigned storing : 1;
 } h2p_cache_request_t;
 
@@ -264,13 +273,9 @@ static int kept_in_304(const h2p_cache_header_t *h)
            h->token == H2O_TOKEN_VARY || h->token == H2O_TOKEN_CONTENT_LOCATION || h->token == H2O_TOKEN_LAST_MODIFIED;
 }
 
-static void send_entry(h2o_req_t *req, h2p_cache_request_t *c, h2p_cache_entry_t *entry)
+/* The entry's headers and an Age into the response (those of a 304 only when is_304). */
+static void add_entry_headers(h2o_req_t *req, const h2p_cache_entry_t *entry, int is_304)
 {
-    static h2o_generator_t generator = {NULL, NULL};
-    h2p_request_t *r = h2p_request_of(req);
-    r->from_cache = 1;
-    c->hit = entry; /* released when the request ends: the body is sent from the entry's memory */
-    int is_304 = not_modified(req, entry);
     for (size_t i = 0; i != entry->num_headers; ++i) {
         const h2p_cache_header_t *h = entry->headers + i;
         if (is_304 && !kept_in_304(h))
@@ -284,6 +289,16 @@ static void send_entry(h2o_req_t *req, h2p_cache_request_t *c, h2p_cache_entry_t
     char *age_text = h2o_mem_alloc_pool(&req->pool, sizeof(H2O_UINT64_LONGEST_STR));
     size_t age_len = sprintf(age_text, "%llu", (unsigned long long)age);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_AGE, NULL, age_text, age_len);
+}
+
+static void send_entry(h2o_req_t *req, h2p_cache_request_t *c, h2p_cache_entry_t *entry)
+{
+    static h2o_generator_t generator = {NULL, NULL};
+    h2p_request_t *r = h2p_request_of(req);
+    r->from_cache = 1;
+    c->hit = entry; /* released when the request ends: the body is sent from the entry's memory */
+    int is_304 = not_modified(req, entry);
+    add_entry_headers(req, entry, is_304);
     if (is_304) {
         req->res.status = 304;
         req->res.reason = "Not Modified";
@@ -298,11 +313,155 @@ static void send_entry(h2o_req_t *req, h2p_cache_request_t *c, h2p_cache_entry_t
     h2o_send(req, &body, method_is(req, H2O_STRLIT("HEAD")) ? 0 : 1, H2O_SEND_STATE_FINAL);
 }
 
+/* ---- stale-while-revalidate: the refresh -------------------------------------------------- */
+
+/*
+ * The refresh of a stale entry is a request of its own with no client: a copy of the request
+ * that was answered stale (as a GET, without its conditional headers), on a connection without a
+ * socket that has that client's addresses, processed from the start like any request (every
+ * module runs: the refresh is refused where that client would be), whose lookup takes over the
+ * refresh's pending fetch instead of looking up; the store filter stores its response (or, if it
+ * is not stored, the stale entry stays), and the bytes are dropped.  It runs on the loop of the
+ * request that started it, after that request's answer is on its way.
+ */
+typedef struct refresh {
+    h2o_conn_t conn; /* first: a request's conn is its refresh */
+    h2o_req_t req;
+    h2o_ostream_t sink;
+    h2o_timeout_entry_t tick; /* the next step, on the loop's zero timeout */
+    void (*step)(struct refresh *rf);
+    struct sockaddr_storage local, peer;
+    socklen_t local_len, peer_len;
+    h2p_gen_t *gen; /* the generation its cache belongs to */
+    h2p_cache_t *cache;
+    h2p_cache_pending_t *pending; /* until the refresh's lookup takes it */
+    char *key;
+    size_t key_len;
+} refresh_t;
+
+static socklen_t refresh_sockname(h2o_conn_t *conn, struct sockaddr *sa)
+{
+    refresh_t *rf = (refresh_t *)conn;
+    memcpy(sa, &rf->local, rf->local_len);
+    return rf->local_len;
+}
+
+static socklen_t refresh_peername(h2o_conn_t *conn, struct sockaddr *sa)
+{
+    refresh_t *rf = (refresh_t *)conn;
+    memcpy(sa, &rf->peer, rf->peer_len);
+    return rf->peer_len;
+}
+
+static h2o_socket_t *refresh_socket(h2o_conn_t *conn)
+{
+    return NULL;
+}
+
+static const h2o_conn_callbacks_t refresh_callbacks = {
+    .get_sockname = refresh_sockname, .get_peername = refresh_peername, .get_socket = refresh_socket};
+
+static refresh_t *refresh_of(h2o_req_t *req)
+{
+    return req->conn->callbacks == &refresh_callbacks ? (refresh_t *)req->conn : NULL;
+}
+
+int h2p_output_cache_is_refresh(h2o_req_t *req, const struct h2p_gen *gen)
+{
+    refresh_t *rf = refresh_of(req);
+    return rf != NULL && rf->gen == gen;
+}
+
+static void on_refresh_tick(h2o_timeout_entry_t *entry)
+{
+    refresh_t *rf = H2O_STRUCT_FROM_MEMBER(refresh_t, tick, entry);
+    rf->step(rf);
+}
+
+static void refresh_schedule(refresh_t *rf, void (*step)(refresh_t *rf))
+{
+    rf->step = step;
+    h2o_timeout_link(rf->conn.ctx->loop, &rf->conn.ctx->zero_timeout, &rf->tick);
+}
+
+static void refresh_end(refresh_t *rf)
+{
+    h2o_dispose_request(&rf->req);
+    if (rf->pending != NULL) /* it never reached its lookup (refused, redirected): the stale entry stays */
+        h2p_cache_complete(rf->cache, rf->pending, NULL);
+    h2p_gen_release(rf->gen);
+    free(rf->key);
+    free(rf);
+}
+
+static void refresh_proceed(refresh_t *rf)
+{
+    h2o_proceed_response(&rf->req);
+}
+
+static void refresh_sink_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t bufcnt, h2o_send_state_t state)
+{
+    refresh_t *rf = H2O_STRUCT_FROM_MEMBER(refresh_t, sink, self);
+    refresh_schedule(rf, h2o_send_state_is_in_progress(state) ? refresh_proceed : refresh_end);
+}
+
+static void refresh_start(refresh_t *rf)
+{
+    h2o_process_request(&rf->req);
+}
+
+static void start_refresh(h2o_req_t *src, h2p_cache_request_t *c, h2p_cache_pending_t *pending)
+{
+    refresh_t *rf = h2o_mem_alloc(sizeof(*rf));
+    memset(rf, 0, sizeof(*rf));
+    rf->conn = (h2o_conn_t){.ctx = src->conn->ctx,
+                            .hosts = src->conn->hosts,
+                            .connected_at = src->conn->connected_at,
+                            .id = src->conn->id,
+                            .callbacks = &refresh_callbacks};
+    rf->local_len =
+        src->conn->callbacks->get_sockname != NULL ? src->conn->callbacks->get_sockname(src->conn, (void *)&rf->local) : 0;
+    rf->peer_len =
+        src->conn->callbacks->get_peername != NULL ? src->conn->callbacks->get_peername(src->conn, (void *)&rf->peer) : 0;
+    h2o_init_request(&rf->req, &rf->conn, src);
+    h2o_req_t *req = &rf->req;
+    req->input.method = h2o_iovec_init(H2O_STRLIT("GET"));
+    req->entity = h2o_iovec_init(NULL, 0);
+    req->upgrade = h2o_iovec_init(NULL, 0);
+    static const h2o_token_t *const dropped[] = {H2O_TOKEN_IF_NONE_MATCH,       H2O_TOKEN_IF_MODIFIED_SINCE, H2O_TOKEN_IF_MATCH,
+                                                 H2O_TOKEN_IF_UNMODIFIED_SINCE, H2O_TOKEN_IF_RANGE,          H2O_TOKEN_RANGE};
+    for (size_t i = 0; i != sizeof(dropped) / sizeof(dropped[0]); ++i)
+        for (ssize_t at; (at = h2o_find_header(&req->headers, dropped[i], -1)) != -1;)
+            h2o_delete_header(&req->headers, at);
+    rf->sink = (h2o_ostream_t){.do_send = refresh_sink_send};
+    req->_ostr_top = &rf->sink;
+    rf->tick.cb = on_refresh_tick;
+    rf->gen = h2p_gen_retain(h2p_request_of(src)->gen);
+    rf->cache = c->cache;
+    rf->pending = pending;
+    rf->key = h2o_mem_alloc(c->key.len);
+    memcpy(rf->key, c->key.base, c->key.len);
+    rf->key_len = c->key.len;
+    refresh_schedule(rf, refresh_start);
+}
+
+/* The refresh reached its lookup: it fetches its key as the leader (no lookup, no stale answer). */
+static int take_refresh(h2p_cache_request_t *c, refresh_t *rf)
+{
+    if (rf->pending != NULL && rf->cache == c->cache && h2o_memis(rf->key, rf->key_len, c->key.base, c->key.len)) {
+        c->pending = rf->pending;
+        rf->pending = NULL;
+    }
+    return -1;
+}
+
 /* ---- the lookup --------------------------------------------------------------------------- */
 
 static void on_cache_request_dispose(void *p)
 {
     h2p_cache_request_t *c = p;
+    if (c->stale != NULL)
+        h2p_cache_entry_release(c->stale);
     if (c->pending != NULL) /* the leader ends without an entry: the waiters go to the application */
         h2p_cache_complete(c->cache, c->pending, NULL);
     if (c->waiter != NULL && h2p_cache_cancel_wait(c->cache, c->waiter))
@@ -320,7 +479,31 @@ static int lookup(h2o_req_t *req, h2p_cache_request_t *c)
     h2p_cache_waiter_t *waiter = NULL;
     for (int attempt = 0; attempt != 3; ++attempt) {
         h2p_cache_entry_t *entry = NULL;
-        switch (h2p_cache_lookup(c->cache, c->key.base, c->key.len, entry_fits, req, waiter, may_lead, &entry, &c->pending)) {
+        h2p_cache_pending_t *refresh = NULL;
+        if (c->stale != NULL) { /* (from the attempt before) */
+            h2p_cache_entry_release(c->stale);
+            c->stale = NULL;
+        }
+        switch (
+            h2p_cache_lookup(c->cache, c->key.base, c->key.len, entry_fits, req, waiter, may_lead, &entry, &refresh, &c->stale)) {
+        case H2P_CACHE_STALE:
+            if (entry->file_path != NULL && file_changed(entry)) {
+                if (refresh != NULL)
+                    h2p_cache_complete(c->cache, refresh, NULL);
+                h2p_cache_remove(c->cache, entry);
+                h2p_cache_entry_release(entry);
+                continue;
+            }
+            free(waiter);
+            send_entry(req, c, entry);
+            if (refresh != NULL)
+                start_refresh(req, c, refresh);
+            return 0;
+        case H2P_CACHE_LEAD:
+            c->pending = refresh;
+            free(waiter);
+            h2p_cache_count_miss();
+            return -1;
         case H2P_CACHE_HIT:
             if (entry->file_path != NULL && file_changed(entry)) {
                 h2p_cache_remove(c->cache, entry);
@@ -340,7 +523,7 @@ static int lookup(h2o_req_t *req, h2p_cache_request_t *c)
             c->waiter = waiter;
             h2p_cache_count_miss();
             return 0;
-        default: /* LEAD, MISS */
+        default: /* MISS */
             free(waiter);
             h2p_cache_count_miss();
             return -1;
@@ -387,7 +570,8 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     }
     c->key = build_key(req, r, rule, s->path, h2p_compression_negotiate(self->settings, req, is_static));
     H2P_MODULE_REQUEST(r, output_cache) = c;
-    return lookup(req, c);
+    refresh_t *rf = refresh_of(req);
+    return rf != NULL ? take_refresh(c, rf) : lookup(req, c);
 }
 
 /* Goes on with the handlers after the lookup (the content handler), as if it had passed. */
@@ -450,8 +634,9 @@ static void dispose_thread(h2p_thread_t *th)
 
 /* A Cache-Control directive's value ("max-age=60"): 1 with *seconds, 0 when absent. */
 typedef struct cache_control {
-    int no_store, is_private, no_cache, has_max_age, has_s_maxage;
-    uint64_t max_age, s_maxage;
+    int no_store, is_private, no_cache, has_max_age, has_s_maxage, must_revalidate;
+    int has_stale_while_revalidate, has_stale_if_error;
+    uint64_t max_age, s_maxage, stale_while_revalidate, stale_if_error;
 } cache_control_t;
 
 static uint64_t parse_seconds(const char *p, const char *end)
@@ -499,10 +684,27 @@ static void parse_cache_control(const h2o_headers_t *headers, cache_control_t *c
                 cc->has_max_age = 1, cc->max_age = parse_seconds(value, value_end);
             else if (h2o_lcstris(name, name_len, H2O_STRLIT("s-maxage")) && value != NULL)
                 cc->has_s_maxage = 1, cc->s_maxage = parse_seconds(value, value_end);
+            else if (h2o_lcstris(name, name_len, H2O_STRLIT("must-revalidate")) ||
+                     h2o_lcstris(name, name_len, H2O_STRLIT("proxy-revalidate")))
+                cc->must_revalidate = 1;
+            else if (h2o_lcstris(name, name_len, H2O_STRLIT("stale-while-revalidate")) && value != NULL)
+                cc->has_stale_while_revalidate = 1, cc->stale_while_revalidate = parse_seconds(value, value_end);
+            else if (h2o_lcstris(name, name_len, H2O_STRLIT("stale-if-error")) && value != NULL)
+                cc->has_stale_if_error = 1, cc->stale_if_error = parse_seconds(value, value_end);
             while (p != end && *p != ',')
                 ++p;
         }
     }
+}
+
+static uint64_t seconds_to_ms(uint64_t seconds)
+{
+    return seconds < UINT64_MAX / 4000 ? seconds * 1000 : UINT64_MAX / 4;
+}
+
+static uint64_t saturating_add(uint64_t a, uint64_t b)
+{
+    return a + b >= a ? a + b : UINT64_MAX;
 }
 
 /* How long the response may be kept (ms), 0 when it may not be stored. */
@@ -524,6 +726,13 @@ static uint64_t storable_for(h2o_req_t *req, h2p_cache_request_t *c)
     uint64_t limit_s = cc.has_s_maxage ? cc.s_maxage : cc.has_max_age ? cc.max_age : UINT64_MAX;
     if (limit_s < ttl / 1000 + 1 && limit_s * 1000 < ttl)
         ttl = limit_s * 1000;
+    /* how long it may be answered stale: the response's own directives (RFC 5861), else the rule's;
+     * must-revalidate and proxy-revalidate forbid it (RFC 9111 5.2.2.2) */
+    c->stale_while_revalidate_ms =
+        cc.has_stale_while_revalidate ? seconds_to_ms(cc.stale_while_revalidate) : c->rule->stale_while_revalidate_ms;
+    c->stale_if_error_ms = cc.has_stale_if_error ? seconds_to_ms(cc.stale_if_error) : c->rule->stale_if_error_ms;
+    if (cc.must_revalidate)
+        c->stale_while_revalidate_ms = c->stale_if_error_ms = 0;
     return ttl;
 }
 
@@ -631,6 +840,10 @@ static h2p_cache_entry_t *build_entry(h2o_req_t *req, h2p_cache_request_t *c)
     }
     entry->stored_at_ms = h2p_cache_now_ms();
     entry->expires_at_ms = entry->stored_at_ms + c->ttl_ms;
+    if (c->stale_while_revalidate_ms != 0)
+        entry->stale_while_revalidate_until_ms = saturating_add(entry->expires_at_ms, c->stale_while_revalidate_ms);
+    if (c->stale_if_error_ms != 0)
+        entry->stale_if_error_until_ms = saturating_add(entry->expires_at_ms, c->stale_if_error_ms);
     return entry;
 }
 
@@ -685,12 +898,64 @@ static void store_do_send(h2o_ostream_t *_self, h2o_req_t *req, h2o_iovec_t *buf
     h2o_ostream_send_next(_self, req, bufs, bufcnt, state);
 }
 
+/* ---- stale-if-error ---------------------------------------------------------------------- */
+
+typedef struct stale_ostream {
+    h2o_ostream_t super;
+    h2p_cache_entry_t *entry;
+    int body_sent;
+} stale_ostream_t;
+
+/* The application's error body is dropped; the entry's body goes in its place. */
+static void stale_do_send(h2o_ostream_t *_self, h2o_req_t *req, h2o_iovec_t *bufs, size_t bufcnt, h2o_send_state_t state)
+{
+    stale_ostream_t *self = (void *)_self;
+    h2o_iovec_t body = self->entry->body;
+    size_t count = 0;
+    if (!self->body_sent) {
+        self->body_sent = 1;
+        count = body.len != 0 && !method_is(req, H2O_STRLIT("HEAD")) ? 1 : 0;
+    }
+    /* an error of the application's stream after our whole body is no error of this response */
+    h2o_ostream_send_next(_self, req, &body, count, state == H2O_SEND_STATE_ERROR ? H2O_SEND_STATE_FINAL : state);
+}
+
+static int is_gateway_error(int status)
+{
+    return status == 502 || status == 503 || status == 504;
+}
+
+/* Replaces the response being set up (a 502, 503 or 504) with the stale entry c->stale. */
+static h2o_ostream_t **answer_stale(h2o_req_t *req, h2p_request_t *r, h2p_cache_request_t *c, h2o_ostream_t **slot)
+{
+    h2p_cache_entry_t *entry = c->stale;
+    c->stale = NULL;
+    c->hit = entry;
+    r->from_cache = 1;
+    h2p_cache_count_stale_if_error();
+    req->res.status = 200;
+    req->res.reason = "OK";
+    req->res.headers = (h2o_headers_t){NULL, 0, 0};
+    add_entry_headers(req, entry, 0);
+    req->res.content_length = entry->body.len;
+    stale_ostream_t *ostream = (void *)h2o_add_ostream(req, sizeof(*ostream), slot);
+    ostream->super.do_send = stale_do_send;
+    ostream->entry = entry;
+    ostream->body_sent = 0;
+    return &ostream->super.next;
+}
+
 static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
 {
     h2p_request_t *r = h2p_request_of(req);
     h2p_cache_request_t *c = r != NULL ? H2P_MODULE_REQUEST(r, output_cache) : NULL;
     if (c == NULL || r->from_cache || c->waiter != NULL)
         goto Next;
+    if (c->stale != NULL && is_gateway_error(req->res.status)) {
+        give_up(c); /* the waiters go to the application, each with its own stale entry */
+        slot = answer_stale(req, r, c, slot);
+        goto Next;
+    }
     if ((c->ttl_ms = storable_for(req, c)) == 0 ||
         (req->res.content_length != SIZE_MAX && req->res.content_length > h2p_cache_max_entry(c->cache))) {
         give_up(c);

@@ -10,6 +10,8 @@ static const h2p_cfg_key_t output_cache_keys[] = {
     {"duration", H2P_CFG_DURATION, RULE(h2p_output_cache_rule_t, duration_ms), 1, .flags = H2P_CFG_REQUIRED},
     {"vary_by_query", H2P_CFG_BOOL, RULE(h2p_output_cache_rule_t, vary_by_query)},
     {"vary_by_headers", H2P_CFG_CUSTOM, RULE(h2p_output_cache_rule_t, vary_by_headers), .parse = h2p_cfg_parse_header_names},
+    {"stale_while_revalidate", H2P_CFG_DURATION, RULE(h2p_output_cache_rule_t, stale_while_revalidate_ms)},
+    {"stale_if_error", H2P_CFG_DURATION, RULE(h2p_output_cache_rule_t, stale_if_error_ms)},
     {NULL}};
 
 static void parse_output_cache(h2p_cfg_ctx_t *ctx, yaml_node_t *node, void *settings)

@@ -5,14 +5,17 @@ collapsed forwarding (many concurrent misses, one worker request) and invalidati
 when a static file changes.
 
 The PHP app counts every request it serves in a file: a hit is a request the count does not see."""
+import fcntl
 import gzip
 import http.client
 import os
+import re
 import signal
 import subprocess
 import threading
 import time
 import unittest
+import urllib.parse
 
 import h2ptest
 from h2ptest import Server, curl, raw_request
@@ -429,6 +432,357 @@ class CacheFlushTest(h2ptest.ServerTestCase):
         for args in (("cache",), ("cache", "drop"), ("cache", "flush", "a", "/b", "c")):
             r = ctl(self.server, *args)
             self.assertEqual(r.returncode, 2, (args, r))
+
+
+STALE_CONF = """
+server:
+  threads: 2
+  control_socket: {dir}/ctl.sock
+  management: 127.0.0.1:{port:mgmt}
+pools:
+  php:
+    command: [php-cgi]
+    env: {PHP_FCGI_MAX_REQUESTS: "0"}
+    max_processes: 4
+    {worker_user}
+  other:
+    command: [php-cgi]
+    env: {PHP_FCGI_MAX_REQUESTS: "0"}
+    max_processes: 2
+    {worker_user}
+  crashy:
+    command: [{apps}/crash_fcgi]
+    max_processes: 2
+    rapid_fail: {max_crashes: 2, interval: 1m}
+    {worker_user}
+sites:
+  main:
+    bindings: ["http://127.0.0.1:{port:http}", "https://127.0.0.1:{port:https}"]
+    tls: {certificate: {dir}/certs/s.test.pem, key: {dir}/certs/s.test.key}
+    root: {dir}/www
+    http2: true
+    handlers:
+      - {path: "*.php", pool: php}
+      - {path: "*.phtml", pool: other}
+      - {path: "/crashy/*", pool: crashy}
+    modules:
+      output_cache:
+        - {path: "/swr/*", duration: 1s, vary_by_query: true, stale_while_revalidate: 60s}
+        - {path: "/sie/*", duration: 1s, vary_by_query: true, stale_if_error: 60s}
+        - {path: "/sie-short/*", duration: 1s, vary_by_query: true, stale_if_error: 3s}
+        - {path: "/plain/*", duration: 1s, vary_by_query: true}
+        - {path: "/guarded/*", duration: 1s, stale_while_revalidate: 60s, stale_if_error: 60s}
+        - {path: "*.phtml", duration: 1s, stale_if_error: 60s}
+        - {path: "/crashy/*", duration: 1s, stale_if_error: 60s}
+    locations:
+      /guarded:
+        modules:
+          request_filtering: {verbs: {allow: [GET]}, max_query_string: 8}
+"""
+
+# Counts its requests in state/count-<t> (t: the query's, each test its own: a refresh another test
+# left running counts elsewhere); blocks while the file `block` exists (after creating `blocked`);
+# answers the status written in `fail` when that file exists.
+STALE_APP = r"""<?php
+$state = __DIR__ . '/../../state';
+$t = preg_replace('/[^a-z0-9-]/', '', $_GET['t'] ?? 'default');
+$fp = fopen("$state/count-$t", 'c+');
+flock($fp, LOCK_EX);
+$n = (int)stream_get_contents($fp) + 1;
+ftruncate($fp, 0); rewind($fp); fwrite($fp, (string)$n); fflush($fp);
+flock($fp, LOCK_UN); fclose($fp);
+if (file_exists("$state/block")) {
+    touch("$state/blocked");
+    while (file_exists("$state/block")) usleep(10000);
+}
+if (file_exists("$state/fail")) {
+    http_response_code((int)file_get_contents("$state/fail"));
+    echo "application error\n";
+    exit;
+}
+if (isset($_GET['cc'])) header('Cache-Control: ' . $_GET['cc']);
+if (isset($_GET['vary'])) header('Vary: ' . $_GET['vary']);
+header('Content-Type: text/plain');
+echo "n=$n role=" . ($_SERVER['HTTP_X_ROLE'] ?? '-') . " user=" . ($_SERVER['PHP_AUTH_USER'] ?? '-') . "\n";
+"""
+
+STALE_FILES = {f"www/{d}/s.php": STALE_APP for d in ["swr", "sie", "sie-short", "plain", "guarded"]}
+STALE_FILES["www/sie/s.phtml"] = STALE_APP
+
+
+class StaleTest(h2ptest.ServerTestCase):
+    """Stale entries (RFC 5861): stale_while_revalidate answers an expired entry at once while one
+    background request refreshes it; stale_if_error answers it instead of a 502/503/504.  The app
+    blocks on a file the test removes, so "answered while the worker is busy" needs no timing."""
+    CONF, FILES = STALE_CONF, STALE_FILES
+
+    @classmethod
+    def prepare(cls, s):
+        os.makedirs(s.path("certs"))
+        h2ptest.make_cert(s.path("certs"), "s.test")
+        os.makedirs(s.path("state"))
+        os.chmod(s.path("state"), 0o777)
+
+    def setUp(self):
+        for name in ["block", "blocked", "fail"]:
+            if os.path.exists(self.server.path(f"state/{name}")):
+                os.unlink(self.server.path(f"state/{name}"))
+        self.addCleanup(self.release)
+
+    def release(self):
+        for name in ["block", "fail"]:
+            if os.path.exists(self.server.path(f"state/{name}")):
+                os.unlink(self.server.path(f"state/{name}"))
+
+    def count(self, path):
+        """Requests the worker got for path's `t` (read under the app's lock: it rewrites the file)."""
+        t = re.sub(r"[^a-z0-9-]", "", urllib.parse.parse_qs(urllib.parse.urlsplit(path).query).get("t", ["default"])[0])
+        try:
+            with open(self.server.path(f"state/count-{t}")) as f:
+                fcntl.flock(f, fcntl.LOCK_SH)
+                return int(f.read() or 0)
+        except FileNotFoundError:
+            return 0
+
+    def block(self):
+        self.server.write("state/block", "")
+
+    def fail_with(self, status):
+        self.server.write("state/fail", str(status))
+
+    def blocked(self):
+        return os.path.exists(self.server.path("state/blocked"))
+
+    def fresh(self, path, *args):
+        """A miss that stores the entry, then waits out its 1 s duration (Age counts whole seconds)."""
+        r = self.get(path, *args)
+        self.assertEqual(r.status, 200, r)
+        self.assertIsNone(r.header("age"), r)  # from the application
+        time.sleep(1.1)
+        return r
+
+    def assertStale(self, path, *args, body):
+        r = self.get(path, *args)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.body, body)
+        self.assertGreaterEqual(int(r.header("age")), 1, r)
+        self.assertIsNone(r.header("warning"), r)
+        return r
+
+    # ---- stale-while-revalidate
+
+    def test_stale_answered_while_the_refresh_waits_on_the_worker(self):
+        for name, proto in PROTOCOLS:
+            with self.subTest(proto=name):
+                path = f"/swr/s.php?t=slow-{name}"
+                first = self.fresh(path, *proto)
+                base = self.count(path)
+                self.block()
+                self.assertStale(path, *proto, body=first.body)  # while the worker is blocked
+                h2ptest.wait_until(self.blocked, what="the refresh to reach the worker")
+                self.assertTrue(os.path.exists(self.server.path("state/block")))
+                self.assertStale(path, *proto, body=first.body)  # still, and no second refresh
+                self.assertEqual(self.count(path), base + 1, "one refresh")
+                self.release()
+                # the refresh's response replaces the entry (a loaded machine may see it expire again
+                # and answered stale: the same body)
+                refreshed = f"n={base + 1} role=- user=-\n".encode()
+                h2ptest.wait_until(lambda: self.get(path, *proto).body == refreshed, what="the refreshed entry")
+                os.unlink(self.server.path("state/blocked"))
+
+    def test_refresh_over_https(self):
+        """The refresh has no TLS connection of its own: it passes the client-certificate policy check
+        as the request it copies did (else it would be a 421, and the entry never refreshed)."""
+        for name, proto in PROTOCOLS:
+            with self.subTest(proto=name):
+                url = self.server.url(f"/swr/s.php?t=tls-{name}", name="https", scheme="https")
+                first = curl(url, "-k", *proto)
+                self.assertEqual(first.status, 200, first)
+                time.sleep(1.1)
+                r = curl(url, "-k", *proto)
+                self.assertEqual((r.status, r.body), (200, first.body), r)
+                self.assertIsNotNone(r.header("age"))
+                h2ptest.wait_until(lambda: curl(url, "-k", *proto).body != first.body, what="the refreshed entry")
+
+    def test_one_refresh_for_many_concurrent_stale_hits(self):
+        path = "/swr/s.php?t=many"
+        first = self.fresh(path)
+        base = self.count(path)
+        self.block()
+        for proto in (["--h1"], []):  # HTTP/1.1 and h2 (h2load speaks h2c with prior knowledge)
+            out = subprocess.run(["h2load", "-n", "60", "-c", "6", "-m", "4", *proto, self.server.url(path)],
+                                 capture_output=True, text=True, timeout=60)
+            self.assertIn("60 succeeded", out.stdout, out.stdout)
+            self.assertIn("status codes: 60 2xx", out.stdout, out.stdout)
+        h2ptest.wait_until(self.blocked, what="the refresh to reach the worker")
+        self.assertEqual(self.count(path), base + 1, "one refresh for 120 stale answers")
+        self.release()
+        refreshed = f"n={base + 1} role=- user=-\n".encode()
+        h2ptest.wait_until(lambda: self.get(path).body == refreshed, what="the refreshed entry")
+
+    def test_failed_refresh_keeps_the_stale_entry(self):
+        for status in [500, 503]:
+            with self.subTest(status=status):
+                path = f"/swr/s.php?t=failed-{status}"
+                first = self.fresh(path)
+                base = self.count(path)
+                self.fail_with(status)
+                self.assertStale(path, body=first.body)
+                h2ptest.wait_until(lambda: self.count(path) == base + 1, what="the refresh")
+                # the failed refresh stored nothing: the stale entry is answered until the next refresh
+                # starts (which it can only once the first one ended)
+                h2ptest.wait_until(lambda: self.assertStale(path, body=first.body) and self.count(path) >= base + 2,
+                                   what="a second refresh")
+                self.release()
+                h2ptest.wait_until(lambda: self.get(path).body != first.body, what="the refreshed entry")
+
+    def test_counters(self):
+        from test_management import metrics_of, sample, status_of
+        before = status_of(self.server)["output_cache"]
+        path = "/swr/s.php?t=counted"
+        first = self.fresh(path)
+        self.block()
+        for _ in range(3):
+            self.assertStale(path, body=first.body)
+        during = status_of(self.server)["output_cache"]  # (the refresh is blocked: no other stale hit yet)
+        self.assertEqual(during["stale_hits_total"] - before["stale_hits_total"], 3)
+        self.assertEqual(during["refreshes_total"] - before["refreshes_total"], 1)
+        self.release()
+        h2ptest.wait_until(lambda: self.get(path).body != first.body, what="the refreshed entry")
+        path = "/sie/s.php?t=counted"
+        first = self.fresh(path)
+        self.fail_with(502)
+        self.assertStale(path, body=first.body)
+        after = status_of(self.server)["output_cache"]
+        self.assertEqual(after["stale_if_error_total"] - before["stale_if_error_total"], 1)
+        text = metrics_of(self.server)
+        self.assertEqual(sample(text, "h2pool_output_cache_stale_hits_total"), after["stale_hits_total"])
+        self.assertEqual(sample(text, "h2pool_output_cache_stale_if_error_total"), after["stale_if_error_total"])
+        self.assertEqual(sample(text, "h2pool_output_cache_refreshes_total"), after["refreshes_total"])
+        self.assertGreater(sample(text, "h2pool_output_cache_entries"), 0)
+
+    def test_without_a_bound_an_expired_entry_is_a_miss(self):
+        path = "/plain/s.php?t=plain"
+        self.fresh(path)
+        self.fail_with(503)
+        self.assertEqual(self.get(path).status, 503)
+
+    def test_cache_control_stale_while_revalidate(self):
+        # the rule of /plain has no bounds: the worker's directive gives one
+        path = "/plain/s.php?cc=max-age=1,+stale-while-revalidate=60"
+        first = self.fresh(path)
+        self.block()
+        self.assertStale(path, body=first.body)
+        h2ptest.wait_until(self.blocked, what="the refresh")
+        self.release()
+        # must-revalidate forbids it, even with the rule's bound
+        path = "/swr/s.php?cc=must-revalidate"
+        self.fresh(path)
+        self.fail_with(502)
+        self.assertEqual(self.get(path).status, 502)
+
+    # ---- stale-if-error
+
+    def test_stale_if_error_on_a_worker_error(self):
+        for name, proto in PROTOCOLS:
+            for status in [502, 503, 504]:
+                with self.subTest(proto=name, status=status):
+                    path = f"/sie/s.php?t=err-{name}-{status}"
+                    first = self.fresh(path, *proto)
+                    base = self.count(path)
+                    self.fail_with(status)
+                    self.assertStale(path, *proto, body=first.body)
+                    self.assertEqual(self.count(path), base + 1)  # it did ask the worker first
+                    head = self.get(path, "-I", *proto)  # (curl -I prints the head as the body)
+                    self.assertEqual(head.status, 200, head)
+                    self.assertIsNotNone(head.header("age"), head)
+                    self.release()
+                    r = self.get(path, *proto)
+                    self.assertNotEqual(r.body, first.body)
+                    self.assertIsNone(r.header("age"))
+
+    def test_other_errors_are_not_hidden(self):
+        for status in [500, 404, 403]:
+            with self.subTest(status=status):
+                path = f"/sie/s.php?t=other-{status}"
+                self.fresh(path)
+                self.fail_with(status)
+                self.assertEqual(self.get(path).status, status)
+                self.release()
+
+    def test_stale_if_error_bound(self):
+        path = "/sie-short/s.php?t=bound"
+        first = self.fresh(path)
+        self.fail_with(503)
+        self.assertStale(path, body=first.body)  # expired by less than 3 s
+        time.sleep(3.0)
+        self.assertEqual(self.get(path).status, 503)  # beyond the bound: the error
+
+    def test_cache_control_stale_if_error(self):
+        path = "/plain/s.php?cc=max-age=1,+stale-if-error=60"
+        first = self.fresh(path)
+        self.fail_with(504)
+        self.assertStale(path, body=first.body)
+
+    def test_stale_if_error_on_a_stopped_pool(self):
+        from test_ctl import ctl
+        first = self.fresh("/sie/s.phtml")
+        r = ctl(self.server, "stop", "pool", "other")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.addCleanup(ctl, self.server, "start", "pool", "other")
+        for name, proto in PROTOCOLS:
+            with self.subTest(proto=name):
+                self.assertStale("/sie/s.phtml", *proto, body=first.body)
+        self.assertEqual(self.get("/sie/s.phtml?t=never-stored").status, 503)  # no entry: the pool's 503
+        self.assertEqual(ctl(self.server, "start", "pool", "other").returncode, 0)
+
+    def test_stale_if_error_on_crashes_and_rapid_fail(self):
+        from test_ctl import ctl
+        first = self.fresh("/crashy/x")  # (the key has no query: "?crash" shares the entry)
+        self.assertIn(b"ok pid=", first.body)
+        self.addCleanup(ctl, self.server, "start", "pool", "crashy")
+        for _ in range(2):  # the worker dies mid-response (502), twice: rapid-fail protection stops the pool
+            self.assertStale("/crashy/x?crash", body=first.body)
+        h2ptest.log_shows(self.server, "rapid-fail")
+        for name, proto in PROTOCOLS:
+            with self.subTest(proto=name):
+                self.assertStale("/crashy/x", *proto, body=first.body)  # instead of the stopped pool's 503
+        self.assertEqual(self.get("/crashy/never-stored").status, 503)
+        self.assertEqual(ctl(self.server, "start", "pool", "crashy").returncode, 0)
+
+    # ---- a stale entry goes only where a fresh one would
+
+    def test_stale_never_answers_a_request_the_fresh_path_denies(self):
+        path = "/guarded/s.php"
+        first = self.fresh(path)
+        self.fail_with(503)
+        self.block()
+        # request_filtering runs before the lookup: a long query string (the key has no query), a
+        # verb not allowed (HEAD is answered from the GET entry elsewhere)
+        for args in [["?aaaaaaaaaaaaaaaa"], ["?a=1&b=2&c=3"], ["", "-I"], ["", "-X", "HEAD"]]:
+            r = self.get(path + args[0], *args[1:])
+            self.assertNotEqual(r.status, 200, (args, r))
+            self.assertIsNone(r.header("age"), (args, r))
+        # credentials never look up: the worker answers (released first: it must answer the 503)
+        os.unlink(self.server.path("state/block"))
+        for creds in [["-u", "alice:pw"], ["-H", "Authorization: Bearer x"], ["-H", "Authorization;"]]:
+            self.assertEqual(self.get(path, *creds).status, 503, creds)
+        self.block()
+        self.assertStale(path, body=first.body)  # the allowed request: stale
+        self.release()
+
+    def test_stale_keeps_the_workers_vary(self):
+        for prefix in ["/swr", "/sie"]:
+            with self.subTest(prefix=prefix):
+                path = f"{prefix}/s.php?vary=X-Role"
+                first = self.fresh(path, "-H", "X-Role: admin")
+                self.assertIn(b"role=admin", first.body)
+                self.fail_with(503)
+                for args in [["-H", "X-Role: guest"], [], ["-H", "X-Role: Admin"]]:
+                    r = self.get(path, *args)
+                    self.assertEqual(r.status, 503, (args, r))
+                self.assertStale(path, "-H", "X-Role: admin", body=first.body)
+                self.release()
 
 
 class EvictionAndReloadTest(unittest.TestCase):

@@ -472,6 +472,8 @@ static void test_good_config_modules(void **state)
     assert_int_equal(m->output_cache->rules[0].duration_ms, 30000);
     assert_int_equal(m->output_cache->rules[0].vary_by_query, 1);
     assert_string_equal(m->output_cache->rules[0].vary_by_headers.items[0], "accept-language");
+    assert_int_equal(m->output_cache->rules[0].stale_while_revalidate_ms, 10000);
+    assert_int_equal(m->output_cache->rules[0].stale_if_error_ms, 3600000);
 
     assert_string_equal(m->logging->format, "json");
     assert_string_equal(m->logging->rotate, "hourly");
@@ -1337,6 +1339,11 @@ static const bad_case_t bad_cases[] = {
      "a.yaml:6:29: sites.s.modules.compression.types[0]: ", "media type"},
     {"output_cache_without_duration", SITE_HEAD "    modules:\n      output_cache: [{path: '*.php'}]\n", NULL, 0,
      "a.yaml:6:22: sites.s.modules.output_cache[0]: ", "duration"},
+    {"bad_stale_while_revalidate",
+     SITE_HEAD "    modules:\n      output_cache: [{path: '*.php', duration: 5s, stale_while_revalidate: soon}]\n", NULL, 0,
+     "a.yaml:6:76: sites.s.modules.output_cache[0].stale_while_revalidate: ", "bad duration"},
+    {"bad_stale_if_error", SITE_HEAD "    modules:\n      output_cache: [{path: '*.php', duration: 5s, stale_if_error: -1s}]\n",
+     NULL, 0, "a.yaml:6:68: sites.s.modules.output_cache[0].stale_if_error: ", "bad duration"},
     {"bad_log_format", SITE_HEAD "    modules:\n      logging: {format: xml}\n", NULL, 0,
      "a.yaml:6:25: sites.s.modules.logging.format: ", "w3c, json"},
     {"bad_log_rotate", SITE_HEAD "    modules:\n      logging: {rotate: weekly}\n", NULL, 0,
