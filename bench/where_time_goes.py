@@ -82,9 +82,10 @@ def cpu_by_pid(pids):
 
 
 def cpu_used(before, after):
-    """CPU seconds between two samples: a process started in between counts whole, one that exited
-    in between counts nothing (its last moments are missed)."""
-    return sum(t - before.get(p, 0) for p, t in after.items())
+    """CPU seconds between two samples of a set of processes that holds the parents of any that
+    exit: a process started in between counts whole, and one that exited in between is in its
+    parent's cutime (its time before the first sample, counted there too, is taken off)."""
+    return sum(after.values()) - sum(before.values())
 
 
 def switches(pids):
