@@ -18,7 +18,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -148,8 +147,7 @@ def main():
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 sys.exit(f"port {port} is in use (another benchmark running?): not measuring")
-    work = tempfile.mkdtemp(prefix="h2pool-php-layout-")
-    os.chmod(work, 0o755)
+    work = bench.WORK  # (made when bench is imported; removed at the end)
     results = {(page, layout): [] for page in PAGES for layout in LAYOUTS}
     try:
         setup_dokuwiki(work)
@@ -179,6 +177,7 @@ def main():
                   "fpm": memory_kib(php_processes(backends["fpm"].pid))}
     finally:
         bench.stop_all()
+        shutil.rmtree(work, ignore_errors=True)
     print(f"\nmedians of {args.rounds} interleaved rounds of {args.duration} s (wrk -t1), h2pool with one thread in front:")
     for page in PAGES:
         best = max(statistics.median(x["rps"] for x in results[(page, layout)]) for layout in LAYOUTS)
@@ -190,7 +189,6 @@ def main():
                   f"errors {sum(x['errors'] for x in runs)} CPU {statistics.median(x['cpu_us'] for x in runs):.0f} us/request  per round: " + " ".join(f"{x['rps']:.0f}" for x in runs))
     for layout, (pss, rss) in memory.items():
         print(f"{layout:12} PHP processes after the runs: PSS {pss / 1024:.1f} MiB, RSS {rss / 1024:.1f} MiB")
-    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ fixed number of requests, h2pool vs nginx vs h2o on the same backends as bench.p
 profile of h2pool's front end (perf record) and latency histograms (wrk --latency).
 
 usage: python3 bench/where_time_goes.py --h2pool build-release/h2pool --hello build-release/tests/hello_fcgi
-           [--requests 40000] [--rounds 3] [--profile-seconds 4] [--ceiling fcgi_ceiling]
+           [--requests 40000] [--rounds 3] [--duration 4] [--profile-seconds 4]
+           [--only counts,strace,latency,profile] [--scenarios fastcgi-hello,php-hello,static-1k]
 Needs perf (Debian: linux-perf), h2load and wrk, and root for perf's syscall tracepoints.
 """
 import argparse
