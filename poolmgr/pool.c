@@ -412,12 +412,42 @@ int h2p_pool_pick_endpoint_locked(h2p_pool_t *pool, size_t home, uint64_t now)
     return -1;
 }
 
+/*
+ * A spawned worker that went idle less than this long ago is "in use": a steady load goes round
+ * the workers in use, least recently used first.  Always taking the most recently used one made
+ * one php-cgi process do most of the work: on a busy machine the scheduler then held that
+ * process back behind the others, and the requests handed to it waited (PHP hello's p99 about
+ * halved with the rotation, interleaved rounds: README's benchmark section).
+ */
+#define IN_USE_MS 1000
+
+/* Among the spawned idle workers in use, the least recently used, preferring one whose kept
+ * connection is on this thread's loop; NULL when none is in use. */
+static h2p_worker_t *least_recently_used_in_use_locked(h2p_pool_t *pool, uint64_t now, h2p_thread_t *th)
+{
+    h2p_worker_t *found = NULL;
+    for (h2o_linklist_t *l = pool->idle.prev; l != &pool->idle; l = l->prev) {
+        h2p_worker_t *w = H2O_STRUCT_FROM_MEMBER(h2p_worker_t, idle_link, l);
+        if (now - w->last_active >= IN_USE_MS)
+            continue;
+        if (w->kept_thread == th)
+            return w;
+        if (found == NULL)
+            found = w;
+    }
+    return found;
+}
+
 /* The idle worker a request gets. */
 static h2p_worker_t *take_idle_locked(h2p_pool_t *pool, uint64_t now, h2p_pool_thread_t *th)
 {
     if (pool->conf->num_connect == 0) {
-        /* most recently used first (its code and data are warm), one whose kept connection is on
-         * this thread's loop if there is one (no re-registering, no closing elsewhere) */
+        h2p_worker_t *in_use = least_recently_used_in_use_locked(pool, now, th);
+        if (in_use != NULL)
+            return in_use;
+        /* a light load: the most recently used (its code and data are warm; the others are left
+         * to idle_timeout), one whose kept connection is on this thread's loop if there is one (no
+         * re-registering, no closing elsewhere) */
         for (h2o_linklist_t *l = pool->idle.next; l != &pool->idle; l = l->next) {
             h2p_worker_t *w = H2O_STRUCT_FROM_MEMBER(h2p_worker_t, idle_link, l);
             if (w->kept_thread == th)

@@ -214,6 +214,25 @@ class PoolTest(unittest.TestCase):
         time.sleep(2.5)  # two idle_timeouts and more: the one worker must stay
         self.assertEqual(s.workers(), [pid])
 
+    def test_steady_load_goes_round_the_workers_in_use(self):
+        """Idle workers that were busy within the last second take requests least recently used
+        first (always the most recently used one left one process doing most of the work, which a
+        busy machine's scheduler then held back: the benchmark's tail); a light load still goes to
+        the most recently used (test_idle_timeout_* keep the others idle)."""
+        conf = make_conf({"crash": {"command": [app("crash_fcgi")], "max_processes": 2, "min_processes": 2}})
+        s = h2ptest.Server(conf.replace("threads: 2", "threads: 1"))  # (one loop: no kept-connection preference)
+        self.addCleanup(s.cleanup)
+        s.start()
+        h2ptest.wait_until(lambda: len(s.workers()) == 2, what="both workers")
+        seen = []
+        for _ in range(5):  # (a burst makes both workers busy; right after it, both are in use)
+            burst = concurrent_requests(s.port(), ["/crash/x"] * 8)
+            self.assertEqual([r[0] for r in burst], [200] * 8)
+            seen = [ok_pid(self.get(s, "/crash/x")[2]) for _ in range(4)]
+            if len(set(seen)) == 2:
+                return
+        self.fail(f"sequential requests after a burst all went to one worker: {seen}")
+
     # ---- recycling --------------------------------------------------------------------------
 
     def test_max_requests_recycles(self):
