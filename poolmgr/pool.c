@@ -423,7 +423,7 @@ int h2p_pool_pick_endpoint_locked(h2p_pool_t *pool, size_t home, uint64_t now)
 
 /* Among the spawned idle workers in use, the least recently used, preferring one whose kept
  * connection is on this thread's loop; NULL when none is in use. */
-static h2p_worker_t *least_recently_used_in_use_locked(h2p_pool_t *pool, uint64_t now, h2p_thread_t *th)
+static h2p_worker_t *least_recently_used_in_use_locked(h2p_pool_t *pool, uint64_t now, h2p_pool_thread_t *th)
 {
     h2p_worker_t *found = NULL;
     for (h2o_linklist_t *l = pool->idle.prev; l != &pool->idle; l = l->prev) {
