@@ -659,6 +659,8 @@ static void load_all(h2p_cfg_ctx_t *ctx, const char *dir)
         conf->num_sites = load_named(ctx, files, num_files, "sites", conf->sites, sizeof(*conf->sites),
                                      offsetof(h2p_site_conf_t, name), offsetof(h2p_site_conf_t, origin), parse_site_entry);
         h2p_cfg_check_bindings(ctx);
+        if (conf->num_sites == 0 && h2p_cfg_error_count(ctx) == 0)
+            h2p_cfg_errors_add(ctx->errors, "%s: no site is declared (`sites:`): there would be nothing to listen on", dir);
     }
 
     for (size_t i = 0; i < num_files; i++)

@@ -172,6 +172,20 @@ class ConfigTestTest(unittest.TestCase):
         self.assertEqual(proc.returncode, 1)
         self.assertIn("no *.yaml files", proc.stderr)
 
+    def test_no_site_is_a_clear_error(self):
+        """An empty file, comments only, pools and a server section but no site: refused by -t and
+        by a start, with a message (a start used to abort in libh2o with no listener)."""
+        pool = "pools:\n  p:\n    command: [/bin/true]\n"
+        for text in ("", "# nothing yet\n", "server: {threads: 1}\n", pool, "sites: {}\n"):
+            with self.subTest(text=text):
+                conf = self.make({"h2pool.yaml": text})
+                for args in (["-t", "-c", conf], ["-c", conf]):
+                    proc = run_h2pool(*args)
+                    self.assertEqual(proc.returncode, 1, proc.stderr)
+                    self.assertIn("no site is declared", proc.stderr)
+                    self.assertNotIn("Assertion", proc.stderr)
+                    self.assertNotIn("configuration OK", proc.stdout)
+
 
 class OptionsTest(unittest.TestCase):
     def test_version(self):
