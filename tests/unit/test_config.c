@@ -645,7 +645,7 @@ static void test_php_max_requests_paired(void **state)
                                    "  a: {command: [php-cgi]}\n"
                                    "  b: {command: [/usr/bin/php-cgi8.2], max_requests: 0, env: {X: y}}\n"
                                    "  c: {command: [php-cgi], env: {PHP_FCGI_MAX_REQUESTS: '7'}}\n"
-                                   "  d: {command: [/usr/bin/php-fpm]}\n",
+                                   "  d: {command: [/usr/bin/php-fpm]}\n" MINIMAL_SITE,
                                    NULL);
     const h2p_pool_conf_t *a = h2p_config_find_pool(conf, "a"), *b = h2p_config_find_pool(conf, "b"),
                           *c = h2p_config_find_pool(conf, "c"), *d = h2p_config_find_pool(conf, "d");
