@@ -68,14 +68,17 @@ struct h2p_static_cache {
     size_t num_opens;
     /* the roots of this iteration's applications, when they moved since the configuration loaded */
     struct moved_root {
-        const h2p_app_rt_t *app;
-        int fd;     /* app->root_fd, or one opened for this iteration */
-        char *real; /* app->real_root, or realpath() of this iteration */
+        const h2p_app_rt_t *app; /* compared, never read through: its generation may be freed in the iteration */
+        int fd;                  /* app->root_fd, or one opened for this iteration */
+        char *real;              /* app->real_root, or realpath() of this iteration */
         size_t real_len;
+        int owned; /* fd and real were opened for this iteration: closed and freed with it */
     } roots[CACHED_ROOTS];
     size_t num_roots;
-    /* h2p_static_escapes_root()'s answers */
+    /* h2p_static_escapes_root()'s answers: per application, since the same file may be inside
+     * one application's root and outside another's (compared, never read through) */
     struct {
+        const h2p_app_rt_t *app;
         char path[192];
         int escapes;
     } verdicts[VERDICTS];
@@ -108,7 +111,7 @@ void h2p_static_clear_cache(void)
             file_release(cache->opens[i].file);
     cache->num_opens = 0;
     for (size_t i = 0; i != cache->num_roots; ++i) {
-        if (cache->roots[i].fd != cache->roots[i].app->root_fd) {
+        if (cache->roots[i].owned) {
             close(cache->roots[i].fd);
             free(cache->roots[i].real);
         }
@@ -162,7 +165,7 @@ static root_t root_of(const h2p_app_rt_t *app)
             char *real = realpath(app->root, NULL);
             int fd = real != NULL ? open(real, O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
             if (fd >= 0)
-                *m = (struct moved_root){app, fd, real, strlen(real)};
+                *m = (struct moved_root){app, fd, real, strlen(real), 1};
             else
                 free(real);
         }
@@ -326,10 +329,11 @@ int h2p_static_escapes_root(const h2p_app_rt_t *app, const char *physical)
     size_t len = strlen(physical);
     if (cache != NULL && len < sizeof(cache->verdicts[0].path))
         for (size_t i = 0; i != cache->num_verdicts; ++i)
-            if (memcmp(cache->verdicts[i].path, physical, len + 1) == 0)
+            if (cache->verdicts[i].app == app && memcmp(cache->verdicts[i].path, physical, len + 1) == 0)
                 return cache->verdicts[i].escapes;
     int escapes = escapes_root_uncached(app, physical);
     if (cache != NULL && cache->num_verdicts != VERDICTS && len < sizeof(cache->verdicts[0].path)) {
+        cache->verdicts[cache->num_verdicts].app = app;
         memcpy(cache->verdicts[cache->num_verdicts].path, physical, len + 1);
         cache->verdicts[cache->num_verdicts++].escapes = escapes;
     }

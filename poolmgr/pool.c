@@ -422,20 +422,20 @@ int h2p_pool_pick_endpoint_locked(h2p_pool_t *pool, size_t home, uint64_t now)
 #define IN_USE_MS 1000
 
 /* Among the spawned idle workers in use, the least recently used, preferring one whose kept
- * connection is on this thread's loop; NULL when none is in use. */
+ * connection is on this thread's loop; NULL when none is in use.  The idle list is a stack, so
+ * the workers in use are at its top: the walk stops at the first one that is not. */
 static h2p_worker_t *least_recently_used_in_use_locked(h2p_pool_t *pool, uint64_t now, h2p_pool_thread_t *th)
 {
-    h2p_worker_t *found = NULL;
-    for (h2o_linklist_t *l = pool->idle.prev; l != &pool->idle; l = l->prev) {
+    h2p_worker_t *found = NULL, *found_here = NULL;
+    for (h2o_linklist_t *l = pool->idle.next; l != &pool->idle; l = l->next) {
         h2p_worker_t *w = H2O_STRUCT_FROM_MEMBER(h2p_worker_t, idle_link, l);
         if (now - w->last_active >= IN_USE_MS)
-            continue;
+            break;
+        found = w;
         if (w->kept_thread == th)
-            return w;
-        if (found == NULL)
-            found = w;
+            found_here = w;
     }
-    return found;
+    return found_here != NULL ? found_here : found;
 }
 
 /* The idle worker a request gets. */
@@ -541,8 +541,9 @@ void h2p_pool_give_worker_locked(h2p_pool_t *pool, h2p_worker_t *worker, h2p_poo
         *handed_to = waiter;
         return;
     }
+    /* (last_active is not touched: it is the end of the worker's last request, or its start,
+     * so that a ping does not keep an idle worker from idle_timeout) */
     worker->state = WORKER_IDLE;
-    worker->last_active = h2p_now_ms();
     h2o_linklist_insert(pool->idle.next, &worker->idle_link); /* the idle list is a stack */
     pool->num_idle++;
 }

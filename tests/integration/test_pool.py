@@ -207,6 +207,21 @@ class PoolTest(unittest.TestCase):
         self.assertEqual(status, 200)
         self.assertNotEqual(ok_pid(body), pid)
 
+    def test_pings_do_not_keep_an_idle_worker(self):
+        """A ping is not work: a worker pinged many times within its idle_timeout still stops (the
+        pings reset its idle clock, so with the defaults, a ping every 30 s and idle_timeout 20 min,
+        no idle worker ever stopped)."""
+        for ping in ("200ms", "500ms"):
+            with self.subTest(ping=ping):
+                s = self.server({"crash": {"command": [app("crash_fcgi")], "idle_timeout": "2s",
+                                           "ping": {"interval": ping, "timeout": "5s"}}})
+                status, _, body = self.get(s, "/crash/x")
+                self.assertEqual(status, 200)
+                pid = ok_pid(body)
+                h2ptest.wait_until(lambda: not h2ptest.process_alive(pid), what="the idle, pinged worker to stop")
+                self.assertEqual(s.workers(), [])
+                h2ptest.stop_cleanly(s)
+
     def test_idle_timeout_keeps_min_processes(self):
         s = self.server({"crash": {"command": [app("crash_fcgi")], "idle_timeout": "1s", "min_processes": 1}})
         h2ptest.wait_until(lambda: len(s.workers()) == 1, what="the min_processes worker")

@@ -8,7 +8,7 @@ import os
 import shutil
 import unittest
 
-from h2ptest import Server, curl, main
+from h2ptest import Server, curl, main, raw_request
 
 PWNED = b"PWNED-" + b"42"  # the marker only an executed upload prints (the source has "PWNED-" . "42")
 EVIL = '<?php echo "PWNED-" . "42"; ?>\n'
@@ -224,6 +224,61 @@ class ScriptMappingTest(unittest.TestCase):
         # without the rule, the same URLs reach the scripts
         self.assertEqual(self.get("/admin.php/x").body, b"admin area")
         self.assertEqual(self.get("/protected/").body, b"protected index")
+
+
+class SymlinkVerdictPerApplicationTest(unittest.TestCase):
+    """Whether a path leads out of the root depends on the application's root: a symlink in
+    /srv/www/b to ../admin/ is inside the `/` application's root and outside that of `/b-app`
+    (root /srv/www/b).  Asked for both in one turn of the server's loop (pipelined, so one read),
+    the second must not reuse the first's answer and run a script outside its application."""
+
+    CONF = """
+    pools:
+      php:
+        command: [php-cgi]
+        env: {PHP_FCGI_MAX_REQUESTS: "0"}
+        max_processes: 1
+        {worker_user}
+    sites:
+      s:
+        bindings: [http://127.0.0.1:{port:http}]
+        root: {dir}/www
+        handlers:
+          - {path: "*.php", pool: php}
+        applications:
+          /b-app: {root: {dir}/www/b}
+    """
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server(cls.CONF, {"www/admin/secret.php": EVIL, "www/admin/secret.txt": "top secret\n",
+                                       "www/b/ok.txt": "ok\n"})
+        cls.addClassCleanup(cls.server.cleanup)
+        cls.server.start()
+        www = cls.server.path("www")
+        os.symlink("../admin/secret.php", os.path.join(www, "b/x.php"))         # the file
+        os.symlink("../admin", os.path.join(www, "b/adm"))                       # a directory
+        os.symlink(os.path.join(www, "admin/secret.php"), os.path.join(www, "b/abs.php"))  # absolute
+
+    def pipelined(self, *paths):
+        data = b"".join(b"GET %s HTTP/1.1\r\nHost: x\r\n%s\r\n" % (p.encode(), b"Connection: close\r\n" if i == len(paths) - 1 else b"")
+                        for i, p in enumerate(paths))
+        return raw_request(self.server.port(), data)
+
+    def test_the_second_application_gets_its_own_answer(self):
+        for inside, outside in [("/b/x.php", "/b-app/x.php"), ("/b/adm/secret.php", "/b-app/adm/secret.php"),
+                                ("/b/abs.php", "/b-app/abs.php"), ("/b/adm/secret.txt", "/b-app/adm/secret.txt")]:
+            with self.subTest(outside=outside):
+                # alone, the way out of /b-app's root is refused
+                self.assertIn(curl(self.server.url(outside)).status, (403, 404))
+                for _ in range(3):  # (the same loop turn each time: one read holds both)
+                    answer = self.pipelined(inside, outside, inside, outside)
+                    heads = [b.split(b"\r\n", 1)[0] for b in answer.split(b"HTTP/1.1 ")[1:]]
+                    self.assertEqual(len(heads), 4, answer[:500])
+                    for i, head in enumerate(heads):
+                        if i % 2 == 1:
+                            self.assertRegex(head, rb"^(403|404) ", answer[:2000])
+                    self.assertEqual(answer.count(PWNED) + answer.count(b"top secret"), 2, answer[:2000])
 
 
 if __name__ == "__main__":
