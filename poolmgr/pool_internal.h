@@ -45,6 +45,7 @@ struct h2p_worker {
     /* overlapped recycling: a replacement is spawned first; this worker stops once it is ready */
     const char *retire_reason;
     int replacement_ready;
+    int retire_at_limit; /* retiring for max_requests: it serves up to the limit, its replacement ready beside it */
     h2p_worker_t *replaces;
     /* the supervisor's probe (readiness or ping) */
     h2o_socket_t *probe;

@@ -323,7 +323,7 @@ static void end_probe(h2p_worker_t *w, int ok)
             h2p_worker_t *old = H2O_STRUCT_FROM_MEMBER(h2p_worker_t, all_link, l);
             if (old->retire_reason != NULL && !old->replacement_ready && (old->state == WORKER_IDLE || old->state == WORKER_BUSY)) {
                 old->replacement_ready = 1;
-                if (old->state == WORKER_IDLE)
+                if (old->state == WORKER_IDLE && !old->retire_at_limit)
                     h2p_worker_stop_locked(old, old->retire_reason);
                 break;
             }
@@ -589,7 +589,7 @@ static void tick_pool(h2p_pool_t *pool, uint64_t now, int check_memory, h2o_link
                 h2p_worker_retire_locked(w, "recycle.time");
             if (!w->external && check_memory && conf->recycle_memory != 0 && h2p_process_rss(w->pid) > conf->recycle_memory)
                 h2p_worker_retire_locked(w, "recycle.memory");
-            if (w->state == WORKER_IDLE && w->retire_reason != NULL && w->replacement_ready) {
+            if (w->state == WORKER_IDLE && w->retire_reason != NULL && w->replacement_ready && !w->retire_at_limit) {
                 h2p_worker_stop_locked(w, w->retire_reason);
             } else if (w->state == WORKER_IDLE && conf->ping_interval_ms != 0 && pings != NULL && *num_pings < max_pings &&
                        now - (w->last_active > w->last_ping ? w->last_active : w->last_ping) >= conf->ping_interval_ms) {

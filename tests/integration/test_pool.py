@@ -340,6 +340,28 @@ class PoolTest(unittest.TestCase):
         self.assertEqual(s.workers(), pids)
         self.assertNotIn("recycl", s.read_log())
 
+    def test_php_cgi_recycled_by_count_serves_to_its_limit_beside_its_replacement(self):
+        """Recycling by max_requests overlaps: the replacement starts when a tenth of the worker's
+        requests are left, and the worker still serves every one of them (php-cgi exits at the same
+        limit by itself): no request fails, and no worker is stopped early (which left the pool a
+        worker short while a php-cgi started: PHP hello's p99 in the benchmark)."""
+        s = self.server({"php": {"command": ["php-cgi"], "max_processes": 1, "max_requests": 40}})
+        pids = []
+        for i in range(170):
+            status, _, body = self.get(s, "/pid.php")
+            self.assertEqual(status, 200, body)
+            pids.append(int(body))
+            if i % 40 == 37:  # (the replacement started 2 requests ago: wait until it is ready)
+                h2ptest.wait_until(lambda: len(s.workers()) == 2, what="the replacement")
+                time.sleep(1)  # (and answer its readiness probe: a worker stopped early would show now)
+        served = {pid: pids.count(pid) for pid in dict.fromkeys(pids)}
+        retired = list(served)[:-2]  # (the last two may still be serving)
+        self.assertGreaterEqual(len(retired), 2, served)
+        self.assertEqual([served[p] for p in retired], [40] * len(retired), served)
+        log = s.read_log()
+        self.assertNotIn("crashed", log)
+        self.assertNotIn("hung up", log)
+
     # ---- clients that leave -----------------------------------------------------------------
 
     def test_queued_clients_that_leave(self):
