@@ -163,7 +163,6 @@ pools:
     {user}
   php:
     command: [php-cgi]
-    env: {{PHP_FCGI_MAX_REQUESTS: "0"}}
     max_processes: {WORKERS}
     min_processes: {min_processes}
     {user}
