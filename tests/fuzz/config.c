@@ -21,7 +21,7 @@
 #include "frontend/conn_watch.h"
 #include "frontend/tls.h"
 
-/* tls.c records a connection's SSL on its connection-watch record; no connection is made here */
+/* tls.c records a connection's SSL and handshake on its connection-watch record; no connection is made here */
 void h2p_conn_set_ssl(h2o_socket_t *sock, void *ssl)
 {
 }
@@ -29,6 +29,10 @@ void h2p_conn_set_ssl(h2o_socket_t *sock, void *ssl)
 void *h2p_conn_ssl(h2o_socket_t *sock)
 {
     return NULL;
+}
+
+void h2p_conn_handshake_done(h2o_socket_t *sock, int http2)
+{
 }
 
 #define MAX_FILES 8
