@@ -145,6 +145,13 @@ static uint64_t u64(json_t *object, const char *key)
     return (uint64_t)json_integer_value(json_object_get(object, key));
 }
 
+/* A metric of one unlabelled sample: its family lines, then the value. */
+static void single(text_t *t, const char *name, const char *type, const char *help, uint64_t value)
+{
+    family(t, name, type, help);
+    appendf(t, "%s %llu\n", name, (unsigned long long)value);
+}
+
 /* One value per site or pool: `labelname="<name>"` from each element's "name". */
 static void per_element(text_t *t, json_t *elements, const char *metric, const char *labelname, const char *key, const char *type,
                         const char *help)
@@ -254,20 +261,15 @@ char *h2p_metrics_text(size_t *len)
     appendf(&t, "h2pool_info{version=\"%s\"} 1\n", H2POOL_VERSION);
     family(&t, "h2pool_start_time_seconds", "gauge", "When h2pool started (unix time).");
     appendf(&t, "h2pool_start_time_seconds %.3f\n", json_real_value(json_object_get(status, "started_at")));
-    family(&t, "h2pool_configuration_generation", "gauge", "The configuration generation in force (each reload adds one).");
-    appendf(&t, "h2pool_configuration_generation %llu\n", (unsigned long long)u64(status, "generation"));
-    family(&t, "h2pool_threads", "gauge", "Front-end event loops.");
-    appendf(&t, "h2pool_threads %llu\n", (unsigned long long)u64(status, "threads"));
-    family(&t, "h2pool_connections", "gauge", "Client connections open now.");
-    appendf(&t, "h2pool_connections %llu\n", (unsigned long long)u64(conns, "current"));
-    family(&t, "h2pool_connections_max", "gauge", "server.limits.max_connections.");
-    appendf(&t, "h2pool_connections_max %llu\n", (unsigned long long)u64(conns, "max"));
-    family(&t, "h2pool_connections_accepted_total", "counter", "Client connections accepted.");
-    appendf(&t, "h2pool_connections_accepted_total %llu\n", (unsigned long long)u64(conns, "accepted_total"));
-    family(&t, "h2pool_connections_refused_total", "counter", "Client connections closed at accept: max_connections reached.");
-    appendf(&t, "h2pool_connections_refused_total %llu\n", (unsigned long long)u64(conns, "refused_total"));
-    family(&t, "h2pool_requests_in_flight", "gauge", "Requests being handled now.");
-    appendf(&t, "h2pool_requests_in_flight %llu\n", (unsigned long long)u64(requests, "in_flight"));
+    single(&t, "h2pool_configuration_generation", "gauge", "The configuration generation in force (each reload adds one).",
+           u64(status, "generation"));
+    single(&t, "h2pool_threads", "gauge", "Front-end event loops.", u64(status, "threads"));
+    single(&t, "h2pool_connections", "gauge", "Client connections open now.", u64(conns, "current"));
+    single(&t, "h2pool_connections_max", "gauge", "server.limits.max_connections.", u64(conns, "max"));
+    single(&t, "h2pool_connections_accepted_total", "counter", "Client connections accepted.", u64(conns, "accepted_total"));
+    single(&t, "h2pool_connections_refused_total", "counter", "Client connections closed at accept: max_connections reached.",
+           u64(conns, "refused_total"));
+    single(&t, "h2pool_requests_in_flight", "gauge", "Requests being handled now.", u64(requests, "in_flight"));
     family(&t, "h2pool_requests_total", "counter", "Requests answered, by status class (none: the client left before a response).");
     json_t *classes = json_object_get(requests, "by_class");
     for (size_t c = 0; c != H2P_STATUS_CLASSES; ++c)
@@ -296,10 +298,8 @@ char *h2p_metrics_text(size_t *len)
         {"stores_total", "h2pool_output_cache_stores_total", "counter", "Entries stored."},
     };
     json_t *cache = json_object_get(status, "output_cache");
-    for (size_t m = 0; m != sizeof(cache_metrics) / sizeof(cache_metrics[0]); ++m) {
-        family(&t, cache_metrics[m].metric, cache_metrics[m].type, cache_metrics[m].help);
-        appendf(&t, "%s %llu\n", cache_metrics[m].metric, (unsigned long long)u64(cache, cache_metrics[m].key));
-    }
+    for (size_t m = 0; m != sizeof(cache_metrics) / sizeof(cache_metrics[0]); ++m)
+        single(&t, cache_metrics[m].metric, cache_metrics[m].type, cache_metrics[m].help, u64(cache, cache_metrics[m].key));
 
     json_t *up = json_array();
     size_t i;
