@@ -385,7 +385,6 @@ void h2p_server_apply_limits(const h2p_server_conf_t *s)
     g->handshake_timeout = BACKSTOP_TIMEOUT_MS;
     g->http2.idle_timeout = s->limits.keepalive_timeout_ms;
     g->server_name = h2o_iovec_init(H2O_STRLIT("h2pool"));
-    g->filecache.capacity = g->http2.max_concurrent_requests_per_connection * 2;
 }
 
 int h2p_server_init(h2p_config_t *conf)
@@ -633,9 +632,8 @@ static void *thread_main(void *arg)
     h2o_barrier_wait(&threads_ready); /* after this, listeners change hands by message only */
     while (!th->shutting_down || th->requests_in_flight != 0) {
         h2o_evloop_run(th->loop, th->shutting_down ? 50 : INT32_MAX);
-        /* open files are shared by the requests of one loop iteration only, as h2o does: a
-         * changed file is seen by the next request */
-        h2o_filecache_clear(th->ctx.filecache);
+        /* open static files are shared by the requests of one loop iteration only, as h2o does:
+         * a changed file is seen by the next request (libh2o's own file cache is not used) */
         h2p_static_clear_cache();
     }
     /* the kept worker connections on this loop close here, on their own thread, so the workers
