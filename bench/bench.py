@@ -145,12 +145,18 @@ end
 """)
 
 
-def write_h2pool_conf(args, min_processes):
-    conf = f"{WORK}/h2pool.d"
+def new_conf_dir(name):
+    """An empty conf.d under WORK for one of the bench's h2pools, and the pools' `user:` line
+    (when the bench runs as root, its workers do too)."""
+    conf = f"{WORK}/{name}"
     shutil.rmtree(conf, ignore_errors=True)
     os.makedirs(conf)
+    return conf, "user: root" if os.geteuid() == 0 else ""
+
+
+def write_h2pool_conf(args, min_processes):
+    conf, user = new_conf_dir("h2pool.d")
     http, https = PORTS["h2pool"]
-    user = "user: root" if os.geteuid() == 0 else ""
     with open(f"{conf}/bench.yaml", "w") as f:
         f.write(f"""
 server:
@@ -366,10 +372,7 @@ def logging_ratio(args, duration, rounds):
     (h2pool only, one instance, the same pool; interleaved rounds, medians).  Besides requests/s,
     h2pool's CPU time per request (all its threads, the log writer's included): on a shared machine
     that moves much less than throughput does."""
-    conf = f"{WORK}/h2pool-logging.d"
-    shutil.rmtree(conf, ignore_errors=True)
-    os.makedirs(conf)
-    user = "user: root" if os.geteuid() == 0 else ""
+    conf, user = new_conf_dir("h2pool-logging.d")
     with open(f"{conf}/bench.yaml", "w") as f:
         f.write(f"""
 server:
@@ -528,10 +531,7 @@ def cached_vs_bare(args, duration, rounds):
     libh2o server (bench/bare_h2o.c, the same libh2o) answering a constant body of the same size,
     both with 2 threads (h2pool's default); interleaved rounds, medians."""
     h2pool_port, bare_port = CACHED_BARE_PORTS
-    conf = f"{WORK}/h2pool-cached.d"
-    shutil.rmtree(conf, ignore_errors=True)
-    os.makedirs(conf)
-    user = "user: root" if os.geteuid() == 0 else ""
+    conf, user = new_conf_dir("h2pool-cached.d")
     with open(f"{conf}/bench.yaml", "w") as f:
         f.write(f"""
 server:
