@@ -33,6 +33,8 @@ typedef struct conn_watch {
     void *ssl;                         /* https: the connection's SSL, once the SNI callback has seen it */
     struct sockaddr_storage peer_addr; /* from accept: the socket is closed when the client has left */
     socklen_t peer_addr_len;
+    struct sockaddr_storage local_addr; /* asked once, by the first request that needs it */
+    socklen_t local_addr_len;           /* 0 = not asked yet */
 } conn_watch_t;
 
 static void format_peer(const conn_watch_t *w, char *buf, size_t len)
@@ -112,6 +114,8 @@ void h2p_conn_watch_add(h2p_thread_t *th, h2o_socket_t *sock)
     *w = (conn_watch_t){.sock = sock, .thread = th, .wait_since = h2o_now(th->loop), .peer_addr_len = sizeof(w->peer_addr)};
     if (getpeername(h2o_socket_get_fd(sock), (struct sockaddr *)&w->peer_addr, &w->peer_addr_len) != 0)
         w->peer_addr_len = 0;
+    else
+        h2o_socket_setpeername(sock, (struct sockaddr *)&w->peer_addr, w->peer_addr_len); /* libh2o's own lookup spared */
     h2o_linklist_insert(&th->watched, &w->link);
     sock->on_close.cb = on_close;
     sock->on_close.data = w;
@@ -127,6 +131,21 @@ static conn_watch_t *watch_of(h2o_req_t *req)
     if (req->conn->callbacks->get_socket == NULL)
         return NULL;
     return watch_of_socket(req->conn->callbacks->get_socket(req->conn));
+}
+
+socklen_t h2p_conn_local_address(h2o_req_t *req, struct sockaddr_storage *ss)
+{
+    conn_watch_t *w = watch_of(req);
+    if (w == NULL)
+        return req->conn->callbacks->get_sockname(req->conn, (struct sockaddr *)ss);
+    if (w->local_addr_len == 0) {
+        socklen_t len = sizeof(w->local_addr);
+        if (getsockname(h2o_socket_get_fd(w->sock), (struct sockaddr *)&w->local_addr, &len) != 0)
+            return 0;
+        w->local_addr_len = len;
+    }
+    memcpy(ss, &w->local_addr, w->local_addr_len);
+    return w->local_addr_len;
 }
 
 /* libh2o sets its read callback anew when this turn of the loop is over with the connection. */

@@ -37,6 +37,10 @@ void h2p_conn_handshake_done(h2o_socket_t *sock, int http2);
 void h2p_conn_set_ssl(h2o_socket_t *sock, void *ssl);
 void *h2p_conn_ssl(h2o_socket_t *sock);
 
+/* The address the request's connection was accepted on (its SERVER_ADDR and SERVER_PORT): a
+ * system call the first time, then remembered for the connection's later requests.  0 if unknown. */
+socklen_t h2p_conn_local_address(h2o_req_t *req, struct sockaddr_storage *ss);
+
 void h2p_conn_watch_init_thread(struct h2p_thread *th);
 void h2p_conn_watch_dispose_thread(struct h2p_thread *th);
 

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "frontend/conn_watch.h"
 #include "native-modules/module.h"
 
 typedef struct builder {
@@ -114,7 +115,7 @@ void h2p_cgi_vars_build(h2o_req_t *req, const h2p_cgi_script_t *t, h2p_cgi_vars_
         ADD_LIT(&b, "HTTPS", H2O_STRLIT("on"));
 
     struct sockaddr_storage ss;
-    socklen_t sl = req->conn->callbacks->get_sockname(req->conn, (void *)&ss);
+    socklen_t sl = h2p_conn_local_address(req, &ss);
     char *port, *addr = format_address(&req->pool, (void *)&ss, sl, &port);
     ADD_STR(&b, "SERVER_ADDR", addr);
     ADD_STR(&b, "SERVER_PORT", port);

@@ -29,7 +29,7 @@ pools:
     {worker_user}
 sites:
   t:
-    bindings: ["http://127.0.0.1:{port:http}"]
+    bindings: ["http://127.0.0.1:{port:http}", "http://127.0.0.1:{port:second}"]
     http2: true
     root: "{php}"
     handlers:
@@ -136,6 +136,24 @@ class FastCGITest(unittest.TestCase):
         self.assertTrue(p["REMOTE_PORT"].isdigit() and int(p["REMOTE_PORT"]) > 0, p["REMOTE_PORT"])
         self.assertEqual(p["SERVER_NAME"], "127.0.0.1")
         self.assertEqual(p["HTTP_HOST"], f"127.0.0.1:{self.server.port()}")
+
+    def test_server_port_is_each_connections_own(self):
+        """SERVER_ADDR/SERVER_PORT are looked up once per connection and remembered: requests on
+        kept-alive connections to two ports, interleaved, each see their own connection's port."""
+        ports = [self.server.port(), self.server.port("second")]
+        conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=10) for port in ports]
+        try:
+            for _ in range(3):
+                for port, conn in zip(ports, conns):
+                    conn.request("GET", "/echo/x.cgi")
+                    resp = conn.getresponse()
+                    params, _ = parse_echo(resp.read())
+                    self.assertEqual(resp.status, 200)
+                    self.assertEqual(params["SERVER_PORT"], str(port))
+                    self.assertEqual(params["SERVER_ADDR"], "127.0.0.1")
+        finally:
+            for conn in conns:
+                conn.close()
 
     def test_params_http_headers(self):
         p, _ = self.echo("/echo/x.cgi", "-H", "X-Custom-Thing: hello world", "-H", "Accept-Language: de",
