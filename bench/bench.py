@@ -32,6 +32,7 @@ REWRITE_PORT = 18195  # h2pool alone: a PHP front controller behind 20 rewrite r
 CACHED_BARE_PORTS = (18196, 18197)  # h2pool's cached FastCGI hit vs a bare libh2o handler (bench/bare_h2o.c)
 WORKERS = 4
 procs = []
+started = {}  # name -> pid of what start() started
 
 
 def sh(*cmd, **kw):
@@ -65,6 +66,7 @@ def start(name, cmd, env=None, **kw):
     p = subprocess.Popen(cmd, stdout=open(f"{WORK}/{name}.out", "wb"), stderr=subprocess.STDOUT,
                          env=env, start_new_session=True, **kw)
     procs.append(p)
+    started[name] = p.pid
     return p
 
 
@@ -111,6 +113,10 @@ def setup_files():
         f.write("".join(f"<li>item {i}: the quick brown fox jumps over the lazy dog</li>\n" for i in range(1700)))
     with open(f"{www}/hello.php", "w") as f:
         f.write('<?php echo "hello from php\\n";\n')
+    os.makedirs(f"{www}/d")  # served by each peer's PHP as its users run it by default
+    shutil.copy(f"{www}/hello.php", f"{www}/d/hello.php")
+    if os.path.isdir("/usr/share/dokuwiki"):
+        setup_dokuwiki(f"{www}/d/wiki", f"{WORK}/wiki")
     sh("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
        "-keyout", f"{WORK}/key.pem", "-out", f"{WORK}/cert.pem")
     os.system(f"chmod -R a+rX {WORK}")
@@ -143,6 +149,49 @@ request = function()
   return wrk.format("GET", "/1k.txt", {{["Authorization"] = headers[i % #headers + 1]}})
 end
 """)
+
+
+def setup_dokuwiki(www, state):
+    """A copy of Debian's DokuWiki at `www` (its configuration and pages under `state`): a real
+    PHP application, 191 scripts on its start page."""
+    os.makedirs(state, exist_ok=True)
+    subprocess.run(["cp", "-rL", "/usr/share/dokuwiki", www], check=True)
+    subprocess.run(["cp", "-rL", "/etc/dokuwiki", f"{state}/conf"], check=True)
+    subprocess.run(["cp", "-r", "/var/lib/dokuwiki/data", f"{state}/data"], check=True)
+    with open(f"{www}/inc/preload.php", "w") as f:
+        f.write(f"<?php\nif (!defined('DOKU_CONF')) define('DOKU_CONF', '{state}/conf/');\n")
+    with open(f"{state}/conf/local.php", "a") as f:
+        f.write(f"$conf['savedir'] = '{state}/data';\n$conf['useacl'] = 0;\n")
+    os.system(f"chmod -R a+rwX {state}")
+
+
+def php_processes(root_pid, only_php=True):
+    """The PHP processes under a process (h2pool's spawner's workers, php-fpm's children, ...),
+    or every process under it."""
+    out, todo = [], [root_pid]
+    while todo:
+        pid = todo.pop()
+        try:
+            if not only_php or "php" in open(f"/proc/{pid}/cmdline").read():
+                out.append(pid)
+            for task in os.listdir(f"/proc/{pid}/task"):
+                todo += [int(c) for c in open(f"/proc/{pid}/task/{task}/children").read().split()]
+        except OSError:
+            pass
+    return out
+
+
+def pss_kib(pids):
+    """Proportional set size: pages the processes share (one opcache, a master's) counted once."""
+    total = 0
+    for pid in pids:
+        try:
+            for line in open(f"/proc/{pid}/smaps_rollup"):
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
 
 
 def new_conf_dir(name):
@@ -234,6 +283,41 @@ def start_backends(args):
             time.sleep(0.02)
 
 
+def start_default_php_backends():
+    """PHP as each peer's users run it by default, for the `-defaults` scenarios: nginx with
+    Debian's php-fpm pool settings (www.conf: pm dynamic, max_children 5, start 2, spare 1-3,
+    never recycled), h2o with php-cgi and 4 children as its documentation's fastcgi.spawn
+    example starts it (PHP_FCGI_MAX_REQUESTS left at php-cgi's 500)."""
+    fpm_bins = sorted(p for p in os.listdir("/usr/sbin") if p.startswith("php-fpm"))
+    if not fpm_bins:
+        raise RuntimeError("php-fpm is not installed (bench/run.sh installs it)")
+    with open(f"{WORK}/fpm.conf", "w") as f:
+        f.write(f"""[global]
+pid = {WORK}/fpm.pid
+error_log = {WORK}/fpm.log
+daemonize = no
+[www]
+{"user = root" if os.geteuid() == 0 else ""}
+listen = {WORK}/php-default-nginx.sock
+listen.mode = 0666
+pm = dynamic
+pm.max_children = 5
+pm.start_servers = 2
+pm.min_spare_servers = 1
+pm.max_spare_servers = 3
+""")
+    fpm = [f"/usr/sbin/{fpm_bins[-1]}", "-F", "-y", f"{WORK}/fpm.conf"] + (["-R"] if os.geteuid() == 0 else [])
+    start("php-fpm-nginx", fpm)
+    env = dict(os.environ, PHP_FCGI_CHILDREN=str(WORKERS))
+    env.pop("PHP_FCGI_MAX_REQUESTS", None)
+    start("php-default-h2o", ["php-cgi", "-b", f"{WORK}/php-default-h2o.sock"], env=env)
+    deadline = time.monotonic() + 10
+    while not all(os.path.exists(f"{WORK}/php-default-{peer}.sock") for peer in ("nginx", "h2o")):
+        if time.monotonic() > deadline:
+            raise RuntimeError("php-fpm or php-cgi did not start")
+        time.sleep(0.02)
+
+
 def start_nginx():
     http, https = PORTS["nginx"]
     os.makedirs(f"{WORK}/nginx", exist_ok=True)
@@ -255,6 +339,7 @@ http {{
   # kept connections hold children while new connections wait in their backlog (p99 > 1 s)
   upstream app {{ server unix:{WORK}/app-nginx.sock; }}
   upstream php {{ server unix:{WORK}/php-nginx.sock; }}
+  upstream php_default {{ server unix:{WORK}/php-default-nginx.sock; }}
   server {{
     listen 127.0.0.1:{http};
     listen 127.0.0.1:{https} ssl http2;
@@ -263,6 +348,11 @@ http {{
     location = /app {{ include /etc/nginx/fastcgi_params; fastcgi_pass app; }}
     location = /cached {{ include /etc/nginx/fastcgi_params; fastcgi_pass app; fastcgi_cache fcache;
                           fastcgi_cache_key $request_uri; fastcgi_cache_valid 200 60s; fastcgi_cache_lock on; }}
+    # Debian's default site's PHP block as its users enable it (snippets/fastcgi-php.conf, whose
+    # relative include would be looked up in this directory)
+    location ~ ^/d/.*\\.php$ {{ fastcgi_split_path_info ^(.+?\\.php)(/.*)$; try_files $fastcgi_script_name =404;
+                               set $path_info $fastcgi_path_info; fastcgi_param PATH_INFO $path_info;
+                               fastcgi_index index.php; include /etc/nginx/fastcgi.conf; fastcgi_pass php_default; }}
     location ~ \\.php$ {{ include /etc/nginx/fastcgi_params; fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
                           fastcgi_pass php; }}
   }}
@@ -292,6 +382,12 @@ hosts:
         fastcgi.connect: {{port: {WORK}/app-h2o.sock, type: unix}}
       /cached:  # (h2o 2.2.5 has no FastCGI cache: its row is the uncached app)
         fastcgi.connect: {{port: {WORK}/app-h2o.sock, type: unix}}
+      /d:
+        file.dir: {WORK}/www/d
+        file.index: [index.html, doku.php]
+        file.custom-handler:
+          extension: .php
+          fastcgi.connect: {{port: {WORK}/php-default-h2o.sock, type: unix}}
       /:
         file.dir: {WORK}/www
         compress: ON
@@ -348,6 +444,8 @@ def run_h2load(url, duration):
 SCENARIOS = {
     "fastcgi-hello": lambda s, d: run_wrk(f"http://127.0.0.1:{PORTS[s][0]}/app", 64, d),
     "php-hello": lambda s, d: run_wrk(f"http://127.0.0.1:{PORTS[s][0]}/hello.php", 64, d),
+    "php-hello-defaults": lambda s, d: run_wrk(f"http://127.0.0.1:{PORTS[s][0]}/d/hello.php", 64, d),
+    "dokuwiki-defaults": lambda s, d: run_wrk(f"http://127.0.0.1:{PORTS[s][0]}/d/wiki/doku.php?id=start", 16, d),
     "static-1k": lambda s, d: run_wrk(f"http://127.0.0.1:{PORTS[s][0]}/1k.txt", 64, d),
     "static-1m": lambda s, d: run_wrk(f"http://127.0.0.1:{PORTS[s][0]}/1m.bin", 16, d),
     "h2-tls-static": lambda s, d: run_h2load(f"https://127.0.0.1:{PORTS[s][1]}/1k.txt", d),
@@ -592,6 +690,18 @@ def print_logging(logging):
     print(f"lines written: {logging['lines_written']}, drop reports in the error log: {logging['drop_reports']}")
 
 
+def php_memory_kib(servers):
+    """Memory of the PHP processes behind each server's PHP-as-users-run-it: h2pool's pool, the
+    peers' default backends."""
+    roots = {"h2pool": (servers["h2pool"].pid, "its php pool"), "nginx": (started["php-fpm-nginx"], "php-fpm, Debian's pool"),
+             "h2o": (started["php-default-h2o"], "php-cgi, 4 children")}
+    out = {}
+    for srv, (pid, what) in roots.items():
+        pids = php_processes(pid)
+        out[srv] = {"pss_kib": pss_kib(pids), "processes": len(pids), "what": what}
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--h2pool", required=True)
@@ -631,10 +741,14 @@ def main():
     if "logging" in scenarios:
         scenarios.remove("logging")
         logging = True
+    if "dokuwiki-defaults" in scenarios and not os.path.isdir("/usr/share/dokuwiki"):
+        print("dokuwiki-defaults skipped: the dokuwiki package is not installed", file=sys.stderr)
+        scenarios.remove("dokuwiki-defaults")
     results = {s: {srv: [] for srv in PORTS} for s in scenarios}
     rss = {srv: [] for srv in PORTS}
     try:
         start_backends(args)
+        start_default_php_backends()
         servers = {"h2pool": start_h2pool(args), "nginx": start_nginx(), "h2o": start_h2o()}
         time.sleep(0.5)
         idle_rss = rss_kib(servers["h2pool"].pid)
@@ -649,6 +763,7 @@ def main():
                     results[s][srv].append(res)
                     print(f"round {r + 1} {s:14} {srv:7} {res['rps']:>10.0f} req/s p99 {res['p99_ms']:.2f} ms errors {res['errors']}",
                           file=sys.stderr)
+        php_memory = php_memory_kib(servers)
         modules = modules_ratio(args.duration, args.rounds) if "static-1k" in scenarios else None
         storm = password_storm(args.duration, args.rounds) if storm_wanted else None
         stop_all()
@@ -672,7 +787,7 @@ def main():
     report = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rounds": args.rounds, "duration_s": args.duration,
               "scenarios": table, "h2pool_idle_rss_kib": idle_rss, "h2pool_cold_start_ms": cold,
               "modules_on_vs_off": modules, "logging_on_vs_off": logging, "password_storm": storm,
-              "fastcgi_cached_vs_bare_h2o": cached_bare}
+              "fastcgi_cached_vs_bare_h2o": cached_bare, "php_processes_pss_kib": php_memory}
     print(f"\n{'scenario':16}{'server':8}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'RSS KiB':>9}")
     for s, row in table.items():
         for srv in PORTS:
@@ -680,6 +795,8 @@ def main():
             print(f"{s:16}{srv:8}{v['rps']:>10.0f}{v['p50_ms']:>9.2f}{v['p99_ms']:>9.2f}{v['errors']:>8.0f}{v['rss_kib']:>9.0f}")
         print(f"{'':16}h2pool / best peer: {row['ratio_to_best_peer']:.2f}x")
     print(f"\nh2pool idle RSS: {idle_rss / 1024:.1f} MiB; cold start of a C app: {cold:.1f} ms" if cold else "")
+    print("PHP processes after the runs, PSS (shared pages counted once): " +
+          ", ".join(f"{srv} {v['pss_kib'] / 1024:.1f} MiB in {v['processes']} ({v['what']})" for srv, v in php_memory.items()))
     if modules:
         print(f"static 1 KB, every request-phase module on vs all off: {modules['modules_on_rps']:.0f} / "
               f"{modules['modules_off_rps']:.0f} req/s = {modules['ratio']:.2f}x")

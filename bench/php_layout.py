@@ -30,15 +30,8 @@ PAGES = {"php-hello": ("/hello.php", 64), "dokuwiki": ("/doku.php?id=start", 16)
 
 
 def setup_dokuwiki(work):
-    www = f"{work}/www"
-    subprocess.run(["cp", "-rL", "/usr/share/dokuwiki", www], check=True)
-    subprocess.run(["cp", "-rL", "/etc/dokuwiki", f"{work}/conf"], check=True)
-    subprocess.run(["cp", "-r", "/var/lib/dokuwiki/data", f"{work}/data"], check=True)
-    with open(f"{www}/inc/preload.php", "w") as f:
-        f.write(f"<?php\nif (!defined('DOKU_CONF')) define('DOKU_CONF', '{work}/conf/');\n")
-    with open(f"{work}/conf/local.php", "a") as f:
-        f.write(f"$conf['savedir'] = '{work}/data';\n$conf['useacl'] = 0;\n")
-    with open(f"{www}/hello.php", "w") as f:
+    bench.setup_dokuwiki(f"{work}/www", work)
+    with open(f"{work}/www/hello.php", "w") as f:
         f.write('<?php echo "hello from php\\n";\n')
     os.system(f"chmod -R a+rX {work}")
 
@@ -96,20 +89,6 @@ pm.max_requests = {MAX_REQUESTS}
     return {"master": master, "fpm": fpm}
 
 
-def php_processes(root_pid, only_php=True):
-    out, todo = [], [root_pid]
-    while todo:
-        pid = todo.pop()
-        try:
-            if not only_php or "php" in open(f"/proc/{pid}/cmdline").read():
-                out.append(pid)
-            for task in os.listdir(f"/proc/{pid}/task"):
-                todo += [int(c) for c in open(f"/proc/{pid}/task/{task}/children").read().split()]
-        except OSError:
-            pass
-    return out
-
-
 def memory_kib(pids):
     pss = rss = 0
     for pid in pids:
@@ -164,17 +143,17 @@ def main():
                 for layout, port in LAYOUTS.items():
                     php_root = servers[layout].pid if layout == "independent" else backends[layout].pid
                     # (the whole trees: a PHP process that exits during the run is in its parent's cutime)
-                    pids = list(set(php_processes(servers[layout].pid, False) + php_processes(php_root, False)))
+                    pids = list(set(bench.php_processes(servers[layout].pid, only_php=False) + bench.php_processes(php_root, only_php=False)))
                     before = cpu_seconds(pids)
                     res = bench.run_wrk(f"http://127.0.0.1:{port}{path}", conns, args.duration)
-                    pids += [p for p in php_processes(servers[layout].pid, False) + php_processes(php_root, False) if p not in pids]
+                    pids += [p for p in bench.php_processes(servers[layout].pid, only_php=False) + bench.php_processes(php_root, only_php=False) if p not in pids]
                     res["cpu_us"] = (cpu_seconds(pids) - before) * 1e6 / max(res["requests"], 1)
                     results[(page, layout)].append(res)
                     print(f"round {r + 1} {page:10} {layout:12} {res['rps']:>8.0f} req/s p50 {res['p50_ms']:.2f} "
                           f"p99 {res['p99_ms']:.2f} errors {res['errors']} CPU {res['cpu_us']:.0f} us/request", file=sys.stderr, flush=True)
-        memory = {"independent": memory_kib(php_processes(servers["independent"].pid)),
-                  "master": memory_kib(php_processes(backends["master"].pid)),
-                  "fpm": memory_kib(php_processes(backends["fpm"].pid))}
+        memory = {"independent": memory_kib(bench.php_processes(servers["independent"].pid)),
+                  "master": memory_kib(bench.php_processes(backends["master"].pid)),
+                  "fpm": memory_kib(bench.php_processes(backends["fpm"].pid))}
     finally:
         bench.stop_all()
         shutil.rmtree(work, ignore_errors=True)
