@@ -173,6 +173,12 @@ static void reap(void)
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
         for (size_t i = 0; i != sp.num_children; ++i) {
             if (sp.children[i].pid == pid) {
+                /* A worker leads its own process group (exec_worker): what is left in it are its
+                 * children, a php-cgi master's, which nothing else would stop (the parent-death
+                 * signal is not inherited across fork).  The group's id is not reused while any
+                 * of them lives, so this reaches them and nothing else. */
+                if (sp.children[i].cookie == 0)
+                    kill(-pid, SIGKILL);
                 sp.children[i] = sp.children[--sp.num_children];
                 break;
             }
