@@ -204,6 +204,67 @@ class PhpMasterTest(unittest.TestCase):
         self.assertIn(int(body), kids)
         self.assertEqual(s.workers(), [master])
 
+    def test_recycle_and_reload_under_load_fail_no_request(self):
+        """`h2pool ctl recycle pool` and a reload that changes the pool replace the master with
+        overlap: a new master starts, new requests go to its slots while the old one's finish."""
+        s = self.server({"max_processes": 2})
+        self.assertEqual(request(s.port(), "/pid.php")[0], 200)
+        first, _ = self.master_and_children(s, 2)
+        results, done = [], threading.Event()
+
+        def load():
+            while not done.is_set():
+                try:
+                    results.append(request(s.port(), "/sleep.php?ms=20")[0])
+                except OSError as e:
+                    results.append(repr(e))
+
+        threads = [threading.Thread(target=load) for _ in range(3)]
+        for t in threads:
+            t.start()
+        try:
+            h2ptest.wait_until(lambda: len(results) >= 20, what="the load to run")
+            r = ctl(s, "recycle", "pool", "php")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn(f"recycling php-cgi master {first}", r.stdout)
+            second, _ = self.master_and_children(s, 2)  # (the old one is gone: one master left)
+            self.assertNotEqual(second, first)
+            h2ptest.log_shows(s, rf"stopping php-cgi master {first} \(recycled by h2pool ctl\)")
+            count = len(results)
+            h2ptest.wait_until(lambda: len(results) >= count + 20, what="the load on the new master")
+            # a reload that changes the pool: it drains, the new pool's master takes over
+            reloads = s.read_log().count("configuration reloaded")
+            s.write("conf.d/h2pool.yaml", s.expand(make_conf({"max_processes": 2, "max_requests": 777})))
+            h2ptest.wait_until(lambda: s.read_log().count("configuration reloaded") > reloads, what="the reload")
+            third = h2ptest.wait_until(
+                lambda: (lambda m: m[0] if len(m) == 1 and m[0] != second else None)(s.workers()), what="the new pool's master")
+            self.assertIn(b"PHP_FCGI_MAX_REQUESTS=777\n", request(s.port(), "/env.php")[1])
+            count = len(results)
+            h2ptest.wait_until(lambda: len(results) >= count + 20, what="the load on the third master")
+        finally:
+            done.set()
+            for t in threads:
+                t.join()
+        self.assertNotEqual(third, first)
+        self.assertEqual(collections.Counter(results), {200: len(results)}, collections.Counter(results))
+        self.assertNotIn("crash", s.read_log())
+
+    def test_recycle_time_and_memory_replace_the_master(self):
+        s = self.server({"max_processes": 1, "recycle": {"time": "2s"}})
+        self.assertEqual(request(s.port(), "/pid.php")[0], 200)
+        first, kids = self.master_and_children(s, 1)
+        h2ptest.log_shows(s, rf"recycling php-cgi master {first}: recycle.time")
+        h2ptest.wait_until(lambda: not any(h2ptest.process_alive(p) for p in kids + [first]), what="the old master to stop")
+        self.assertEqual(request(s.port(), "/pid.php")[0], 200)
+        self.assertNotEqual(s.workers(), [first])
+        # every child is above a 1 MiB limit: the master is recycled for its children's memory
+        s = self.server({"max_processes": 1, "recycle": {"memory": "1MiB"}})
+        self.assertEqual(request(s.port(), "/pid.php")[0], 200)
+        first, kids = self.master_and_children(s, 1)
+        h2ptest.log_shows(s, rf"recycling php-cgi master {first}: recycle.memory")
+        h2ptest.wait_until(lambda: not any(h2ptest.process_alive(p) for p in kids + [first]), what="the old master to stop")
+        self.assertEqual(request(s.port(), "/pid.php")[0], 200)
+
     def test_zero_children_keeps_independent_processes(self):
         s = self.server({"max_processes": 2, "env": {"PHP_FCGI_CHILDREN": "0"}})
         status, body = request(s.port(), "/pid.php")
