@@ -442,6 +442,8 @@ static void on_timeout(h2o_timeout_entry_t *entry)
     h2p_warn("fastcgi", "pool %s: worker %d sent nothing for request_timeout (%llu ms): killing it", h2p_pool_name(fr->pool),
              fr->worker != NULL ? (int)h2p_worker_pid(fr->worker) : 0,
              (unsigned long long)h2p_pool_conf(fr->pool)->request_timeout_ms);
+    if (fr->worker != NULL && fr->sock != NULL) /* (a php-cgi master's child: found by this connection) */
+        h2p_worker_kill_connection_holder(fr->worker, h2o_socket_get_fd(fr->sock));
     release_worker(fr, H2P_RELEASE_BROKEN, 0);
     send_error(fr, 504, "Gateway Timeout", "the application did not answer in time");
 }

@@ -12,6 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/prctl.h>
@@ -125,6 +130,61 @@ int h2p_worker_connect(h2p_worker_t *w, int *reused, int *connecting)
         return -1;
     }
     return fd;
+}
+
+/* The inode of the other end of the unix connection `fd` (0 if unknown), from the kernel's
+ * sock_diag (UDIAG_SHOW_PEER), which any process may ask about its own sockets. */
+static uint64_t unix_peer_inode(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return 0;
+    int nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    if (nl < 0)
+        return 0;
+    struct {
+        struct nlmsghdr nlh;
+        struct unix_diag_req req;
+    } ask = {.nlh = {.nlmsg_len = sizeof(ask), .nlmsg_type = SOCK_DIAG_BY_FAMILY, .nlmsg_flags = NLM_F_REQUEST},
+             .req = {.sdiag_family = AF_UNIX,
+                     .udiag_states = ~0u,
+                     .udiag_ino = (uint32_t)st.st_ino,
+                     .udiag_show = UDIAG_SHOW_PEER,
+                     .udiag_cookie = {INET_DIAG_NOCOOKIE, INET_DIAG_NOCOOKIE}}};
+    struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+    uint64_t peer = 0;
+    union {
+        struct nlmsghdr nlh;
+        char bytes[8192];
+    } answer;
+    ssize_t n;
+    if (sendto(nl, &ask, sizeof(ask), 0, (struct sockaddr *)&kernel, sizeof(kernel)) == (ssize_t)sizeof(ask) &&
+        (n = recv(nl, &answer, sizeof(answer), 0)) > 0) {
+        for (struct nlmsghdr *h = &answer.nlh; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
+            if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY)
+                break;
+            struct unix_diag_msg *msg = NLMSG_DATA(h);
+            int len = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof(*msg)));
+            for (struct rtattr *a = (struct rtattr *)(msg + 1); RTA_OK(a, len); a = RTA_NEXT(a, len))
+                if (a->rta_type == UNIX_DIAG_PEER && RTA_PAYLOAD(a) >= (int)sizeof(uint32_t))
+                    peer = *(uint32_t *)RTA_DATA(a);
+        }
+    }
+    close(nl);
+    return peer;
+}
+
+void h2p_worker_kill_connection_holder(h2p_worker_t *w, int fd)
+{
+    if (w->master == NULL || fd < 0)
+        return;
+    uint64_t peer = unix_peer_inode(fd);
+    if (peer == 0) {
+        pool_log(H2P_LOG_WARN, w->pool, "cannot tell which php-cgi child of master %d holds the connection: closing it only",
+                 (int)w->pid);
+        return;
+    }
+    h2p_privsep_kill_socket_holder(w->pid, peer, SIGKILL);
 }
 
 /* ---- stopping --------------------------------------------------------------------------- */

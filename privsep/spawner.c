@@ -8,6 +8,7 @@
  * front end that was taken over can ask for anything, and gets only what the configuration
  * allows.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -195,6 +196,50 @@ static int allowed_signal(int sig)
 }
 
 /* ---- pool workers ------------------------------------------------------------------------- */
+
+/* Does `pid` have `wanted` ("socket:[inode]") among its open files? */
+static int holds_file(pid_t pid, const char *wanted)
+{
+    char dir[64], target[64];
+    snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return 0;
+    int found = 0;
+    for (struct dirent *e; !found && (e = readdir(d)) != NULL;) {
+        if (e->d_name[0] == '.')
+            continue;
+        ssize_t n = readlinkat(dirfd(d), e->d_name, target, sizeof(target) - 1);
+        found = n > 0 && (size_t)n == strlen(wanted) && memcmp(target, wanted, (size_t)n) == 0;
+    }
+    closedir(d);
+    return found;
+}
+
+/* A php-cgi master's child that holds the socket `inode` (one end of a connection h2pool made to
+ * the master's socket) gets `sig`: the request it serves ran past request_timeout.  Only a child
+ * of a worker this spawner started. */
+static void kill_socket_holder(pid_t master, uint64_t inode, int sig)
+{
+    char path[64], buf[4096], wanted[48];
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)master, (int)master);
+    snprintf(wanted, sizeof(wanted), "socket:[%llu]", (unsigned long long)inode);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return;
+    buf[n] = '\0';
+    char *p = buf, *end;
+    for (long child; (child = strtol(p, &end, 10)) > 0; p = end) {
+        if (holds_file((pid_t)child, wanted)) {
+            kill((pid_t)child, sig);
+            return;
+        }
+    }
+}
 
 static int resolve_worker_credentials(const h2p_pool_conf_t *conf, uid_t *uid, gid_t *gid, int *drop, char *err, size_t errlen)
 {
@@ -553,6 +598,10 @@ static void on_command(void)
     case H2P_PS_KILL:
         if (allowed_signal(req.value) && find_child((pid_t)req.pid, 0) != NULL)
             kill(-(pid_t)req.pid, req.value);
+        break;
+    case H2P_PS_KILL_PEER:
+        if (allowed_signal(req.value) && find_child((pid_t)req.pid, 0) != NULL)
+            kill_socket_holder((pid_t)req.pid, req.cookie, req.value);
         break;
     case H2P_PS_BIND:
         bind_listener((const struct sockaddr *)sp.payload, req.len, fds, num_fds);

@@ -265,6 +265,22 @@ class PhpMasterTest(unittest.TestCase):
         h2ptest.wait_until(lambda: not any(h2ptest.process_alive(p) for p in kids + [first]), what="the old master to stop")
         self.assertEqual(request(s.port(), "/pid.php")[0], 200)
 
+    def test_request_timeout_is_504_and_kills_the_child(self):
+        # the child serving the request is found by its end of our connection and killed; the
+        # master forks another, and stays
+        s = self.server({"max_processes": 2, "request_timeout": "1s"})
+        self.assertEqual(request(s.port(), "/pid.php")[0], 200)
+        master, kids = self.master_and_children(s, 2)
+        results = concurrent(s.port(), ["/sleep.php?ms=30000", "/sleep.php?ms=30000"])
+        self.assertEqual([r[0] for r in results], [504, 504], results)
+        h2ptest.wait_until(lambda: not any(h2ptest.process_alive(p) for p in kids), what="the children to be killed")
+        self.assertEqual(s.workers(), [master])
+        self.assertNotIn("cannot tell which php-cgi child", s.read_log())
+        self.assertNotIn("crash", s.read_log())
+        status, body = request(s.port(), "/pid.php")
+        self.assertEqual(status, 200, body)
+        self.assertNotIn(int(body), kids)
+
     def test_zero_children_keeps_independent_processes(self):
         s = self.server({"max_processes": 2, "env": {"PHP_FCGI_CHILDREN": "0"}})
         status, body = request(s.port(), "/pid.php")
