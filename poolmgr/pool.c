@@ -1,6 +1,7 @@
 /* Pools: the queue, dispatch, hand-over between threads and rapid-fail protection. */
 #include <errno.h>
 #include <libgen.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -664,6 +665,15 @@ void h2p_slot_release_locked(h2p_worker_t *slot, h2p_release_outcome_t outcome, 
 {
     h2p_pool_t *pool = slot->pool;
     h2p_worker_t *master = slot->master;
+    if ((outcome == H2P_RELEASE_LOST || outcome == H2P_RELEASE_UNREACHABLE) && kill(master->pid, 0) != 0 && errno == ESRCH) {
+        /* the master has died (reaped, and the spawner killed its children): its own exit is the
+         * crash, counted when it is reported; each of its busy children is not another.  Its
+         * slots go now, so that this request's retry (and the next) waits for a new master
+         * instead of meeting the dead one's socket. */
+        h2p_info("pool", "pool %s: a php-cgi child of master %d hung up with it", pool->conf->name, (int)master->pid);
+        h2p_master_gone_locked(master);
+        return;
+    }
     if (outcome == H2P_RELEASE_LOST) {
         h2p_error("pool", "pool %s: a php-cgi child of master %d hung up before its response ended: counted as a crash",
                   pool->conf->name, (int)master->pid);

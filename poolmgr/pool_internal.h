@@ -49,6 +49,7 @@ struct h2p_worker {
      * its children serves; a slot holds a reference to its master */
     int is_master;
     size_t num_slots;     /* a master's slots in pool->workers */
+    int gone;             /* a master found dead before its exit was reported (h2p_master_gone_locked) */
     h2p_worker_t *master; /* a slot's */
     /* overlapped recycling: a replacement is spawned first; this worker stops once it is ready */
     const char *retire_reason;
@@ -120,6 +121,9 @@ void h2p_worker_kill_locked(h2p_worker_t *worker);
 void h2p_worker_retire_locked(h2p_worker_t *worker, const char *reason);
 /* A php-cgi master that is ready and not retiring (NULL: none). */
 h2p_worker_t *h2p_pool_running_master_locked(h2p_pool_t *pool);
+/* A running php-cgi master is found dead before its exit is reported: its slots leave the pool
+ * now; the report counts the crash. */
+void h2p_master_gone_locked(h2p_worker_t *master);
 /* A php-cgi master's slot is free again (after a request, or a ping with H2P_RELEASE_OK or
  * _CLOSED): back to the pool, or out of it if its master is going (*handed_to, *failed: deliver
  * after unlocking). */

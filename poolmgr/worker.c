@@ -180,11 +180,13 @@ void h2p_worker_kill_connection_holder(h2p_worker_t *w, int fd)
         return;
     uint64_t peer = unix_peer_inode(fd);
     if (peer == 0) {
+        pthread_mutex_lock(&w->pool->lock); /* (for its name: a reload may replace the pool's conf) */
         pool_log(H2P_LOG_WARN, w->pool, "cannot tell which php-cgi child of master %d holds the connection: closing it only",
                  (int)w->pid);
+        pthread_mutex_unlock(&w->pool->lock);
         return;
     }
-    h2p_privsep_kill_socket_holder(w->pid, peer, SIGKILL);
+    h2p_privsep_kill_socket_holder(w->pid, peer, SIGKILL); /* (its exit is the master's to reap: no crash) */
 }
 
 /* ---- stopping --------------------------------------------------------------------------- */
@@ -283,6 +285,16 @@ void h2p_worker_retire_locked(h2p_worker_t *w, const char *reason)
     h2p_counter_add(&w->pool->stats->recycles, 1);
     pool_log(H2P_LOG_INFO, w->pool, "recycling %s %d: %s", process_kind(w), (int)w->pid, reason);
     h2p_pool_want_spawn_locked(w->pool, 1);
+}
+
+void h2p_master_gone_locked(h2p_worker_t *m)
+{
+    if (m->state != WORKER_RUNNING)
+        return;
+    m->state = WORKER_STOPPING;
+    m->gone = 1;
+    m->stop_deadline = UINT64_MAX / 2; /* (nothing left to signal) */
+    remove_slots_of_locked(m, "its php-cgi master died");
 }
 
 /* ---- spawning --------------------------------------------------------------------------- */
@@ -716,6 +728,11 @@ static void on_worker_exit(h2p_pool_t *pool, h2p_worker_t *w, int status, h2o_li
         h2p_pool_record_crash_locked(pool, now, failed);
         break;
     case WORKER_STOPPING:
+        if (w->gone) { /* (h2p_master_gone_locked) */
+            pool_log(H2P_LOG_ERROR, pool, "php-cgi master %d exited unexpectedly: %s; its children are killed", (int)w->pid, how);
+            h2p_pool_record_crash_locked(pool, now, failed);
+            break;
+        }
         /* one stopped because it hung up mid-request was usually dead already: unless our signal
          * ended it, that is a crash, and rapid-fail protection must count it */
         if (w->lost && !clean && !(WIFSIGNALED(status) && (WTERMSIG(status) == SIGTERM || WTERMSIG(status) == SIGKILL))) {

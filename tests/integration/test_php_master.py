@@ -174,10 +174,20 @@ class PhpMasterTest(unittest.TestCase):
         s = self.server({"max_processes": 3})
         self.assertEqual(request(s.port(), "/pid.php")[0], 200)
         master, kids = self.master_and_children(s, 3)
+        # two requests in flight: their children die with the master (one crash, not three), and
+        # each GET goes again to the next master (retry_on_crash)
+        results = []
+        t = threading.Thread(target=lambda: results.extend(concurrent(s.port(), ["/sleep.php?ms=2000"] * 2)))
+        t.start()
+        h2ptest.wait_until(lambda: [r["state"] for r in worker_rows(s)].count("busy") == 2, what="two busy slots")
         os.kill(master, signal.SIGKILL)
         h2ptest.wait_until(lambda: not any(h2ptest.process_alive(p) for p in kids + [master]),
                            what="the master's children to be killed")
         h2ptest.log_shows(s, rf"php-cgi master {master} exited unexpectedly")
+        t.join()
+        self.assertEqual([r[0] for r in results], [200, 200], results)
+        self.assertEqual(count_in_log(s, r"counted as a crash"), 0)  # (the master's exit is the one crash)
+        self.assertEqual(count_in_log(s, r"exited unexpectedly"), 1)
         status, body = request(s.port(), "/pid.php")
         self.assertEqual(status, 200, body)
         new_master, new_kids = self.master_and_children(s, 3)
