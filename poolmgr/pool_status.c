@@ -49,7 +49,14 @@ static json_t *worker_json_locked(const h2p_worker_t *w, uint64_t now)
     json_object_set_new(j, "pool", json_string(w->pool->conf->name));
     json_object_set_new(j, "pid", w->external ? json_null() : json_integer(w->pid));
     json_object_set_new(j, "state", json_string(worker_state_name(w)));
-    json_object_set_new(j, "requests", json_integer((json_int_t)w->requests));
+    uint64_t requests = w->requests;
+    if (w->is_master) /* (its slots' requests: the ones its children served) */
+        for (h2o_linklist_t *l = w->pool->workers.next; l != &w->pool->workers; l = l->next) {
+            const h2p_worker_t *slot = H2O_STRUCT_FROM_MEMBER(h2p_worker_t, all_link, l);
+            if (slot->master == w)
+                requests += slot->requests;
+        }
+    json_object_set_new(j, "requests", json_integer((json_int_t)requests));
     json_object_set_new(j, "uptime_s", json_real(w->started_at <= now ? (double)(now - w->started_at) / 1000 : 0));
     if (w->external)
         json_object_set_new(j, "endpoint", json_string(w->pool->conf->connect[w->conn_endpoint].text));

@@ -87,7 +87,7 @@ class PhpMasterTest(unittest.TestCase):
         return h2ptest.wait_until(ready, what=f"one php-cgi master with {children} children")
 
     def test_one_master_with_max_processes_children_serving(self):
-        s = self.server({"max_processes": 3})
+        s = self.server({"max_processes": 3}, server_extra=["management: 127.0.0.1:{port:mgmt}"])
         self.assertEqual(s.workers(), [])  # lazily, on the first request
         status, body = request(s.port(), "/pid.php")
         self.assertEqual(status, 200, body)
@@ -110,6 +110,13 @@ class PhpMasterTest(unittest.TestCase):
         self.assertEqual({r["pid"] for r in rows}, {master})
         self.assertEqual([r["state"] for r in rows if r["role"] == "master"], ["running"])
         self.assertEqual(count_in_log(s, r"spawned php-cgi master"), 1)
+        # /metrics: one series per process (the master's counts its slots' requests), none twice
+        conn = http.client.HTTPConnection("127.0.0.1", s.port("mgmt"), timeout=30)
+        conn.request("GET", "/metrics")
+        metrics = conn.getresponse().read().decode()
+        conn.close()
+        series = re.findall(r'^h2pool_worker_requests_total\{pool="php",pid="(\d+)"\} (\d+)$', metrics, re.M)
+        self.assertEqual([(int(pid), int(n)) for pid, n in series], [(master, 11)], metrics)
 
     def test_children_recycled_by_php_cgi_master_stays(self):
         s = self.server({"max_processes": 2, "max_requests": 5})
