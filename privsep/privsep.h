@@ -19,7 +19,8 @@
  * `cgi: true`, as nobody; it binds only addresses its bindings list, and opens only the
  * certificates, keys and client CAs it names.  It signals only processes it spawned and has not
  * yet reaped.  The spawner dies with the front end (PR_SET_PDEATHSIG, and EOF on the command
- * channel), the workers and scripts with the spawner.
+ * channel), after killing its workers' process groups (a php-cgi master's children), the
+ * workers and scripts with the spawner.
  */
 #ifndef H2POOL_PRIVSEP_H
 #define H2POOL_PRIVSEP_H

@@ -577,6 +577,14 @@ static void close_fds(int *fds, size_t n)
         close(fds[i]);
 }
 
+static void kill_everything(void) __attribute__((noreturn));
+static void kill_everything(void)
+{
+    for (size_t i = 0; i != sp.num_children; ++i)
+        kill(-sp.children[i].pid, SIGKILL);
+    _exit(0);
+}
+
 static void on_command(void)
 {
     h2p_ps_msg_t req;
@@ -585,11 +593,8 @@ static void on_command(void)
     ssize_t r = h2p_ps_recv(sp.command_fd, &req, sp.payload, H2P_PS_MAX_PAYLOAD, fds, &num_fds, MSG_DONTWAIT);
     if (r < 0 && (errno == EAGAIN || errno == EBADMSG))
         return;
-    if (r <= 0) { /* the front end is gone: so is everything we started for it */
-        for (size_t i = 0; i != sp.num_children; ++i)
-            kill(-sp.children[i].pid, SIGKILL);
-        _exit(0);
-    }
+    if (r <= 0) /* the front end is gone: so is everything we started for it */
+        kill_everything();
     sp.payload[req.len] = '\0';
     switch (req.type) {
     case H2P_PS_SPAWN_WORKER:
@@ -651,7 +656,11 @@ static int on_cgi_request(int channel)
 void h2p_spawner_main(const char *conf_dir, h2p_config_t *conf, int command_fd, int event_fd, pid_t front_end)
 {
     prctl(PR_SET_NAME, "h2pool-spawner");
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != front_end)
+    /* The front end's death ends us, but not at once: first every worker's process group is
+     * killed (kill_everything), for a php-cgi master's children have no parent-death signal of
+     * their own (it is not inherited across fork) and would outlive their master.  The signal
+     * arrives through the signalfd below, and so does the EOF on the command channel. */
+    if (prctl(PR_SET_PDEATHSIG, SIGUSR2) != 0 || getppid() != front_end)
         _exit(1);
     /* nothing of the front end's but the two channels (and stdio, for a last word) */
     if (dup2(command_fd, 3) < 0 || dup2(event_fd, 4) < 0)
@@ -676,9 +685,11 @@ void h2p_spawner_main(const char *conf_dir, h2p_config_t *conf, int command_fd, 
     sigaddset(&blocked, SIGUSR1);
     sigaddset(&blocked, SIGCHLD);
     sigaddset(&blocked, SIGPIPE);
+    sigaddset(&blocked, SIGUSR2);
     sigprocmask(SIG_SETMASK, &blocked, NULL);
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);
+    sigaddset(&chld, SIGUSR2); /* (the parent-death signal) */
     int sfd = signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC);
 
     for (;;) {
@@ -692,9 +703,12 @@ void h2p_spawner_main(const char *conf_dir, h2p_config_t *conf, int command_fd, 
             continue;
         if (pfds[1].revents != 0) {
             struct signalfd_siginfo info;
+            int parent_died = 0;
             while (read(sfd, &info, sizeof(info)) > 0)
-                ;
+                parent_died |= info.ssi_signo == SIGUSR2 && getppid() != front_end;
             reap();
+            if (parent_died)
+                kill_everything();
         }
         for (size_t i = num_cgi; i-- != 0;) {
             if (pfds[2 + i].revents != 0 && !on_cgi_request(sp.cgi_fds[i])) {

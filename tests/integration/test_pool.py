@@ -502,6 +502,8 @@ class PoolTest(unittest.TestCase):
         self.assertEqual(self.get(s, "/hello.php")[0], 200)
         pids = s.workers()
         self.assertEqual(len(pids), 3)
+        pids += [kid for p in pids for kid in h2ptest.children_of(p)]  # (the php-cgi master's child)
+        self.assertEqual(len(pids), 4)
         s.proc.send_signal(signal.SIGKILL)
         s.proc.wait()
         h2ptest.wait_until(lambda: not any(h2ptest.process_alive(p) for p in pids), what="the workers to die")
