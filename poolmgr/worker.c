@@ -48,6 +48,7 @@ static struct {
     uint64_t last_memory_check;
     char sock_dir[64];
     unsigned long sequence;
+    h2o_linklist_t outputs; /* stderr_reader_t: workers' output pipes not at EOF yet */
     int shutting_down;
 } sup;
 
@@ -302,7 +303,16 @@ void h2p_master_gone_locked(h2p_worker_t *m)
 typedef struct stderr_reader {
     char scope[96];
     pid_t pid;
+    h2o_socket_t *sock;
+    h2o_linklist_t link; /* sup.outputs */
 } stderr_reader_t;
+
+static void close_output(stderr_reader_t *reader)
+{
+    h2o_linklist_unlink(&reader->link);
+    h2o_socket_close(reader->sock);
+    free(reader);
+}
 
 static void on_worker_output(h2o_socket_t *sock, const char *err)
 {
@@ -320,10 +330,8 @@ static void on_worker_output(h2o_socket_t *sock, const char *err)
         line = end;
     }
     h2o_buffer_consume(&sock->input, line - in->bytes);
-    if (err != NULL) {
-        free(reader);
-        h2o_socket_close(sock);
-    }
+    if (err != NULL)
+        close_output(reader);
 }
 
 static void spawn_worker(h2p_pool_t *pool)
@@ -361,11 +369,13 @@ static void spawn_worker(h2p_pool_t *pool)
     if (exec_errno != 0)
         pool_log(H2P_LOG_ERROR, pool, "cannot start %s", why);
 
-    stderr_reader_t *reader = h2o_mem_alloc(sizeof(*reader));
+    stderr_reader_t *reader = h2p_calloc(1, sizeof(*reader));
     snprintf(reader->scope, sizeof(reader->scope), "pool %s", conf->name);
     reader->pid = w->pid;
     h2o_socket_t *out = h2o_evloop_socket_create(sup.loop, output[0], 0);
     out->data = reader;
+    reader->sock = out;
+    h2o_linklist_insert(&sup.outputs, &reader->link);
     h2o_socket_read_start(out, on_worker_output);
 
     w->started_at = h2p_now_ms();
@@ -1029,6 +1039,7 @@ static void on_kick(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messag
 int h2p_poolmgr_init(h2o_evloop_t *loop)
 {
     sup.loop = loop;
+    h2o_linklist_init_anchor(&sup.outputs);
     const char *tmp = getenv("TMPDIR");
     snprintf(sup.sock_dir, sizeof(sup.sock_dir), "%s/h2pool.%d.XXXXXX", tmp != NULL && strlen(tmp) < 32 ? tmp : "/tmp",
              (int)getpid());
@@ -1091,5 +1102,11 @@ void h2p_poolmgr_shutdown(h2o_evloop_t *loop)
     /* the tick escalates to SIGKILL after shutdown_time_limit; SIGCHLD reaps */
     while (count_workers() != 0)
         h2o_evloop_run(loop, TICK_MS);
+    /* a php-cgi master's children hold its output pipe a moment longer (the spawner kills them
+     * when it reaps the master): their last lines, for a second at most; then the pipes close */
+    for (uint64_t until = h2p_now_ms() + 1000; !h2o_linklist_is_empty(&sup.outputs) && h2p_now_ms() < until;)
+        h2o_evloop_run(loop, TICK_MS);
+    while (!h2o_linklist_is_empty(&sup.outputs))
+        close_output(H2O_STRUCT_FROM_MEMBER(stderr_reader_t, link, sup.outputs.next));
     rmdir(sup.sock_dir);
 }
