@@ -563,10 +563,9 @@ static void end_probe(h2p_worker_t *w, int ok)
                  (unsigned long long)pool->conf->startup_time_limit_ms);
         h2p_privsep_kill(w->pid, SIGKILL); /* its exit counts as a failed start */
     } else if (w->state == WORKER_BUSY && was_ping && w->master != NULL) {
-        /* a php-cgi child behind the slot's connection (ours closed it): php-cgi's to replace if it is stuck */
+        /* a php-cgi child behind the slot's connection (closed now; killed if it did not answer in time) */
         if (!ok)
-            pool_log(H2P_LOG_WARN, pool, "a php-cgi child of master %d failed its ping (no answer within %llu ms)", (int)w->pid,
-                     (unsigned long long)pool->conf->ping_timeout_ms);
+            pool_log(H2P_LOG_WARN, pool, "a php-cgi child of master %d failed its ping", (int)w->pid);
         w->last_ping = now;
         h2p_slot_release_locked(w, ok ? H2P_RELEASE_OK : H2P_RELEASE_CLOSED, &handed_to, &failed);
     } else if (w->state == WORKER_BUSY && was_ping && ok) {
@@ -1002,8 +1001,11 @@ static void on_tick(h2o_timeout_entry_t *entry)
 
     for (size_t i = 0; i != num_late; ++i) {
         h2p_worker_t *w = late[i];
-        if (w->probe != NULL && w->probe_is_ping) /* (its answer may have come in the meantime) */
+        if (w->probe != NULL && w->probe_is_ping) { /* (its answer may have come in the meantime) */
+            /* a php-cgi master's child that does not answer is killed (the master forks another) */
+            h2p_worker_kill_connection_holder(w, h2o_socket_get_fd(w->probe));
             end_probe(w, 0);
+        }
         pthread_mutex_lock(&w->pool->lock);
         h2p_worker_unref_locked(w);
         pthread_mutex_unlock(&w->pool->lock);
