@@ -379,24 +379,78 @@ static int valid_name(const char *name)
  * expensive.  As IIS pairs instanceMaxRequests with it, the pool's max_requests is passed on when
  * the user has not set the variable (h2pool recycles at that count itself, with overlap).
  */
-static void pair_php_max_requests(h2p_cfg_ctx_t *ctx, h2p_pool_conf_t *pool)
+static int runs_php_cgi(const h2p_pool_conf_t *pool)
 {
     if (pool->command.count == 0)
-        return;
+        return 0;
     const char *argv0 = pool->command.items[0], *base = strrchr(argv0, '/');
-    if (strncmp(base != NULL ? base + 1 : argv0, "php-cgi", 7) != 0)
-        return;
+    return strncmp(base != NULL ? base + 1 : argv0, "php-cgi", 7) == 0;
+}
+
+/* The value of `name` in the pool's environment, or NULL. */
+static const char *pool_env_value(const h2p_pool_conf_t *pool, const char *name)
+{
+    size_t len = strlen(name);
     for (size_t i = 0; i != pool->env.count; ++i)
-        if (strncmp(pool->env.items[i], "PHP_FCGI_MAX_REQUESTS=", 22) == 0)
-            return;
+        if (strncmp(pool->env.items[i], name, len) == 0 && pool->env.items[i][len] == '=')
+            return pool->env.items[i] + len + 1;
+    return NULL;
+}
+
+static void add_pool_env(h2p_cfg_ctx_t *ctx, h2p_pool_conf_t *pool, const char *entry)
+{
     char **items = h2p_cfg_alloc(ctx->arena, pool->env.count + 2, sizeof(char *));
     if (pool->env.count != 0)
         memcpy(items, pool->env.items, sizeof(char *) * pool->env.count);
-    char entry[64];
-    snprintf(entry, sizeof(entry), "PHP_FCGI_MAX_REQUESTS=%" PRIu64, (uint64_t)pool->max_requests);
     items[pool->env.count] = h2p_cfg_strdup(ctx->arena, entry);
     pool->env.items = items;
     pool->env.count++;
+}
+
+static void pair_php_max_requests(h2p_cfg_ctx_t *ctx, h2p_pool_conf_t *pool)
+{
+    if (!runs_php_cgi(pool) || pool_env_value(pool, "PHP_FCGI_MAX_REQUESTS") != NULL)
+        return;
+    char entry[64];
+    snprintf(entry, sizeof(entry), "PHP_FCGI_MAX_REQUESTS=%" PRIu64, (uint64_t)pool->max_requests);
+    add_pool_env(ctx, pool, entry);
+}
+
+/*
+ * A php-cgi pool runs as one php-cgi master with PHP_FCGI_CHILDREN=max_processes: its children
+ * are forked after PHP's startup and share one opcache, and php-cgi replaces a child that reached
+ * PHP_FCGI_MAX_REQUESTS with a fork of the warm master.  PHP_FCGI_CHILDREN=0 set by the user keeps
+ * independent processes (php-cgi's own meaning of 0: no children); any other value would make
+ * each of max_processes processes a master, so it is refused.
+ */
+static void choose_php_layout(h2p_cfg_ctx_t *ctx, yaml_node_t *node, h2p_pool_conf_t *pool)
+{
+    if (!runs_php_cgi(pool) || pool->activation == H2P_ACTIVATION_SOCKET)
+        return;
+    const char *children = pool_env_value(pool, "PHP_FCGI_CHILDREN");
+    if (children == NULL) {
+        char entry[64];
+        snprintf(entry, sizeof(entry), "PHP_FCGI_CHILDREN=%u", pool->max_processes);
+        add_pool_env(ctx, pool, entry);
+        pool->php_master = 1;
+        return;
+    }
+    if (strcmp(children, "0") == 0)
+        return;
+    yaml_node_t *env = h2p_cfg_map_get(ctx, node, "env"), *where = env;
+    for (size_t i = 0; env != NULL && env->type == YAML_MAPPING_NODE && i < h2p_cfg_map_size(env); i++) {
+        yaml_node_t *key_node, *value_node;
+        const char *name = h2p_cfg_map_key(ctx, env, i, &key_node, &value_node);
+        if (name != NULL && strcmp(name, "PHP_FCGI_CHILDREN") == 0)
+            where = key_node;
+    }
+    size_t mark = h2p_cfg_path_push_key(ctx, "env");
+    if (where != env)
+        h2p_cfg_path_push_key(ctx, "PHP_FCGI_CHILDREN");
+    h2p_cfg_error(ctx, where,
+                  "PHP_FCGI_CHILDREN is set by h2pool (to max_processes, for one php-cgi master with that many children): "
+                  "set max_processes instead (\"0\" keeps independent php-cgi processes)");
+    h2p_cfg_path_pop(ctx, mark);
 }
 
 static void parse_pool(h2p_cfg_ctx_t *ctx, yaml_node_t *node, h2p_pool_conf_t *pool)
@@ -427,6 +481,7 @@ static void parse_pool(h2p_cfg_ctx_t *ctx, yaml_node_t *node, h2p_pool_conf_t *p
         h2p_cfg_path_pop(ctx, mark);
     }
     pair_php_max_requests(ctx, pool);
+    choose_php_layout(ctx, node, pool);
 }
 
 h2p_pool_conf_t *h2p_config_find_pool(h2p_config_t *conf, const char *name)

@@ -93,6 +93,10 @@ typedef struct h2p_pool_conf {
     int retry_on_crash;
     h2p_endpoint_t *connect; /* external workers (no spawning) */
     size_t num_connect;
+    /* php-cgi as one master process with PHP_FCGI_CHILDREN=max_processes children (set by the
+     * parser, which adds that variable to env): h2pool spawns the master and keeps max_processes
+     * slots, one connection each, to its socket */
+    int php_master;
 } h2p_pool_conf_t;
 
 /* ---- modules (settings per scope; inheritance is per module) --------------------------- */

@@ -373,7 +373,9 @@ static void print_workers(json_t *workers)
     json_t *w;
     json_array_foreach(workers, i, w)
     {
-        const char *note = json_is_string(json_object_get(w, "retiring")) ? str(w, "retiring") : str(w, "endpoint");
+        const char *note = json_is_string(json_object_get(w, "retiring")) ? str(w, "retiring")
+                           : json_is_string(json_object_get(w, "role"))   ? str(w, "role") /* php-cgi master or slot */
+                                                                          : str(w, "endpoint");
         table_row(&t, str(w, "pool"), num(json_object_get(w, "pid")), str(w, "state"), num(json_object_get(w, "requests")),
                   duration(json_real_value(json_object_get(w, "uptime_s"))), bytes(json_object_get(w, "rss_bytes")), note);
     }

@@ -120,6 +120,13 @@ static void appendf(text_t *t, const char *fmt, ...)
 }
 
 /* A label value: backslash, double quote and newline escaped (names are plain already). */
+/* A php-cgi master's slot in a pool's worker_list (its pid is the master's). */
+static int is_slot(json_t *worker)
+{
+    const char *role = json_string_value(json_object_get(worker, "role"));
+    return role != NULL && strcmp(role, "slot") == 0;
+}
+
 static const char *label(const char *s, char *buf, size_t len)
 {
     size_t n = 0;
@@ -356,7 +363,7 @@ char *h2p_metrics_text(size_t *len)
         json_array_foreach(json_object_get(p, "worker_list"), j, w)
         {
             json_t *pidv = json_object_get(w, "pid");
-            if (!json_is_integer(pidv))
+            if (!json_is_integer(pidv) || is_slot(w)) /* (a slot has its php-cgi master's pid: the master's row counts) */
                 continue;
             snprintf(pid, sizeof(pid), "%lld", (long long)json_integer_value(pidv));
             appendf(&t, "h2pool_worker_requests_total{pool=\"%s\",pid=\"%s\"} %llu\n",
@@ -370,7 +377,7 @@ char *h2p_metrics_text(size_t *len)
         json_array_foreach(json_object_get(p, "worker_list"), j, w)
         {
             json_t *pidv = json_object_get(w, "pid");
-            if (!json_is_integer(pidv))
+            if (!json_is_integer(pidv) || is_slot(w)) /* (a slot has its php-cgi master's pid: the master's row counts) */
                 continue;
             appendf(&t, "h2pool_worker_resident_memory_bytes{pool=\"%s\",pid=\"%lld\"} %llu\n",
                     label(json_string_value(json_object_get(p, "name")), buf, sizeof(buf)), (long long)json_integer_value(pidv),

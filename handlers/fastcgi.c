@@ -174,6 +174,9 @@ static void release_worker(fcgi_request_t *fr, h2p_release_outcome_t outcome, in
         h2o_timeout_unlink(&fr->timeout);
     fr->connecting = 0;
     int fd = -1;
+    /* a worker that is killed for it, when it is a php-cgi master's child: found by this connection */
+    if (outcome == H2P_RELEASE_BROKEN && fr->sock != NULL && fr->worker != NULL)
+        h2p_worker_kill_connection_holder(fr->worker, h2o_socket_get_fd(fr->sock));
     if (fr->sock != NULL) {
         if (outcome == H2P_RELEASE_OK && fr->sock->input->size == 0 && !h2o_socket_is_writing(fr->sock) && fr->worker != NULL) {
             /* the clean connection stays registered with this loop for the worker's next request,

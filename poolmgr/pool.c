@@ -1,6 +1,7 @@
 /* Pools: the queue, dispatch, hand-over between threads and rapid-fail protection. */
 #include <errno.h>
 #include <libgen.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,8 @@ static uint64_t effective_max_requests(const h2p_pool_conf_t *conf)
     uint64_t limit = conf->max_requests;
     if (conf->command.count == 0)
         return limit;
+    if (conf->php_master) /* php-cgi replaces its children at PHP_FCGI_MAX_REQUESTS with forks of the master */
+        return 0;
     const char *argv0 = conf->command.items[0], *base = strrchr(argv0, '/');
     base = base != NULL ? base + 1 : argv0;
     if (strncmp(base, "php-cgi", 7) != 0)
@@ -101,6 +104,7 @@ h2p_pool_t *h2p_pool_get(h2p_config_t *config, h2p_pool_conf_t *conf)
     h2o_linklist_init_anchor(&pool->workers);
     h2o_linklist_init_anchor(&pool->idle);
     h2o_linklist_init_anchor(&pool->queue);
+    h2o_linklist_init_anchor(&pool->masters);
     pool->max_requests = effective_max_requests(conf);
     pool->crashes = h2p_calloc(conf->rapid_fail.max_crashes + 1, sizeof(uint64_t));
     pool->stats = h2p_stats_get(H2P_STATS_POOL, conf->name);
@@ -274,6 +278,9 @@ static void violation_locked(h2p_worker_t *worker, const char *what)
         h2p_error("pool", "pool %s: a worker at %s %s: closing its connection (protocol violation %llu in this pool)",
                   pool->conf->name, pool->conf->connect[worker->conn_endpoint].text, what,
                   (unsigned long long)pool->violations_total);
+    else if (worker->master != NULL)
+        h2p_error("pool", "pool %s: a php-cgi child of master %d %s: closing its connection (protocol violation %llu in this pool)",
+                  pool->conf->name, (int)worker->pid, what, (unsigned long long)pool->violations_total);
     else
         h2p_error("pool", "pool %s: worker %d %s: replacing it (protocol violation %llu in this pool)", pool->conf->name,
                   (int)worker->pid, what, (unsigned long long)pool->violations_total);
@@ -310,7 +317,9 @@ static h2p_worker_t *detach_kept_socket(h2o_socket_t *sock, int wrote)
             w->kept_thread = NULL;
             if (wrote) {
                 violation_locked(w, "wrote out of turn (bytes on its kept connection while it had no request)");
-                if (!w->external) /* (an endpoint's processes are not ours: its connection goes, the slot stays) */
+                /* (an endpoint's processes are not ours, nor is a php-cgi master's child known by
+                 * its connection: the connection goes, the slot stays) */
+                if (!w->external && w->master == NULL)
                     h2p_worker_kill_locked(w);
                 h2p_pool_spawn_for_queue_locked(pool);
             }
@@ -342,10 +351,13 @@ void h2p_worker_on_kept_readable(h2o_socket_t *sock, const char *err)
 void h2p_worker_unref_locked(h2p_worker_t *worker)
 {
     if (--worker->refcnt == 0) {
+        h2p_worker_t *master = worker->master; /* (a slot's reference to it) */
         h2p_worker_drop_kept_locked(worker);
         if (worker->fd >= 0)
             close(worker->fd);
         free(worker);
+        if (master != NULL)
+            h2p_worker_unref_locked(master);
     }
 }
 
@@ -359,8 +371,25 @@ void h2p_pool_want_spawn_locked(h2p_pool_t *pool, size_t n)
     h2p_supervisor_kick();
 }
 
+h2p_worker_t *h2p_pool_running_master_locked(h2p_pool_t *pool)
+{
+    for (h2o_linklist_t *l = pool->masters.next; l != &pool->masters; l = l->next) {
+        h2p_worker_t *m = H2O_STRUCT_FROM_MEMBER(h2p_worker_t, all_link, l);
+        if (m->state == WORKER_RUNNING && m->retire_reason == NULL)
+            return m;
+    }
+    return NULL;
+}
+
 void h2p_pool_spawn_for_queue_locked(h2p_pool_t *pool)
 {
+    if (pool->conf->php_master) {
+        /* one master at a time (two while one replaces the other, which it asked for itself); a
+         * queue beside a running master waits for one of its slots */
+        if (!pool->stopped && pool->num_queued != 0 && pool->num_starting == 0 && h2p_pool_running_master_locked(pool) == NULL)
+            h2p_pool_want_spawn_locked(pool, 1);
+        return;
+    }
     size_t total = pool->num_live + pool->num_starting;
     if (pool->conf->num_connect != 0 || pool->stopped || pool->num_queued <= pool->num_starting ||
         total >= pool->conf->max_processes)
@@ -626,6 +655,42 @@ void h2p_pool_stop_locked(h2p_pool_t *pool, const char *by, h2o_linklist_t *fail
     }
 }
 
+/*
+ * A php-cgi master's slot after a request.  Its connection is already closed unless it was clean;
+ * the child behind it is php-cgi's to replace: one that hung up mid-response died (or dropped the
+ * request), which counts as a crash; the slot itself stays, and connects again next time.
+ */
+void h2p_slot_release_locked(h2p_worker_t *slot, h2p_release_outcome_t outcome, h2p_pool_waiter_t **handed_to,
+                             h2o_linklist_t *failed)
+{
+    h2p_pool_t *pool = slot->pool;
+    h2p_worker_t *master = slot->master;
+    if ((outcome == H2P_RELEASE_LOST || outcome == H2P_RELEASE_UNREACHABLE) && kill(master->pid, 0) != 0 && errno == ESRCH) {
+        /* the master has died (reaped, and the spawner killed its children): its own exit is the
+         * crash, counted when it is reported; each of its busy children is not another.  Its
+         * slots go now, so that this request's retry (and the next) waits for a new master
+         * instead of meeting the dead one's socket. */
+        h2p_info("pool", "pool %s: a php-cgi child of master %d hung up with it", pool->conf->name, (int)master->pid);
+        h2p_master_gone_locked(master);
+        return;
+    }
+    if (outcome == H2P_RELEASE_LOST) {
+        h2p_error("pool", "pool %s: a php-cgi child of master %d hung up before its response ended: counted as a crash",
+                  pool->conf->name, (int)master->pid);
+        h2p_pool_record_crash_locked(pool, h2p_now_ms(), failed);
+    } else if (outcome == H2P_RELEASE_UNREACHABLE) {
+        h2p_warn("pool", "pool %s: php-cgi master %d's socket refused a connection", pool->conf->name, (int)master->pid);
+    }
+    if (pool->stopped)
+        h2p_worker_stop_locked(slot, "pool stopped");
+    else if (master->retire_reason != NULL && master->replacement_ready)
+        h2p_worker_stop_locked(slot, master->retire_reason);
+    else if (pool->draining && h2o_linklist_is_empty(&pool->queue))
+        h2p_worker_stop_locked(slot, "configuration changed");
+    else
+        h2p_pool_give_worker_locked(pool, slot, handed_to);
+}
+
 void h2p_worker_release(h2p_worker_t *worker, h2p_release_outcome_t outcome, int fd, int request_done)
 {
     h2p_pool_t *pool = worker->pool;
@@ -655,6 +720,8 @@ void h2p_worker_release(h2p_worker_t *worker, h2p_release_outcome_t outcome, int
                 h2p_worker_stop_locked(worker, "configuration changed");
             else
                 h2p_pool_give_worker_locked(pool, worker, &handed_to);
+        } else if (worker->master != NULL) {
+            h2p_slot_release_locked(worker, outcome, &handed_to, &failed);
         } else if (outcome == H2P_RELEASE_BROKEN) {
             h2p_worker_kill_locked(worker);
         } else if (outcome == H2P_RELEASE_LOST || outcome == H2P_RELEASE_UNREACHABLE) {

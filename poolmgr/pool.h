@@ -151,6 +151,11 @@ void h2p_worker_keep_socket(h2p_worker_t *worker, h2o_socket_t *sock, h2p_pool_t
  * replaced (killed, counted, logged), one that only hung up keeps running.
  */
 void h2p_worker_on_kept_readable(h2o_socket_t *sock, const char *err);
+/* A php-cgi master's slot whose request ran past request_timeout (or whose child broke the
+ * protocol): the child serving it over `fd` (the request's connection, still open) is killed,
+ * found by the inode of the connection's other end (sock_diag) among the master's children (by
+ * the spawner).  Nothing for any other worker (h2p_worker_release kills those).  Any thread. */
+void h2p_worker_kill_connection_holder(h2p_worker_t *worker, int fd);
 /* The worker broke the protocol (`what` it did, for the error log): counted and logged; the
  * caller then releases it with H2P_RELEASE_BROKEN, which replaces it. */
 void h2p_worker_violation(h2p_worker_t *worker, const char *what);

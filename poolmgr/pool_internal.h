@@ -16,6 +16,7 @@ typedef enum worker_state {
     WORKER_STARTING, /* spawned; the supervisor waits for its first FCGI_GET_VALUES answer */
     WORKER_IDLE,     /* in pool->idle, ready for a request */
     WORKER_BUSY,     /* held by a request or by the supervisor's ping */
+    WORKER_RUNNING,  /* a php-cgi master that is ready: it serves through its slots (never idle or busy) */
     WORKER_STOPPING, /* SIGTERM sent; SIGKILL at stop_deadline */
     WORKER_DEAD      /* reaped; freed when the last holder lets go */
 } worker_state_t;
@@ -42,6 +43,14 @@ struct h2p_worker {
     int external;
     size_t endpoint;      /* its own endpoint (round-robin over the list) */
     size_t conn_endpoint; /* where its connection (kept or in use) goes: another while its own is down */
+    /* the php-cgi master layout (conf->php_master): the master is a process in pool->masters, never
+     * handed to a request; its slots are workers in pool->workers without a process of their own
+     * (pid: the master's), each with at most one connection to the master's socket, which one of
+     * its children serves; a slot holds a reference to its master */
+    int is_master;
+    size_t num_slots;     /* a master's slots in pool->workers */
+    int gone;             /* a master found dead before its exit was reported (h2p_master_gone_locked) */
+    h2p_worker_t *master; /* a slot's */
     /* overlapped recycling: a replacement is spawned first; this worker stops once it is ready */
     const char *retire_reason;
     int replacement_ready;
@@ -60,6 +69,7 @@ struct h2p_pool {
     h2o_linklist_t registry_link;
     pthread_mutex_t lock;
     h2o_linklist_t workers, idle, queue;
+    h2o_linklist_t masters; /* php-cgi masters (conf->php_master): starting, running or stopping */
     size_t num_live, num_starting, num_idle, num_queued;
     size_t spawn_pending;  /* spawns asked of the supervisor, not yet done */
     uint64_t max_requests; /* conf->max_requests, or php-cgi's own limit when lower */
@@ -109,6 +119,16 @@ void h2p_worker_stop_locked(h2p_worker_t *worker, const char *why);
 void h2p_worker_kill_locked(h2p_worker_t *worker);
 /* Recycling with overlap: a replacement is asked for, the worker stops once it is ready. */
 void h2p_worker_retire_locked(h2p_worker_t *worker, const char *reason);
+/* A php-cgi master that is ready and not retiring (NULL: none). */
+h2p_worker_t *h2p_pool_running_master_locked(h2p_pool_t *pool);
+/* A running php-cgi master is found dead before its exit is reported: its slots leave the pool
+ * now; the report counts the crash. */
+void h2p_master_gone_locked(h2p_worker_t *master);
+/* A php-cgi master's slot is free again (after a request, or a ping with H2P_RELEASE_OK or
+ * _CLOSED): back to the pool, or out of it if its master is going (*handed_to, *failed: deliver
+ * after unlocking). */
+void h2p_slot_release_locked(h2p_worker_t *slot, h2p_release_outcome_t outcome, h2p_pool_waiter_t **handed_to,
+                             h2o_linklist_t *failed);
 /* A process's resident memory in bytes (0 if unknown). */
 uint64_t h2p_process_rss(pid_t pid);
 

@@ -39,7 +39,7 @@ int h2p_pool_conf_equal(const h2p_pool_conf_t *a, const h2p_pool_conf_t *b)
            a->request_timeout_ms == b->request_timeout_ms && a->ping_interval_ms == b->ping_interval_ms &&
            a->ping_timeout_ms == b->ping_timeout_ms && a->rapid_fail.enabled == b->rapid_fail.enabled &&
            a->rapid_fail.max_crashes == b->rapid_fail.max_crashes && a->rapid_fail.interval_ms == b->rapid_fail.interval_ms &&
-           a->retry_on_crash == b->retry_on_crash;
+           a->retry_on_crash == b->retry_on_crash && a->php_master == b->php_master;
 }
 
 void h2p_poolmgr_apply(h2p_config_t *conf)
@@ -76,7 +76,7 @@ void h2p_poolmgr_free_drained(void)
         next = l->next;
         h2p_pool_t *pool = H2O_STRUCT_FROM_MEMBER(h2p_pool_t, registry_link, l);
         if (!pool->draining || __atomic_load_n(&pool->refcnt, __ATOMIC_ACQUIRE) != 1 || !h2o_linklist_is_empty(&pool->workers) ||
-            pool->num_starting != 0 || !h2o_linklist_is_empty(&pool->queue))
+            !h2o_linklist_is_empty(&pool->masters) || pool->num_starting != 0 || !h2o_linklist_is_empty(&pool->queue))
             continue;
         h2o_linklist_unlink(&pool->registry_link);
         pthread_mutex_destroy(&pool->lock);

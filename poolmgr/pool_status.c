@@ -19,6 +19,8 @@ static const char *worker_state_name(const h2p_worker_t *w)
         return "idle";
     case WORKER_BUSY:
         return "busy";
+    case WORKER_RUNNING:
+        return "running";
     case WORKER_STOPPING:
         return "stopping";
     default:
@@ -32,7 +34,7 @@ static const char *pool_state_locked(h2p_pool_t *pool)
         return "stopped";
     if (pool->draining)
         return "draining";
-    return h2o_linklist_is_empty(&pool->workers) ? "idle" : "running";
+    return h2o_linklist_is_empty(&pool->workers) && h2o_linklist_is_empty(&pool->masters) ? "idle" : "running";
 }
 
 /* The worker list needs each worker's memory, read from /proc outside the pool's lock. */
@@ -47,24 +49,37 @@ static json_t *worker_json_locked(const h2p_worker_t *w, uint64_t now)
     json_object_set_new(j, "pool", json_string(w->pool->conf->name));
     json_object_set_new(j, "pid", w->external ? json_null() : json_integer(w->pid));
     json_object_set_new(j, "state", json_string(worker_state_name(w)));
-    json_object_set_new(j, "requests", json_integer((json_int_t)w->requests));
+    uint64_t requests = w->requests;
+    if (w->is_master) /* (its slots' requests: the ones its children served) */
+        for (h2o_linklist_t *l = w->pool->workers.next; l != &w->pool->workers; l = l->next) {
+            const h2p_worker_t *slot = H2O_STRUCT_FROM_MEMBER(h2p_worker_t, all_link, l);
+            if (slot->master == w)
+                requests += slot->requests;
+        }
+    json_object_set_new(j, "requests", json_integer((json_int_t)requests));
     json_object_set_new(j, "uptime_s", json_real(w->started_at <= now ? (double)(now - w->started_at) / 1000 : 0));
     if (w->external)
         json_object_set_new(j, "endpoint", json_string(w->pool->conf->connect[w->conn_endpoint].text));
     if (w->retire_reason != NULL)
         json_object_set_new(j, "retiring", json_string(w->retire_reason));
+    /* the php-cgi master layout: the master, and its slots (pid: the master's) */
+    if (w->is_master || w->master != NULL)
+        json_object_set_new(j, "role", json_string(w->is_master ? "master" : "slot"));
     return j;
 }
 
 static void add_workers_locked(h2p_pool_t *pool, json_t *array, rss_todo_t *todo, size_t *num_todo, size_t max_todo)
 {
     uint64_t now = h2p_now_ms();
-    for (h2o_linklist_t *l = pool->workers.next; l != &pool->workers; l = l->next) {
-        h2p_worker_t *w = H2O_STRUCT_FROM_MEMBER(h2p_worker_t, all_link, l);
-        json_t *j = worker_json_locked(w, now);
-        json_array_append_new(array, j);
-        if (!w->external && *num_todo < max_todo)
-            todo[(*num_todo)++] = (rss_todo_t){j, w->pid};
+    h2o_linklist_t *lists[] = {&pool->masters, &pool->workers};
+    for (size_t i = 0; i != 2; ++i) {
+        for (h2o_linklist_t *l = lists[i]->next; l != lists[i]; l = l->next) {
+            h2p_worker_t *w = H2O_STRUCT_FROM_MEMBER(h2p_worker_t, all_link, l);
+            json_t *j = worker_json_locked(w, now);
+            json_array_append_new(array, j);
+            if (!w->external && w->master == NULL && *num_todo < max_todo) /* (a slot's pid is its master's) */
+                todo[(*num_todo)++] = (rss_todo_t){j, w->pid};
+        }
     }
 }
 
@@ -114,6 +129,11 @@ static json_t *pool_json_locked(h2p_pool_t *pool, json_t *workers)
         idle += w->state == WORKER_IDLE;
         starting += w->state == WORKER_STARTING;
         stopping += w->state == WORKER_STOPPING;
+    }
+    for (h2o_linklist_t *l = pool->masters.next; l != &pool->masters; l = l->next) {
+        h2p_worker_t *m = H2O_STRUCT_FROM_MEMBER(h2p_worker_t, all_link, l);
+        starting += m->state == WORKER_STARTING;
+        stopping += m->state == WORKER_STOPPING;
     }
     const h2p_pool_conf_t *conf = pool->conf;
     json_t *j = json_object();
@@ -264,6 +284,17 @@ static int recycle_locked(h2p_pool_t *pool, char *message, size_t len, h2o_linkl
     if (pool->conf->num_connect != 0) {
         snprintf(message, len, "pool %s runs no process of h2pool's (connect:): nothing to recycle", pool->conf->name);
         return H2P_POOL_CTL_REFUSED;
+    }
+    if (pool->conf->php_master) {
+        h2p_worker_t *m = h2p_pool_running_master_locked(pool);
+        if (m == NULL) {
+            snprintf(message, len, "pool %s: no php-cgi master is running (or one is being replaced already)", pool->conf->name);
+            return H2P_POOL_CTL_OK;
+        }
+        h2p_worker_retire_locked(m, "recycled by h2pool ctl");
+        snprintf(message, len, "pool %s: recycling php-cgi master %d (it stops once its replacement is ready)", pool->conf->name,
+                 (int)m->pid);
+        return H2P_POOL_CTL_OK;
     }
     size_t n = 0;
     for (h2o_linklist_t *l = pool->workers.next; l != &pool->workers; l = l->next) {

@@ -12,6 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/prctl.h>
@@ -43,6 +48,7 @@ static struct {
     uint64_t last_memory_check;
     char sock_dir[64];
     unsigned long sequence;
+    h2o_linklist_t outputs; /* stderr_reader_t: workers' output pipes not at EOF yet */
     int shutting_down;
 } sup;
 
@@ -127,6 +133,63 @@ int h2p_worker_connect(h2p_worker_t *w, int *reused, int *connecting)
     return fd;
 }
 
+/* The inode of the other end of the unix connection `fd` (0 if unknown), from the kernel's
+ * sock_diag (UDIAG_SHOW_PEER), which any process may ask about its own sockets. */
+static uint64_t unix_peer_inode(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return 0;
+    int nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    if (nl < 0)
+        return 0;
+    struct {
+        struct nlmsghdr nlh;
+        struct unix_diag_req req;
+    } ask = {.nlh = {.nlmsg_len = sizeof(ask), .nlmsg_type = SOCK_DIAG_BY_FAMILY, .nlmsg_flags = NLM_F_REQUEST},
+             .req = {.sdiag_family = AF_UNIX,
+                     .udiag_states = ~0u,
+                     .udiag_ino = (uint32_t)st.st_ino,
+                     .udiag_show = UDIAG_SHOW_PEER,
+                     .udiag_cookie = {INET_DIAG_NOCOOKIE, INET_DIAG_NOCOOKIE}}};
+    struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+    uint64_t peer = 0;
+    union {
+        struct nlmsghdr nlh;
+        char bytes[8192];
+    } answer;
+    ssize_t n;
+    if (sendto(nl, &ask, sizeof(ask), 0, (struct sockaddr *)&kernel, sizeof(kernel)) == (ssize_t)sizeof(ask) &&
+        (n = recv(nl, &answer, sizeof(answer), 0)) > 0) {
+        for (struct nlmsghdr *h = &answer.nlh; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
+            if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY)
+                break;
+            struct unix_diag_msg *msg = NLMSG_DATA(h);
+            int len = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof(*msg)));
+            for (struct rtattr *a = (struct rtattr *)(msg + 1); RTA_OK(a, len); a = RTA_NEXT(a, len))
+                if (a->rta_type == UNIX_DIAG_PEER && RTA_PAYLOAD(a) >= (int)sizeof(uint32_t))
+                    peer = *(uint32_t *)RTA_DATA(a);
+        }
+    }
+    close(nl);
+    return peer;
+}
+
+void h2p_worker_kill_connection_holder(h2p_worker_t *w, int fd)
+{
+    if (w->master == NULL || fd < 0)
+        return;
+    uint64_t peer = unix_peer_inode(fd);
+    if (peer == 0) {
+        pthread_mutex_lock(&w->pool->lock); /* (for its name: a reload may replace the pool's conf) */
+        pool_log(H2P_LOG_WARN, w->pool, "cannot tell which php-cgi child of master %d holds the connection: closing it only",
+                 (int)w->pid);
+        pthread_mutex_unlock(&w->pool->lock);
+        return;
+    }
+    h2p_privsep_kill_socket_holder(w->pid, peer, SIGKILL); /* (its exit is the master's to reap: no crash) */
+}
+
 /* ---- stopping --------------------------------------------------------------------------- */
 
 /* The worker leaves the pool's counts (starting, live, idle): it is stopping or gone. */
@@ -147,21 +210,42 @@ static void leave_service_locked(h2p_worker_t *w)
     h2p_worker_drop_kept_locked(w);
 }
 
-/* An external worker has no process: stopping it takes its slot out of the pool at once. */
-static void remove_external_locked(h2p_worker_t *w)
+/* An external worker or a php-cgi master's slot has no process: stopping it takes it out of the
+ * pool at once.  A running master whose last slot goes is stopped. */
+static void remove_slot_locked(h2p_worker_t *w, const char *why)
 {
+    h2p_worker_t *master = w->master;
     leave_service_locked(w);
     w->state = WORKER_DEAD;
     h2o_linklist_unlink(&w->all_link);
+    if (master != NULL && --master->num_slots == 0 && master->state == WORKER_RUNNING)
+        h2p_worker_stop_locked(master, why);
     h2p_worker_unref_locked(w); /* the pool's reference; a request holding it keeps it until released */
+}
+
+/* A master that stops or died takes its slots with it (it is no longer RUNNING: no recursion). */
+static void remove_slots_of_locked(h2p_worker_t *master, const char *why)
+{
+    h2p_pool_t *pool = master->pool;
+    for (h2o_linklist_t *l = pool->workers.next, *next; l != &pool->workers && master->num_slots != 0; l = next) {
+        next = l->next;
+        h2p_worker_t *w = H2O_STRUCT_FROM_MEMBER(h2p_worker_t, all_link, l);
+        if (w->master == master)
+            remove_slot_locked(w, why);
+    }
+}
+
+static const char *process_kind(const h2p_worker_t *w)
+{
+    return w->is_master ? "php-cgi master" : "worker";
 }
 
 void h2p_worker_stop_locked(h2p_worker_t *w, const char *why)
 {
     if (w->state == WORKER_STOPPING || w->state == WORKER_DEAD)
         return;
-    if (w->external) {
-        remove_external_locked(w);
+    if (w->external || w->master != NULL) {
+        remove_slot_locked(w, why);
         return;
     }
     if (w->state == WORKER_STARTING)
@@ -169,8 +253,11 @@ void h2p_worker_stop_locked(h2p_worker_t *w, const char *why)
     leave_service_locked(w);
     w->state = WORKER_STOPPING;
     w->stop_deadline = h2p_now_ms() + w->pool->conf->shutdown_time_limit_ms;
-    pool_log(H2P_LOG_INFO, w->pool, "stopping worker %d (%s) after %llu requests", (int)w->pid, why,
+    if (w->is_master)
+        remove_slots_of_locked(w, why);
+    pool_log(H2P_LOG_INFO, w->pool, "stopping %s %d (%s) after %llu requests", process_kind(w), (int)w->pid, why,
              (unsigned long long)w->requests);
+    /* (a php-cgi master passes SIGTERM on to its process group, its children) */
     h2p_privsep_kill(w->pid, SIGTERM);
 }
 
@@ -178,14 +265,16 @@ void h2p_worker_kill_locked(h2p_worker_t *w)
 {
     if (w->state == WORKER_DEAD)
         return;
-    if (w->external) { /* never kill(-0): that is our own process group */
-        remove_external_locked(w);
+    if (w->external || w->master != NULL) { /* never kill(-0): that is our own process group */
+        remove_slot_locked(w, "killed");
         return;
     }
     leave_service_locked(w);
     w->state = WORKER_STOPPING;
     w->killed = 1;
-    h2p_privsep_kill(w->pid, SIGKILL);
+    if (w->is_master)
+        remove_slots_of_locked(w, "its php-cgi master was killed");
+    h2p_privsep_kill(w->pid, SIGKILL); /* (the spawner signals the process group: a master's children too) */
 }
 
 /* Recycling overlaps: the replacement starts now, this worker stops once it is ready. */
@@ -195,8 +284,18 @@ void h2p_worker_retire_locked(h2p_worker_t *w, const char *reason)
         return;
     w->retire_reason = reason;
     h2p_counter_add(&w->pool->stats->recycles, 1);
-    pool_log(H2P_LOG_INFO, w->pool, "recycling worker %d: %s", (int)w->pid, reason);
+    pool_log(H2P_LOG_INFO, w->pool, "recycling %s %d: %s", process_kind(w), (int)w->pid, reason);
     h2p_pool_want_spawn_locked(w->pool, 1);
+}
+
+void h2p_master_gone_locked(h2p_worker_t *m)
+{
+    if (m->state != WORKER_RUNNING)
+        return;
+    m->state = WORKER_STOPPING;
+    m->gone = 1;
+    m->stop_deadline = UINT64_MAX / 2; /* (nothing left to signal) */
+    remove_slots_of_locked(m, "its php-cgi master died");
 }
 
 /* ---- spawning --------------------------------------------------------------------------- */
@@ -204,7 +303,16 @@ void h2p_worker_retire_locked(h2p_worker_t *w, const char *reason)
 typedef struct stderr_reader {
     char scope[96];
     pid_t pid;
+    h2o_socket_t *sock;
+    h2o_linklist_t link; /* sup.outputs */
 } stderr_reader_t;
+
+static void close_output(stderr_reader_t *reader)
+{
+    h2o_linklist_unlink(&reader->link);
+    h2o_socket_close(reader->sock);
+    free(reader);
+}
 
 static void on_worker_output(h2o_socket_t *sock, const char *err)
 {
@@ -222,10 +330,8 @@ static void on_worker_output(h2o_socket_t *sock, const char *err)
         line = end;
     }
     h2o_buffer_consume(&sock->input, line - in->bytes);
-    if (err != NULL) {
-        free(reader);
-        h2o_socket_close(sock);
-    }
+    if (err != NULL)
+        close_output(reader);
 }
 
 static void spawn_worker(h2p_pool_t *pool)
@@ -236,13 +342,14 @@ static void spawn_worker(h2p_pool_t *pool)
     w->refcnt = 1;
     w->fd = -1;
     w->state = WORKER_STARTING;
+    w->is_master = conf->php_master;
     snprintf(w->sock_path, sizeof(w->sock_path), "%s/%lu.sock", sup.sock_dir, ++sup.sequence);
 
     int listen_fd = -1, output[2] = {-1, -1};
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     memcpy(sa.sun_path, w->sock_path, sizeof(sa.sun_path));
     if ((listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 || bind(listen_fd, (void *)&sa, sizeof(sa)) != 0 ||
-        listen(listen_fd, WORKER_BACKLOG) != 0) {
+        listen(listen_fd, WORKER_BACKLOG + (w->is_master ? (int)conf->max_processes : 0)) != 0) {
         pool_log(H2P_LOG_ERROR, pool, "cannot create worker socket %s: %s", w->sock_path, strerror(errno));
         goto Fail;
     }
@@ -262,20 +369,25 @@ static void spawn_worker(h2p_pool_t *pool)
     if (exec_errno != 0)
         pool_log(H2P_LOG_ERROR, pool, "cannot start %s", why);
 
-    stderr_reader_t *reader = h2o_mem_alloc(sizeof(*reader));
+    stderr_reader_t *reader = h2p_calloc(1, sizeof(*reader));
     snprintf(reader->scope, sizeof(reader->scope), "pool %s", conf->name);
     reader->pid = w->pid;
     h2o_socket_t *out = h2o_evloop_socket_create(sup.loop, output[0], 0);
     out->data = reader;
+    reader->sock = out;
+    h2o_linklist_insert(&sup.outputs, &reader->link);
     h2o_socket_read_start(out, on_worker_output);
 
     w->started_at = h2p_now_ms();
     pthread_mutex_lock(&pool->lock);
-    h2o_linklist_insert(&pool->workers, &w->all_link);
+    h2o_linklist_insert(w->is_master ? &pool->masters : &pool->workers, &w->all_link);
     pool->spawned_total++;
     h2p_counter_add(&pool->stats->spawns, 1);
     pthread_mutex_unlock(&pool->lock);
-    pool_log(H2P_LOG_INFO, pool, "spawned worker %d", (int)w->pid);
+    if (w->is_master)
+        pool_log(H2P_LOG_INFO, pool, "spawned php-cgi master %d (PHP_FCGI_CHILDREN=%u)", (int)w->pid, conf->max_processes);
+    else
+        pool_log(H2P_LOG_INFO, pool, "spawned worker %d", (int)w->pid);
     if (exec_errno == 0)
         start_probe(w, 0);
     return;
@@ -298,6 +410,112 @@ Fail:
     h2p_pool_deliver_all(&failed);
 }
 
+/* ---- the php-cgi master layout ------------------------------------------------------------ */
+
+static void add_slot_locked(h2p_worker_t *master, uint64_t now, h2o_linklist_t *handed)
+{
+    h2p_pool_t *pool = master->pool;
+    h2p_worker_t *slot = h2p_calloc(1, sizeof(*slot));
+    slot->pool = pool;
+    slot->refcnt = 1;
+    slot->fd = -1;
+    slot->pid = master->pid;
+    slot->master = master;
+    master->refcnt++;
+    master->num_slots++;
+    memcpy(slot->sock_path, master->sock_path, sizeof(slot->sock_path));
+    slot->state = WORKER_BUSY; /* (h2p_pool_give_worker_locked makes it idle, or hands it over) */
+    slot->started_at = slot->ready_at = slot->last_active = slot->last_ping = now;
+    h2o_linklist_insert(&pool->workers, &slot->all_link);
+    pool->num_live++;
+    h2p_pool_waiter_t *to;
+    h2p_pool_give_worker_locked(pool, slot, &to);
+    if (to != NULL)
+        h2o_linklist_insert(handed, &to->link);
+}
+
+/*
+ * A php-cgi master answered its readiness probe: its max_processes slots join the pool (the queue
+ * gets them first).  A master it replaces loses its idle slots now and its busy ones as their
+ * requests end; it stops with its last slot.
+ */
+static void master_ready_locked(h2p_worker_t *m, uint64_t now, h2o_linklist_t *handed)
+{
+    h2p_pool_t *pool = m->pool;
+    if (pool->stopped) {
+        h2p_worker_stop_locked(m, "pool stopped"); /* (no longer starting: it never was live) */
+        return;
+    }
+    pool->num_starting--;
+    m->state = WORKER_RUNNING;
+    pool_log(H2P_LOG_INFO, pool, "php-cgi master %d is ready: %u slots", (int)m->pid, pool->conf->max_processes);
+    for (h2o_linklist_t *l = pool->masters.next; l != &pool->masters; l = l->next) {
+        h2p_worker_t *old = H2O_STRUCT_FROM_MEMBER(h2p_worker_t, all_link, l);
+        if (old == m || old->state != WORKER_RUNNING || old->retire_reason == NULL || old->replacement_ready)
+            continue;
+        old->replacement_ready = 1;
+        /* (the last of its slots to go stops it, and no other slot: `next` stays valid) */
+        for (h2o_linklist_t *il = pool->idle.next, *next; il != &pool->idle; il = next) {
+            next = il->next;
+            h2p_worker_t *slot = H2O_STRUCT_FROM_MEMBER(h2p_worker_t, idle_link, il);
+            if (slot->master == old)
+                h2p_worker_stop_locked(slot, old->retire_reason);
+        }
+    }
+    for (unsigned i = 0; i != pool->conf->max_processes; ++i)
+        add_slot_locked(m, now, handed);
+}
+
+/* The resident memory of the largest of a php-cgi master's children (and of the master itself):
+ * the children are listed in /proc/<pid>/task/<pid>/children. */
+static uint64_t master_largest_rss(pid_t master)
+{
+    char path[64], buf[4096];
+    uint64_t largest = h2p_process_rss(master);
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)master, (int)master);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return largest;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return largest;
+    buf[n] = '\0';
+    char *p = buf, *end;
+    for (long pid; (pid = strtol(p, &end, 10)) > 0; p = end) {
+        uint64_t rss = h2p_process_rss((pid_t)pid);
+        if (rss > largest)
+            largest = rss;
+    }
+    return largest;
+}
+
+/* A php-cgi master with all its slots idle for idle_timeout (and min_processes 0). */
+static int master_idle_locked(h2p_worker_t *m, uint64_t now)
+{
+    h2p_pool_t *pool = m->pool;
+    if (pool->conf->min_processes != 0 || m->retire_reason != NULL || m->num_slots == 0)
+        return 0;
+    for (h2o_linklist_t *l = pool->workers.next; l != &pool->workers; l = l->next) {
+        h2p_worker_t *w = H2O_STRUCT_FROM_MEMBER(h2p_worker_t, all_link, l);
+        if (w->master == m && (w->state != WORKER_IDLE || now - w->last_active < pool->conf->idle_timeout_ms))
+            return 0;
+    }
+    return 1;
+}
+
+/* The tick for a running master: recycling by time and by its children's memory, idle_timeout. */
+static void tick_master_locked(h2p_worker_t *m, uint64_t now, int check_memory)
+{
+    const h2p_pool_conf_t *conf = m->pool->conf;
+    if (conf->recycle_time_ms != 0 && now - m->started_at >= conf->recycle_time_ms)
+        h2p_worker_retire_locked(m, "recycle.time");
+    if (check_memory && conf->recycle_memory != 0 && m->retire_reason == NULL && master_largest_rss(m->pid) > conf->recycle_memory)
+        h2p_worker_retire_locked(m, "recycle.memory");
+    if (master_idle_locked(m, now))
+        h2p_worker_stop_locked(m, "idle_timeout");
+}
+
 /* ---- readiness and pings: FCGI_GET_VALUES, answered or not within the limit ------------- */
 
 static void end_probe(h2p_worker_t *w, int ok)
@@ -313,7 +531,12 @@ static void end_probe(h2p_worker_t *w, int ok)
 
     pthread_mutex_lock(&pool->lock);
     uint64_t now = h2p_now_ms();
-    if (w->state == WORKER_STARTING && ok) {
+    if (w->state == WORKER_STARTING && ok && w->is_master) {
+        pool->failed_starts = 0;
+        w->ready_at = now;
+        w->last_ping = now;
+        master_ready_locked(w, now, &failed); /* (the waiters handed a slot are delivered with the failed) */
+    } else if (w->state == WORKER_STARTING && ok) {
         pool->failed_starts = 0;
         w->ready_at = now;
         w->last_ping = now;
@@ -339,6 +562,12 @@ static void end_probe(h2p_worker_t *w, int ok)
         pool_log(H2P_LOG_ERROR, pool, "worker %d did not become ready (no answer to FCGI_GET_VALUES within %llu ms)", (int)w->pid,
                  (unsigned long long)pool->conf->startup_time_limit_ms);
         h2p_privsep_kill(w->pid, SIGKILL); /* its exit counts as a failed start */
+    } else if (w->state == WORKER_BUSY && was_ping && w->master != NULL) {
+        /* a php-cgi child behind the slot's connection (closed now; killed if it did not answer in time) */
+        if (!ok)
+            pool_log(H2P_LOG_WARN, pool, "a php-cgi child of master %d failed its ping", (int)w->pid);
+        w->last_ping = now;
+        h2p_slot_release_locked(w, ok ? H2P_RELEASE_OK : H2P_RELEASE_CLOSED, &handed_to, &failed);
     } else if (w->state == WORKER_BUSY && was_ping && ok) {
         w->last_ping = now;
         h2p_pool_give_worker_locked(pool, w, &handed_to);
@@ -445,12 +674,15 @@ static h2p_worker_t *find_worker_locked_pool(pid_t pid, h2p_pool_t **pool_out)
     for (h2o_linklist_t *pl = h2p_pools.next; pl != &h2p_pools; pl = pl->next) {
         h2p_pool_t *pool = H2O_STRUCT_FROM_MEMBER(h2p_pool_t, registry_link, pl);
         pthread_mutex_lock(&pool->lock);
-        for (h2o_linklist_t *l = pool->workers.next; l != &pool->workers; l = l->next) {
-            h2p_worker_t *w = H2O_STRUCT_FROM_MEMBER(h2p_worker_t, all_link, l);
-            if (w->pid == pid) {
-                pthread_mutex_unlock(&h2p_pools_lock);
-                *pool_out = pool;
-                return w; /* pool->lock stays held */
+        h2o_linklist_t *lists[] = {&pool->masters, &pool->workers};
+        for (size_t i = 0; i != 2; ++i) {
+            for (h2o_linklist_t *l = lists[i]->next; l != lists[i]; l = l->next) {
+                h2p_worker_t *w = H2O_STRUCT_FROM_MEMBER(h2p_worker_t, all_link, l);
+                if (w->pid == pid && w->master == NULL) { /* (a slot has its master's pid, no process) */
+                    pthread_mutex_unlock(&h2p_pools_lock);
+                    *pool_out = pool;
+                    return w; /* pool->lock stays held */
+                }
             }
         }
         pthread_mutex_unlock(&pool->lock);
@@ -496,7 +728,20 @@ static void on_worker_exit(h2p_pool_t *pool, h2p_worker_t *w, int status, h2o_li
             h2p_pool_record_crash_locked(pool, now, failed);
         }
         break;
+    case WORKER_RUNNING:
+        /* a php-cgi master: nothing of ours stops it without first leaving RUNNING; the spawner
+         * has killed what was left of its process group, its children */
+        w->state = WORKER_STOPPING;
+        remove_slots_of_locked(w, "its php-cgi master exited");
+        pool_log(H2P_LOG_ERROR, pool, "php-cgi master %d exited unexpectedly: %s; its children are killed", (int)w->pid, how);
+        h2p_pool_record_crash_locked(pool, now, failed);
+        break;
     case WORKER_STOPPING:
+        if (w->gone) { /* (h2p_master_gone_locked) */
+            pool_log(H2P_LOG_ERROR, pool, "php-cgi master %d exited unexpectedly: %s; its children are killed", (int)w->pid, how);
+            h2p_pool_record_crash_locked(pool, now, failed);
+            break;
+        }
         /* one stopped because it hung up mid-request was usually dead already: unless our signal
          * ended it, that is a crash, and rapid-fail protection must count it */
         if (w->lost && !clean && !(WIFSIGNALED(status) && (WTERMSIG(status) == SIGTERM || WTERMSIG(status) == SIGKILL))) {
@@ -555,62 +800,77 @@ static void tick_pool(h2p_pool_t *pool, uint64_t now, int check_memory, h2o_link
 {
     const h2p_pool_conf_t *conf = pool->conf;
     h2o_linklist_t *l, *next;
-    for (l = pool->workers.next; l != &pool->workers; l = next) {
-        next = l->next;
-        h2p_worker_t *w = H2O_STRUCT_FROM_MEMBER(h2p_worker_t, all_link, l);
-        switch (w->state) {
-        case WORKER_STARTING:
-            if (now > w->started_at + conf->startup_time_limit_ms && !w->killed) {
-                pool_log(H2P_LOG_ERROR, pool, "worker %d not ready within startup_time_limit (%llu ms): killing it", (int)w->pid,
-                         (unsigned long long)conf->startup_time_limit_ms);
-                h2p_privsep_kill(w->pid, SIGKILL); /* counted as a failed start when reaped */
-                w->started_at = UINT64_MAX / 2;    /* once */
-            } else if (w->probe == NULL && !w->killed && pings != NULL && *num_pings < max_pings) {
-                w->refcnt++; /* (a readiness probe that could not connect yet: retry) */
-                pings[(*num_pings)++] = w;
-            }
-            break;
-        case WORKER_IDLE:
-            /* (an external worker is a slot, not a process: nothing of it idles out or ages) */
-            if (!w->external && pool->num_live > conf->min_processes && now - w->last_active >= conf->idle_timeout_ms) {
-                h2p_worker_stop_locked(w, "idle_timeout");
+    /* the workers (and slots), then the php-cgi masters: a master that stops takes its slots out of
+     * pool->workers, which is no longer being walked */
+    h2o_linklist_t *lists[] = {&pool->workers, &pool->masters};
+    for (size_t i = 0; i != 2; ++i)
+        for (l = lists[i]->next; l != lists[i]; l = next) {
+            next = l->next;
+            h2p_worker_t *w = H2O_STRUCT_FROM_MEMBER(h2p_worker_t, all_link, l);
+            switch (w->state) {
+            case WORKER_STARTING:
+                if (now > w->started_at + conf->startup_time_limit_ms && !w->killed) {
+                    pool_log(H2P_LOG_ERROR, pool, "worker %d not ready within startup_time_limit (%llu ms): killing it",
+                             (int)w->pid, (unsigned long long)conf->startup_time_limit_ms);
+                    h2p_privsep_kill(w->pid, SIGKILL); /* counted as a failed start when reaped */
+                    w->started_at = UINT64_MAX / 2;    /* once */
+                } else if (w->probe == NULL && !w->killed && pings != NULL && *num_pings < max_pings) {
+                    w->refcnt++; /* (a readiness probe that could not connect yet: retry) */
+                    pings[(*num_pings)++] = w;
+                }
+                break;
+            case WORKER_IDLE:
+                /* (an external worker is a slot, not a process: nothing of it idles out or ages) */
+                /* (a php-cgi master's slot goes with its master: tick_master_locked) */
+                if (!w->external && w->master == NULL && pool->num_live > conf->min_processes &&
+                    now - w->last_active >= conf->idle_timeout_ms) {
+                    h2p_worker_stop_locked(w, "idle_timeout");
+                    break;
+                }
+                /* fall through */
+            case WORKER_BUSY:
+                /* a ping unanswered within ping.timeout fails (the probe would wait for ever) */
+                if (w->state == WORKER_BUSY && w->probe != NULL && w->probe_is_ping && now >= w->probe_deadline &&
+                    *num_late < max_pings) {
+                    w->refcnt++;
+                    late[(*num_late)++] = w;
+                    break;
+                }
+                if (w->master != NULL && w->master->replacement_ready && w->state == WORKER_IDLE) {
+                    h2p_worker_stop_locked(w, w->master->retire_reason); /* (its master's replacement is ready) */
+                    break;
+                }
+                if (!w->external && w->master == NULL && conf->recycle_time_ms != 0 && now - w->started_at >= conf->recycle_time_ms)
+                    h2p_worker_retire_locked(w, "recycle.time");
+                if (!w->external && w->master == NULL && check_memory && conf->recycle_memory != 0 &&
+                    h2p_process_rss(w->pid) > conf->recycle_memory)
+                    h2p_worker_retire_locked(w, "recycle.memory");
+                if (w->state == WORKER_IDLE && w->retire_reason != NULL && w->replacement_ready && !w->retire_at_limit) {
+                    h2p_worker_stop_locked(w, w->retire_reason);
+                } else if (w->state == WORKER_IDLE && conf->ping_interval_ms != 0 && pings != NULL && *num_pings < max_pings &&
+                           now - (w->last_active > w->last_ping ? w->last_active : w->last_ping) >= conf->ping_interval_ms) {
+                    h2o_linklist_unlink(&w->idle_link);
+                    pool->num_idle--;
+                    w->state = WORKER_BUSY;
+                    w->refcnt++;
+                    pings[(*num_pings)++] = w;
+                }
+                break;
+            case WORKER_RUNNING:
+                tick_master_locked(w, now, check_memory);
+                break;
+            case WORKER_STOPPING:
+                if (now >= w->stop_deadline) {
+                    pool_log(H2P_LOG_WARN, pool, "%s %d still running after shutdown_time_limit: SIGKILL", process_kind(w),
+                             (int)w->pid);
+                    h2p_privsep_kill(w->pid, SIGKILL);
+                    w->stop_deadline = UINT64_MAX / 2;
+                }
+                break;
+            case WORKER_DEAD:
                 break;
             }
-            /* fall through */
-        case WORKER_BUSY:
-            /* a ping unanswered within ping.timeout fails (the probe would wait for ever) */
-            if (w->state == WORKER_BUSY && w->probe != NULL && w->probe_is_ping && now >= w->probe_deadline &&
-                *num_late < max_pings) {
-                w->refcnt++;
-                late[(*num_late)++] = w;
-                break;
-            }
-            if (!w->external && conf->recycle_time_ms != 0 && now - w->started_at >= conf->recycle_time_ms)
-                h2p_worker_retire_locked(w, "recycle.time");
-            if (!w->external && check_memory && conf->recycle_memory != 0 && h2p_process_rss(w->pid) > conf->recycle_memory)
-                h2p_worker_retire_locked(w, "recycle.memory");
-            if (w->state == WORKER_IDLE && w->retire_reason != NULL && w->replacement_ready && !w->retire_at_limit) {
-                h2p_worker_stop_locked(w, w->retire_reason);
-            } else if (w->state == WORKER_IDLE && conf->ping_interval_ms != 0 && pings != NULL && *num_pings < max_pings &&
-                       now - (w->last_active > w->last_ping ? w->last_active : w->last_ping) >= conf->ping_interval_ms) {
-                h2o_linklist_unlink(&w->idle_link);
-                pool->num_idle--;
-                w->state = WORKER_BUSY;
-                w->refcnt++;
-                pings[(*num_pings)++] = w;
-            }
-            break;
-        case WORKER_STOPPING:
-            if (now >= w->stop_deadline) {
-                pool_log(H2P_LOG_WARN, pool, "worker %d still running after shutdown_time_limit: SIGKILL", (int)w->pid);
-                h2p_privsep_kill(w->pid, SIGKILL);
-                w->stop_deadline = UINT64_MAX / 2;
-            }
-            break;
-        case WORKER_DEAD:
-            break;
         }
-    }
     /* requests that waited longer than request_timeout for a worker: 503 */
     while (!h2o_linklist_is_empty(&pool->queue)) {
         h2p_pool_waiter_t *waiter = H2O_STRUCT_FROM_MEMBER(h2p_pool_waiter_t, link, pool->queue.next);
@@ -634,8 +894,13 @@ static void spawn_what_is_wanted(uint64_t now)
         pthread_mutex_lock(&pool->lock);
         if (!pool->stopped && !sup.shutting_down) {
             size_t total = pool->num_live + pool->num_starting;
-            if (total < pool->conf->min_processes && !pool->draining)
+            if (pool->conf->php_master) { /* one master (with max_processes children) is min_processes' worth */
+                if (pool->conf->min_processes != 0 && !pool->draining && pool->num_starting == 0 &&
+                    h2p_pool_running_master_locked(pool) == NULL)
+                    h2p_pool_want_spawn_locked(pool, 1);
+            } else if (total < pool->conf->min_processes && !pool->draining) {
                 h2p_pool_want_spawn_locked(pool, pool->conf->min_processes - total);
+            }
             h2p_pool_spawn_for_queue_locked(pool); /* (counts what min_processes just asked for) */
         }
         size_t n = 0;
@@ -674,11 +939,24 @@ static void check_counts_locked(h2p_pool_t *pool)
             h2o_fatal("pool invariant: a worker in the pool's list is another pool's, unreferenced or dead");
         if ((w->kept_sock == NULL) != (w->kept_thread == NULL))
             h2o_fatal("pool invariant: a kept connection without its thread, or a thread without its connection");
-        if (w->external && w->state != WORKER_IDLE && w->state != WORKER_BUSY)
-            h2o_fatal("pool invariant: an external worker is neither idle nor busy");
+        if ((w->external || w->master != NULL) && w->state != WORKER_IDLE && w->state != WORKER_BUSY)
+            h2o_fatal("pool invariant: an external worker or a slot is neither idle nor busy");
+        if (w->is_master || (w->master != NULL && w->master->state != WORKER_RUNNING))
+            h2o_fatal("pool invariant: a php-cgi master among the workers, or a slot of a master that is not running");
         starting += w->state == WORKER_STARTING;
         idle += w->state == WORKER_IDLE;
         live += w->state == WORKER_IDLE || w->state == WORKER_BUSY;
+    }
+    for (h2o_linklist_t *l = pool->masters.next; l != &pool->masters; l = l->next) {
+        h2p_worker_t *m = H2O_STRUCT_FROM_MEMBER(h2p_worker_t, all_link, l);
+        if (!m->is_master || m->pool != pool || m->state == WORKER_IDLE || m->state == WORKER_BUSY || m->state == WORKER_DEAD)
+            h2o_fatal("pool invariant: a php-cgi master is not one, another pool's, idle, busy or dead");
+        size_t slots = 0;
+        for (h2o_linklist_t *sl = pool->workers.next; sl != &pool->workers; sl = sl->next)
+            slots += H2O_STRUCT_FROM_MEMBER(h2p_worker_t, all_link, sl)->master == m;
+        if (slots != m->num_slots || (slots != 0 && m->state != WORKER_RUNNING))
+            h2o_fatal("pool invariant: a php-cgi master's slot count is wrong, or a master that is not running has slots");
+        starting += m->state == WORKER_STARTING;
     }
     for (h2o_linklist_t *l = pool->queue.next; l != &pool->queue; l = l->next) {
         if (H2O_STRUCT_FROM_MEMBER(h2p_pool_waiter_t, link, l)->state != H2P_WAITER_QUEUED)
@@ -723,8 +1001,11 @@ static void on_tick(h2o_timeout_entry_t *entry)
 
     for (size_t i = 0; i != num_late; ++i) {
         h2p_worker_t *w = late[i];
-        if (w->probe != NULL && w->probe_is_ping) /* (its answer may have come in the meantime) */
+        if (w->probe != NULL && w->probe_is_ping) { /* (its answer may have come in the meantime) */
+            /* a php-cgi master's child that does not answer is killed (the master forks another) */
+            h2p_worker_kill_connection_holder(w, h2o_socket_get_fd(w->probe));
             end_probe(w, 0);
+        }
         pthread_mutex_lock(&w->pool->lock);
         h2p_worker_unref_locked(w);
         pthread_mutex_unlock(&w->pool->lock);
@@ -760,6 +1041,7 @@ static void on_kick(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messag
 int h2p_poolmgr_init(h2o_evloop_t *loop)
 {
     sup.loop = loop;
+    h2o_linklist_init_anchor(&sup.outputs);
     const char *tmp = getenv("TMPDIR");
     snprintf(sup.sock_dir, sizeof(sup.sock_dir), "%s/h2pool.%d.XXXXXX", tmp != NULL && strlen(tmp) < 32 ? tmp : "/tmp",
              (int)getpid());
@@ -793,6 +1075,8 @@ static size_t count_workers(void)
         pthread_mutex_lock(&pool->lock);
         for (h2o_linklist_t *l = pool->workers.next; l != &pool->workers; l = l->next)
             ++n;
+        for (h2o_linklist_t *l = pool->masters.next; l != &pool->masters; l = l->next)
+            ++n;
         pthread_mutex_unlock(&pool->lock);
     }
     pthread_mutex_unlock(&h2p_pools_lock);
@@ -806,6 +1090,9 @@ void h2p_poolmgr_shutdown(h2o_evloop_t *loop)
     for (h2o_linklist_t *pl = h2p_pools.next; pl != &h2p_pools; pl = pl->next) {
         h2p_pool_t *pool = H2O_STRUCT_FROM_MEMBER(h2p_pool_t, registry_link, pl);
         pthread_mutex_lock(&pool->lock);
+        /* the masters first: each takes its slots out of pool->workers */
+        for (h2o_linklist_t *l = pool->masters.next; l != &pool->masters; l = l->next)
+            h2p_worker_stop_locked(H2O_STRUCT_FROM_MEMBER(h2p_worker_t, all_link, l), "server shutdown");
         for (h2o_linklist_t *l = pool->workers.next, *next; l != &pool->workers; l = next) {
             next = l->next; /* an external worker leaves the list at once */
             h2p_worker_t *w = H2O_STRUCT_FROM_MEMBER(h2p_worker_t, all_link, l);
@@ -817,5 +1104,11 @@ void h2p_poolmgr_shutdown(h2o_evloop_t *loop)
     /* the tick escalates to SIGKILL after shutdown_time_limit; SIGCHLD reaps */
     while (count_workers() != 0)
         h2o_evloop_run(loop, TICK_MS);
+    /* a php-cgi master's children hold its output pipe a moment longer (the spawner kills them
+     * when it reaps the master): their last lines, for a second at most; then the pipes close */
+    for (uint64_t until = h2p_now_ms() + 1000; !h2o_linklist_is_empty(&sup.outputs) && h2p_now_ms() < until;)
+        h2o_evloop_run(loop, TICK_MS);
+    while (!h2o_linklist_is_empty(&sup.outputs))
+        close_output(H2O_STRUCT_FROM_MEMBER(stderr_reader_t, link, sup.outputs.next));
     rmdir(sup.sock_dir);
 }

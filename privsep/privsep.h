@@ -19,7 +19,8 @@
  * `cgi: true`, as nobody; it binds only addresses its bindings list, and opens only the
  * certificates, keys and client CAs it names.  It signals only processes it spawned and has not
  * yet reaped.  The spawner dies with the front end (PR_SET_PDEATHSIG, and EOF on the command
- * channel), the workers and scripts with the spawner.
+ * channel), after killing its workers' process groups (a php-cgi master's children), the
+ * workers and scripts with the spawner.
  */
 #ifndef H2POOL_PRIVSEP_H
 #define H2POOL_PRIVSEP_H
@@ -45,8 +46,10 @@ enum {
     H2P_PS_KILL_CGI,         /* (CGI channel) cookie, value: signal; no answer */
     H2P_PS_CGI_SPAWNED,
     H2P_PS_ANSWER,
-    H2P_PS_EXITED, /* (event channel) pid, value: wait status */
-    H2P_PS_LOG     /* (event channel) value: level; payload: the message */
+    H2P_PS_EXITED,   /* (event channel) pid, value: wait status */
+    H2P_PS_LOG,      /* (event channel) value: level; payload: the message */
+    H2P_PS_KILL_PEER /* pid: a php-cgi master; cookie: a unix socket's inode; value: signal.  The master's
+                        child holding that socket is signalled; no answer */
 };
 
 typedef struct h2p_ps_msg {
@@ -86,6 +89,9 @@ int h2p_privsep_read_file(const char *path, char **data, size_t *len, char *err,
 pid_t h2p_privsep_spawn_worker(const char *pool, int listen_fd, int output_fd, int *exec_errno, char *err, size_t errlen);
 /* Signals the process group of a worker this spawner started (and has not reaped); any thread. */
 void h2p_privsep_kill(pid_t pid, int sig);
+/* Signals the child of `master` (a worker this spawner started) that holds the unix socket whose
+ * inode is `inode` (the peer of one of our connections to the master's socket); any thread. */
+void h2p_privsep_kill_socket_holder(pid_t master, uint64_t inode, int sig);
 
 /* CGI, from a front-end thread: asynchronous, over that thread's own channel, answered on its
  * loop (cb(data, cookie, pid or 0, errno or 0)).  `cookie` names the script in the answer and in

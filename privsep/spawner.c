@@ -8,6 +8,7 @@
  * front end that was taken over can ask for anything, and gets only what the configuration
  * allows.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -173,6 +174,12 @@ static void reap(void)
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
         for (size_t i = 0; i != sp.num_children; ++i) {
             if (sp.children[i].pid == pid) {
+                /* A worker leads its own process group (exec_worker): what is left in it are its
+                 * children, a php-cgi master's, which nothing else would stop (the parent-death
+                 * signal is not inherited across fork).  The group's id is not reused while any
+                 * of them lives, so this reaches them and nothing else. */
+                if (sp.children[i].cookie == 0)
+                    kill(-pid, SIGKILL);
                 sp.children[i] = sp.children[--sp.num_children];
                 break;
             }
@@ -189,6 +196,50 @@ static int allowed_signal(int sig)
 }
 
 /* ---- pool workers ------------------------------------------------------------------------- */
+
+/* Does `pid` have `wanted` ("socket:[inode]") among its open files? */
+static int holds_file(pid_t pid, const char *wanted)
+{
+    char dir[64], target[64];
+    snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return 0;
+    int found = 0;
+    for (struct dirent *e; !found && (e = readdir(d)) != NULL;) {
+        if (e->d_name[0] == '.')
+            continue;
+        ssize_t n = readlinkat(dirfd(d), e->d_name, target, sizeof(target) - 1);
+        found = n > 0 && (size_t)n == strlen(wanted) && memcmp(target, wanted, (size_t)n) == 0;
+    }
+    closedir(d);
+    return found;
+}
+
+/* A php-cgi master's child that holds the socket `inode` (one end of a connection h2pool made to
+ * the master's socket) gets `sig`: the request it serves ran past request_timeout.  Only a child
+ * of a worker this spawner started. */
+static void kill_socket_holder(pid_t master, uint64_t inode, int sig)
+{
+    char path[64], buf[4096], wanted[48];
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)master, (int)master);
+    snprintf(wanted, sizeof(wanted), "socket:[%llu]", (unsigned long long)inode);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return;
+    buf[n] = '\0';
+    char *p = buf, *end;
+    for (long child; (child = strtol(p, &end, 10)) > 0; p = end) {
+        if (holds_file((pid_t)child, wanted)) {
+            kill((pid_t)child, sig);
+            return;
+        }
+    }
+}
 
 static int resolve_worker_credentials(const h2p_pool_conf_t *conf, uid_t *uid, gid_t *gid, int *drop, char *err, size_t errlen)
 {
@@ -526,6 +577,14 @@ static void close_fds(int *fds, size_t n)
         close(fds[i]);
 }
 
+static void kill_everything(void) __attribute__((noreturn));
+static void kill_everything(void)
+{
+    for (size_t i = 0; i != sp.num_children; ++i)
+        kill(-sp.children[i].pid, SIGKILL);
+    _exit(0);
+}
+
 static void on_command(void)
 {
     h2p_ps_msg_t req;
@@ -534,11 +593,8 @@ static void on_command(void)
     ssize_t r = h2p_ps_recv(sp.command_fd, &req, sp.payload, H2P_PS_MAX_PAYLOAD, fds, &num_fds, MSG_DONTWAIT);
     if (r < 0 && (errno == EAGAIN || errno == EBADMSG))
         return;
-    if (r <= 0) { /* the front end is gone: so is everything we started for it */
-        for (size_t i = 0; i != sp.num_children; ++i)
-            kill(-sp.children[i].pid, SIGKILL);
-        _exit(0);
-    }
+    if (r <= 0) /* the front end is gone: so is everything we started for it */
+        kill_everything();
     sp.payload[req.len] = '\0';
     switch (req.type) {
     case H2P_PS_SPAWN_WORKER:
@@ -547,6 +603,10 @@ static void on_command(void)
     case H2P_PS_KILL:
         if (allowed_signal(req.value) && find_child((pid_t)req.pid, 0) != NULL)
             kill(-(pid_t)req.pid, req.value);
+        break;
+    case H2P_PS_KILL_PEER:
+        if (allowed_signal(req.value) && find_child((pid_t)req.pid, 0) != NULL)
+            kill_socket_holder((pid_t)req.pid, req.cookie, req.value);
         break;
     case H2P_PS_BIND:
         bind_listener((const struct sockaddr *)sp.payload, req.len, fds, num_fds);
@@ -596,7 +656,11 @@ static int on_cgi_request(int channel)
 void h2p_spawner_main(const char *conf_dir, h2p_config_t *conf, int command_fd, int event_fd, pid_t front_end)
 {
     prctl(PR_SET_NAME, "h2pool-spawner");
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != front_end)
+    /* The front end's death ends us, but not at once: first every worker's process group is
+     * killed (kill_everything), for a php-cgi master's children have no parent-death signal of
+     * their own (it is not inherited across fork) and would outlive their master.  The signal
+     * arrives through the signalfd below, and so does the EOF on the command channel. */
+    if (prctl(PR_SET_PDEATHSIG, SIGUSR2) != 0 || getppid() != front_end)
         _exit(1);
     /* nothing of the front end's but the two channels (and stdio, for a last word) */
     if (dup2(command_fd, 3) < 0 || dup2(event_fd, 4) < 0)
@@ -621,9 +685,11 @@ void h2p_spawner_main(const char *conf_dir, h2p_config_t *conf, int command_fd, 
     sigaddset(&blocked, SIGUSR1);
     sigaddset(&blocked, SIGCHLD);
     sigaddset(&blocked, SIGPIPE);
+    sigaddset(&blocked, SIGUSR2);
     sigprocmask(SIG_SETMASK, &blocked, NULL);
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);
+    sigaddset(&chld, SIGUSR2); /* (the parent-death signal) */
     int sfd = signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC);
 
     for (;;) {
@@ -637,9 +703,12 @@ void h2p_spawner_main(const char *conf_dir, h2p_config_t *conf, int command_fd, 
             continue;
         if (pfds[1].revents != 0) {
             struct signalfd_siginfo info;
+            int parent_died = 0;
             while (read(sfd, &info, sizeof(info)) > 0)
-                ;
+                parent_died |= info.ssi_signo == SIGUSR2 && getppid() != front_end;
             reap();
+            if (parent_died)
+                kill_everything();
         }
         for (size_t i = num_cgi; i-- != 0;) {
             if (pfds[2 + i].revents != 0 && !on_cgi_request(sp.cgi_fds[i])) {

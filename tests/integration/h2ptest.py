@@ -238,6 +238,7 @@ class Server:
         if self.proc is None:
             return
         workers = self.workers()
+        workers += [kid for w in workers for kid in children_of(w)]  # (a php-cgi master's children)
         spawner = self.spawner()
         if spawner:
             workers.append(spawner)  # (it does not outlive h2pool either)

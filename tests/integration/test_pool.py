@@ -319,7 +319,8 @@ class PoolTest(unittest.TestCase):
     def test_php_cgi_own_request_limit_is_anticipated(self):
         # php-cgi exits by itself after PHP_FCGI_MAX_REQUESTS: the pool retires it first (with the
         # replacement started), so no request meets the exit
-        s = self.server({"php": {"command": ["php-cgi"], "env": {"PHP_FCGI_MAX_REQUESTS": "3"}, "max_processes": 2}})
+        s = self.server({"php": {"command": ["php-cgi"], "env": {"PHP_FCGI_MAX_REQUESTS": "3", "PHP_FCGI_CHILDREN": "0"},
+                                 "max_processes": 2}})
         seen = set()
         for _ in range(10):
             status, _, body = self.get(s, "/hello.php")
@@ -345,7 +346,7 @@ class PoolTest(unittest.TestCase):
         requests are left, and the worker still serves every one of them (php-cgi exits at the same
         limit by itself): no request fails, and no worker is stopped early (which left the pool a
         worker short while a php-cgi started: PHP hello's p99 in the benchmark)."""
-        s = self.server({"php": {"command": ["php-cgi"], "max_processes": 1, "max_requests": 40}})
+        s = self.server({"php": {"command": ["php-cgi"], "max_processes": 1, "max_requests": 40, "env": {"PHP_FCGI_CHILDREN": "0"}}})
         pids = []
         for i in range(170):
             status, _, body = self.get(s, "/pid.php")
@@ -501,6 +502,8 @@ class PoolTest(unittest.TestCase):
         self.assertEqual(self.get(s, "/hello.php")[0], 200)
         pids = s.workers()
         self.assertEqual(len(pids), 3)
+        pids += [kid for p in pids for kid in h2ptest.children_of(p)]  # (the php-cgi master's child)
+        self.assertEqual(len(pids), 4)
         s.proc.send_signal(signal.SIGKILL)
         s.proc.wait()
         h2ptest.wait_until(lambda: not any(h2ptest.process_alive(p) for p in pids), what="the workers to die")

@@ -213,9 +213,11 @@ static void test_good_config_pools(void **state)
     assert_int_equal(php->activation, H2P_ACTIVATION_FASTCGI);
     assert_int_equal(php->command.count, 1);
     assert_string_equal(php->command.items[0], "/usr/bin/php-cgi");
-    assert_int_equal(php->env.count, 2);
+    assert_int_equal(php->env.count, 3);
     assert_string_equal(php->env.items[0], "PHP_FCGI_MAX_REQUESTS=0");
     assert_string_equal(php->env.items[1], "PHP_INI_SCAN_DIR=/etc/php");
+    assert_string_equal(php->env.items[2], "PHP_FCGI_CHILDREN=8"); /* one master, max_processes children */
+    assert_int_equal(php->php_master, 1);
     assert_non_null(ends_with(php->working_dir, "/good/www"));
     assert_string_equal(php->user, "www-data");
     assert_string_equal(php->group, "www-data");
@@ -638,25 +640,37 @@ static void test_hidden_segments_add_to_defaults(void **state)
     h2p_config_release(conf);
 }
 
-/* php-cgi gets PHP_FCGI_MAX_REQUESTS from max_requests unless the pool sets it */
+/* php-cgi gets PHP_FCGI_MAX_REQUESTS from max_requests unless the pool sets it, and runs as one
+ * master with PHP_FCGI_CHILDREN=max_processes unless the pool sets "0" or activation: socket */
 static void test_php_max_requests_paired(void **state)
 {
     h2p_config_t *conf = load_yaml("pools:\n"
                                    "  a: {command: [php-cgi]}\n"
-                                   "  b: {command: [/usr/bin/php-cgi8.2], max_requests: 0, env: {X: y}}\n"
-                                   "  c: {command: [php-cgi], env: {PHP_FCGI_MAX_REQUESTS: '7'}}\n"
-                                   "  d: {command: [/usr/bin/php-fpm]}\n" MINIMAL_SITE,
+                                   "  b: {command: [/usr/bin/php-cgi8.2], max_requests: 0, max_processes: 3, env: {X: y}}\n"
+                                   "  c: {command: [php-cgi], env: {PHP_FCGI_MAX_REQUESTS: '7', PHP_FCGI_CHILDREN: '0'}}\n"
+                                   "  d: {command: [/usr/bin/php-fpm]}\n"
+                                   "  e: {command: [php-cgi], activation: socket}\n" MINIMAL_SITE,
                                    NULL);
     const h2p_pool_conf_t *a = h2p_config_find_pool(conf, "a"), *b = h2p_config_find_pool(conf, "b"),
-                          *c = h2p_config_find_pool(conf, "c"), *d = h2p_config_find_pool(conf, "d");
-    assert_int_equal(a->env.count, 1);
+                          *c = h2p_config_find_pool(conf, "c"), *d = h2p_config_find_pool(conf, "d"),
+                          *e = h2p_config_find_pool(conf, "e");
+    assert_int_equal(a->env.count, 2);
     assert_string_equal(a->env.items[0], "PHP_FCGI_MAX_REQUESTS=10000");
-    assert_int_equal(b->env.count, 2);
+    assert_string_equal(a->env.items[1], "PHP_FCGI_CHILDREN=4");
+    assert_int_equal(a->php_master, 1);
+    assert_int_equal(b->env.count, 3);
     assert_string_equal(b->env.items[0], "X=y");
     assert_string_equal(b->env.items[1], "PHP_FCGI_MAX_REQUESTS=0");
-    assert_int_equal(c->env.count, 1);
+    assert_string_equal(b->env.items[2], "PHP_FCGI_CHILDREN=3");
+    assert_int_equal(b->php_master, 1);
+    assert_int_equal(c->env.count, 2);
     assert_string_equal(c->env.items[0], "PHP_FCGI_MAX_REQUESTS=7");
+    assert_string_equal(c->env.items[1], "PHP_FCGI_CHILDREN=0");
+    assert_int_equal(c->php_master, 0);
     assert_int_equal(d->env.count, 0);
+    assert_int_equal(d->php_master, 0);
+    assert_int_equal(e->env.count, 1);
+    assert_int_equal(e->php_master, 0);
     h2p_config_release(conf);
 }
 
@@ -1138,6 +1152,11 @@ static const bad_case_t bad_cases[] = {
     {"bad_activation", POOL_HEAD "    activation: spawn\n", NULL, 0, "a.yaml:4:17: pools.php.activation: ", "fastcgi, socket"},
     {"socket_pool_with_connect", "pools:\n  p:\n    activation: socket\n    connect: [tcp:127.0.0.1:1]\n", NULL, 0,
      "a.yaml:4:14: pools.p.connect: ", "activation: socket"},
+    {"php_fcgi_children_set", "pools:\n  php:\n    command: [php-cgi]\n    env: {A: b, PHP_FCGI_CHILDREN: \"4\"}\n", NULL, 0,
+     "a.yaml:4:17: pools.php.env.PHP_FCGI_CHILDREN: ", "set max_processes instead"},
+    {"php_fcgi_children_set_block",
+     "pools:\n  php:\n    command: [/usr/bin/php-cgi8.2, -d, x=1]\n    env:\n      PHP_FCGI_CHILDREN: 1\n", NULL, 0,
+     "a.yaml:5:7: pools.php.env.PHP_FCGI_CHILDREN: ", "set max_processes instead"},
     {"bad_env_name", POOL_HEAD "    env: {1BAD: x}\n", NULL, 0, "a.yaml:4:11: pools.php.env.1BAD: ", "environment variable name"},
     {"env_value_not_scalar", POOL_HEAD "    env: {A: [1]}\n", NULL, 0, "a.yaml:4:14: pools.php.env.A: ", "expected a single value"},
     {"bad_pool_name", "pools:\n  my pool: {command: [x]}\n", NULL, 0, "a.yaml:2:3: pools.my pool: ", "bad pool name"},
