@@ -795,6 +795,13 @@ uint64_t h2p_process_rss(pid_t pid)
     return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
+/* When the worker last had something to do: its last request, or its start when it has served none
+ * (a recycled worker's replacement, or one spawned for a request that left before it was ready). */
+static uint64_t idle_since(const h2p_worker_t *w)
+{
+    return w->last_active > w->ready_at ? w->last_active : w->ready_at;
+}
+
 static void tick_pool(h2p_pool_t *pool, uint64_t now, int check_memory, h2o_linklist_t *expired, h2p_worker_t **pings,
                       size_t *num_pings, size_t max_pings, h2p_worker_t **late, size_t *num_late)
 {
@@ -823,7 +830,7 @@ static void tick_pool(h2p_pool_t *pool, uint64_t now, int check_memory, h2o_link
                 /* (an external worker is a slot, not a process: nothing of it idles out or ages) */
                 /* (a php-cgi master's slot goes with its master: tick_master_locked) */
                 if (!w->external && w->master == NULL && pool->num_live > conf->min_processes &&
-                    now - w->last_active >= conf->idle_timeout_ms) {
+                    now - idle_since(w) >= conf->idle_timeout_ms) {
                     h2p_worker_stop_locked(w, "idle_timeout");
                     break;
                 }

@@ -274,6 +274,20 @@ class PoolTest(unittest.TestCase):
         h2ptest.wait_until(new_pid_seen, interval=0.05, what="two recycles")
         log_shows(s, r"recycling worker \d+: recycle\.time")
 
+    def test_replacement_that_served_nothing_yet_is_not_idle_timed_out(self):
+        """A worker recycled by time under a light load: its replacement is ready before any
+        request reaches it, and idle_timeout counts from then, not from a last request it never
+        had (it was stopped at the next tick, so the next request paid a cold start)."""
+        s = self.server({"hello": {"command": [app("hello_fcgi")], "recycle": {"time": "2s"}, "idle_timeout": "60s"}})
+        status, _, _ = self.get(s, "/hello/x")
+        self.assertEqual(status, 200)
+        first = s.workers()
+        self.assertEqual(len(first), 1)
+        h2ptest.wait_until(lambda: not h2ptest.process_alive(first[0]), what="the worker to be recycled")
+        time.sleep(1)  # four supervisor ticks
+        self.assertEqual(len(s.workers()), 1, s.read_log())
+        self.assertNotIn("idle_timeout", s.read_log())
+
     # ---- health pings -----------------------------------------------------------------------
 
     def test_ping_keeps_healthy_libfcgi_worker(self):
