@@ -215,7 +215,7 @@ static SSL_CTX *pick_certificate(void *arg, const char *servername)
     if (len >= sizeof(host))
         return NULL;
     for (size_t i = 0; i != len; ++i)
-        host[i] = (char)tolower((unsigned char)servername[i]);
+        host[i] = (char)h2o_tolower(servername[i]);
     h2p_site_rt_t *site = find_site(lr, host, len);
     return site != NULL ? site->ssl_ctx : NULL;
 }
@@ -390,7 +390,7 @@ static int find_host(h2o_req_t *req, h2p_listener_t *listener, char *host, size_
     while (name.len != 0 && name.base[name.len - 1] == '.') /* "example.com." is "example.com" */
         --name.len;
     for (size_t i = 0; i != name.len; ++i)
-        host[i] = (char)tolower((unsigned char)name.base[i]);
+        host[i] = (char)h2o_tolower(name.base[i]);
     *host_len = name.len;
     return 1;
 }

@@ -12,10 +12,16 @@
 #include "frontend/conn_watch.h"
 #include "privsep/privsep.h"
 
-/* Mozilla's "intermediate" list: forward secrecy and AEAD only. TLS 1.3 suites are OpenSSL's defaults. */
+/* Mozilla's "intermediate" list: forward secrecy and AEAD only. */
 #define TLS12_CIPHERS                                                                                                              \
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"         \
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+
+/* OpenSSL's TLS 1.3 suites in Mozilla's order: with the server's preference, OpenSSL's default
+ * order (AES-256 first) picked AES-256-GCM even for clients that list AES-128-GCM first, 40% more
+ * AES rounds on every record for no security a 128-bit key lacks.  A client that lists ChaCha20
+ * first (no AES instructions) still gets it: SSL_OP_PRIORITIZE_CHACHA. */
+#define TLS13_CIPHERSUITES "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 
 static const h2o_iovec_t http1_only_alpn[] = {{H2O_STRLIT("http/1.1")}, {NULL}};
 static const h2o_iovec_t h2_and_http1_alpn[] = {{H2O_STRLIT("h2")}, {H2O_STRLIT("http/1.1")}, {NULL}};
@@ -173,8 +179,10 @@ SSL_CTX *h2p_tls_create_site_ctx(const h2p_site_conf_t *site, char *err, size_t 
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+                                 SSL_OP_PRIORITIZE_CHACHA);
     SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS);
+    SSL_CTX_set_ciphersuites(ctx, TLS13_CIPHERSUITES);
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)site->name, (unsigned)strlen(site->name));
 
     BIO *bio;

@@ -14,7 +14,10 @@
  *
  * The descriptors a loop iteration opens are shared by its requests, as libh2o's file cache
  * does: a busy loop serves the same few files to many requests, and a file changed on disk is
- * seen from the next iteration on.  A response still streaming holds its own reference.
+ * seen from the next iteration on.  A response still streaming holds its own reference.  A small
+ * file's bytes are read once, from that descriptor, by its first response that sends a body, and
+ * the iteration's other responses copy them from memory: one pread() per file and iteration
+ * instead of one per response (h2o's file handler reads each response's body from the file).
  */
 #include "handlers/static.h"
 
@@ -38,7 +41,8 @@
 
 /* O_NONBLOCK: a FIFO in a root must not block the loop (reads of regular files ignore it) */
 #define OPEN_FLAGS (O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
-#define CHUNK_SIZE 65000 /* libh2o's file handler reads as much per turn */
+#define CHUNK_SIZE 65000           /* libh2o's file handler reads as much per turn */
+#define SMALL_FILE_MAX (32 * 1024) /* read whole, once per loop iteration, and sent from memory */
 
 /* An open file (or directory) and what its responses say about it. */
 typedef struct static_file {
@@ -48,6 +52,11 @@ typedef struct static_file {
     char etag[H2O_FILECACHE_ETAG_MAXLEN + 1]; /* as libh2o's file handler formats them */
     size_t etag_len;
     char last_modified[H2O_TIMESTR_RFC1123_LEN + 1];
+    /* a small regular file's bytes, read from fd by the first response with a body (NULL: not
+     * yet, or not small, or the read failed: then each response reads from fd) */
+    char *content;
+    size_t content_len; /* st_size, or less when the file shrank after the fstat */
+    int content_tried;
 } static_file_t;
 
 #define CACHED_FILES 32
@@ -97,6 +106,7 @@ static void file_release(static_file_t *file)
 {
     if (--file->refcnt == 0) {
         close(file->fd);
+        free(file->content);
         free(file);
     }
 }
@@ -255,6 +265,9 @@ static int open_file(const h2p_app_rt_t *app, int follow_symlinks, const char *p
     }
     file->refcnt = 1;
     file->fd = fd;
+    file->content = NULL;
+    file->content_len = 0;
+    file->content_tried = 0;
     file->etag_len = (size_t)sprintf(file->etag, "\"%08x-%zx\"", (unsigned)file->st.st_mtime, (size_t)file->st.st_size);
     struct tm tm;
     gmtime_r(&file->st.st_mtime, &tm);
@@ -500,11 +513,54 @@ static void do_stop(h2o_generator_t *self, h2o_req_t *req)
     generator_close((static_generator_t *)self);
 }
 
+static ssize_t pread_fully(int fd, char *buf, size_t len, off_t off)
+{
+    size_t done = 0;
+    while (done != len) {
+        ssize_t got = pread(fd, buf + done, len - done, off + (off_t)done);
+        if (got == -1 && errno == EINTR)
+            continue;
+        if (got == -1)
+            return -1;
+        if (got == 0)
+            break;
+        done += (size_t)got;
+    }
+    return (ssize_t)done;
+}
+
+/* A small file's bytes, read once from its descriptor; NULL for a file read per response. */
+static const char *file_content(static_file_t *file)
+{
+    if (file->content_tried)
+        return file->content;
+    file->content_tried = 1;
+    if (!S_ISREG(file->st.st_mode) || file->st.st_size <= 0 || file->st.st_size > SMALL_FILE_MAX)
+        return NULL;
+    char *content = h2o_mem_alloc((size_t)file->st.st_size);
+    ssize_t got = pread_fully(file->fd, content, (size_t)file->st.st_size, 0);
+    if (got < 0) {
+        free(content);
+        return NULL;
+    }
+    file->content = content;
+    file->content_len = (size_t)got;
+    return content;
+}
+
 static ssize_t read_chunk(static_generator_t *self, char *buf, size_t len)
 {
     ssize_t got;
-    while ((got = pread(self->file->fd, buf, len, self->off)) == -1 && errno == EINTR)
-        ;
+    const char *content = file_content(self->file);
+    if (content != NULL) {
+        size_t available = (size_t)self->off < self->file->content_len ? self->file->content_len - (size_t)self->off : 0;
+        got = (ssize_t)(len < available ? len : available);
+        if (got > 0)
+            memcpy(buf, content + self->off, (size_t)got);
+    } else {
+        while ((got = pread(self->file->fd, buf, len, self->off)) == -1 && errno == EINTR)
+            ;
+    }
     if (got > 0) {
         self->off += got;
         self->bytesleft -= (size_t)got;

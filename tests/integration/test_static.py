@@ -4,6 +4,8 @@ import email.utils
 import os
 import re
 import socket
+import subprocess
+import tempfile
 import time
 import unittest
 
@@ -46,8 +48,14 @@ BIN = bytes(range(256)) * 4  # 1 KiB of every byte value
 # 20 MiB that no two 64 KiB chunks share: a chunk sent twice, skipped or out of order shows
 BIG = b"".join(i.to_bytes(4, "big") * 16 for i in range(20 * 1024 * 1024 // 64))
 
+# small files are read once per loop iteration and sent from memory (up to 32 KiB): both sides of the edge
+SMALL = bytes((i * 7 + i // 256) % 251 for i in range(32 * 1024))
+SMALL_PLUS = SMALL + b"!"
+
 FILES = {
     "www/index.html": "main index\n",
+    "www/small.bin": SMALL,
+    "www/small-plus.bin": SMALL_PLUS,
     "www/hello.txt": "hello, static world\n",
     "www/style.css": "body { color: red }\n",
     "www/app.js": "console.log(1);\n",
@@ -277,6 +285,44 @@ class StaticTest(h2ptest.ServerTestCase):
             os.rename(path + ".tmp", path)
             r = self.get("/changing.txt")
             self.assertEqual((r.status, r.body), (200, content), r)
+
+    def test_small_files_shared_by_concurrent_streams(self):
+        """Streams of one HTTP/2 connection, answered in the same loop iterations, share one read
+        of a small file: each gets its own file's bytes, whole or the range it asked for."""
+        asked = []
+        for _ in range(3):
+            for name, content in (("small.bin", SMALL), ("small-plus.bin", SMALL_PLUS), ("blob.bin", BIN),
+                                  ("hello.txt", b"hello, static world\n")):
+                third = len(content) // 3
+                for rng, want in ((None, content), (f"{third}-{2 * third}", content[third:2 * third + 1]), ("-5", content[-5:]),
+                                  (f"{len(content) - 3}-", content[-3:])):
+                    asked.append((name, rng, want))
+        with tempfile.TemporaryDirectory() as out:
+            args = ["curl", "-s", "--parallel", "--parallel-max", "50", "--http2-prior-knowledge", "--max-time", "30"]
+            for i, (name, rng, _) in enumerate(asked):
+                if i:
+                    args.append("--next")
+                args += ["--resolve", f"main.test:{self.server.port()}:127.0.0.1", "-o", f"{out}/{i}"]
+                args += ["-r", rng] if rng else []
+                args.append(f"http://main.test:{self.server.port()}/{name}")
+            subprocess.run(args, check=True, timeout=60)
+            for i, (name, rng, want) in enumerate(asked):
+                with self.subTest(name=name, range=rng), open(f"{out}/{i}", "rb") as f:
+                    self.assertTrue(f.read() == want, f"{name} {rng}: wrong bytes")
+
+    def test_small_file_rewritten_in_place(self):
+        """The same inode rewritten (truncated, then shorter or longer): the next request has
+        the new bytes, not those a previous request read."""
+        path = self.server.path("www/inplace.bin")
+        for i, content in enumerate((SMALL, b"short\n", SMALL_PLUS[:20000], SMALL[::-1])):
+            with open(path, "r+b" if i else "wb") as f:
+                f.truncate(0)
+                f.write(content)
+            os.utime(path, (1000000000 + i, 1000000000 + i))
+            for proto in ([], ["--http2-prior-knowledge"]):
+                r = self.get("/inplace.bin", *proto)
+                self.assertEqual(r.status, 200, r)
+                self.assertTrue(r.body == content, f"version {i}: {len(r.body)} bytes, not the file's {len(content)}")
 
     def test_root_switched_by_a_deploy(self):
         """A root that is a symlink a deploy switches: the next request is served from the new

@@ -342,6 +342,20 @@ class ProtocolVersionTest(unittest.TestCase):
                 self.assertIn(f"New, {proto}, Cipher is ", out)
                 self.assertIn("BEGIN CERTIFICATE", out)
 
+    def test_tls13_suite_is_the_server_s_choice(self):
+        """TLS 1.3 in the server's order, AES-128-GCM first, whatever order the client lists the
+        AES suites in; a client that lists ChaCha20 first (no AES instructions) gets ChaCha20."""
+        for offered, chosen in (("TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256", "TLS_AES_128_GCM_SHA256"),
+                                ("TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384", "TLS_AES_128_GCM_SHA256"),
+                                ("TLS_AES_256_GCM_SHA384", "TLS_AES_256_GCM_SHA384"),
+                                ("TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256",
+                                 "TLS_CHACHA20_POLY1305_SHA256")):
+            for site in ("a.test", None):  # the SNI's site, and no SNI (the default's context)
+                with self.subTest(offered=offered, site=site):
+                    rc, out = s_client(SERVER.port("https"), "-tls1_3", "-ciphersuites", offered, servername=site)
+                    self.assertEqual(rc, 0, out)
+                    self.assertIn(f"New, TLSv1.3, Cipher is {chosen}", out)
+
     def test_plain_http_on_the_tls_port_gets_no_content(self):
         r = curl(f"http://127.0.0.1:{SERVER.port('https')}/")
         self.assertNotIn(b"site c", r.body)
