@@ -653,6 +653,11 @@ void h2p_pool_stop_locked(h2p_pool_t *pool, const char *by, h2o_linklist_t *fail
         h2p_worker_t *w = H2O_STRUCT_FROM_MEMBER(h2p_worker_t, idle_link, pool->idle.next);
         h2p_worker_stop_locked(w, why);
     }
+    /* a php-cgi master with busy slots: they finish their requests, then it stops; a start spawns
+     * a fresh master with all its slots (this one, left running with fewer, would be the pool's
+     * running master for good) */
+    for (h2o_linklist_t *l = pool->masters.next; l != &pool->masters; l = l->next)
+        h2p_master_wind_down_locked(H2O_STRUCT_FROM_MEMBER(h2p_worker_t, all_link, l), "pool stopped");
 }
 
 /*

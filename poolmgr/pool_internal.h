@@ -121,6 +121,10 @@ void h2p_worker_kill_locked(h2p_worker_t *worker);
 void h2p_worker_retire_locked(h2p_worker_t *worker, const char *reason);
 /* A php-cgi master that is ready and not retiring (NULL: none). */
 h2p_worker_t *h2p_pool_running_master_locked(h2p_pool_t *pool);
+/* A running php-cgi master takes no new request: its idle slots go now, its busy ones once their
+ * requests end, and it stops with its last slot (a stopped or draining pool; no replacement is
+ * asked for).  h2p_pool_running_master_locked no longer returns it. */
+void h2p_master_wind_down_locked(h2p_worker_t *m, const char *why);
 /* A running php-cgi master is found dead before its exit is reported: its slots leave the pool
  * now; the report counts the crash. */
 void h2p_master_gone_locked(h2p_worker_t *master);

@@ -288,6 +288,22 @@ void h2p_worker_retire_locked(h2p_worker_t *w, const char *reason)
     h2p_pool_want_spawn_locked(w->pool, 1);
 }
 
+void h2p_master_wind_down_locked(h2p_worker_t *m, const char *why)
+{
+    if (m->state != WORKER_RUNNING)
+        return;
+    if (m->retire_reason == NULL)
+        m->retire_reason = why;
+    m->replacement_ready = 1; /* (its busy slots stop when released, its idle ones on the tick) */
+    /* (the last of its slots to go stops it, and no other slot: `next` stays valid) */
+    for (h2o_linklist_t *l = m->pool->idle.next, *next; l != &m->pool->idle; l = next) {
+        next = l->next;
+        h2p_worker_t *slot = H2O_STRUCT_FROM_MEMBER(h2p_worker_t, idle_link, l);
+        if (slot->master == m)
+            h2p_worker_stop_locked(slot, m->retire_reason);
+    }
+}
+
 void h2p_master_gone_locked(h2p_worker_t *m)
 {
     if (m->state != WORKER_RUNNING)

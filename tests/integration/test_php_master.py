@@ -215,6 +215,30 @@ class PhpMasterTest(unittest.TestCase):
         h2ptest.wait_until(lambda: not any(h2ptest.process_alive(p) for p in kids + [master]), what="stop pool")
         self.assertEqual(request(s.port(), "/pid.php", timeout=10)[0], 503)
 
+    def test_stop_and_start_with_busy_slots_gives_back_every_slot(self):
+        # a master whose slots were busy when the pool stopped finishes their requests and stops:
+        # the start spawns a fresh master with all max_processes slots (not the old one's remaining)
+        s = self.server({"max_processes": 3})
+        self.assertEqual(request(s.port(), "/pid.php")[0], 200)
+        master, kids = self.master_and_children(s, 3)
+        results = []
+        t = threading.Thread(target=lambda: results.extend(concurrent(s.port(), ["/sleep.php?ms=2000"] * 2)))
+        t.start()
+        h2ptest.wait_until(lambda: [r["state"] for r in worker_rows(s)].count("busy") == 2, what="two busy slots")
+        self.assertEqual(ctl(s, "stop", "pool", "php").returncode, 0)
+        self.assertEqual(ctl(s, "start", "pool", "php").returncode, 0)
+        t.join()
+        self.assertEqual([r[0] for r in results], [200, 200], results)
+        h2ptest.wait_until(lambda: not any(h2ptest.process_alive(p) for p in kids + [master]), what="the old master to stop")
+        # max_processes requests at once: each on a slot of its own, each served by another child
+        results = concurrent(s.port(), ["/sleep.php?ms=1000"] * 3)
+        self.assertEqual([r[0] for r in results], [200] * 3, results)
+        new_master, new_kids = self.master_and_children(s, 3)
+        self.assertNotEqual(new_master, master)
+        self.assertEqual({int(r[1]) for r in results}, set(new_kids))
+        rows = worker_rows(s)
+        self.assertEqual(collections.Counter(r.get("role") for r in rows), {"slot": 3, "master": 1}, rows)
+
     def test_min_processes_starts_the_master(self):
         s = self.server({"max_processes": 2, "min_processes": 1})
         master, kids = self.master_and_children(s, 2)
