@@ -280,7 +280,7 @@ void h2p_worker_kill_locked(h2p_worker_t *w)
 /* Recycling overlaps: the replacement starts now, this worker stops once it is ready. */
 void h2p_worker_retire_locked(h2p_worker_t *w, const char *reason)
 {
-    if (w->retire_reason != NULL)
+    if (w->retire_reason != NULL || w->pool->draining) /* (a draining pool's workers stop: no replacement) */
         return;
     w->retire_reason = reason;
     h2p_counter_add(&w->pool->stats->recycles, 1);
@@ -462,6 +462,10 @@ static void master_ready_locked(h2p_worker_t *m, uint64_t now, h2o_linklist_t *h
         h2p_worker_stop_locked(m, "pool stopped"); /* (no longer starting: it never was live) */
         return;
     }
+    if (pool->draining && h2o_linklist_is_empty(&pool->queue)) {
+        h2p_worker_stop_locked(m, "configuration changed"); /* (nothing for it to do: it would idle for ever) */
+        return;
+    }
     pool->num_starting--;
     m->state = WORKER_RUNNING;
     pool_log(H2P_LOG_INFO, pool, "php-cgi master %d is ready: %u slots", (int)m->pid, pool->conf->max_processes);
@@ -524,6 +528,13 @@ static int master_idle_locked(h2p_worker_t *m, uint64_t now)
 static void tick_master_locked(h2p_worker_t *m, uint64_t now, int check_memory)
 {
     const h2p_pool_conf_t *conf = m->pool->conf;
+    if (m->pool->draining) {
+        /* a drained pool's master serves its queue and the requests in flight, then stops (its
+         * slots are exempt from idle_timeout, and min_processes would keep it): never replaced */
+        if (h2o_linklist_is_empty(&m->pool->queue))
+            h2p_master_wind_down_locked(m, "configuration changed");
+        return;
+    }
     if (conf->recycle_time_ms != 0 && now - m->started_at >= conf->recycle_time_ms)
         h2p_worker_retire_locked(m, "recycle.time");
     if (check_memory && conf->recycle_memory != 0 && m->retire_reason == NULL && master_largest_rss(m->pid) > conf->recycle_memory)

@@ -292,6 +292,26 @@ class PhpMasterTest(unittest.TestCase):
         self.assertEqual(collections.Counter(results), {200: len(results)}, collections.Counter(results))
         self.assertNotIn("crash", s.read_log())
 
+    def test_drained_master_stops_with_min_processes_and_recycle_time(self):
+        # a reload drains the pool while a slot is busy; recycle.time comes up meanwhile: the drained
+        # pool's master is not replaced (its replacement would idle for ever: min_processes), it
+        # stops once its request is done, and only the new pool's master is left
+        settings = {"max_processes": 2, "min_processes": 1, "recycle": {"time": "2s"}}
+        s = self.server(settings)
+        first, _ = self.master_and_children(s, 2)
+        results = []
+        t = threading.Thread(target=lambda: results.append(request(s.port(), "/sleep.php?ms=4000")))
+        t.start()
+        h2ptest.wait_until(lambda: [r["state"] for r in worker_rows(s)].count("busy") == 1, what="a busy slot")
+        reloads = s.read_log().count("configuration reloaded")
+        s.write("conf.d/h2pool.yaml", s.expand(make_conf(dict(settings, max_requests=777))))
+        h2ptest.wait_until(lambda: s.read_log().count("configuration reloaded") > reloads, what="the reload")
+        t.join()
+        self.assertEqual([r[0] for r in results], [200], results)
+        h2ptest.wait_until(lambda: not h2ptest.process_alive(first), what="the drained master to stop")
+        h2ptest.wait_until(lambda: len(s.workers()) == 1, what="only the new pool's master")
+        self.assertIn(b"PHP_FCGI_MAX_REQUESTS=777\n", request(s.port(), "/env.php")[1])
+
     def test_recycle_time_and_memory_replace_the_master(self):
         s = self.server({"max_processes": 1, "recycle": {"time": "2s"}})
         self.assertEqual(request(s.port(), "/pid.php")[0], 200)
