@@ -718,6 +718,15 @@ static h2p_worker_t *find_worker_locked_pool(pid_t pid, h2p_pool_t **pool_out)
     return NULL;
 }
 
+/* A master that died with children that hung up mid-request: one crash for it all. */
+static void log_lost_children(h2p_worker_t *m)
+{
+    if (m->lost_children != 0)
+        pool_log(H2P_LOG_INFO, m->pool, "%u php-cgi child%s of master %d hung up mid-request as it died: one crash",
+                 m->lost_children, m->lost_children == 1 ? "" : "ren", (int)m->pid);
+    m->lost_children = 0;
+}
+
 static void on_worker_exit(h2p_pool_t *pool, h2p_worker_t *w, int status, h2o_linklist_t *failed)
 {
     char how[96];
@@ -761,11 +770,13 @@ static void on_worker_exit(h2p_pool_t *pool, h2p_worker_t *w, int status, h2o_li
         w->state = WORKER_STOPPING;
         remove_slots_of_locked(w, "its php-cgi master exited");
         pool_log(H2P_LOG_ERROR, pool, "php-cgi master %d exited unexpectedly: %s; its children are killed", (int)w->pid, how);
+        log_lost_children(w);
         h2p_pool_record_crash_locked(pool, now, failed);
         break;
     case WORKER_STOPPING:
         if (w->gone) { /* (h2p_master_gone_locked) */
             pool_log(H2P_LOG_ERROR, pool, "php-cgi master %d exited unexpectedly: %s; its children are killed", (int)w->pid, how);
+            log_lost_children(w);
             h2p_pool_record_crash_locked(pool, now, failed);
             break;
         }
@@ -891,9 +902,12 @@ static void tick_pool(h2p_pool_t *pool, uint64_t now, int check_memory, h2o_link
                 }
                 break;
             case WORKER_RUNNING:
-                tick_master_locked(w, now, check_memory);
+                h2p_master_count_lost_locked(w, now, expired); /* (may stop the pool: its masters wind down) */
+                if (w->state == WORKER_RUNNING)
+                    tick_master_locked(w, now, check_memory);
                 break;
             case WORKER_STOPPING:
+                h2p_master_count_lost_locked(w, now, expired);
                 if (now >= w->stop_deadline) {
                     pool_log(H2P_LOG_WARN, pool, "%s %d still running after shutdown_time_limit: SIGKILL", process_kind(w),
                              (int)w->pid);

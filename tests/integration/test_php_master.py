@@ -203,6 +203,34 @@ class PhpMasterTest(unittest.TestCase):
         self.assertNotEqual(new_master, master)
         self.assertIn(int(body), new_kids)
 
+    def test_master_process_group_killed_is_one_crash(self):
+        # the whole process group dies at once (SIGTERM to the master, which php-cgi passes on to its
+        # group; kill -9 -pgid, as the OOM killer of a cgroup would): each busy child's lost
+        # connection is part of the master's one crash, not one crash more (rapid_fail: 3 of them)
+        s = self.server({"max_processes": 4, "rapid_fail": {"max_crashes": 3, "interval": "1m"}})
+        self.assertEqual(request(s.port(), "/pid.php")[0], 200)
+        kills = [lambda master: os.kill(master, signal.SIGTERM), lambda master: os.killpg(master, signal.SIGKILL)]
+        for n, kill in enumerate(kills, 1):
+            master, kids = self.master_and_children(s, 4)
+            results = []
+            t = threading.Thread(target=lambda: results.extend(concurrent(s.port(), ["/sleep.php?ms=5000"] * 4)))
+            t.start()
+            h2ptest.wait_until(lambda: [r["state"] for r in worker_rows(s)].count("busy") == 4, what="four busy slots")
+            kill(master)
+            t.join()
+            h2ptest.log_shows(s, rf"php-cgi master {master} exited unexpectedly")
+            status, body = request(s.port(), "/pid.php")
+            self.assertEqual(status, 200, body)
+            new_master, new_kids = self.master_and_children(s, 4)
+            self.assertNotEqual(new_master, master)
+            self.assertIn(int(body), new_kids)
+            results = concurrent(s.port(), ["/pid.php"] * 4)
+            self.assertEqual([r[0] for r in results], [200] * 4, results)
+            log = s.read_log()
+            self.assertNotIn("stopped by rapid-fail protection", log)
+            self.assertEqual(count_in_log(s, r"counted as a crash"), 0, log)
+            self.assertEqual(count_in_log(s, r"exited unexpectedly"), n, log)
+
     def test_idle_timeout_and_stop_end_the_master_and_its_children(self):
         s = self.server({"max_processes": 2, "idle_timeout": "1s"})
         self.assertEqual(request(s.port(), "/pid.php")[0], 200)
