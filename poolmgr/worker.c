@@ -514,7 +514,7 @@ static uint64_t master_largest_rss(pid_t master)
 static int master_idle_locked(h2p_worker_t *m, uint64_t now)
 {
     h2p_pool_t *pool = m->pool;
-    if (pool->conf->min_processes != 0 || m->retire_reason != NULL || m->num_slots == 0)
+    if (pool->conf->min_processes != 0 || m->num_slots == 0) /* (a retiring master too: its replacement may never come) */
         return 0;
     for (h2o_linklist_t *l = pool->workers.next; l != &pool->workers; l = l->next) {
         h2p_worker_t *w = H2O_STRUCT_FROM_MEMBER(h2p_worker_t, all_link, l);
@@ -537,6 +537,10 @@ static void tick_master_locked(h2p_worker_t *m, uint64_t now, int check_memory)
     }
     if (conf->recycle_time_ms != 0 && now - m->started_at >= conf->recycle_time_ms)
         h2p_worker_retire_locked(m, "recycle.time");
+    /* a retiring master whose replacement failed to start: another, after the start back-off (else
+     * only a queue would ask for one, and with min_processes 0 it would retire for ever) */
+    if (m->retire_reason != NULL && !m->replacement_ready && m->pool->num_starting == 0 && now >= m->pool->spawn_not_before)
+        h2p_pool_want_spawn_locked(m->pool, 1);
     if (check_memory && conf->recycle_memory != 0 && m->retire_reason == NULL && master_largest_rss(m->pid) > conf->recycle_memory)
         h2p_worker_retire_locked(m, "recycle.memory");
     if (master_idle_locked(m, now))

@@ -20,10 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 import h2ptest
 
 
-def make_conf(settings, server_extra=()):
+def make_conf(settings, server_extra=(), command="php-cgi"):
     lines = ["server:", "  threads: 2", "  control_socket: ../run/h2pool.sock"]
     lines += ["  " + line for line in server_extra]
-    lines += ["pools:", "  php:", "    {worker_user}", '    command: ["php-cgi"]']
+    lines += ["pools:", "  php:", "    {worker_user}", f'    command: ["{command}"]']
     for key, value in settings.items():
         lines.append(f"    {key}: {json.dumps(value)}")
     lines += ["sites:", "  t:", '    bindings: ["http://127.0.0.1:{port:http}"]', '    root: "{php}"', "    handlers:",
@@ -67,8 +67,8 @@ def count_in_log(server, pattern):
 
 
 class PhpMasterTest(unittest.TestCase):
-    def server(self, settings, **kw):
-        s = h2ptest.Server(make_conf(settings, **kw))
+    def server(self, settings, files=None, **kw):
+        s = h2ptest.Server(make_conf(settings, **kw), files=files)
         os.makedirs(s.path("run"), exist_ok=True)
         self.addCleanup(s.cleanup)
         s.start()
@@ -355,6 +355,29 @@ class PhpMasterTest(unittest.TestCase):
         h2ptest.log_shows(s, rf"recycling php-cgi master {first}: recycle.memory")
         h2ptest.wait_until(lambda: not any(h2ptest.process_alive(p) for p in kids + [first]), what="the old master to stop")
         self.assertEqual(request(s.port(), "/pid.php")[0], 200)
+
+    def test_recycled_master_whose_replacement_failed_is_replaced_later(self):
+        # the replacement of a recycled master fails to start: with min_processes 0 and no queue, the
+        # pool asks for another after the start back-off, and the old master stops once it is ready
+        flaky = "#!/bin/sh\n# php-cgi, or a failed start while ./fail exists\n" \
+                '[ -e "$(dirname "$0")/fail" ] && exit 1\nexec php-cgi "$@"\n'
+        s = self.server({"max_processes": 2, "rapid_fail": {"enabled": False}}, command="{dir}/php-cgi-flaky",
+                        files={"php-cgi-flaky": flaky})
+        os.chmod(s.path("php-cgi-flaky"), 0o755)
+        self.assertEqual(request(s.port(), "/pid.php")[0], 200)
+        first, kids = self.master_and_children(s, 2)
+        s.write("fail", "")
+        r = ctl(s, "recycle", "pool", "php")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        h2ptest.log_shows(s, r"failed to start")
+        self.assertEqual(request(s.port(), "/pid.php")[0], 200)  # (the old master serves meanwhile)
+        os.unlink(s.path("fail"))
+        h2ptest.wait_until(lambda: not any(h2ptest.process_alive(p) for p in kids + [first]), what="the old master to stop")
+        h2ptest.log_shows(s, rf"stopping php-cgi master {first} \(recycled by h2pool ctl\)")
+        second, _ = self.master_and_children(s, 2)
+        self.assertNotEqual(second, first)
+        status, body = request(s.port(), "/pid.php")
+        self.assertEqual(status, 200, body)
 
     def test_request_timeout_is_504_and_kills_the_child(self):
         # the child serving the request is found by its end of our connection and killed; the
