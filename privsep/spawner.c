@@ -233,12 +233,25 @@ static void kill_socket_holder(pid_t master, uint64_t inode, int sig)
     snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)master, (int)master);
     snprintf(wanted, sizeof(wanted), "socket:[%llu]", (unsigned long long)inode);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+    int err = errno;
+    if (fd >= 0)
+        close(fd);
+    if (n < 0) {
+        /* (a kernel without CONFIG_PROC_CHILDREN, or a /proc mounted with hidepid): the request
+         * still ends, but its child keeps running; said once, not on every request_timeout */
+        static int warned;
+        char task[64];
+        snprintf(task, sizeof(task), "/proc/%d/task/%d", (int)master, (int)master);
+        if (!warned && (err != ENOENT || access(task, F_OK) == 0)) { /* (not: the master is gone) */
+            warned = 1;
+            sp_log(H2P_LOG_WARN,
+                   "cannot read %s (%s): a php-cgi child past request_timeout or its ping is not killed (its "
+                   "connection is only closed)",
+                   path, strerror(err));
+        }
         return;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return;
+    }
     buf[n] = '\0';
     char *p = buf, *end;
     for (long child; (child = strtol(p, &end, 10)) > 0; p = end) {
