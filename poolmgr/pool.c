@@ -653,6 +653,41 @@ void h2p_pool_stop_locked(h2p_pool_t *pool, const char *by, h2o_linklist_t *fail
         h2p_worker_t *w = H2O_STRUCT_FROM_MEMBER(h2p_worker_t, idle_link, pool->idle.next);
         h2p_worker_stop_locked(w, why);
     }
+    /* a php-cgi master with busy slots: they finish their requests, then it stops; a start spawns
+     * a fresh master with all its slots (this one, left running with fewer, would be the pool's
+     * running master for good) */
+    for (h2o_linklist_t *l = pool->masters.next; l != &pool->masters; l = l->next)
+        h2p_master_wind_down_locked(H2O_STRUCT_FROM_MEMBER(h2p_worker_t, all_link, l), "pool stopped");
+}
+
+/* A process that is gone, or a zombie not reaped yet (kill(pid, 0) succeeds on one). */
+static int process_exited(pid_t pid)
+{
+    if (kill(pid, 0) != 0 && errno == ESRCH)
+        return 1;
+    char path[64], buf[256];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (f == NULL)
+        return errno == ENOENT;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *paren = strrchr(buf, ')'); /* "pid (comm) state ...": comm may hold anything */
+    return paren != NULL && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X');
+}
+
+void h2p_master_count_lost_locked(h2p_worker_t *m, uint64_t now, h2o_linklist_t *failed)
+{
+    h2p_pool_t *pool = m->pool;
+    /* a tick later: the spawner has reaped a master that died with its children, and reported it */
+    if (m->lost_children == 0 || now - m->lost_at < 250 || process_exited(m->pid))
+        return;
+    for (; m->lost_children != 0; --m->lost_children) {
+        h2p_error("pool", "pool %s: a php-cgi child of master %d hung up before its response ended: counted as a crash",
+                  pool->conf->name, (int)m->pid);
+        h2p_pool_record_crash_locked(pool, now, failed);
+    }
 }
 
 /*
@@ -675,9 +710,10 @@ void h2p_slot_release_locked(h2p_worker_t *slot, h2p_release_outcome_t outcome, 
         return;
     }
     if (outcome == H2P_RELEASE_LOST) {
-        h2p_error("pool", "pool %s: a php-cgi child of master %d hung up before its response ended: counted as a crash",
-                  pool->conf->name, (int)master->pid);
-        h2p_pool_record_crash_locked(pool, h2p_now_ms(), failed);
+        /* counted on the tick unless the master's exit is reported by then: the death of its whole
+         * process group (a signal to the group, the OOM killer) is one crash, not one per busy child */
+        if (master->lost_children++ == 0)
+            master->lost_at = h2p_now_ms();
     } else if (outcome == H2P_RELEASE_UNREACHABLE) {
         h2p_warn("pool", "pool %s: php-cgi master %d's socket refused a connection", pool->conf->name, (int)master->pid);
     }

@@ -51,6 +51,11 @@ struct h2p_worker {
     size_t num_slots;     /* a master's slots in pool->workers */
     int gone;             /* a master found dead before its exit was reported (h2p_master_gone_locked) */
     h2p_worker_t *master; /* a slot's */
+    /* a master's children that hung up mid-request, counted as crashes by the tick once the master
+     * is seen alive after them (h2p_master_count_lost_locked): when its whole process group died,
+     * its exit is the one crash */
+    unsigned lost_children;
+    uint64_t lost_at;
     /* overlapped recycling: a replacement is spawned first; this worker stops once it is ready */
     const char *retire_reason;
     int replacement_ready;
@@ -121,9 +126,16 @@ void h2p_worker_kill_locked(h2p_worker_t *worker);
 void h2p_worker_retire_locked(h2p_worker_t *worker, const char *reason);
 /* A php-cgi master that is ready and not retiring (NULL: none). */
 h2p_worker_t *h2p_pool_running_master_locked(h2p_pool_t *pool);
+/* A running php-cgi master takes no new request: its idle slots go now, its busy ones once their
+ * requests end, and it stops with its last slot (a stopped or draining pool; no replacement is
+ * asked for).  h2p_pool_running_master_locked no longer returns it. */
+void h2p_master_wind_down_locked(h2p_worker_t *m, const char *why);
 /* A running php-cgi master is found dead before its exit is reported: its slots leave the pool
  * now; the report counts the crash. */
 void h2p_master_gone_locked(h2p_worker_t *master);
+/* The tick: a master's lost children are crashes once it outlived them by a tick (*failed:
+ * rapid-fail protection's 503s, delivered after unlocking). */
+void h2p_master_count_lost_locked(h2p_worker_t *m, uint64_t now, h2o_linklist_t *failed);
 /* A php-cgi master's slot is free again (after a request, or a ping with H2P_RELEASE_OK or
  * _CLOSED): back to the pool, or out of it if its master is going (*handed_to, *failed: deliver
  * after unlocking). */

@@ -280,12 +280,28 @@ void h2p_worker_kill_locked(h2p_worker_t *w)
 /* Recycling overlaps: the replacement starts now, this worker stops once it is ready. */
 void h2p_worker_retire_locked(h2p_worker_t *w, const char *reason)
 {
-    if (w->retire_reason != NULL)
+    if (w->retire_reason != NULL || w->pool->draining) /* (a draining pool's workers stop: no replacement) */
         return;
     w->retire_reason = reason;
     h2p_counter_add(&w->pool->stats->recycles, 1);
     pool_log(H2P_LOG_INFO, w->pool, "recycling %s %d: %s", process_kind(w), (int)w->pid, reason);
     h2p_pool_want_spawn_locked(w->pool, 1);
+}
+
+void h2p_master_wind_down_locked(h2p_worker_t *m, const char *why)
+{
+    if (m->state != WORKER_RUNNING)
+        return;
+    if (m->retire_reason == NULL)
+        m->retire_reason = why;
+    m->replacement_ready = 1; /* (its busy slots stop when released, its idle ones on the tick) */
+    /* (the last of its slots to go stops it, and no other slot: `next` stays valid) */
+    for (h2o_linklist_t *l = m->pool->idle.next, *next; l != &m->pool->idle; l = next) {
+        next = l->next;
+        h2p_worker_t *slot = H2O_STRUCT_FROM_MEMBER(h2p_worker_t, idle_link, l);
+        if (slot->master == m)
+            h2p_worker_stop_locked(slot, m->retire_reason);
+    }
 }
 
 void h2p_master_gone_locked(h2p_worker_t *m)
@@ -446,6 +462,10 @@ static void master_ready_locked(h2p_worker_t *m, uint64_t now, h2o_linklist_t *h
         h2p_worker_stop_locked(m, "pool stopped"); /* (no longer starting: it never was live) */
         return;
     }
+    if (pool->draining && h2o_linklist_is_empty(&pool->queue)) {
+        h2p_worker_stop_locked(m, "configuration changed"); /* (nothing for it to do: it would idle for ever) */
+        return;
+    }
     pool->num_starting--;
     m->state = WORKER_RUNNING;
     pool_log(H2P_LOG_INFO, pool, "php-cgi master %d is ready: %u slots", (int)m->pid, pool->conf->max_processes);
@@ -494,7 +514,7 @@ static uint64_t master_largest_rss(pid_t master)
 static int master_idle_locked(h2p_worker_t *m, uint64_t now)
 {
     h2p_pool_t *pool = m->pool;
-    if (pool->conf->min_processes != 0 || m->retire_reason != NULL || m->num_slots == 0)
+    if (pool->conf->min_processes != 0 || m->num_slots == 0) /* (a retiring master too: its replacement may never come) */
         return 0;
     for (h2o_linklist_t *l = pool->workers.next; l != &pool->workers; l = l->next) {
         h2p_worker_t *w = H2O_STRUCT_FROM_MEMBER(h2p_worker_t, all_link, l);
@@ -508,8 +528,19 @@ static int master_idle_locked(h2p_worker_t *m, uint64_t now)
 static void tick_master_locked(h2p_worker_t *m, uint64_t now, int check_memory)
 {
     const h2p_pool_conf_t *conf = m->pool->conf;
+    if (m->pool->draining) {
+        /* a drained pool's master serves its queue and the requests in flight, then stops (its
+         * slots are exempt from idle_timeout, and min_processes would keep it): never replaced */
+        if (h2o_linklist_is_empty(&m->pool->queue))
+            h2p_master_wind_down_locked(m, "configuration changed");
+        return;
+    }
     if (conf->recycle_time_ms != 0 && now - m->started_at >= conf->recycle_time_ms)
         h2p_worker_retire_locked(m, "recycle.time");
+    /* a retiring master whose replacement failed to start: another, after the start back-off (else
+     * only a queue would ask for one, and with min_processes 0 it would retire for ever) */
+    if (m->retire_reason != NULL && !m->replacement_ready && m->pool->num_starting == 0 && now >= m->pool->spawn_not_before)
+        h2p_pool_want_spawn_locked(m->pool, 1);
     if (check_memory && conf->recycle_memory != 0 && m->retire_reason == NULL && master_largest_rss(m->pid) > conf->recycle_memory)
         h2p_worker_retire_locked(m, "recycle.memory");
     if (master_idle_locked(m, now))
@@ -691,6 +722,15 @@ static h2p_worker_t *find_worker_locked_pool(pid_t pid, h2p_pool_t **pool_out)
     return NULL;
 }
 
+/* A master that died with children that hung up mid-request: one crash for it all. */
+static void log_lost_children(h2p_worker_t *m)
+{
+    if (m->lost_children != 0)
+        pool_log(H2P_LOG_INFO, m->pool, "%u php-cgi child%s of master %d hung up mid-request as it died: one crash",
+                 m->lost_children, m->lost_children == 1 ? "" : "ren", (int)m->pid);
+    m->lost_children = 0;
+}
+
 static void on_worker_exit(h2p_pool_t *pool, h2p_worker_t *w, int status, h2o_linklist_t *failed)
 {
     char how[96];
@@ -734,11 +774,13 @@ static void on_worker_exit(h2p_pool_t *pool, h2p_worker_t *w, int status, h2o_li
         w->state = WORKER_STOPPING;
         remove_slots_of_locked(w, "its php-cgi master exited");
         pool_log(H2P_LOG_ERROR, pool, "php-cgi master %d exited unexpectedly: %s; its children are killed", (int)w->pid, how);
+        log_lost_children(w);
         h2p_pool_record_crash_locked(pool, now, failed);
         break;
     case WORKER_STOPPING:
         if (w->gone) { /* (h2p_master_gone_locked) */
             pool_log(H2P_LOG_ERROR, pool, "php-cgi master %d exited unexpectedly: %s; its children are killed", (int)w->pid, how);
+            log_lost_children(w);
             h2p_pool_record_crash_locked(pool, now, failed);
             break;
         }
@@ -864,9 +906,12 @@ static void tick_pool(h2p_pool_t *pool, uint64_t now, int check_memory, h2o_link
                 }
                 break;
             case WORKER_RUNNING:
-                tick_master_locked(w, now, check_memory);
+                h2p_master_count_lost_locked(w, now, expired); /* (may stop the pool: its masters wind down) */
+                if (w->state == WORKER_RUNNING)
+                    tick_master_locked(w, now, check_memory);
                 break;
             case WORKER_STOPPING:
+                h2p_master_count_lost_locked(w, now, expired);
                 if (now >= w->stop_deadline) {
                     pool_log(H2P_LOG_WARN, pool, "%s %d still running after shutdown_time_limit: SIGKILL", process_kind(w),
                              (int)w->pid);

@@ -169,21 +169,29 @@ static child_t *find_child(pid_t pid, uint64_t cookie)
 
 static void reap(void)
 {
-    int status;
-    pid_t pid;
-    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-        for (size_t i = 0; i != sp.num_children; ++i) {
-            if (sp.children[i].pid == pid) {
-                /* A worker leads its own process group (exec_worker): what is left in it are its
-                 * children, a php-cgi master's, which nothing else would stop (the parent-death
-                 * signal is not inherited across fork).  The group's id is not reused while any
-                 * of them lives, so this reaches them and nothing else. */
-                if (sp.children[i].cookie == 0)
-                    kill(-pid, SIGKILL);
-                sp.children[i] = sp.children[--sp.num_children];
-                break;
-            }
-        }
+    for (;;) {
+        /* which child exited, left a zombie (WNOWAIT) so that its pid, the id of its process group,
+         * cannot be taken by a new group leader before the group is signalled */
+        siginfo_t info;
+        memset(&info, 0, sizeof(info));
+        if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid == 0)
+            break;
+        pid_t pid = info.si_pid;
+        child_t *child = NULL;
+        for (size_t i = 0; i != sp.num_children && child == NULL; ++i)
+            if (sp.children[i].pid == pid)
+                child = sp.children + i;
+        /* A worker leads its own process group (exec_worker): what is left in it are its children,
+         * a php-cgi master's, which nothing else would stop (the parent-death signal is not
+         * inherited across fork).  Its zombie holds the group's id until it is reaped below, so
+         * this reaches them and nothing else. */
+        if (child != NULL && child->cookie == 0)
+            kill(-pid, SIGKILL);
+        int status;
+        if (waitpid(pid, &status, WNOHANG) != pid)
+            break; /* (not expected: the zombie is ours; the next SIGCHLD tries again) */
+        if (child != NULL)
+            *child = sp.children[--sp.num_children];
         h2p_ps_msg_t msg = {.type = H2P_PS_EXITED, .pid = pid, .value = status};
         h2p_ps_send(sp.event_fd, &msg, NULL, NULL, 0, 0);
     }
@@ -225,12 +233,25 @@ static void kill_socket_holder(pid_t master, uint64_t inode, int sig)
     snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)master, (int)master);
     snprintf(wanted, sizeof(wanted), "socket:[%llu]", (unsigned long long)inode);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+    int err = errno;
+    if (fd >= 0)
+        close(fd);
+    if (n < 0) {
+        /* (a kernel without CONFIG_PROC_CHILDREN, or a /proc mounted with hidepid): the request
+         * still ends, but its child keeps running; said once, not on every request_timeout */
+        static int warned;
+        char task[64];
+        snprintf(task, sizeof(task), "/proc/%d/task/%d", (int)master, (int)master);
+        if (!warned && (err != ENOENT || access(task, F_OK) == 0)) { /* (not: the master is gone) */
+            warned = 1;
+            sp_log(H2P_LOG_WARN,
+                   "cannot read %s (%s): a php-cgi child past request_timeout or its ping is not killed (its "
+                   "connection is only closed)",
+                   path, strerror(err));
+        }
         return;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return;
+    }
     buf[n] = '\0';
     char *p = buf, *end;
     for (long child; (child = strtol(p, &end, 10)) > 0; p = end) {

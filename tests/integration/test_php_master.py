@@ -20,10 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 import h2ptest
 
 
-def make_conf(settings, server_extra=()):
+def make_conf(settings, server_extra=(), command="php-cgi"):
     lines = ["server:", "  threads: 2", "  control_socket: ../run/h2pool.sock"]
     lines += ["  " + line for line in server_extra]
-    lines += ["pools:", "  php:", "    {worker_user}", '    command: ["php-cgi"]']
+    lines += ["pools:", "  php:", "    {worker_user}", f'    command: ["{command}"]']
     for key, value in settings.items():
         lines.append(f"    {key}: {json.dumps(value)}")
     lines += ["sites:", "  t:", '    bindings: ["http://127.0.0.1:{port:http}"]', '    root: "{php}"', "    handlers:",
@@ -67,8 +67,8 @@ def count_in_log(server, pattern):
 
 
 class PhpMasterTest(unittest.TestCase):
-    def server(self, settings, **kw):
-        s = h2ptest.Server(make_conf(settings, **kw))
+    def server(self, settings, files=None, **kw):
+        s = h2ptest.Server(make_conf(settings, **kw), files=files)
         os.makedirs(s.path("run"), exist_ok=True)
         self.addCleanup(s.cleanup)
         s.start()
@@ -203,6 +203,34 @@ class PhpMasterTest(unittest.TestCase):
         self.assertNotEqual(new_master, master)
         self.assertIn(int(body), new_kids)
 
+    def test_master_process_group_killed_is_one_crash(self):
+        # the whole process group dies at once (SIGTERM to the master, which php-cgi passes on to its
+        # group; kill -9 -pgid, as the OOM killer of a cgroup would): each busy child's lost
+        # connection is part of the master's one crash, not one crash more (rapid_fail: 3 of them)
+        s = self.server({"max_processes": 4, "rapid_fail": {"max_crashes": 3, "interval": "1m"}})
+        self.assertEqual(request(s.port(), "/pid.php")[0], 200)
+        kills = [lambda master: os.kill(master, signal.SIGTERM), lambda master: os.killpg(master, signal.SIGKILL)]
+        for n, kill in enumerate(kills, 1):
+            master, kids = self.master_and_children(s, 4)
+            results = []
+            t = threading.Thread(target=lambda: results.extend(concurrent(s.port(), ["/sleep.php?ms=5000"] * 4)))
+            t.start()
+            h2ptest.wait_until(lambda: [r["state"] for r in worker_rows(s)].count("busy") == 4, what="four busy slots")
+            kill(master)
+            t.join()
+            h2ptest.log_shows(s, rf"php-cgi master {master} exited unexpectedly")
+            status, body = request(s.port(), "/pid.php")
+            self.assertEqual(status, 200, body)
+            new_master, new_kids = self.master_and_children(s, 4)
+            self.assertNotEqual(new_master, master)
+            self.assertIn(int(body), new_kids)
+            results = concurrent(s.port(), ["/pid.php"] * 4)
+            self.assertEqual([r[0] for r in results], [200] * 4, results)
+            log = s.read_log()
+            self.assertNotIn("stopped by rapid-fail protection", log)
+            self.assertEqual(count_in_log(s, r"counted as a crash"), 0, log)
+            self.assertEqual(count_in_log(s, r"exited unexpectedly"), n, log)
+
     def test_idle_timeout_and_stop_end_the_master_and_its_children(self):
         s = self.server({"max_processes": 2, "idle_timeout": "1s"})
         self.assertEqual(request(s.port(), "/pid.php")[0], 200)
@@ -214,6 +242,30 @@ class PhpMasterTest(unittest.TestCase):
         self.assertEqual(ctl(s, "stop", "pool", "php").returncode, 0)
         h2ptest.wait_until(lambda: not any(h2ptest.process_alive(p) for p in kids + [master]), what="stop pool")
         self.assertEqual(request(s.port(), "/pid.php", timeout=10)[0], 503)
+
+    def test_stop_and_start_with_busy_slots_gives_back_every_slot(self):
+        # a master whose slots were busy when the pool stopped finishes their requests and stops:
+        # the start spawns a fresh master with all max_processes slots (not the old one's remaining)
+        s = self.server({"max_processes": 3})
+        self.assertEqual(request(s.port(), "/pid.php")[0], 200)
+        master, kids = self.master_and_children(s, 3)
+        results = []
+        t = threading.Thread(target=lambda: results.extend(concurrent(s.port(), ["/sleep.php?ms=2000"] * 2)))
+        t.start()
+        h2ptest.wait_until(lambda: [r["state"] for r in worker_rows(s)].count("busy") == 2, what="two busy slots")
+        self.assertEqual(ctl(s, "stop", "pool", "php").returncode, 0)
+        self.assertEqual(ctl(s, "start", "pool", "php").returncode, 0)
+        t.join()
+        self.assertEqual([r[0] for r in results], [200, 200], results)
+        h2ptest.wait_until(lambda: not any(h2ptest.process_alive(p) for p in kids + [master]), what="the old master to stop")
+        # max_processes requests at once: each on a slot of its own, each served by another child
+        results = concurrent(s.port(), ["/sleep.php?ms=1000"] * 3)
+        self.assertEqual([r[0] for r in results], [200] * 3, results)
+        new_master, new_kids = self.master_and_children(s, 3)
+        self.assertNotEqual(new_master, master)
+        self.assertEqual({int(r[1]) for r in results}, set(new_kids))
+        rows = worker_rows(s)
+        self.assertEqual(collections.Counter(r.get("role") for r in rows), {"slot": 3, "master": 1}, rows)
 
     def test_min_processes_starts_the_master(self):
         s = self.server({"max_processes": 2, "min_processes": 1})
@@ -268,6 +320,26 @@ class PhpMasterTest(unittest.TestCase):
         self.assertEqual(collections.Counter(results), {200: len(results)}, collections.Counter(results))
         self.assertNotIn("crash", s.read_log())
 
+    def test_drained_master_stops_with_min_processes_and_recycle_time(self):
+        # a reload drains the pool while a slot is busy; recycle.time comes up meanwhile: the drained
+        # pool's master is not replaced (its replacement would idle for ever: min_processes), it
+        # stops once its request is done, and only the new pool's master is left
+        settings = {"max_processes": 2, "min_processes": 1, "recycle": {"time": "2s"}}
+        s = self.server(settings)
+        first, _ = self.master_and_children(s, 2)
+        results = []
+        t = threading.Thread(target=lambda: results.append(request(s.port(), "/sleep.php?ms=4000")))
+        t.start()
+        h2ptest.wait_until(lambda: [r["state"] for r in worker_rows(s)].count("busy") == 1, what="a busy slot")
+        reloads = s.read_log().count("configuration reloaded")
+        s.write("conf.d/h2pool.yaml", s.expand(make_conf(dict(settings, max_requests=777))))
+        h2ptest.wait_until(lambda: s.read_log().count("configuration reloaded") > reloads, what="the reload")
+        t.join()
+        self.assertEqual([r[0] for r in results], [200], results)
+        h2ptest.wait_until(lambda: not h2ptest.process_alive(first), what="the drained master to stop")
+        h2ptest.wait_until(lambda: len(s.workers()) == 1, what="only the new pool's master")
+        self.assertIn(b"PHP_FCGI_MAX_REQUESTS=777\n", request(s.port(), "/env.php")[1])
+
     def test_recycle_time_and_memory_replace_the_master(self):
         s = self.server({"max_processes": 1, "recycle": {"time": "2s"}})
         self.assertEqual(request(s.port(), "/pid.php")[0], 200)
@@ -283,6 +355,29 @@ class PhpMasterTest(unittest.TestCase):
         h2ptest.log_shows(s, rf"recycling php-cgi master {first}: recycle.memory")
         h2ptest.wait_until(lambda: not any(h2ptest.process_alive(p) for p in kids + [first]), what="the old master to stop")
         self.assertEqual(request(s.port(), "/pid.php")[0], 200)
+
+    def test_recycled_master_whose_replacement_failed_is_replaced_later(self):
+        # the replacement of a recycled master fails to start: with min_processes 0 and no queue, the
+        # pool asks for another after the start back-off, and the old master stops once it is ready
+        flaky = "#!/bin/sh\n# php-cgi, or a failed start while ./fail exists\n" \
+                '[ -e "$(dirname "$0")/fail" ] && exit 1\nexec php-cgi "$@"\n'
+        s = self.server({"max_processes": 2, "rapid_fail": {"enabled": False}}, command="{dir}/php-cgi-flaky",
+                        files={"php-cgi-flaky": flaky})
+        os.chmod(s.path("php-cgi-flaky"), 0o755)
+        self.assertEqual(request(s.port(), "/pid.php")[0], 200)
+        first, kids = self.master_and_children(s, 2)
+        s.write("fail", "")
+        r = ctl(s, "recycle", "pool", "php")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        h2ptest.log_shows(s, r"failed to start")
+        self.assertEqual(request(s.port(), "/pid.php")[0], 200)  # (the old master serves meanwhile)
+        os.unlink(s.path("fail"))
+        h2ptest.wait_until(lambda: not any(h2ptest.process_alive(p) for p in kids + [first]), what="the old master to stop")
+        h2ptest.log_shows(s, rf"stopping php-cgi master {first} \(recycled by h2pool ctl\)")
+        second, _ = self.master_and_children(s, 2)
+        self.assertNotEqual(second, first)
+        status, body = request(s.port(), "/pid.php")
+        self.assertEqual(status, 200, body)
 
     def test_request_timeout_is_504_and_kills_the_child(self):
         # the child serving the request is found by its end of our connection and killed; the
