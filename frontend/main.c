@@ -62,6 +62,7 @@ static const char *conf_dir;
 static h2p_config_t *current_conf;
 static h2o_timeout_t debounce_timeout;
 static h2o_timeout_entry_t debounce_entry;
+static int conf_watch_fd = -1; /* inotify on conf.d (-1: not watched) */
 static h2o_evloop_t *supervisor_loop;
 
 static void print_errors(h2p_config_errors_t *errors);
@@ -80,8 +81,22 @@ static void reload_error(json_t *errors, const char *message)
  * generation: new requests use it, requests in flight finish on theirs.  0, or -1 when refused
  * (the reasons appended to `errors` unless it is NULL).
  */
+/* Every change made to conf.d until now is read by the reload about to run: the events already
+ * queued, and a debounced reload they started, would only repeat it later (a refused reload, say,
+ * retried once what refused it has gone, though nobody asked again). */
+static void absorb_pending_changes(void)
+{
+    char events[4096];
+    if (conf_watch_fd >= 0)
+        while (read(conf_watch_fd, events, sizeof(events)) > 0)
+            ;
+    if (h2o_timeout_is_linked(&debounce_entry))
+        h2o_timeout_unlink(&debounce_entry);
+}
+
 static int reload(const char *why, json_t *errors_out)
 {
+    absorb_pending_changes();
     h2p_privsep_reload(); /* the privileged part re-reads it first: it allows what the new one names */
     h2p_config_errors_t errors = {0};
     h2p_config_t *conf = h2p_config_load(conf_dir, 1, &errors);
@@ -179,9 +194,11 @@ static void on_debounced_change(h2o_timeout_entry_t *entry)
 static void on_conf_dir_event(h2o_socket_t *sock, const char *err)
 {
     char events[4096];
+    int changed = 0;
     while (read(h2o_socket_get_fd(sock), events, sizeof(events)) > 0)
-        ;
-    if (!h2o_timeout_is_linked(&debounce_entry))
+        changed = 1;
+    /* (nothing left: a reload that ran in this turn of the loop took the events, and read the change) */
+    if (changed && !h2o_timeout_is_linked(&debounce_entry))
         h2o_timeout_link(supervisor_loop, &debounce_timeout, &debounce_entry);
 }
 
@@ -324,6 +341,7 @@ int main(int argc, char **argv)
     if (ifd < 0) {
         h2p_warn(NULL, "cannot watch %s for changes (%s): reload with SIGHUP", conf_dir, strerror(watch_errno));
     } else {
+        conf_watch_fd = ifd;
         isock = h2o_evloop_socket_create(loop, ifd, H2O_SOCKET_FLAG_DONT_READ);
         h2o_socket_read_start(isock, on_conf_dir_event);
     }
@@ -337,8 +355,10 @@ int main(int argc, char **argv)
     if (h2p_server_stop(SHUTDOWN_GRACE_MS) == 0)
         h2p_poolmgr_front_end_stopped();
     h2p_poolmgr_shutdown(loop); /* waits for the workers' exits: the spawner's events close after it */
-    if (isock != NULL)
+    if (isock != NULL) {
+        conf_watch_fd = -1;
         h2o_socket_close(isock);
+    }
     h2o_socket_close(sigsock);
     h2o_socket_close(spawner_events);
     h2p_privsep_stop();      /* it kills what it still runs (CGI scripts) and exits */
