@@ -6,7 +6,10 @@
  * `connect:` spawns nothing: it has max_processes external workers (no process of ours, pid 0)
  * spread round-robin over its endpoints, each with at most one connection, so that it still
  * knows how many of the endpoints' processes are busy; an endpoint that refuses connections or
- * fails its ping is skipped for a few seconds.  A request
+ * fails its ping is skipped for a few seconds.  A php-cgi pool (conf->php_master) spawns one
+ * php-cgi master with max_processes children instead (pool->masters) and, once it is ready, has
+ * max_processes slots on its socket, built like external workers: a php-cgi child serves one
+ * connection until it is closed, so a busy slot is a busy child.  A request
  * takes an idle worker, or waits in the pool's queue while a worker is spawned (lazily, up to
  * max_processes) or set free.  Pool state is shared by all front-end threads under one mutex;
  * a worker set free on one thread is handed to a request queued on another by a message to
