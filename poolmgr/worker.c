@@ -869,6 +869,13 @@ static void tick_pool(h2p_pool_t *pool, uint64_t now, int check_memory, h2o_link
                 }
                 break;
             case WORKER_IDLE:
+                /* a draining pool with nothing queued has no use for an idle worker: one that became
+                 * ready, or came back from a ping, after the reload stopped the idle ones (a php-cgi
+                 * master's slots go with their master: tick_master_locked) */
+                if (pool->draining && h2o_linklist_is_empty(&pool->queue) && w->master == NULL) {
+                    h2p_worker_stop_locked(w, "configuration changed");
+                    break;
+                }
                 /* (an external worker is a slot, not a process: nothing of it idles out or ages) */
                 /* (a php-cgi master's slot goes with its master: tick_master_locked) */
                 if (!w->external && w->master == NULL && pool->num_live > conf->min_processes &&

@@ -159,6 +159,42 @@ class ReloadTest(unittest.TestCase):
         self.assertEqual((r.status, r.body), (200, b"static\n"))
 
     @unittest.skipIf(h2ptest.sanitized(), "ASan's quarantine keeps freed memory: RSS says nothing there")
+    def test_worker_ready_after_its_pool_drains_is_stopped(self):
+        """A reload that replaces a pool while its min_processes workers are still starting: once
+        ready they have nothing to serve, and stop (they stayed idle for ever, and kept the
+        drained pool alive, when min_processes held them above idle_timeout)."""
+        srv = h2ptest.Server("server: {threads: 2}\n", files={
+            "www/index.html": "static\n",
+            "slow_start.sh": "#!/bin/sh\nsleep 1\nexec \"$0\".real \"$@\"\n"})
+        self.addCleanup(srv.cleanup)
+        wrapper = srv.path("slow_start.sh")
+        os.chmod(wrapper, 0o755)
+        os.symlink(srv.expand("{apps}/hello_fcgi"), wrapper + ".real")
+
+        def write(processes):
+            text = srv.expand(SITE_MAIN) + srv.expand(f"""
+pools:
+  app:
+    command: [{wrapper}]
+    max_processes: {processes}
+    min_processes: 1
+    {{worker_user}}
+""")
+            tmp = srv.path("conf.d/.sites.yaml.tmp")
+            with open(tmp, "w") as f:
+                f.write(text)
+            os.rename(tmp, srv.path("conf.d/sites.yaml"))
+
+        write(2)
+        srv.start()
+        h2ptest.wait_until(lambda: len(srv.workers()) == 1, what="the first pool's worker to be spawned")
+        first = srv.workers()[0]
+        write(3)  # a changed pool: the first one drains while its worker still starts
+        srv.proc.send_signal(signal.SIGHUP)
+        h2ptest.wait_until(lambda: "configuration reloaded" in srv.read_log(), what="the reload")
+        h2ptest.wait_until(lambda: not h2ptest.process_alive(first), timeout=20, what="the drained pool's worker to stop")
+        self.assertEqual(srv.get("/app/x").status, 200)
+
     def test_rss_and_fds_stay_flat_over_1000_reloads(self):
         srv = self.make_server()
         self.write_config(srv, "A")
