@@ -700,9 +700,11 @@ void h2p_slot_release_locked(h2p_worker_t *slot, h2p_release_outcome_t outcome, 
 {
     h2p_pool_t *pool = slot->pool;
     h2p_worker_t *master = slot->master;
-    if ((outcome == H2P_RELEASE_LOST || outcome == H2P_RELEASE_UNREACHABLE) && kill(master->pid, 0) != 0 && errno == ESRCH) {
-        /* the master has died (reaped, and the spawner killed its children): its own exit is the
-         * crash, counted when it is reported; each of its busy children is not another.  Its
+    if ((outcome == H2P_RELEASE_LOST || outcome == H2P_RELEASE_UNREACHABLE) && process_exited(master->pid)) {
+        /* the master has died (a zombie still, or reaped: the spawner kills its children while the
+         * zombie holds the group's id, so a child's lost connection can be seen before the reap):
+         * its own exit is the crash, counted when it is reported; each of its busy children is not
+         * another.  Its
          * slots go now, so that this request's retry (and the next) waits for a new master
          * instead of meeting the dead one's socket. */
         h2p_info("pool", "pool %s: a php-cgi child of master %d hung up with it", pool->conf->name, (int)master->pid);
