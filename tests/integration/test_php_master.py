@@ -86,6 +86,15 @@ class PhpMasterTest(unittest.TestCase):
 
         return h2ptest.wait_until(ready, what=f"one php-cgi master with {children} children")
 
+    def slow_requests_in_flight(self, s, n, ms):
+        """`n` requests to sleep.php for `ms` ms, sent from a thread, once `n` slots are busy with
+        them: (the thread, the list its results go to)."""
+        results = []
+        t = threading.Thread(target=lambda: results.extend(concurrent(s.port(), [f"/sleep.php?ms={ms}"] * n)))
+        t.start()
+        h2ptest.wait_until(lambda: [r["state"] for r in worker_rows(s)].count("busy") == n, what=f"{n} busy slots")
+        return t, results
+
     def test_one_master_with_max_processes_children_serving(self):
         s = self.server({"max_processes": 3}, server_extra=["management: 127.0.0.1:{port:mgmt}"])
         self.assertEqual(s.workers(), [])  # lazily, on the first request
@@ -185,10 +194,7 @@ class PhpMasterTest(unittest.TestCase):
         master, kids = self.master_and_children(s, 3)
         # two requests in flight: their children die with the master (one crash, not three), and
         # each GET goes again to the next master (retry_on_crash)
-        results = []
-        t = threading.Thread(target=lambda: results.extend(concurrent(s.port(), ["/sleep.php?ms=2000"] * 2)))
-        t.start()
-        h2ptest.wait_until(lambda: [r["state"] for r in worker_rows(s)].count("busy") == 2, what="two busy slots")
+        t, results = self.slow_requests_in_flight(s, 2, 2000)
         os.kill(master, signal.SIGKILL)
         h2ptest.wait_until(lambda: not any(h2ptest.process_alive(p) for p in kids + [master]),
                            what="the master's children to be killed")
@@ -212,10 +218,7 @@ class PhpMasterTest(unittest.TestCase):
         kills = [lambda master: os.kill(master, signal.SIGTERM), lambda master: os.killpg(master, signal.SIGKILL)]
         for n, kill in enumerate(kills, 1):
             master, kids = self.master_and_children(s, 4)
-            results = []
-            t = threading.Thread(target=lambda: results.extend(concurrent(s.port(), ["/sleep.php?ms=5000"] * 4)))
-            t.start()
-            h2ptest.wait_until(lambda: [r["state"] for r in worker_rows(s)].count("busy") == 4, what="four busy slots")
+            t, results = self.slow_requests_in_flight(s, 4, 5000)
             kill(master)
             t.join()
             h2ptest.log_shows(s, rf"php-cgi master {master} exited unexpectedly")
@@ -249,10 +252,7 @@ class PhpMasterTest(unittest.TestCase):
         s = self.server({"max_processes": 3})
         self.assertEqual(request(s.port(), "/pid.php")[0], 200)
         master, kids = self.master_and_children(s, 3)
-        results = []
-        t = threading.Thread(target=lambda: results.extend(concurrent(s.port(), ["/sleep.php?ms=2000"] * 2)))
-        t.start()
-        h2ptest.wait_until(lambda: [r["state"] for r in worker_rows(s)].count("busy") == 2, what="two busy slots")
+        t, results = self.slow_requests_in_flight(s, 2, 2000)
         self.assertEqual(ctl(s, "stop", "pool", "php").returncode, 0)
         self.assertEqual(ctl(s, "start", "pool", "php").returncode, 0)
         t.join()
