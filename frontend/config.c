@@ -407,19 +407,39 @@ static void add_pool_env(h2p_cfg_ctx_t *ctx, h2p_pool_conf_t *pool, const char *
     pool->env.count++;
 }
 
+/*
+ * php-cgi's own PHP_FCGI_MAX_REQUESTS follows max_requests unless the pool sets it.  A master's
+ * children are ended by h2pool instead (php_child_max_requests): a child that reaches its limit
+ * by itself (or gets SIGTERM, which it catches) shuts PHP down first, and each of its frees then
+ * writes to a page it still shares with the master, a copy-on-write fault and a TLB flush each:
+ * about 50 ms of the machine's time on a 2-core VM, against 7 ms for a SIGKILL between requests
+ * (README: "php-cgi runs as one master").  php-cgi's limit is then one more, for a child that
+ * served its requests over several connections.
+ */
 static void pair_php_max_requests(h2p_cfg_ctx_t *ctx, h2p_pool_conf_t *pool)
 {
     if (!runs_php_cgi(pool) || pool_env_value(pool, "PHP_FCGI_MAX_REQUESTS") != NULL)
         return;
+    uint64_t php_limit = pool->max_requests;
+    if (pool->php_master && php_limit != 0 && php_limit != UINT64_MAX) {
+        pool->php_child_max_requests = php_limit;
+        php_limit++;
+    }
     char entry[64];
-    snprintf(entry, sizeof(entry), "PHP_FCGI_MAX_REQUESTS=%" PRIu64, (uint64_t)pool->max_requests);
+    snprintf(entry, sizeof(entry), "PHP_FCGI_MAX_REQUESTS=%" PRIu64, php_limit);
     add_pool_env(ctx, pool, entry);
 }
 
 /*
- * A php-cgi pool runs as one php-cgi master with PHP_FCGI_CHILDREN=max_processes: its children
+ * A php-cgi pool runs as one php-cgi master with PHP_FCGI_CHILDREN=max_processes + 1: its children
  * are forked after PHP's startup and share one opcache, and php-cgi replaces a child that reached
- * PHP_FCGI_MAX_REQUESTS with a fork of the warm master.  PHP_FCGI_CHILDREN=0 set by the user keeps
+ * PHP_FCGI_MAX_REQUESTS with a fork of the warm master.  The pool has max_processes slots, one
+ * connection each, so one child is always free: the spare.  A child that ends (its limit, a
+ * request_timeout kill, a crash) closes its slot's connection, and the slot's next connection is
+ * the spare's at once, not a wait for the master to see the exit (a child's shutdown of every PHP
+ * module first) and fork again; the new fork is the next spare.  (Without it each recycle by
+ * count stalled one slot for milliseconds: that was most of PHP hello's p99.)
+ * PHP_FCGI_CHILDREN=0 set by the user keeps
  * independent processes (php-cgi's own meaning of 0: no children); any other value would make
  * each of max_processes processes a master, so it is refused.
  */
@@ -430,7 +450,7 @@ static void choose_php_layout(h2p_cfg_ctx_t *ctx, yaml_node_t *node, h2p_pool_co
     const char *children = pool_env_value(pool, "PHP_FCGI_CHILDREN");
     if (children == NULL) {
         char entry[64];
-        snprintf(entry, sizeof(entry), "PHP_FCGI_CHILDREN=%u", pool->max_processes);
+        snprintf(entry, sizeof(entry), "PHP_FCGI_CHILDREN=%u", pool->max_processes + 1);
         add_pool_env(ctx, pool, entry);
         pool->php_master = 1;
         return;
@@ -447,9 +467,10 @@ static void choose_php_layout(h2p_cfg_ctx_t *ctx, yaml_node_t *node, h2p_pool_co
     size_t mark = h2p_cfg_path_push_key(ctx, "env");
     if (where != env)
         h2p_cfg_path_push_key(ctx, "PHP_FCGI_CHILDREN");
-    h2p_cfg_error(ctx, where,
-                  "PHP_FCGI_CHILDREN is set by h2pool (to max_processes, for one php-cgi master with that many children): "
-                  "set max_processes instead (\"0\" keeps independent php-cgi processes)");
+    h2p_cfg_error(
+        ctx, where,
+        "PHP_FCGI_CHILDREN is set by h2pool (to max_processes + 1, for one php-cgi master with a child per slot and a spare): "
+        "set max_processes instead (\"0\" keeps independent php-cgi processes)");
     h2p_cfg_path_pop(ctx, mark);
 }
 
@@ -480,8 +501,8 @@ static void parse_pool(h2p_cfg_ctx_t *ctx, yaml_node_t *node, h2p_pool_conf_t *p
         h2p_cfg_error(ctx, min, "min_processes (%u) is greater than max_processes (%u)", pool->min_processes, pool->max_processes);
         h2p_cfg_path_pop(ctx, mark);
     }
-    pair_php_max_requests(ctx, pool);
     choose_php_layout(ctx, node, pool);
+    pair_php_max_requests(ctx, pool);
 }
 
 h2p_pool_conf_t *h2p_config_find_pool(h2p_config_t *conf, const char *name)

@@ -93,10 +93,14 @@ typedef struct h2p_pool_conf {
     int retry_on_crash;
     h2p_endpoint_t *connect; /* external workers (no spawning) */
     size_t num_connect;
-    /* php-cgi as one master process with PHP_FCGI_CHILDREN=max_processes children (set by the
+    /* php-cgi as one master process with PHP_FCGI_CHILDREN=max_processes + 1 children (set by the
      * parser, which adds that variable to env): h2pool spawns the master and keeps max_processes
-     * slots, one connection each, to its socket */
+     * slots, one connection each, to its socket; the child left over is a spare that takes over
+     * at once from one that ends */
     int php_master;
+    /* a master's child is ended (SIGKILL, between requests) once it has answered this many
+     * requests on its slot's connection (0: php-cgi's own PHP_FCGI_MAX_REQUESTS decides alone) */
+    uint64_t php_child_max_requests;
 } h2p_pool_conf_t;
 
 /* ---- modules (settings per scope; inheritance is per module) --------------------------- */

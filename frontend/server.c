@@ -618,7 +618,7 @@ static void *thread_main(void *arg)
     th->queue = h2o_multithread_create_queue(th->loop);
     h2o_multithread_register_receiver(th->queue, &th->control, on_control);
     /* the per-thread state of every part (server.h: h2p_thread_t), before the first request */
-    th->pool = h2p_poolmgr_thread_start(th->queue);
+    th->pool = h2p_poolmgr_thread_start(th->loop, th->queue);
     h2p_cgi_init_thread(th);
     h2p_router_init_thread(th);
     h2p_static_init_thread(th);

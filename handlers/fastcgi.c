@@ -12,6 +12,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -176,7 +177,7 @@ static void release_worker(fcgi_request_t *fr, h2p_release_outcome_t outcome, in
     int fd = -1;
     /* a worker that is killed for it, when it is a php-cgi master's child: found by this connection */
     if (outcome == H2P_RELEASE_BROKEN && fr->sock != NULL && fr->worker != NULL)
-        h2p_worker_kill_connection_holder(fr->worker, h2o_socket_get_fd(fr->sock));
+        h2p_worker_kill_connection_holder(fr->worker, h2o_socket_get_fd(fr->sock), SIGKILL);
     if (fr->sock != NULL) {
         if (outcome == H2P_RELEASE_OK && fr->sock->input->size == 0 && !h2o_socket_is_writing(fr->sock) && fr->worker != NULL) {
             /* the clean connection stays registered with this loop for the worker's next request,
@@ -412,6 +413,8 @@ static void on_worker_read(h2o_socket_t *sock, const char *err)
                 release_worker(fr, H2P_RELEASE_OK, 1);
             }
             h2p_cgi_response_end(&fr->response, 1);
+            /* the worker, if it went to a request queued on this thread, gets it now */
+            h2p_pool_run_handed();
             return;
         default: /* GET_VALUES_RESULT, UNKNOWN_TYPE and unknown types carry nothing for us */
             break;

@@ -180,11 +180,39 @@ static void on_handed(h2o_multithread_receiver_t *receiver, h2o_linklist_t *mess
     }
 }
 
-h2p_pool_thread_t *h2p_poolmgr_thread_start(h2o_multithread_queue_t *queue)
+static __thread h2p_pool_thread_t *this_pool_thread;
+
+static void run_own_handed(h2p_pool_thread_t *th)
+{
+    /* (a hand-over made by one of these is appended, and runs in this same loop) */
+    while (!h2o_linklist_is_empty(&th->own_handed)) {
+        h2p_pool_waiter_t *waiter = H2O_STRUCT_FROM_MEMBER(h2p_pool_waiter_t, message.link, th->own_handed.next);
+        h2o_linklist_unlink(&waiter->message.link);
+        waiter->on_handed(waiter);
+    }
+}
+
+static void on_end_of_turn(h2o_timeout_entry_t *entry)
+{
+    run_own_handed(H2O_STRUCT_FROM_MEMBER(h2p_pool_thread_t, end_of_turn_entry, entry));
+}
+
+void h2p_pool_run_handed(void)
+{
+    if (this_pool_thread != NULL)
+        run_own_handed(this_pool_thread);
+}
+
+h2p_pool_thread_t *h2p_poolmgr_thread_start(h2o_evloop_t *loop, h2o_multithread_queue_t *queue)
 {
     h2p_pool_thread_t *th = h2p_calloc(1, sizeof(*th));
     h2o_multithread_register_receiver(queue, &th->handed, on_handed);
     h2o_multithread_register_receiver(queue, &th->drop_kept, on_drop_kept);
+    th->loop = loop;
+    h2o_linklist_init_anchor(&th->own_handed);
+    h2o_timeout_init(loop, &th->end_of_turn, 0);
+    th->end_of_turn_entry.cb = on_end_of_turn;
+    this_pool_thread = th;
     pthread_mutex_lock(&h2p_pools_lock);
     h2o_linklist_insert(&front_end_threads, &th->link);
     pthread_mutex_unlock(&h2p_pools_lock);
@@ -193,6 +221,11 @@ h2p_pool_thread_t *h2p_poolmgr_thread_start(h2o_multithread_queue_t *queue)
 
 void h2p_poolmgr_thread_stop(h2p_pool_thread_t *th)
 {
+    run_own_handed(th);
+    th->loop_ended = 1;
+    if (h2o_timeout_is_linked(&th->end_of_turn_entry))
+        h2o_timeout_unlink(&th->end_of_turn_entry);
+    h2o_timeout_dispose(th->loop, &th->end_of_turn);
     pthread_mutex_lock(&h2p_pools_lock);
     for (h2o_linklist_t *pl = h2p_pools.next; pl != &h2p_pools; pl = pl->next) {
         h2p_pool_t *pool = H2O_STRUCT_FROM_MEMBER(h2p_pool_t, registry_link, pl);
@@ -262,11 +295,27 @@ h2o_socket_t *h2p_worker_take_socket(h2p_worker_t *worker, h2p_pool_thread_t *th
 
 void h2p_worker_keep_socket(h2p_worker_t *worker, h2o_socket_t *sock, h2p_pool_thread_t *th)
 {
-    pthread_mutex_lock(&worker->pool->lock);
+    h2p_pool_t *pool = worker->pool;
+    pthread_mutex_lock(&pool->lock);
     h2p_worker_drop_kept_locked(worker);
+    uint64_t limit = worker->master != NULL ? pool->conf->php_child_max_requests : 0;
+    if (limit != 0 && ++worker->conn_requests >= limit) {
+        /* the php-cgi child behind this connection has served max_requests: it is killed now,
+         * between requests (SIGTERM would have it shut PHP down, which costs more than all its
+         * requests: frontend/config.c, pair_php_max_requests), and the slot's next request goes
+         * to the spare */
+        worker->conn_requests = 0;
+        h2p_counter_add(&pool->stats->recycles, 1);
+        h2p_info("pool", "pool %s: a php-cgi child of master %d reached max_requests (%llu): ending it", pool->conf->name,
+                 (int)worker->pid, (unsigned long long)limit);
+        pthread_mutex_unlock(&pool->lock);
+        h2p_worker_kill_connection_holder(worker, h2o_socket_get_fd(sock), SIGKILL);
+        h2o_socket_close(sock);
+        return;
+    }
     worker->kept_sock = sock;
     worker->kept_thread = th;
-    pthread_mutex_unlock(&worker->pool->lock);
+    pthread_mutex_unlock(&pool->lock);
 }
 
 static void violation_locked(h2p_worker_t *worker, const char *what)
@@ -589,10 +638,26 @@ void h2p_pool_give_worker_locked(h2p_pool_t *pool, h2p_worker_t *worker, h2p_poo
     pool->num_idle++;
 }
 
-/* Sends the result to the waiter's thread; waiter->on_handed runs there. */
+/*
+ * Sends the result to the waiter's thread; waiter->on_handed runs there.  A waiter of this very
+ * thread gets it in this turn of the loop instead: at once from a handler that set the worker
+ * free where that is safe (h2p_pool_run_handed), else when the turn's events are done.  A message
+ * to our own loop would leave the worker idle for the rest of this turn and a whole next one (its
+ * wake-up is one more event to wait for), with the queue full of requests for it.  It is not run
+ * from here, in the caller's stack: a release while a connection is torn down (a reset HTTP/2
+ * connection disposes each of its streams) must not start the next request of a stream that
+ * is being disposed too.
+ */
 void h2p_pool_deliver(h2p_pool_waiter_t *waiter)
 {
-    h2o_multithread_send_message(&waiter->thread->handed, &waiter->message);
+    h2p_pool_thread_t *th = waiter->thread;
+    if (th != this_pool_thread || th->loop_ended) {
+        h2o_multithread_send_message(&th->handed, &waiter->message);
+        return;
+    }
+    h2o_linklist_insert(&th->own_handed, &waiter->message.link);
+    if (!h2o_timeout_is_linked(&th->end_of_turn_entry))
+        h2o_timeout_link(th->loop, &th->end_of_turn, &th->end_of_turn_entry);
 }
 
 void h2p_pool_fail_waiters_locked(h2p_pool_t *pool, int status, h2o_linklist_t *failed)

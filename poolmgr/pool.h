@@ -145,7 +145,9 @@ void h2p_worker_release(h2p_worker_t *worker, h2p_release_outcome_t outcome, int
 int h2p_worker_connect(h2p_worker_t *worker, int *reused, int *connecting);
 /* The worker's kept connection as a socket of `th`'s loop, or NULL (then h2p_worker_connect). */
 h2o_socket_t *h2p_worker_take_socket(h2p_worker_t *worker, h2p_pool_thread_t *th);
-/* Before releasing with H2P_RELEASE_OK: the clean connection stays registered with `th`'s loop. */
+/* Before releasing with H2P_RELEASE_OK: the clean connection stays registered with `th`'s loop;
+ * or, when a php-cgi master's child has answered php_child_max_requests on it, the child is
+ * ended and the connection closed. */
 void h2p_worker_keep_socket(h2p_worker_t *worker, h2o_socket_t *sock, h2p_pool_thread_t *th);
 /*
  * A kept connection stays watched while its worker is idle (its read callback, on the owner
@@ -155,10 +157,11 @@ void h2p_worker_keep_socket(h2p_worker_t *worker, h2o_socket_t *sock, h2p_pool_t
  */
 void h2p_worker_on_kept_readable(h2o_socket_t *sock, const char *err);
 /* A php-cgi master's slot whose request ran past request_timeout (or whose child broke the
- * protocol): the child serving it over `fd` (the request's connection, still open) is killed,
- * found by the inode of the connection's other end (sock_diag) among the master's children (by
- * the spawner).  Nothing for any other worker (h2p_worker_release kills those).  Any thread. */
-void h2p_worker_kill_connection_holder(h2p_worker_t *worker, int fd);
+ * protocol, or reached max_requests): the child serving it over `fd` (the slot's connection,
+ * still open) gets `sig`, found by the inode of the connection's other end (sock_diag) among the
+ * master's children (by the spawner, which holds the connection open until then).  Nothing for
+ * any other worker (h2p_worker_release kills those).  Any thread. */
+void h2p_worker_kill_connection_holder(h2p_worker_t *worker, int fd, int sig);
 /* The worker broke the protocol (`what` it did, for the error log): counted and logged; the
  * caller then releases it with H2P_RELEASE_BROKEN, which replaces it. */
 void h2p_worker_violation(h2p_worker_t *worker, const char *what);
@@ -179,7 +182,11 @@ void h2p_poolmgr_shutdown(h2o_evloop_t *loop);
 
 /* Front-end threads.  A thread starting its loop, on that thread: its receivers are registered
  * with `queue` (the loop's message queue). */
-h2p_pool_thread_t *h2p_poolmgr_thread_start(h2o_multithread_queue_t *queue);
+h2p_pool_thread_t *h2p_poolmgr_thread_start(h2o_evloop_t *loop, h2o_multithread_queue_t *queue);
+/* Runs now the hand-overs this thread made to its own waiters (h2p_pool_deliver), which would
+ * otherwise wait for the end of the loop's turn: for a handler that has just set a worker free,
+ * outside any teardown, where starting another request is safe. */
+void h2p_pool_run_handed(void);
 /* The thread leaves its loop (on that thread, before the loop's last runs): the kept connections
  * it owns are closed there. */
 void h2p_poolmgr_thread_stop(h2p_pool_thread_t *th);

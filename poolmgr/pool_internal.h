@@ -10,6 +10,13 @@ struct h2p_pool_thread {
     h2o_multithread_receiver_t handed;    /* hand-overs to this thread's waiters (h2p_pool_deliver) */
     h2o_multithread_receiver_t drop_kept; /* kept connections this thread must close */
     h2o_linklist_t link;                  /* in pool.c's list of front-end threads, under h2p_pools_lock */
+    /* hand-overs made on this thread to its own waiters (h2p_pool_deliver): run by the handler
+     * that set the worker free (h2p_pool_run_handed), or else at the end of the loop's turn */
+    h2o_evloop_t *loop;
+    h2o_linklist_t own_handed; /* h2p_pool_waiter_t.message.link */
+    h2o_timeout_t end_of_turn; /* a zero timeout */
+    h2o_timeout_entry_t end_of_turn_entry;
+    int loop_ended; /* h2p_poolmgr_thread_stop: hand-overs go by message (never run) */
 };
 
 typedef enum worker_state {
@@ -48,9 +55,10 @@ struct h2p_worker {
      * (pid: the master's), each with at most one connection to the master's socket, which one of
      * its children serves; a slot holds a reference to its master */
     int is_master;
-    size_t num_slots;     /* a master's slots in pool->workers */
-    int gone;             /* a master found dead before its exit was reported (h2p_master_gone_locked) */
-    h2p_worker_t *master; /* a slot's */
+    size_t num_slots;       /* a master's slots in pool->workers */
+    int gone;               /* a master found dead before its exit was reported (h2p_master_gone_locked) */
+    h2p_worker_t *master;   /* a slot's */
+    uint64_t conn_requests; /* a slot's: requests answered on its current connection (one child's) */
     /* a master's children that hung up mid-request, counted as crashes by the tick once the master
      * is seen alive after them (h2p_master_count_lost_locked): when its whole process group died,
      * its exit is the one crash */

@@ -112,6 +112,8 @@ int h2p_worker_connect(h2p_worker_t *w, int *reused, int *connecting)
     } else {
         memcpy(sa.sun_path, w->sock_path, sizeof(sa.sun_path));
     }
+    if (fd < 0)
+        w->conn_requests = 0; /* (a new connection: perhaps another child) */
     pthread_mutex_unlock(&w->pool->lock);
     if ((*reused = fd >= 0))
         return fd;
@@ -175,7 +177,7 @@ static uint64_t unix_peer_inode(int fd)
     return peer;
 }
 
-void h2p_worker_kill_connection_holder(h2p_worker_t *w, int fd)
+void h2p_worker_kill_connection_holder(h2p_worker_t *w, int fd, int sig)
 {
     if (w->master == NULL || fd < 0)
         return;
@@ -187,7 +189,7 @@ void h2p_worker_kill_connection_holder(h2p_worker_t *w, int fd)
         pthread_mutex_unlock(&w->pool->lock);
         return;
     }
-    h2p_privsep_kill_socket_holder(w->pid, peer, SIGKILL); /* (its exit is the master's to reap: no crash) */
+    h2p_privsep_kill_socket_holder(w->pid, peer, sig, fd); /* (its exit is the master's to reap: no crash) */
 }
 
 /* ---- stopping --------------------------------------------------------------------------- */
@@ -401,7 +403,8 @@ static void spawn_worker(h2p_pool_t *pool)
     h2p_counter_add(&pool->stats->spawns, 1);
     pthread_mutex_unlock(&pool->lock);
     if (w->is_master)
-        pool_log(H2P_LOG_INFO, pool, "spawned php-cgi master %d (PHP_FCGI_CHILDREN=%u)", (int)w->pid, conf->max_processes);
+        pool_log(H2P_LOG_INFO, pool, "spawned php-cgi master %d (PHP_FCGI_CHILDREN=%u: a slot each and a spare)", (int)w->pid,
+                 conf->max_processes + 1);
     else
         pool_log(H2P_LOG_INFO, pool, "spawned worker %d", (int)w->pid);
     if (exec_errno == 0)
@@ -1062,7 +1065,7 @@ static void on_tick(h2o_timeout_entry_t *entry)
         h2p_worker_t *w = late[i];
         if (w->probe != NULL && w->probe_is_ping) { /* (its answer may have come in the meantime) */
             /* a php-cgi master's child that does not answer is killed (the master forks another) */
-            h2p_worker_kill_connection_holder(w, h2o_socket_get_fd(w->probe));
+            h2p_worker_kill_connection_holder(w, h2o_socket_get_fd(w->probe), SIGKILL);
             end_probe(w, 0);
         }
         pthread_mutex_lock(&w->pool->lock);

@@ -273,12 +273,12 @@ void h2p_privsep_kill(pid_t pid, int sig)
     h2p_ps_send(ps.command_fd, &msg, NULL, NULL, 0, 0);
 }
 
-void h2p_privsep_kill_socket_holder(pid_t master, uint64_t inode, int sig)
+void h2p_privsep_kill_socket_holder(pid_t master, uint64_t inode, int sig, int conn_fd)
 {
     if (master <= 0 || inode == 0)
         return;
     h2p_ps_msg_t msg = {.type = H2P_PS_KILL_PEER, .pid = master, .cookie = inode, .value = sig};
-    h2p_ps_send(ps.command_fd, &msg, NULL, NULL, 0, 0);
+    h2p_ps_send(ps.command_fd, &msg, NULL, &conn_fd, conn_fd >= 0 ? 1 : 0, 0);
 }
 
 /* ---- CGI: one channel per front-end thread, answered on that thread's loop ----------------- */

@@ -48,8 +48,9 @@ enum {
     H2P_PS_ANSWER,
     H2P_PS_EXITED,   /* (event channel) pid, value: wait status */
     H2P_PS_LOG,      /* (event channel) value: level; payload: the message */
-    H2P_PS_KILL_PEER /* pid: a php-cgi master; cookie: a unix socket's inode; value: signal.  The master's
-                        child holding that socket is signalled; no answer */
+    H2P_PS_KILL_PEER /* pid: a php-cgi master; cookie: a unix socket's inode; value: signal; fd: our end of
+                        the connection, closed after.  The master's child holding that socket is
+                        signalled; no answer */
 };
 
 typedef struct h2p_ps_msg {
@@ -90,8 +91,11 @@ pid_t h2p_privsep_spawn_worker(const char *pool, int listen_fd, int output_fd, i
 /* Signals the process group of a worker this spawner started (and has not reaped); any thread. */
 void h2p_privsep_kill(pid_t pid, int sig);
 /* Signals the child of `master` (a worker this spawner started) that holds the unix socket whose
- * inode is `inode` (the peer of one of our connections to the master's socket); any thread. */
-void h2p_privsep_kill_socket_holder(pid_t master, uint64_t inode, int sig);
+ * inode is `inode` (the peer of our connection `conn_fd` to the master's socket); any thread.
+ * The spawner gets a copy of `conn_fd` (-1: none) and closes it only once the child is signalled,
+ * so the caller may close its own at once: the child never sees the connection end before the
+ * signal (an idle php-cgi child would go and accept another connection). */
+void h2p_privsep_kill_socket_holder(pid_t master, uint64_t inode, int sig, int conn_fd);
 
 /* CGI, from a front-end thread: asynchronous, over that thread's own channel, answered on its
  * loop (cb(data, cookie, pid or 0, errno or 0)).  `cookie` names the script in the answer and in

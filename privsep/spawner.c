@@ -628,7 +628,7 @@ static void on_command(void)
     case H2P_PS_KILL_PEER:
         if (allowed_signal(req.value) && find_child((pid_t)req.pid, 0) != NULL)
             kill_socket_holder((pid_t)req.pid, req.cookie, req.value);
-        break;
+        break; /* (the connection it came with closes below: after the signal) */
     case H2P_PS_BIND:
         bind_listener((const struct sockaddr *)sp.payload, req.len, fds, num_fds);
         break;

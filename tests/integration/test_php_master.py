@@ -1,6 +1,6 @@
 """The php-cgi master layout (the default for `command: [php-cgi]`): one php-cgi master with
-PHP_FCGI_CHILDREN=max_processes children forked after PHP's startup, max_processes slots of the pool
-each with at most one connection to its socket.
+PHP_FCGI_CHILDREN=max_processes + 1 children forked after PHP's startup (a child per slot and a
+spare), max_processes slots of the pool each with at most one connection to its socket.
 
 Real h2pool, real php-cgi (tests/apps/php), processes checked by pid through /proc.  Every test runs
 its own server.
@@ -20,8 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 import h2ptest
 
 
-def make_conf(settings, server_extra=(), command="php-cgi"):
-    lines = ["server:", "  threads: 2", "  control_socket: ../run/h2pool.sock"]
+def make_conf(settings, server_extra=(), command="php-cgi", threads=2):
+    lines = ["server:", f"  threads: {threads}", "  control_socket: ../run/h2pool.sock"]
     lines += ["  " + line for line in server_extra]
     lines += ["pools:", "  php:", "    {worker_user}", f'    command: ["{command}"]']
     for key, value in settings.items():
@@ -75,8 +75,11 @@ class PhpMasterTest(unittest.TestCase):
         h2ptest.wait_until(lambda: os.path.exists(s.path("run/h2pool.sock")), what="the control socket")
         return s
 
-    def master_and_children(self, s, children):
-        """The one master (the spawner's only child) once it has `children` children."""
+    def master_and_children(self, s, slots):
+        """The one master (the spawner's only child) once it has a child for each of its `slots`
+        and a spare."""
+        children = slots + 1
+
         def ready():
             masters = s.workers()
             if len(masters) != 1:
@@ -106,7 +109,7 @@ class PhpMasterTest(unittest.TestCase):
         # the master leads its own process group (php-cgi signals that group when it stops)
         self.assertEqual(os.getpgid(master), master)
         self.assertNotEqual(os.getpgid(s.proc.pid), master)
-        self.assertIn(b"PHP_FCGI_CHILDREN=3\n", request(s.port(), "/env.php")[1])
+        self.assertIn(b"PHP_FCGI_CHILDREN=4\n", request(s.port(), "/env.php")[1])
         # concurrent requests are served by several children, never by the master
         results = concurrent(s.port(), ["/sleep.php?ms=300"] * 9)
         self.assertEqual([r[0] for r in results], [200] * 9, results)
@@ -136,9 +139,12 @@ class PhpMasterTest(unittest.TestCase):
             seen.append(int(body))
         master = s.workers()
         self.assertEqual(len(master), 1)
-        # each child served at most 5 requests, then php-cgi forked a new one from the master
+        # each child served at most 5 requests on its slot's connection, then h2pool ended it (and
+        # php-cgi forked a new one from the master); one that served several connections (two
+        # threads: a slot's connection taken by the other thread is closed and made anew) ends by
+        # php-cgi's own limit, one more
         counts = collections.Counter(seen)
-        self.assertLessEqual(max(counts.values()), 5, counts)
+        self.assertLessEqual(max(counts.values()), 6, counts)
         self.assertGreaterEqual(len(counts), 10, counts)
         self.assertNotIn(master[0], counts)
         self.assertEqual(count_in_log(s, r"spawned php-cgi master"), 1)
@@ -146,15 +152,36 @@ class PhpMasterTest(unittest.TestCase):
         self.assertNotIn("crash", s.read_log())
         self.assertEqual(s.workers(), master)
 
+    def test_the_spare_child_takes_over_from_one_that_ends(self):
+        # one slot, so two children: the one serving it and a spare waiting in accept(); h2pool
+        # ends the serving one after its 3rd request, and the 4th goes to the spare that was
+        # already there, not to the fork php-cgi makes once it has seen the exit.  (One thread: a slot's
+        # kept connection taken by another thread is closed there, and the slot connects anew.)
+        s = self.server({"max_processes": 1, "max_requests": 3}, threads=1)
+        status, body = request(s.port(), "/pid.php")
+        self.assertEqual(status, 200, body)
+        master, kids = self.master_and_children(s, 1)
+        first = int(body)
+        self.assertIn(first, kids)
+        spare = [p for p in kids if p != first]
+        for _ in range(2):
+            self.assertEqual(request(s.port(), "/pid.php"), (200, f"{first}\n".encode()))
+        h2ptest.wait_until(lambda: not h2ptest.process_alive(first), what="the first child to end at its limit")
+        self.assertEqual(request(s.port(), "/pid.php"), (200, f"{spare[0]}\n".encode()))
+        self.assertEqual(count_in_log(s, r"a php-cgi child of master \d+ reached max_requests \(3\): ending it"), 1)
+        _, kids_after = self.master_and_children(s, 1)  # and php-cgi forked the next spare
+        self.assertIn(spare[0], kids_after)
+        self.assertNotIn("crash", s.read_log())
+
     def test_opcache_is_shared_by_the_children(self):
-        s = self.server({"max_processes": 1, "max_requests": 2})
+        s = self.server({"max_processes": 1, "max_requests": 2}, threads=1)  # (one thread: one connection)
         status, body = request(s.port(), "/opcache.php")
         self.assertEqual(status, 200, body)
         first_pid, hits = map(int, body.split())
         if hits < 0:
             self.skipTest("php-cgi has no opcache enabled")
-        # the second request recycles the child; the third is the fresh child's first: an opcache
-        # of its own would have no hit yet
+        # the second request recycles the child; the third is the spare's first: an opcache of its
+        # own would have no hit yet
         self.assertEqual(request(s.port(), "/opcache.php")[0], 200)
         status, body = request(s.port(), "/opcache.php")
         self.assertEqual(status, 200, body)
@@ -263,7 +290,8 @@ class PhpMasterTest(unittest.TestCase):
         self.assertEqual([r[0] for r in results], [200] * 3, results)
         new_master, new_kids = self.master_and_children(s, 3)
         self.assertNotEqual(new_master, master)
-        self.assertEqual({int(r[1]) for r in results}, set(new_kids))
+        self.assertEqual(len({int(r[1]) for r in results}), 3, results)
+        self.assertLessEqual({int(r[1]) for r in results}, set(new_kids))
         rows = worker_rows(s)
         self.assertEqual(collections.Counter(r.get("role") for r in rows), {"slot": 3, "master": 1}, rows)
 
@@ -309,7 +337,7 @@ class PhpMasterTest(unittest.TestCase):
             h2ptest.wait_until(lambda: s.read_log().count("configuration reloaded") > reloads, what="the reload")
             third = h2ptest.wait_until(
                 lambda: (lambda m: m[0] if len(m) == 1 and m[0] != second else None)(s.workers()), what="the new pool's master")
-            self.assertIn(b"PHP_FCGI_MAX_REQUESTS=777\n", request(s.port(), "/env.php")[1])
+            self.assertIn(b"PHP_FCGI_MAX_REQUESTS=778\n", request(s.port(), "/env.php")[1])  # (h2pool ends children at 777)
             count = len(results)
             h2ptest.wait_until(lambda: len(results) >= count + 20, what="the load on the third master")
         finally:
@@ -338,7 +366,7 @@ class PhpMasterTest(unittest.TestCase):
         self.assertEqual([r[0] for r in results], [200], results)
         h2ptest.wait_until(lambda: not h2ptest.process_alive(first), what="the drained master to stop")
         h2ptest.wait_until(lambda: len(s.workers()) == 1, what="only the new pool's master")
-        self.assertIn(b"PHP_FCGI_MAX_REQUESTS=777\n", request(s.port(), "/env.php")[1])
+        self.assertIn(b"PHP_FCGI_MAX_REQUESTS=778\n", request(s.port(), "/env.php")[1])  # (h2pool ends children at 777)
 
     def test_recycle_time_and_memory_replace_the_master(self):
         s = self.server({"max_processes": 1, "recycle": {"time": "2s"}})
@@ -387,13 +415,16 @@ class PhpMasterTest(unittest.TestCase):
         master, kids = self.master_and_children(s, 2)
         results = concurrent(s.port(), ["/sleep.php?ms=30000", "/sleep.php?ms=30000"])
         self.assertEqual([r[0] for r in results], [504, 504], results)
-        h2ptest.wait_until(lambda: not any(h2ptest.process_alive(p) for p in kids), what="the children to be killed")
+        # the two that served them, not the spare
+        killed = h2ptest.wait_until(lambda: (lambda dead: dead if len(dead) == 2 else None)(
+            [p for p in kids if not h2ptest.process_alive(p)]), what="the children to be killed")
+        self.assertTrue(any(h2ptest.process_alive(p) for p in kids))
         self.assertEqual(s.workers(), [master])
         self.assertNotIn("cannot tell which php-cgi child", s.read_log())
         self.assertNotIn("crash", s.read_log())
         status, body = request(s.port(), "/pid.php")
         self.assertEqual(status, 200, body)
-        self.assertNotIn(int(body), kids)
+        self.assertNotIn(int(body), killed)
 
     def test_zero_children_keeps_independent_processes(self):
         s = self.server({"max_processes": 2, "env": {"PHP_FCGI_CHILDREN": "0"}})

@@ -345,10 +345,11 @@ class PoolTest(unittest.TestCase):
 
     def test_php_cgi_without_env_is_not_restarted_every_500_requests(self):
         # a pool written as a user would (`command: [php-cgi]`, no env): php-cgi gets
-        # PHP_FCGI_MAX_REQUESTS from max_requests, so its default of 500 does not recycle it
+        # PHP_FCGI_MAX_REQUESTS from max_requests, so its default of 500 does not recycle it (one
+        # more than max_requests: h2pool ends a php-cgi master's children at max_requests itself)
         s = self.server({"php": {"command": ["php-cgi"], "max_processes": 1, "max_requests": 2000}})
         status, _, body = self.get(s, "/env.php")
-        self.assertIn(b"PHP_FCGI_MAX_REQUESTS=2000\n", body)
+        self.assertIn(b"PHP_FCGI_MAX_REQUESTS=2001\n", body)
         pids = s.workers()
         for _ in range(520):
             self.assertEqual(self.get(s, "/hello.php")[0], 200)
@@ -516,8 +517,8 @@ class PoolTest(unittest.TestCase):
         self.assertEqual(self.get(s, "/hello.php")[0], 200)
         pids = s.workers()
         self.assertEqual(len(pids), 3)
-        pids += [kid for p in pids for kid in h2ptest.children_of(p)]  # (the php-cgi master's child)
-        self.assertEqual(len(pids), 4)
+        pids += [kid for p in pids for kid in h2ptest.children_of(p)]  # (the php-cgi master's child and spare)
+        self.assertEqual(len(pids), 5)
         s.proc.send_signal(signal.SIGKILL)
         s.proc.wait()
         h2ptest.wait_until(lambda: not any(h2ptest.process_alive(p) for p in pids), what="the workers to die")

@@ -216,8 +216,9 @@ static void test_good_config_pools(void **state)
     assert_int_equal(php->env.count, 3);
     assert_string_equal(php->env.items[0], "PHP_FCGI_MAX_REQUESTS=0");
     assert_string_equal(php->env.items[1], "PHP_INI_SCAN_DIR=/etc/php");
-    assert_string_equal(php->env.items[2], "PHP_FCGI_CHILDREN=8"); /* one master, max_processes children */
+    assert_string_equal(php->env.items[2], "PHP_FCGI_CHILDREN=9"); /* one master, a child per slot and a spare */
     assert_int_equal(php->php_master, 1);
+    assert_int_equal(php->php_child_max_requests, 0); /* its own PHP_FCGI_MAX_REQUESTS decides */
     assert_non_null(ends_with(php->working_dir, "/good/www"));
     assert_string_equal(php->user, "www-data");
     assert_string_equal(php->group, "www-data");
@@ -640,8 +641,9 @@ static void test_hidden_segments_add_to_defaults(void **state)
     h2p_config_release(conf);
 }
 
-/* php-cgi gets PHP_FCGI_MAX_REQUESTS from max_requests unless the pool sets it, and runs as one
- * master with PHP_FCGI_CHILDREN=max_processes unless the pool sets "0" or activation: socket */
+/* php-cgi runs as one master with PHP_FCGI_CHILDREN=max_processes + 1 (a spare) unless the pool sets
+ * "0" or activation: socket; it gets PHP_FCGI_MAX_REQUESTS from max_requests unless the pool sets it:
+ * a master's children are ended by h2pool at max_requests, and php-cgi's own limit is one more */
 static void test_php_max_requests_paired(void **state)
 {
     h2p_config_t *conf = load_yaml("pools:\n"
@@ -649,28 +651,36 @@ static void test_php_max_requests_paired(void **state)
                                    "  b: {command: [/usr/bin/php-cgi8.2], max_requests: 0, max_processes: 3, env: {X: y}}\n"
                                    "  c: {command: [php-cgi], env: {PHP_FCGI_MAX_REQUESTS: '7', PHP_FCGI_CHILDREN: '0'}}\n"
                                    "  d: {command: [/usr/bin/php-fpm]}\n"
-                                   "  e: {command: [php-cgi], activation: socket}\n" MINIMAL_SITE,
+                                   "  e: {command: [php-cgi], activation: socket}\n"
+                                   "  f: {command: [php-cgi], max_requests: 50, env: {PHP_FCGI_CHILDREN: '0'}}\n" MINIMAL_SITE,
                                    NULL);
     const h2p_pool_conf_t *a = h2p_config_find_pool(conf, "a"), *b = h2p_config_find_pool(conf, "b"),
                           *c = h2p_config_find_pool(conf, "c"), *d = h2p_config_find_pool(conf, "d"),
-                          *e = h2p_config_find_pool(conf, "e");
+                          *e = h2p_config_find_pool(conf, "e"), *f = h2p_config_find_pool(conf, "f");
     assert_int_equal(a->env.count, 2);
-    assert_string_equal(a->env.items[0], "PHP_FCGI_MAX_REQUESTS=10000");
-    assert_string_equal(a->env.items[1], "PHP_FCGI_CHILDREN=4");
+    assert_string_equal(a->env.items[0], "PHP_FCGI_CHILDREN=5");
+    assert_string_equal(a->env.items[1], "PHP_FCGI_MAX_REQUESTS=10001");
     assert_int_equal(a->php_master, 1);
+    assert_int_equal(a->php_child_max_requests, 10000);
     assert_int_equal(b->env.count, 3);
     assert_string_equal(b->env.items[0], "X=y");
-    assert_string_equal(b->env.items[1], "PHP_FCGI_MAX_REQUESTS=0");
-    assert_string_equal(b->env.items[2], "PHP_FCGI_CHILDREN=3");
+    assert_string_equal(b->env.items[1], "PHP_FCGI_CHILDREN=4");
+    assert_string_equal(b->env.items[2], "PHP_FCGI_MAX_REQUESTS=0");
     assert_int_equal(b->php_master, 1);
+    assert_int_equal(b->php_child_max_requests, 0);
     assert_int_equal(c->env.count, 2);
     assert_string_equal(c->env.items[0], "PHP_FCGI_MAX_REQUESTS=7");
     assert_string_equal(c->env.items[1], "PHP_FCGI_CHILDREN=0");
     assert_int_equal(c->php_master, 0);
+    assert_int_equal(c->php_child_max_requests, 0);
     assert_int_equal(d->env.count, 0);
     assert_int_equal(d->php_master, 0);
     assert_int_equal(e->env.count, 1);
     assert_int_equal(e->php_master, 0);
+    assert_int_equal(f->env.count, 2); /* independent processes: h2pool recycles them, php-cgi's limit the same */
+    assert_string_equal(f->env.items[1], "PHP_FCGI_MAX_REQUESTS=50");
+    assert_int_equal(f->php_master, 0);
+    assert_int_equal(f->php_child_max_requests, 0);
     h2p_config_release(conf);
 }
 
