@@ -421,9 +421,9 @@ static void pair_php_max_requests(h2p_cfg_ctx_t *ctx, h2p_pool_conf_t *pool)
     if (!runs_php_cgi(pool) || pool_env_value(pool, "PHP_FCGI_MAX_REQUESTS") != NULL)
         return;
     uint64_t php_limit = pool->max_requests;
-    if (pool->php_master && php_limit != 0 && php_limit != UINT64_MAX) {
+    if (pool->php_master && php_limit != 0) {
         pool->php_child_max_requests = php_limit;
-        php_limit++;
+        php_limit = php_limit < INT_MAX ? php_limit + 1 : 0; /* (php-cgi reads an int: beyond, h2pool's count alone) */
     }
     char entry[64];
     snprintf(entry, sizeof(entry), "PHP_FCGI_MAX_REQUESTS=%" PRIu64, php_limit);

@@ -495,7 +495,23 @@ static void start_on_worker(fcgi_request_t *fr, h2p_worker_t *worker)
         watch_client(fr);
     fr->got_output = 0;
     set_request_id(fr, h2p_worker_next_request_id(worker));
-    if ((fr->sock = h2p_worker_take_socket(worker, fr->thread->pool)) != NULL) {
+    int connecting = 0;
+    fr->sock = h2p_worker_take_socket(worker, fr->thread->pool);
+    for (;;) {
+        if (fr->sock == NULL) {
+            int reused, fd = h2p_worker_connect(worker, &reused, &connecting);
+            fr->reused_connection = 0;
+            if (fd < 0) {
+                on_connect_failed(fr);
+                return;
+            }
+            fr->sock = h2o_evloop_socket_create(fr->thread->loop, fd,
+                                                H2O_SOCKET_FLAG_DONT_READ | (connecting ? H2O_SOCKET_FLAG_IS_CONNECTING : 0));
+            fr->sock->data = fr;
+            if (!reused)
+                break;
+        }
+        /* a kept connection: this thread's, or one handed over with the worker by another thread */
         fr->sock->data = fr;
         switch (kept_connection_state(fr->sock)) {
         case KEPT_CLEAN:
@@ -513,18 +529,9 @@ static void start_on_worker(fcgi_request_t *fr, h2p_worker_t *worker)
         case KEPT_CLOSED: /* the worker hung up between requests: a new connection */
             h2o_socket_close(fr->sock);
             fr->sock = NULL;
-            break;
+            continue;
         }
     }
-    int reused, connecting, fd = h2p_worker_connect(worker, &reused, &connecting);
-    fr->reused_connection = reused;
-    if (fd < 0) {
-        on_connect_failed(fr);
-        return;
-    }
-    fr->sock = h2o_evloop_socket_create(fr->thread->loop, fd,
-                                        H2O_SOCKET_FLAG_DONT_READ | (connecting ? H2O_SOCKET_FLAG_IS_CONNECTING : 0));
-    fr->sock->data = fr;
     if (connecting) { /* a TCP endpoint: a refusal shows once the connection is done, as SO_ERROR */
         uint64_t limit = h2p_pool_conf(fr->pool)->request_timeout_ms;
         fr->connecting = 1;
@@ -570,7 +577,9 @@ static void on_watch(h2o_timeout_entry_t *entry)
         return;
     struct pollfd pfd = {.fd = fr->client_fd, .events = POLLRDHUP};
     if (poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0) {
-        if (fr->waiting && h2p_pool_cancel(fr->pool, &fr->waiter)) {
+        /* (only while queued: a request whose worker is on its way is not freed under its
+         * h2o_req_t; it goes to the worker, and its answer is discarded) */
+        if (fr->waiting && h2p_pool_unqueue(fr->pool, &fr->waiter)) {
             fr->waiting = 0;
             h2p_info("fastcgi", "pool %s: a queued request left the queue: its client closed the connection",
                      h2p_pool_name(fr->pool));

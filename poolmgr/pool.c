@@ -591,6 +591,20 @@ int h2p_pool_acquire(h2p_pool_t *pool, h2p_pool_waiter_t *waiter, h2p_worker_t *
     return H2P_ACQUIRE_QUEUED;
 }
 
+int h2p_pool_unqueue(h2p_pool_t *pool, h2p_pool_waiter_t *waiter)
+{
+    int unqueued = 0;
+    pthread_mutex_lock(&pool->lock);
+    if (waiter->state == H2P_WAITER_QUEUED) {
+        h2o_linklist_unlink(&waiter->link);
+        pool->num_queued--;
+        waiter->state = H2P_WAITER_IDLE;
+        unqueued = 1;
+    }
+    pthread_mutex_unlock(&pool->lock);
+    return unqueued;
+}
+
 int h2p_pool_cancel(h2p_pool_t *pool, h2p_pool_waiter_t *waiter)
 {
     int can_free = 1;
@@ -794,6 +808,28 @@ void h2p_slot_release_locked(h2p_worker_t *slot, h2p_release_outcome_t outcome, 
         h2p_pool_give_worker_locked(pool, slot, handed_to);
 }
 
+/*
+ * The worker goes to a request of another thread: its kept connection, registered with this
+ * thread's loop, goes with it as a bare descriptor (h2p_worker_connect hands it out), rather than
+ * being closed here while the other thread connects anew.  A php-cgi child (or any worker that
+ * serves one connection at a time) would otherwise have to see the old connection end before it
+ * accepts the new one, and a php-cgi master's slot would lose the count of its child's requests
+ * (conn_requests) on every such hand-over.
+ */
+static void hand_over_kept_locked(h2p_worker_t *worker)
+{
+    h2o_socket_export_t info;
+    if (h2o_socket_export(worker->kept_sock, &info) == 0) {
+        int clean = info.input->size == 0; /* (it was kept clean, in this same callback) */
+        h2o_buffer_dispose(&info.input);
+        if (worker->fd >= 0)
+            close(worker->fd);
+        worker->fd = clean ? info.fd : (close(info.fd), -1);
+    }
+    worker->kept_sock = NULL;
+    worker->kept_thread = NULL;
+}
+
 void h2p_worker_release(h2p_worker_t *worker, h2p_release_outcome_t outcome, int fd, int request_done)
 {
     h2p_pool_t *pool = worker->pool;
@@ -865,6 +901,9 @@ void h2p_worker_release(h2p_worker_t *worker, h2p_release_outcome_t outcome, int
     }
     if (worker->state != WORKER_IDLE && worker->state != WORKER_BUSY)
         h2p_pool_spawn_for_queue_locked(pool); /* the queue may still need a worker */
+    if (handed_to != NULL && worker->kept_sock != NULL && worker->kept_thread == this_pool_thread &&
+        handed_to->thread != this_pool_thread)
+        hand_over_kept_locked(worker);
     h2p_worker_unref_locked(worker);
     pthread_mutex_unlock(&pool->lock);
 

@@ -133,6 +133,10 @@ struct h2p_stats *h2p_pool_stats(h2p_pool_t *pool); /* its counters (frontend/co
 
 /* Takes an idle worker (READY, *worker set), or queues the waiter (QUEUED: on_ready follows). */
 int h2p_pool_acquire(h2p_pool_t *pool, h2p_pool_waiter_t *waiter, h2p_worker_t **worker);
+/* Takes the waiter out of the queue if it is still there (1), else leaves it as it is (0: a worker
+ * or a refusal is on its way to it).  For a client that left while its request waited: the
+ * request itself lives on until libh2o disposes it (then h2p_pool_cancel). */
+int h2p_pool_unqueue(h2p_pool_t *pool, h2p_pool_waiter_t *waiter);
 /* The waiter's request is gone.  Returns 1 if the waiter may be freed now, 0 if a worker is on
  * its way to it (the hand-over message will find it abandoned and free it). */
 int h2p_pool_cancel(h2p_pool_t *pool, h2p_pool_waiter_t *waiter);

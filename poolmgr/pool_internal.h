@@ -35,7 +35,9 @@ struct h2p_worker {
     unsigned refcnt; /* the pool's list, plus whoever holds it; under pool->lock */
     worker_state_t state;
     pid_t pid;
-    int fd; /* kept connection while IDLE, else -1 */
+    /* a kept connection registered with no loop: handed over with the worker to another thread's
+     * request (h2p_worker_release exports it; h2p_worker_connect hands it out); else -1 */
+    int fd;
     /* or the kept connection still registered with the loop of the thread that last used it: that
      * thread takes it back without re-registering it; any other user has it closed by its owner */
     h2o_socket_t *kept_sock;

@@ -246,8 +246,8 @@ static void kill_socket_holder(pid_t master, uint64_t inode, int sig)
         if (!warned && (err != ENOENT || access(task, F_OK) == 0)) { /* (not: the master is gone) */
             warned = 1;
             sp_log(H2P_LOG_WARN,
-                   "cannot read %s (%s): a php-cgi child past request_timeout or its ping is not killed (its "
-                   "connection is only closed)",
+                   "cannot read %s (%s): a php-cgi child past request_timeout, its ping or max_requests is not "
+                   "killed (its connection is only closed)",
                    path, strerror(err));
         }
         return;

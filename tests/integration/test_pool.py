@@ -9,6 +9,7 @@ import json
 import grp
 import os
 import pwd
+import random
 import re
 import shutil
 import signal
@@ -421,6 +422,45 @@ class PoolTest(unittest.TestCase):
         status, _, body = self.get(s, "/slow/x?ms=0")
         self.assertEqual((status, body), (200, b"slept 0 ms\n"))
         self.assertEqual((in_flight.status, in_flight.read()), (200, b"tick\n" * 6))
+
+    def test_queued_clients_leaving_while_workers_are_handed_to_them(self):
+        # The check for a departed client (every second while queued) used to cancel a request
+        # whose worker was already on its way to it; the hand-over then freed the request's state
+        # under libh2o's live request, which disposed of it later (a use-after-free, found by
+        # reading the code: the window is a few microseconds, and this test did not hit it in
+        # three sanitizer runs of the old code).  Many queued clients leave at every moment of
+        # their wait (before the check, during it, as a worker frees up), on two threads: the
+        # departure paths under load, checks and hand-overs within each thread and across them.
+        s = self.server({"slow": {"command": [app("slow_fcgi")], "max_processes": 2, "queue_length": 4096}})
+        self.assertEqual(self.get(s, "/slow/x?ms=0")[0], 200)
+        stop = time.monotonic() + 4.0
+
+        def leaver(seed):
+            rng = random.Random(seed)
+            while time.monotonic() < stop:
+                c = socket.create_connection(("127.0.0.1", s.port()))
+                c.sendall(b"GET /slow/x?ms=1 HTTP/1.1\r\nHost: t\r\n\r\n")
+                time.sleep(rng.choice([0, 0.001, 0.01, 0.2, 0.9, 1.0, 1.05, 1.5]))
+                c.close()
+
+        def stayer(_):
+            codes = []
+            while time.monotonic() < stop:
+                codes.append(self.get(s, "/slow/x?ms=1")[0])
+            return codes
+
+        with ThreadPoolExecutor(max_workers=40) as ex:
+            leavers = [ex.submit(leaver, i) for i in range(32)]
+            stayers = [ex.submit(stayer, i) for i in range(8)]
+            for f in leavers:
+                f.result()
+            codes = [c for f in stayers for c in f.result()]
+        self.assertTrue(codes)
+        self.assertEqual(set(codes), {200}, collections.Counter(codes))
+        self.assertIsNone(s.proc.poll())
+        status, _, body = self.get(s, "/slow/x?ms=0")
+        self.assertEqual((status, body), (200, b"slept 0 ms\n"))
+        self.assertNotIn("ERROR: AddressSanitizer", s.read_log())
 
     def test_client_leaving_mid_response(self):
         s = self.server({"big": {"command": [app("big_fcgi")], "max_processes": 1}})

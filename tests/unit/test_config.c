@@ -652,11 +652,13 @@ static void test_php_max_requests_paired(void **state)
                                    "  c: {command: [php-cgi], env: {PHP_FCGI_MAX_REQUESTS: '7', PHP_FCGI_CHILDREN: '0'}}\n"
                                    "  d: {command: [/usr/bin/php-fpm]}\n"
                                    "  e: {command: [php-cgi], activation: socket}\n"
-                                   "  f: {command: [php-cgi], max_requests: 50, env: {PHP_FCGI_CHILDREN: '0'}}\n" MINIMAL_SITE,
+                                   "  f: {command: [php-cgi], max_requests: 50, env: {PHP_FCGI_CHILDREN: '0'}}\n"
+                                   "  g: {command: [php-cgi], max_requests: 3000000000}\n" MINIMAL_SITE,
                                    NULL);
     const h2p_pool_conf_t *a = h2p_config_find_pool(conf, "a"), *b = h2p_config_find_pool(conf, "b"),
                           *c = h2p_config_find_pool(conf, "c"), *d = h2p_config_find_pool(conf, "d"),
-                          *e = h2p_config_find_pool(conf, "e"), *f = h2p_config_find_pool(conf, "f");
+                          *e = h2p_config_find_pool(conf, "e"), *f = h2p_config_find_pool(conf, "f"),
+                          *g = h2p_config_find_pool(conf, "g");
     assert_int_equal(a->env.count, 2);
     assert_string_equal(a->env.items[0], "PHP_FCGI_CHILDREN=5");
     assert_string_equal(a->env.items[1], "PHP_FCGI_MAX_REQUESTS=10001");
@@ -677,10 +679,14 @@ static void test_php_max_requests_paired(void **state)
     assert_int_equal(d->php_master, 0);
     assert_int_equal(e->env.count, 1);
     assert_int_equal(e->php_master, 0);
+    assert_int_equal(e->php_child_max_requests, 0);
     assert_int_equal(f->env.count, 2); /* independent processes: h2pool recycles them, php-cgi's limit the same */
     assert_string_equal(f->env.items[1], "PHP_FCGI_MAX_REQUESTS=50");
     assert_int_equal(f->php_master, 0);
     assert_int_equal(f->php_child_max_requests, 0);
+    /* php-cgi reads its limit as an int: beyond that, h2pool's count alone */
+    assert_string_equal(g->env.items[1], "PHP_FCGI_MAX_REQUESTS=0");
+    assert_int_equal(g->php_child_max_requests, 3000000000u);
     h2p_config_release(conf);
 }
 
