@@ -300,14 +300,13 @@ void h2p_worker_keep_socket(h2p_worker_t *worker, h2o_socket_t *sock, h2p_pool_t
     h2p_worker_drop_kept_locked(worker);
     uint64_t limit = worker->master != NULL ? pool->conf->php_child_max_requests : 0;
     if (limit != 0 && ++worker->conn_requests >= limit) {
-        /* the php-cgi child behind this connection has served max_requests: it is killed now,
-         * between requests (SIGTERM would have it shut PHP down, which costs more than all its
-         * requests: frontend/config.c, pair_php_max_requests), and the slot's next request goes
-         * to the spare */
-        worker->conn_requests = 0;
+        /* the php-cgi child behind this connection has served max_requests: it is killed now, between requests (SIGTERM would have
+         * it shut PHP down, which costs more than all its requests: frontend/config.c, pair_php_max_requests), and the slot's next
+         * request goes to the spare */
         h2p_counter_add(&pool->stats->recycles, 1);
-        h2p_info("pool", "pool %s: a php-cgi child of master %d reached max_requests (%llu): ending it", pool->conf->name,
-                 (int)worker->pid, (unsigned long long)limit);
+        h2p_info("pool", "pool %s: a php-cgi child of master %d served %llu requests (max_requests %llu): ending it",
+                 pool->conf->name, (int)worker->pid, (unsigned long long)worker->conn_requests, (unsigned long long)limit);
+        worker->conn_requests = 0;
         pthread_mutex_unlock(&pool->lock);
         h2p_worker_kill_connection_holder(worker, h2o_socket_get_fd(sock), SIGKILL);
         h2o_socket_close(sock);

@@ -143,7 +143,7 @@ class PhpMasterTest(unittest.TestCase):
         # forked a new one from the master (php-cgi's own limit is one more: never reached here)
         counts = collections.Counter(seen)
         self.assertLessEqual(max(counts.values()), 5, counts)
-        h2ptest.log_shows(s, r"a php-cgi child of master \d+ reached max_requests \(5\): ending it")
+        h2ptest.log_shows(s, r"a php-cgi child of master \d+ served 5 requests \(max_requests 5\): ending it")
         self.assertGreaterEqual(len(counts), 10, counts)
         self.assertNotIn(master[0], counts)
         self.assertEqual(count_in_log(s, r"spawned php-cgi master"), 1)
@@ -167,7 +167,7 @@ class PhpMasterTest(unittest.TestCase):
             self.assertEqual(request(s.port(), "/pid.php"), (200, f"{first}\n".encode()))
         h2ptest.wait_until(lambda: not h2ptest.process_alive(first), what="the first child to end at its limit")
         self.assertEqual(request(s.port(), "/pid.php"), (200, f"{spare[0]}\n".encode()))
-        h2ptest.log_shows(s, r"a php-cgi child of master \d+ reached max_requests \(3\): ending it")
+        h2ptest.log_shows(s, r"a php-cgi child of master \d+ served 3 requests \(max_requests 3\): ending it")
         _, kids_after = self.master_and_children(s, 1)  # and php-cgi forked the next spare
         self.assertIn(spare[0], kids_after)
         self.assertNotIn("crash", s.read_log())
