@@ -493,20 +493,11 @@ static void master_ready_locked(h2p_worker_t *m, uint64_t now, h2o_linklist_t *h
  * the children are listed in /proc/<pid>/task/<pid>/children. */
 static uint64_t master_largest_rss(pid_t master)
 {
-    char path[64], buf[4096];
+    pid_t kids[512];
     uint64_t largest = h2p_process_rss(master);
-    snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)master, (int)master);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return largest;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return largest;
-    buf[n] = '\0';
-    char *p = buf, *end;
-    for (long pid; (pid = strtol(p, &end, 10)) > 0; p = end) {
-        uint64_t rss = h2p_process_rss((pid_t)pid);
+    ssize_t n = h2p_proc_children(master, kids, sizeof(kids) / sizeof(kids[0]));
+    for (ssize_t i = 0; i < n; ++i) {
+        uint64_t rss = h2p_process_rss(kids[i]);
         if (rss > largest)
             largest = rss;
     }

@@ -97,6 +97,10 @@ void h2p_privsep_kill(pid_t pid, int sig);
  * signal (an idle php-cgi child would go and accept another connection). */
 void h2p_privsep_kill_socket_holder(pid_t master, uint64_t inode, int sig, int conn_fd);
 
+/* The children of `pid` (at most `max` of them, from /proc/<pid>/task/<pid>/children): their
+ * number, or -1 and errno (a kernel without CONFIG_PROC_CHILDREN, /proc with hidepid, pid gone). */
+ssize_t h2p_proc_children(pid_t pid, pid_t *kids, size_t max);
+
 /* CGI, from a front-end thread: asynchronous, over that thread's own channel, answered on its
  * loop (cb(data, cookie, pid or 0, errno or 0)).  `cookie` names the script in the answer and in
  * h2p_privsep_kill_cgi.  A channel is created when the thread starts (h2p_privsep_cgi_channel_create,

@@ -227,16 +227,36 @@ static int holds_file(pid_t pid, const char *wanted)
 /* A php-cgi master's child that holds the socket `inode` (one end of a connection h2pool made to
  * the master's socket) gets `sig`: the request it serves ran past request_timeout.  Only a child
  * of a worker this spawner started. */
+ssize_t h2p_proc_children(pid_t pid, pid_t *kids, size_t max)
+{
+    char path[64], buf[4096];
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid, (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    int err = errno;
+    close(fd);
+    if (n < 0) {
+        errno = err;
+        return -1;
+    }
+    buf[n] = '\0';
+    size_t count = 0;
+    char *p = buf, *end;
+    for (long kid; count != max && (kid = strtol(p, &end, 10)) > 0; p = end)
+        kids[count++] = (pid_t)kid;
+    return (ssize_t)count;
+}
+
 static void kill_socket_holder(pid_t master, uint64_t inode, int sig)
 {
-    char path[64], buf[4096], wanted[48];
+    char path[64], wanted[48];
+    pid_t kids[512];
     snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)master, (int)master);
     snprintf(wanted, sizeof(wanted), "socket:[%llu]", (unsigned long long)inode);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+    ssize_t n = h2p_proc_children(master, kids, sizeof(kids) / sizeof(kids[0]));
     int err = errno;
-    if (fd >= 0)
-        close(fd);
     if (n < 0) {
         /* (a kernel without CONFIG_PROC_CHILDREN, or a /proc mounted with hidepid): the request
          * still ends, but its child keeps running; said once, not on every request_timeout */
@@ -252,11 +272,9 @@ static void kill_socket_holder(pid_t master, uint64_t inode, int sig)
         }
         return;
     }
-    buf[n] = '\0';
-    char *p = buf, *end;
-    for (long child; (child = strtol(p, &end, 10)) > 0; p = end) {
-        if (holds_file((pid_t)child, wanted)) {
-            kill((pid_t)child, sig);
+    for (ssize_t i = 0; i != n; ++i) {
+        if (holds_file(kids[i], wanted)) {
+            kill(kids[i], sig);
             return;
         }
     }
