@@ -423,8 +423,10 @@ static void pair_php_max_requests(h2p_cfg_ctx_t *ctx, h2p_pool_conf_t *pool)
     uint64_t php_limit = pool->max_requests;
     if (pool->php_master && php_limit != 0) {
         pool->php_child_max_requests = php_limit;
-        php_limit = php_limit < INT_MAX ? php_limit + 1 : 0; /* (php-cgi reads an int: beyond, h2pool's count alone) */
+        php_limit++;
     }
+    if (php_limit > INT_MAX) /* php-cgi reads an int, and refuses to start on a negative one: h2pool counts alone */
+        php_limit = 0;
     char entry[64];
     snprintf(entry, sizeof(entry), "PHP_FCGI_MAX_REQUESTS=%" PRIu64, php_limit);
     add_pool_env(ctx, pool, entry);

@@ -819,7 +819,7 @@ static void hand_over_kept_locked(h2p_worker_t *worker)
 {
     h2o_socket_export_t info;
     if (h2o_socket_export(worker->kept_sock, &info) == 0) {
-        int clean = info.input->size == 0; /* (it was kept clean, in this same callback) */
+        int clean = info.input->size == 0; /* (nothing arrived since it was kept: the loop has not read it) */
         h2o_buffer_dispose(&info.input);
         if (worker->fd >= 0)
             close(worker->fd);

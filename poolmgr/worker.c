@@ -96,6 +96,19 @@ int h2p_worker_connect(h2p_worker_t *w, int *reused, int *connecting)
     h2p_worker_drop_kept_locked(w); /* (its owner thread closes it: then the worker accepts us) */
     int fd = w->fd;
     w->fd = -1;
+    if (fd >= 0) {
+        /* a connection handed over by another thread, unwatched since: one the worker has closed
+         * is not reused (a ping on it would fail a worker that is fine); bytes it wrote are the
+         * caller's to find (handlers/fastcgi.c: out of turn) */
+        char byte;
+        ssize_t r;
+        while ((r = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT)) < 0 && errno == EINTR)
+            ;
+        if (r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+            close(fd);
+            fd = -1;
+        }
+    }
     if (w->external) {
         int e = h2p_pool_pick_endpoint_locked(w->pool, w->endpoint, h2p_now_ms());
         if (fd >= 0 && e != (int)w->conn_endpoint) { /* kept to an endpoint now skipped */

@@ -224,9 +224,6 @@ static int holds_file(pid_t pid, const char *wanted)
     return found;
 }
 
-/* A php-cgi master's child that holds the socket `inode` (one end of a connection h2pool made to
- * the master's socket) gets `sig`: the request it serves ran past request_timeout.  Only a child
- * of a worker this spawner started. */
 ssize_t h2p_proc_children(pid_t pid, pid_t *kids, size_t max)
 {
     char path[64], buf[4096];
@@ -242,6 +239,10 @@ ssize_t h2p_proc_children(pid_t pid, pid_t *kids, size_t max)
         return -1;
     }
     buf[n] = '\0';
+    if ((size_t)n == sizeof(buf) - 1) { /* full: its last pid may be cut short */
+        char *last = strrchr(buf, ' ');
+        *(last != NULL ? last : buf) = '\0';
+    }
     size_t count = 0;
     char *p = buf, *end;
     for (long kid; count != max && (kid = strtol(p, &end, 10)) > 0; p = end)
@@ -249,6 +250,9 @@ ssize_t h2p_proc_children(pid_t pid, pid_t *kids, size_t max)
     return (ssize_t)count;
 }
 
+/* A php-cgi master's child that holds the socket `inode` (one end of a connection h2pool made to
+ * the master's socket) gets `sig`: the request it serves ran past request_timeout, or its child
+ * reached max_requests.  Only a child of a worker this spawner started. */
 static void kill_socket_holder(pid_t master, uint64_t inode, int sig)
 {
     char path[64], wanted[48];

@@ -653,12 +653,13 @@ static void test_php_max_requests_paired(void **state)
                                    "  d: {command: [/usr/bin/php-fpm]}\n"
                                    "  e: {command: [php-cgi], activation: socket}\n"
                                    "  f: {command: [php-cgi], max_requests: 50, env: {PHP_FCGI_CHILDREN: '0'}}\n"
-                                   "  g: {command: [php-cgi], max_requests: 3000000000}\n" MINIMAL_SITE,
+                                   "  g: {command: [php-cgi], max_requests: 3000000000}\n"
+                                   "  h: {command: [php-cgi], max_requests: 3000000000, env: {PHP_FCGI_CHILDREN: '0'}}\n" MINIMAL_SITE,
                                    NULL);
     const h2p_pool_conf_t *a = h2p_config_find_pool(conf, "a"), *b = h2p_config_find_pool(conf, "b"),
                           *c = h2p_config_find_pool(conf, "c"), *d = h2p_config_find_pool(conf, "d"),
                           *e = h2p_config_find_pool(conf, "e"), *f = h2p_config_find_pool(conf, "f"),
-                          *g = h2p_config_find_pool(conf, "g");
+                          *g = h2p_config_find_pool(conf, "g"), *h = h2p_config_find_pool(conf, "h");
     assert_int_equal(a->env.count, 2);
     assert_string_equal(a->env.items[0], "PHP_FCGI_CHILDREN=5");
     assert_string_equal(a->env.items[1], "PHP_FCGI_MAX_REQUESTS=10001");
@@ -687,6 +688,7 @@ static void test_php_max_requests_paired(void **state)
     /* php-cgi reads its limit as an int: beyond that, h2pool's count alone */
     assert_string_equal(g->env.items[1], "PHP_FCGI_MAX_REQUESTS=0");
     assert_int_equal(g->php_child_max_requests, 3000000000u);
+    assert_string_equal(h->env.items[1], "PHP_FCGI_MAX_REQUESTS=0"); /* (h2pool recycles at 3e9 itself) */
     h2p_config_release(conf);
 }
 
