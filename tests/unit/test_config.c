@@ -646,16 +646,17 @@ static void test_hidden_segments_add_to_defaults(void **state)
  * a master's children are ended by h2pool at max_requests, and php-cgi's own limit is one more */
 static void test_php_max_requests_paired(void **state)
 {
-    h2p_config_t *conf = load_yaml("pools:\n"
-                                   "  a: {command: [php-cgi]}\n"
-                                   "  b: {command: [/usr/bin/php-cgi8.2], max_requests: 0, max_processes: 3, env: {X: y}}\n"
-                                   "  c: {command: [php-cgi], env: {PHP_FCGI_MAX_REQUESTS: '7', PHP_FCGI_CHILDREN: '0'}}\n"
-                                   "  d: {command: [/usr/bin/php-fpm]}\n"
-                                   "  e: {command: [php-cgi], activation: socket}\n"
-                                   "  f: {command: [php-cgi], max_requests: 50, env: {PHP_FCGI_CHILDREN: '0'}}\n"
-                                   "  g: {command: [php-cgi], max_requests: 3000000000}\n"
-                                   "  h: {command: [php-cgi], max_requests: 3000000000, env: {PHP_FCGI_CHILDREN: '0'}}\n" MINIMAL_SITE,
-                                   NULL);
+    h2p_config_t *conf =
+        load_yaml("pools:\n"
+                  "  a: {command: [php-cgi]}\n"
+                  "  b: {command: [/usr/bin/php-cgi8.2], max_requests: 0, max_processes: 3, env: {X: y}}\n"
+                  "  c: {command: [php-cgi], env: {PHP_FCGI_MAX_REQUESTS: '7', PHP_FCGI_CHILDREN: '0'}}\n"
+                  "  d: {command: [/usr/bin/php-fpm]}\n"
+                  "  e: {command: [php-cgi], activation: socket}\n"
+                  "  f: {command: [php-cgi], max_requests: 50, env: {PHP_FCGI_CHILDREN: '0'}}\n"
+                  "  g: {command: [php-cgi], max_requests: 3000000000}\n"
+                  "  h: {command: [php-cgi], max_requests: 3000000000, env: {PHP_FCGI_CHILDREN: '0'}}\n" MINIMAL_SITE,
+                  NULL);
     const h2p_pool_conf_t *a = h2p_config_find_pool(conf, "a"), *b = h2p_config_find_pool(conf, "b"),
                           *c = h2p_config_find_pool(conf, "c"), *d = h2p_config_find_pool(conf, "d"),
                           *e = h2p_config_find_pool(conf, "e"), *f = h2p_config_find_pool(conf, "f"),
