@@ -911,7 +911,12 @@ static void tick_pool(h2p_pool_t *pool, uint64_t now, int check_memory, h2o_link
                 if (w->state == WORKER_IDLE && w->retire_reason != NULL && w->replacement_ready && !w->retire_at_limit) {
                     h2p_worker_stop_locked(w, w->retire_reason);
                 } else if (w->state == WORKER_IDLE && conf->ping_interval_ms != 0 && pings != NULL && *num_pings < max_pings &&
-                           now - (w->last_active > w->last_ping ? w->last_active : w->last_ping) >= conf->ping_interval_ms) {
+                           now - (w->last_active > w->last_ping ? w->last_active : w->last_ping) >= conf->ping_interval_ms &&
+                           !(w->master != NULL && w->kept_sock != NULL)) {
+                    /* (a php-cgi master's slot with its connection kept is not pinged: its child is
+                     * watched through that connection, whose end shows at once, and a ping would
+                     * need a new one, taken by whichever child is free: the slot would lose its
+                     * child, and the child's count of requests, to the spare) */
                     h2o_linklist_unlink(&w->idle_link);
                     pool->num_idle--;
                     w->state = WORKER_BUSY;

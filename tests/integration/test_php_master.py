@@ -172,6 +172,18 @@ class PhpMasterTest(unittest.TestCase):
         self.assertIn(spare[0], kids_after)
         self.assertNotIn("crash", s.read_log())
 
+    def test_an_idle_slot_keeps_its_child_through_ping_intervals(self):
+        # a slot idle past the ping interval keeps its connection, so its child and that child's
+        # count: h2pool still ends it at max_requests (a ping on a new connection went to the
+        # spare, and the child then ended at php-cgi's own limit, the costly way)
+        s = self.server({"max_processes": 1, "max_requests": 4, "ping": {"interval": "1s"}}, threads=1)
+        pids = [request(s.port(), "/pid.php") for _ in range(2)]
+        time.sleep(2.5)
+        pids += [request(s.port(), "/pid.php") for _ in range(2)]
+        self.assertEqual([p[0] for p in pids], [200] * 4, pids)
+        self.assertEqual(len({p[1] for p in pids}), 1, pids)
+        h2ptest.log_shows(s, r"a php-cgi child of master \d+ served 4 requests \(max_requests 4\): ending it")
+
     def test_a_busy_slot_keeps_its_child_across_threads(self):
         # two threads, one slot, many clients: the slot goes from one thread's request to the
         # other's with its connection (not closed there and made anew, which the spare would
