@@ -75,25 +75,33 @@ static void reload_error(json_t *errors, const char *message)
         json_array_append_new(errors, h2p_json_bytes(message, strlen(message)));
 }
 
+/* Reads the watch's queued events: 1 if there were any. */
+static int read_conf_events(int fd)
+{
+    char events[4096];
+    int any = 0;
+    while (read(fd, events, sizeof(events)) > 0)
+        any = 1;
+    return any;
+}
+
+/* Every change made to conf.d until now is read by the reload about to run: the events already
+ * queued, and a debounced reload they started, would only repeat it later (a refused reload, say,
+ * retried once what refused it has gone, though nobody asked again). */
+static void absorb_pending_changes(void)
+{
+    if (conf_watch_fd >= 0)
+        read_conf_events(conf_watch_fd);
+    if (h2o_timeout_is_linked(&debounce_entry))
+        h2o_timeout_unlink(&debounce_entry);
+}
+
 /*
  * A reload validates the whole new configuration first; a broken one changes nothing (its
  * errors go to the error log) and the old one keeps serving.  A valid one becomes a new
  * generation: new requests use it, requests in flight finish on theirs.  0, or -1 when refused
  * (the reasons appended to `errors` unless it is NULL).
  */
-/* Every change made to conf.d until now is read by the reload about to run: the events already
- * queued, and a debounced reload they started, would only repeat it later (a refused reload, say,
- * retried once what refused it has gone, though nobody asked again). */
-static void absorb_pending_changes(void)
-{
-    char events[4096];
-    if (conf_watch_fd >= 0)
-        while (read(conf_watch_fd, events, sizeof(events)) > 0)
-            ;
-    if (h2o_timeout_is_linked(&debounce_entry))
-        h2o_timeout_unlink(&debounce_entry);
-}
-
 static int reload(const char *why, json_t *errors_out)
 {
     absorb_pending_changes();
@@ -193,12 +201,8 @@ static void on_debounced_change(h2o_timeout_entry_t *entry)
 /* inotify: writes, renames, and the ConfigMap pattern (a `..data` symlink swapped by rename) */
 static void on_conf_dir_event(h2o_socket_t *sock, const char *err)
 {
-    char events[4096];
-    int changed = 0;
-    while (read(h2o_socket_get_fd(sock), events, sizeof(events)) > 0)
-        changed = 1;
     /* (nothing left: a reload that ran in this turn of the loop took the events, and read the change) */
-    if (changed && !h2o_timeout_is_linked(&debounce_entry))
+    if (read_conf_events(h2o_socket_get_fd(sock)) && !h2o_timeout_is_linked(&debounce_entry))
         h2o_timeout_link(supervisor_loop, &debounce_timeout, &debounce_entry);
 }
 

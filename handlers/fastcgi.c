@@ -465,21 +465,11 @@ static void on_connected(h2o_socket_t *sock, const char *err)
     send_request(fr);
 }
 
-typedef enum kept_state { KEPT_CLEAN, KEPT_WROTE, KEPT_CLOSED } kept_state_t;
-
 /* The kept connection's read watch may not have run yet for what arrived since this loop last
- * polled: a look at the socket itself, just before the request goes out. */
-static kept_state_t kept_connection_state(h2o_socket_t *sock)
+ * polled: what it has read, then the socket itself, just before the request goes out. */
+static h2p_conn_state_t kept_connection_state(h2o_socket_t *sock)
 {
-    if (sock->input->size != 0)
-        return KEPT_WROTE;
-    char byte;
-    ssize_t r;
-    while ((r = recv(h2o_socket_get_fd(sock), &byte, 1, MSG_PEEK | MSG_DONTWAIT)) < 0 && errno == EINTR)
-        ;
-    if (r > 0)
-        return KEPT_WROTE;
-    return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? KEPT_CLEAN : KEPT_CLOSED;
+    return sock->input->size != 0 ? H2P_CONN_WROTE : h2p_connection_state(h2o_socket_get_fd(sock));
 }
 
 static void start_on_worker(fcgi_request_t *fr, h2p_worker_t *worker)
@@ -514,11 +504,11 @@ static void start_on_worker(fcgi_request_t *fr, h2p_worker_t *worker)
         /* a kept connection: this thread's, or one handed over with the worker by another thread */
         fr->sock->data = fr;
         switch (kept_connection_state(fr->sock)) {
-        case KEPT_CLEAN:
+        case H2P_CONN_CLEAN:
             fr->reused_connection = 1;
             send_request(fr);
             return;
-        case KEPT_WROTE: /* nothing was sent: the request goes to another worker */
+        case H2P_CONN_WROTE: /* nothing was sent: the request goes to another worker */
             h2p_worker_violation(worker, "wrote out of turn (bytes on its kept connection before its next request)");
             release_worker(fr, H2P_RELEASE_BROKEN, 0);
             if (fr->response.req != NULL && ++fr->connect_attempts < MAX_CONNECT_ATTEMPTS)
@@ -526,7 +516,7 @@ static void start_on_worker(fcgi_request_t *fr, h2p_worker_t *worker)
             else
                 send_error(fr, 502, "Bad Gateway", "the application's workers broke the FastCGI protocol");
             return;
-        case KEPT_CLOSED: /* the worker hung up between requests: a new connection */
+        case H2P_CONN_CLOSED: /* the worker hung up between requests: a new connection */
             h2o_socket_close(fr->sock);
             fr->sock = NULL;
             continue;

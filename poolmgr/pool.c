@@ -823,7 +823,11 @@ static void hand_over_kept_locked(h2p_worker_t *worker)
         h2o_buffer_dispose(&info.input);
         if (worker->fd >= 0)
             close(worker->fd);
-        worker->fd = clean ? info.fd : (close(info.fd), -1);
+        worker->fd = info.fd;
+        if (!clean) {
+            close(worker->fd);
+            worker->fd = -1;
+        }
     }
     worker->kept_sock = NULL;
     worker->kept_thread = NULL;

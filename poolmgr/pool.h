@@ -147,6 +147,10 @@ void h2p_worker_release(h2p_worker_t *worker, h2p_release_outcome_t outcome, int
  * reached.  *connecting = 1 when a TCP connection is still being made (wait for writability and
  * check SO_ERROR: the h2o socket's H2O_SOCKET_FLAG_IS_CONNECTING). */
 int h2p_worker_connect(h2p_worker_t *worker, int *reused, int *connecting);
+/* A kept connection, looked at just before it is used again (a look at the socket itself: its
+ * loop may not have read what arrived since): clean, written to out of turn, or closed. */
+typedef enum h2p_conn_state { H2P_CONN_CLEAN, H2P_CONN_WROTE, H2P_CONN_CLOSED } h2p_conn_state_t;
+h2p_conn_state_t h2p_connection_state(int fd);
 /* The worker's kept connection as a socket of `th`'s loop, or NULL (then h2p_worker_connect). */
 h2o_socket_t *h2p_worker_take_socket(h2p_worker_t *worker, h2p_pool_thread_t *th);
 /* Before releasing with H2P_RELEASE_OK: the clean connection stays registered with `th`'s loop;

@@ -85,6 +85,17 @@ void h2p_supervisor_kick(void)
         h2o_multithread_send_message(&sup.kick_receiver, &sup.kick_message);
 }
 
+h2p_conn_state_t h2p_connection_state(int fd)
+{
+    char byte;
+    ssize_t r;
+    while ((r = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT)) < 0 && errno == EINTR)
+        ;
+    if (r > 0)
+        return H2P_CONN_WROTE;
+    return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? H2P_CONN_CLEAN : H2P_CONN_CLOSED;
+}
+
 int h2p_worker_connect(h2p_worker_t *w, int *reused, int *connecting)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -96,19 +107,6 @@ int h2p_worker_connect(h2p_worker_t *w, int *reused, int *connecting)
     h2p_worker_drop_kept_locked(w); /* (its owner thread closes it: then the worker accepts us) */
     int fd = w->fd;
     w->fd = -1;
-    if (fd >= 0) {
-        /* a connection handed over by another thread, unwatched since: one the worker has closed
-         * is not reused (a ping on it would fail a worker that is fine); bytes it wrote are the
-         * caller's to find (handlers/fastcgi.c: out of turn) */
-        char byte;
-        ssize_t r;
-        while ((r = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT)) < 0 && errno == EINTR)
-            ;
-        if (r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
-            close(fd);
-            fd = -1;
-        }
-    }
     if (w->external) {
         int e = h2p_pool_pick_endpoint_locked(w->pool, w->endpoint, h2p_now_ms());
         if (fd >= 0 && e != (int)w->conn_endpoint) { /* kept to an endpoint now skipped */
@@ -671,6 +669,12 @@ static void start_probe(h2p_worker_t *w, int is_ping)
     static const char *const names[] = {H2P_FCGI_MAX_CONNS, H2P_FCGI_MAX_REQS, H2P_FCGI_MPXS_CONNS};
     /* a ping travels on the kept connection: a one-at-a-time worker would not accept another */
     int reused, connecting, fd = h2p_worker_connect(w, &reused, &connecting); /* (connecting: the write waits for it) */
+    if (reused && h2p_connection_state(fd) == H2P_CONN_CLOSED) {
+        /* a connection handed over by another thread, unwatched since, that the worker closed: a
+         * ping on it would fail a worker that is fine (bytes it wrote fail the ping, as they should) */
+        close(fd);
+        fd = h2p_worker_connect(w, &reused, &connecting);
+    }
     pthread_mutex_lock(&w->pool->lock);
     w->refcnt++;
     w->probe_is_ping = is_ping;
