@@ -111,6 +111,11 @@ def setup_files():
         f.write(os.urandom(1 << 20))
     with open(f"{www}/100k.txt", "w") as f:  # compressible text, about 5:1 with gzip -1
         f.write("".join(f"<li>item {i}: the quick brown fox jumps over the lazy dog</li>\n" for i in range(1700)))
+    # the same text with a precompressed sibling (the peers' tuned way: nginx's gzip_static, h2o's
+    # file.send-compressed; h2pool sends a sibling by default)
+    os.makedirs(f"{www}/pre")
+    shutil.copy(f"{www}/100k.txt", f"{www}/pre/100k.txt")
+    sh("gzip", "-k", "-9", f"{www}/pre/100k.txt")
     with open(f"{www}/hello.php", "w") as f:
         f.write('<?php echo "hello from php\\n";\n')
     os.makedirs(f"{www}/d")  # served by each peer's PHP as its users run it by default
@@ -345,6 +350,7 @@ http {{
     listen 127.0.0.1:{https} ssl http2;
     ssl_certificate {WORK}/cert.pem; ssl_certificate_key {WORK}/key.pem;
     root {WORK}/www;
+    location /pre/ {{ gzip_static on; }}
     location = /app {{ include /etc/nginx/fastcgi_params; fastcgi_pass app; }}
     location = /cached {{ include /etc/nginx/fastcgi_params; fastcgi_pass app; fastcgi_cache fcache;
                           fastcgi_cache_key $request_uri; fastcgi_cache_valid 200 60s; fastcgi_cache_lock on; }}
@@ -388,6 +394,9 @@ hosts:
         file.custom-handler:
           extension: .php
           fastcgi.connect: {{port: {WORK}/php-default-h2o.sock, type: unix}}
+      /pre:
+        file.dir: {WORK}/www/pre
+        file.send-compressed: ON
       /:
         file.dir: {WORK}/www
         compress: ON
@@ -451,6 +460,8 @@ SCENARIOS = {
     "h2-tls-static": lambda s, d: run_h2load(f"https://127.0.0.1:{PORTS[s][1]}/1k.txt", d),
     "overload-512": lambda s, d: run_wrk(f"http://127.0.0.1:{PORTS[s][0]}/app", 512, d),
     "gzip-static-100k": lambda s, d: run_wrk(f"http://127.0.0.1:{PORTS[s][0]}/100k.txt", 16, d, ["Accept-Encoding: gzip"]),
+    "gzip-precompressed-100k": lambda s, d: run_wrk(f"http://127.0.0.1:{PORTS[s][0]}/pre/100k.txt", 16, d,
+                                                    ["Accept-Encoding: gzip"]),
     "fastcgi-cached": lambda s, d: run_wrk(f"http://127.0.0.1:{PORTS[s][0]}/cached", 64, d),
 }
 

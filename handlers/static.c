@@ -18,11 +18,14 @@
  * file's bytes are read once, from that descriptor, by its first response that sends a body, and
  * the iteration's other responses copy them from memory: one pread() per file and iteration
  * instead of one per response (h2o's file handler reads each response's body from the file).
+ * A client that takes gzip or brotli gets the compressed copy of the file that the compression
+ * module kept, when it has one of this very file (native-modules/compression.c).
  */
 #include "handlers/static.h"
 
 #include "frontend/alloc.h"
 #include "handlers/dirlist.h"
+#include "native-modules/cache_store.h"
 #include "native-modules/compression.h"
 #include "native-modules/module.h"
 
@@ -722,6 +725,42 @@ static int send_precompressed(h2o_req_t *req, h2p_scope_rt_t *scope, const char 
     return -1;
 }
 
+static void copy_release(void *p)
+{
+    h2p_cache_entry_release(*(h2p_cache_entry_t **)p);
+}
+
+/* The compressed copy compression kept of this file for this client's coding: no read, no
+ * compression (or, the first time, compression is told to keep what it makes).  0 = answered. */
+static int send_kept_copy(h2o_req_t *req, h2p_scope_rt_t *scope, const char *physical, const static_file_t *file,
+                          h2o_mimemap_type_t *type, int is_head)
+{
+    if (is_head || h2o_find_header(&req->headers, H2O_TOKEN_RANGE, -1) != -1 || not_modified(req, file))
+        return -1;
+    const char *coding;
+    h2p_cache_entry_t *copy = h2p_compression_kept_copy(req, scope, physical, &file->st, type->data.mimetype, &coding);
+    if (copy == NULL)
+        return -1;
+    h2p_cache_entry_t **held = h2o_mem_alloc_shared(&req->pool, sizeof(*held), copy_release);
+    *held = copy; /* the body is sent from the copy's memory */
+    h2p_compression_precompressed_sent(req, type->data.mimetype, coding);
+    req->res.status = 200;
+    req->res.reason = "OK";
+    req->res.content_length = copy->body.len;
+    req->res.mime_attr = &type->data.attr;
+    add_header(req, H2O_TOKEN_CONTENT_TYPE, type->data.mimetype.base, type->data.mimetype.len);
+    add_header(req, H2O_TOKEN_LAST_MODIFIED, file->last_modified, H2O_TIMESTR_RFC1123_LEN);
+    /* the same weak tag as when the file is compressed as it is sent: other bytes, the same resource */
+    h2o_iovec_t etag = h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("W/")), h2o_iovec_init(file->etag, file->etag_len));
+    add_header(req, H2O_TOKEN_ETAG, etag.base, etag.len);
+    add_header(req, H2O_TOKEN_ACCEPT_RANGES, H2O_STRLIT("none"));
+    static h2o_generator_t generator = {NULL, NULL};
+    h2o_start_response(req, &generator);
+    h2o_iovec_t body = copy->body;
+    h2o_send(req, &body, 1, H2O_SEND_STATE_FINAL);
+    return 0;
+}
+
 static void send_open_error(h2o_req_t *req, int err)
 {
     switch (err) {
@@ -779,7 +818,8 @@ int h2p_static_serve(h2o_req_t *req, h2p_scope_rt_t *scope, const char *physical
         h2o_send_error_405(req, "Method Not Allowed", "method not allowed", H2O_SEND_ERROR_KEEP_HEADERS);
     } else {
         h2o_mimemap_type_t *type = type_of(req, physical);
-        if (send_precompressed(req, scope, physical, file, type, is_head) != 0)
+        if (send_precompressed(req, scope, physical, file, type, is_head) != 0 &&
+            send_kept_copy(req, scope, physical, file, type, is_head) != 0)
             send_file(req, file, type, is_head);
     }
     file_release(file);

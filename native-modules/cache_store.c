@@ -130,6 +130,32 @@ h2p_cache_entry_t *h2p_cache_entry_new(size_t data_size)
     return entry;
 }
 
+void h2p_cache_body_free(h2p_cache_body_t *body)
+{
+    free(body->base);
+    *body = (h2p_cache_body_t){NULL};
+}
+
+int h2p_cache_body_append(h2p_cache_t *cache, h2p_cache_body_t *body, const h2o_iovec_t *bufs, size_t bufcnt)
+{
+    for (size_t i = 0; i != bufcnt; ++i) {
+        if (bufs[i].len > cache->max_entry - body->len) {
+            h2p_cache_body_free(body);
+            return -1;
+        }
+        if (body->len + bufs[i].len > body->capacity) {
+            size_t capacity = body->capacity != 0 ? body->capacity : 16384;
+            while (capacity < body->len + bufs[i].len)
+                capacity *= 2;
+            body->base = h2o_mem_realloc(body->base, capacity);
+            body->capacity = capacity;
+        }
+        memcpy(body->base + body->len, bufs[i].base, bufs[i].len);
+        body->len += bufs[i].len;
+    }
+    return 0;
+}
+
 h2p_cache_entry_t *h2p_cache_entry_retain(h2p_cache_entry_t *entry)
 {
     __atomic_add_fetch(&entry->refcnt, 1, __ATOMIC_RELAXED);

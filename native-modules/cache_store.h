@@ -126,6 +126,16 @@ void h2p_cache_insert(h2p_cache_t *cache, const char *key, size_t key_len, h2p_c
 /* The leader's fetch ended: stores `entry` if not NULL (taking the reference) and wakes the waiters. */
 void h2p_cache_complete(h2p_cache_t *cache, h2p_cache_pending_t *pending, h2p_cache_entry_t *entry);
 
+/* A body being collected as a response is sent, for an entry. */
+typedef struct h2p_cache_body {
+    char *base;
+    size_t len, capacity;
+} h2p_cache_body_t;
+
+/* Appends `bufs` to `body`; -1 (the body freed and emptied) when it would pass the store's max_entry. */
+int h2p_cache_body_append(h2p_cache_t *cache, h2p_cache_body_t *body, const h2o_iovec_t *bufs, size_t bufcnt);
+void h2p_cache_body_free(h2p_cache_body_t *body);
+
 /* Drops the entry stored under its key if it is still `entry` (a static file that changed). */
 void h2p_cache_remove(h2p_cache_t *cache, h2p_cache_entry_t *entry);
 /* Removes every entry whose key `match` accepts (every entry when match is NULL); how many.

@@ -16,6 +16,13 @@
  * with the sibling, labelled with the file's own Content-Type: this module says which siblings
  * the client takes (q-values), the static handler opens them beneath the root like the file
  * and sends them (ETag, 304, HEAD).
+ *
+ * Otherwise a static file is compressed once per coding, as IIS's static compression keeps its
+ * compressed files: the filter keeps the bytes it compressed for a whole file as that file's
+ * copy, in the output cache's store (one budget, least recently used out first), under the
+ * file's path and coding and valid while the file is the one compressed (device, inode, size,
+ * mtime); the static handler answers the next requests from the copy, without reading the file
+ * or compressing.
  */
 #include "native-modules/compression.h"
 
@@ -26,6 +33,7 @@
 
 #include "frontend/alloc.h"
 #include "frontend/router.h"
+#include "native-modules/cache_store.h"
 #include "native-modules/module.h"
 
 #define GZIP_LEVEL 1     /* on-the-fly: speed first, as nginx's gzip_comp_level and h2o's default */
@@ -37,9 +45,29 @@ typedef struct compression_filter {
     const h2p_modules_conf_t *settings; /* the scope's merged settings (live as long as the generation) */
 } compression_filter_t;
 
+/* The module's state of a request (H2P_MODULE_REQUEST) */
+typedef struct compression_request {
+    /* a precompressed sibling or a kept copy of a file of this Content-Type is being sent in this
+     * coding: labelled, not compressed (coding NULL: neither) */
+    h2o_iovec_t type;
+    const char *coding;
+    /* a whole file is being sent whose compressed bytes are to be kept (copy_key.base NULL: none) */
+    h2o_iovec_t copy_key;
+    h2p_content_coding_t copy_coding;
+    struct stat copy_of;
+} compression_request_t;
+
+/* A compressed copy being collected as the filter sends it (copy_dispose frees it) */
+typedef struct kept_copy {
+    h2p_cache_t *cache;
+    const compression_request_t *file;
+    h2p_cache_body_t body;
+} kept_copy_t;
+
 typedef struct compress_ostream {
     h2o_ostream_t super;
     h2o_compress_context_t *compressor;
+    kept_copy_t *copy; /* NULL: not kept */
 } compress_ostream_t;
 
 /* ---- Accept-Encoding -------------------------------------------------------------------- */
@@ -247,13 +275,6 @@ typedef struct deflater {
     size_t capacity;
 } deflater_t;
 
-/* The module's state of a request (H2P_MODULE_REQUEST): a precompressed sibling (.br, .gz) of a
- * file of this Content-Type is being sent */
-typedef struct precompressed {
-    h2o_iovec_t type;
-    const char *coding;
-} precompressed_t;
-
 /* The module's state on a front-end thread (H2P_MODULE_THREAD) */
 typedef struct compression_thread {
     deflater_t *items[SPARE_DEFLATERS];
@@ -434,7 +455,98 @@ static h2o_compress_context_t *brotli_open(h2o_mem_pool_t *pool, size_t content_
     return &self->super;
 }
 
-/* ---- the filter --------------------------------------------------------------------------- */
+/* ---- kept copies of static files ------------------------------------------------------- */
+
+static void copy_dispose(void *_copy)
+{
+    h2p_cache_body_free(&((kept_copy_t *)_copy)->body);
+}
+
+static kept_copy_t *start_copy(h2o_req_t *req, h2p_cache_t *cache, const compression_request_t *file)
+{
+    kept_copy_t *copy = h2o_mem_alloc_shared(&req->pool, sizeof(*copy), copy_dispose);
+    *copy = (kept_copy_t){cache, file};
+    return copy;
+}
+
+static void drop_copy(compress_ostream_t *self)
+{
+    h2p_cache_body_free(&self->copy->body);
+    self->copy = NULL;
+}
+
+/* What the filter sent goes into the copy; once the whole file is compressed, the copy is stored. */
+static void keep_copy(compress_ostream_t *self, const h2o_iovec_t *bufs, size_t bufcnt, h2o_send_state_t state)
+{
+    kept_copy_t *copy = self->copy;
+    /* an error is a read error, or a file that shrank */
+    if (state == H2O_SEND_STATE_ERROR || h2p_cache_body_append(copy->cache, &copy->body, bufs, bufcnt) != 0) {
+        drop_copy(self);
+        return;
+    }
+    if (h2o_send_state_is_in_progress(state))
+        return;
+    const compression_request_t *file = copy->file;
+    h2p_cache_entry_t *entry = h2p_cache_entry_new(copy->body.len);
+    memcpy(entry->data, copy->body.base, copy->body.len);
+    entry->body = h2o_iovec_init(entry->data, copy->body.len);
+    entry->file_dev = file->copy_of.st_dev;
+    entry->file_ino = file->copy_of.st_ino;
+    entry->file_size = file->copy_of.st_size;
+    entry->file_mtime = file->copy_of.st_mtim;
+    entry->stored_at_ms = h2p_cache_now_ms();
+    entry->expires_at_ms = UINT64_MAX; /* valid while the file is the same; evicted by max_memory */
+    h2p_cache_insert(copy->cache, file->copy_key.base, file->copy_key.len, entry);
+    drop_copy(self);
+}
+
+static int copy_fits(const h2p_cache_entry_t *entry, void *arg)
+{
+    const struct stat *st = arg;
+    return entry->file_dev == st->st_dev && entry->file_ino == st->st_ino && entry->file_size == st->st_size &&
+           entry->file_mtime.tv_sec == st->st_mtim.tv_sec && entry->file_mtime.tv_nsec == st->st_mtim.tv_nsec;
+}
+
+static compression_request_t *request_state(h2p_request_t *r)
+{
+    compression_request_t *state = H2P_MODULE_REQUEST(r, compression);
+    if (state == NULL) {
+        state = h2o_mem_alloc_pool(&r->req->pool, sizeof(*state));
+        memset(state, 0, sizeof(*state));
+        H2P_MODULE_REQUEST(r, compression) = state;
+    }
+    return state;
+}
+
+h2p_cache_entry_t *h2p_compression_kept_copy(h2o_req_t *req, const struct h2p_scope_rt *scope, const char *physical,
+                                             const struct stat *st, h2o_iovec_t type, const char **coding)
+{
+    const h2p_modules_conf_t *m = &scope->modules;
+    h2p_request_t *r = h2p_request_of(req);
+    if (r == NULL || r->gen->cache == NULL || !scope_compresses(m, 1) || type.base == NULL ||
+        !type_listed(&m->compression->types, type) || (uint64_t)st->st_size < m->compression->min_size ||
+        (uint64_t)st->st_size == 0)
+        return NULL;
+    h2p_content_coding_t chosen = h2p_compression_negotiate(m, req, 1);
+    if (chosen == H2P_CODING_IDENTITY)
+        return NULL;
+    /* "\0": no output cache key starts so (a URL's scheme does), and a path has no NUL */
+    char head[2] = {'\0', chosen == H2P_CODING_BR ? 'b' : 'g'};
+    h2o_iovec_t key = h2o_concat(&req->pool, h2o_iovec_init(head, 2), h2o_iovec_init(physical, strlen(physical)));
+    h2p_cache_entry_t *entry = NULL;
+    h2p_cache_pending_t *pending = NULL;
+    if (h2p_cache_lookup(r->gen->cache, key.base, key.len, copy_fits, (void *)st, NULL, 0, &entry, &pending, NULL) ==
+        H2P_CACHE_HIT) {
+        *coding = chosen == H2P_CODING_BR ? "br" : "gzip";
+        return entry;
+    }
+    /* none, or one of an older version of the file: the filter keeps this response's */
+    compression_request_t *state = request_state(r);
+    state->copy_key = key;
+    state->copy_coding = chosen;
+    state->copy_of = *st;
+    return NULL;
+}
 
 static void compress_do_send(h2o_ostream_t *_self, h2o_req_t *req, h2o_iovec_t *inbufs, size_t inbufcnt, h2o_send_state_t state)
 {
@@ -442,11 +554,13 @@ static void compress_do_send(h2o_ostream_t *_self, h2o_req_t *req, h2o_iovec_t *
     h2o_iovec_t *outbufs;
     size_t outbufcnt;
     self->compressor->transform(self->compressor, inbufs, inbufcnt, state, &outbufs, &outbufcnt);
+    if (self->copy != NULL)
+        keep_copy(self, outbufs, outbufcnt, state);
     h2o_ostream_send_next(&self->super, req, outbufs, outbufcnt, state);
 }
 
-/* A precompressed sibling went out: it is the file's representation in that coding. */
-static void label_precompressed(h2o_req_t *req, const precompressed_t *sent)
+/* A precompressed sibling or a kept copy went out: it is the file's representation in that coding. */
+static void label_precompressed(h2o_req_t *req, const compression_request_t *sent)
 {
     ssize_t i = h2o_find_header(&req->res.headers, H2O_TOKEN_CONTENT_TYPE, -1);
     if (i != -1)
@@ -467,8 +581,9 @@ static void on_setup_ostream(h2o_filter_t *_self, h2o_req_t *req, h2o_ostream_t 
     h2p_request_t *r = h2p_request_of(req);
     if (r != NULL && r->from_cache)
         goto Next; /* stored as the cache's entry for this coding */
-    if (r != NULL && H2P_MODULE_REQUEST(r, compression) != NULL) {
-        label_precompressed(req, H2P_MODULE_REQUEST(r, compression));
+    compression_request_t *state = r != NULL ? H2P_MODULE_REQUEST(r, compression) : NULL;
+    if (state != NULL && state->coding != NULL) {
+        label_precompressed(req, state);
         goto Next;
     }
     if (req->res.status != 200)
@@ -489,7 +604,13 @@ static void on_setup_ostream(h2o_filter_t *_self, h2o_req_t *req, h2o_ostream_t 
     if (is_head(req) || req->version < 0x101)
         goto Next;
     h2o_compress_context_t *compressor;
-    switch (h2p_compression_negotiate(self->settings, req, is_static)) {
+    h2p_content_coding_t coding = h2p_compression_negotiate(self->settings, req, is_static);
+    /* the static handler sends the whole file whose compressed bytes are to be kept */
+    kept_copy_t *copy = NULL;
+    if (state != NULL && state->copy_key.base != NULL && state->copy_coding == coding &&
+        req->res.content_length == (size_t)state->copy_of.st_size)
+        copy = start_copy(req, r->gen->cache, state);
+    switch (coding) {
     case H2P_CODING_BR:
         compressor = brotli_open(&req->pool, req->res.content_length);
         break;
@@ -506,6 +627,7 @@ static void on_setup_ostream(h2o_filter_t *_self, h2o_req_t *req, h2o_ostream_t 
     compress_ostream_t *encoder = (void *)h2o_add_ostream(req, sizeof(*encoder), slot);
     encoder->super.do_send = compress_do_send;
     encoder->compressor = compressor;
+    encoder->copy = copy;
     slot = &encoder->super.next;
 Next:
     h2o_setup_next_ostream(req, slot);
@@ -544,9 +666,9 @@ size_t h2p_compression_precompressed_choices(h2o_req_t *req, const struct h2p_sc
 void h2p_compression_precompressed_sent(h2o_req_t *req, h2o_iovec_t type, const char *coding)
 {
     h2p_request_t *r = h2p_request_of(req);
-    precompressed_t *sent = h2o_mem_alloc_pool(&req->pool, sizeof(*sent));
-    *sent = (precompressed_t){type, coding};
-    H2P_MODULE_REQUEST(r, compression) = sent;
+    compression_request_t *state = request_state(r);
+    state->type = type;
+    state->coding = coding;
 }
 
 /* ---- set-up ------------------------------------------------------------------------------- */

@@ -70,8 +70,7 @@ typedef struct h2p_cache_request {
     const char *file_path;
     struct stat file_st;
     /* the copy of the response being stored */
-    char *body;
-    size_t body_len, body_cap;
+    h2p_cache_body_t body;
     uint64_t ttl_ms, stale_while_revalidate_ms, stale_if_error_ms;
     unsigned storing : 1;
 } h2p_cache_request_t;
@@ -466,7 +465,7 @@ static void on_cache_request_dispose(void *p)
         h2p_cache_complete(c->cache, c->pending, NULL);
     if (c->waiter != NULL && h2p_cache_cancel_wait(c->cache, c->waiter))
         free(c->waiter);
-    free(c->body);
+    h2p_cache_body_free(&c->body);
     if (c->hit != NULL)
         h2p_cache_entry_release(c->hit);
 }
@@ -786,7 +785,7 @@ static h2p_cache_entry_t *build_entry(h2o_req_t *req, h2p_cache_request_t *c)
 {
     h2o_iovec_t vary_names[16], vary_values[16];
     int vary_present[16];
-    size_t num_vary = collect_vary(req, c->rule, vary_names, 16), num_headers = 0, size = c->body_len;
+    size_t num_vary = collect_vary(req, c->rule, vary_names, 16), num_headers = 0, size = c->body.len;
     for (size_t i = 0; i != num_vary; ++i) {
         vary_present[i] = request_header(req, vary_names[i], vary_values + i);
         size += vary_names[i].len + vary_values[i].len;
@@ -830,7 +829,7 @@ static h2p_cache_entry_t *build_entry(h2o_req_t *req, h2p_cache_request_t *c)
         v->value = h2o_iovec_init(copy_into(&cursor, vary_values[i].base, vary_values[i].len), vary_values[i].len);
         v->present = vary_present[i];
     }
-    entry->body = h2o_iovec_init(copy_into(&cursor, c->body, c->body_len), c->body_len);
+    entry->body = h2o_iovec_init(copy_into(&cursor, c->body.base, c->body.len), c->body.len);
     if (c->file_path != NULL) {
         entry->file_path = copy_into(&cursor, c->file_path, path_len);
         entry->file_dev = c->file_st.st_dev;
@@ -851,9 +850,7 @@ static h2p_cache_entry_t *build_entry(h2o_req_t *req, h2p_cache_request_t *c)
 static void give_up(h2p_cache_request_t *c)
 {
     c->storing = 0;
-    free(c->body);
-    c->body = NULL;
-    c->body_len = c->body_cap = 0;
+    h2p_cache_body_free(&c->body);
     if (c->pending != NULL) {
         h2p_cache_complete(c->cache, c->pending, NULL);
         c->pending = NULL;
@@ -864,22 +861,8 @@ static void store_do_send(h2o_ostream_t *_self, h2o_req_t *req, h2o_iovec_t *buf
 {
     h2p_cache_request_t *c = ((store_ostream_t *)_self)->c;
     if (c->storing) {
-        uint64_t max_entry = h2p_cache_max_entry(c->cache);
-        for (size_t i = 0; i != bufcnt && c->storing; ++i) {
-            if (c->body_len + bufs[i].len > max_entry) {
-                give_up(c);
-                break;
-            }
-            if (c->body_len + bufs[i].len > c->body_cap) {
-                size_t cap = c->body_cap != 0 ? c->body_cap : 16384;
-                while (cap < c->body_len + bufs[i].len)
-                    cap *= 2;
-                c->body = h2o_mem_realloc(c->body, cap);
-                c->body_cap = cap;
-            }
-            memcpy(c->body + c->body_len, bufs[i].base, bufs[i].len);
-            c->body_len += bufs[i].len;
-        }
+        if (h2p_cache_body_append(c->cache, &c->body, bufs, bufcnt) != 0)
+            give_up(c);
         if (c->storing && !h2o_send_state_is_in_progress(state)) {
             h2p_cache_entry_t *entry = state == H2O_SEND_STATE_FINAL ? build_entry(req, c) : NULL;
             if (entry == NULL) {
@@ -891,8 +874,7 @@ static void store_do_send(h2o_ostream_t *_self, h2o_req_t *req, h2o_iovec_t *buf
                 h2p_cache_insert(c->cache, c->key.base, c->key.len, entry);
             }
             c->storing = 0;
-            free(c->body);
-            c->body = NULL;
+            h2p_cache_body_free(&c->body);
         }
     }
     h2o_ostream_send_next(_self, req, bufs, bufcnt, state);

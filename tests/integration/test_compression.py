@@ -1,6 +1,7 @@
 """compression module (`modules.compression`): gzip and brotli, chosen by Accept-Encoding
-with q-values, for static files (on the fly, or a precompressed `.br` / `.gz` sibling) and worker
-output; never for Range answers, encoded bodies, HEAD, 304, small bodies or unlisted types."""
+with q-values, for static files (on the fly, or a precompressed `.br` / `.gz` sibling, then from
+the compressed copy kept in memory) and worker output; never for Range answers, encoded bodies,
+HEAD, 304, small bodies or unlisted types."""
 import gzip
 import os
 import subprocess
@@ -108,7 +109,8 @@ class CompressionTest(h2ptest.ServerTestCase):
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.header("content-encoding"), coding, r)
         self.assertIn("accept-encoding", (r.header("vary") or "").lower(), r)
-        self.assertIsNone(r.header("content-length"), r)
+        # streamed as compressed (no length), or a static file's kept copy (its length)
+        self.assertIn(r.header("content-length"), [None, str(len(r.body))], r)
         self.assertEqual(decode(r), original.encode() if isinstance(original, str) else original)
         self.assertLess(len(r.body), len(decode(r)))
 
@@ -290,6 +292,140 @@ class CompressionTest(h2ptest.ServerTestCase):
     def test_stale_sibling_is_ignored(self):
         r = self.get("/stale.css", encoding="gzip")
         self.assertCompressed(r, "gzip", PRE)  # compressed on the fly from the current file
+
+
+KEPT_CONF = """
+server:
+  threads: 2
+  cache: {max_entry: 16KiB}
+sites:
+  open:
+    bindings: ["http://127.0.0.1:{port:http}"]
+    root: {dir}/www
+    http2: true
+  locked:
+    bindings: ["http://127.0.0.1:{port:locked}"]
+    root: {dir}/www
+    modules:
+      ip_restriction: {default: deny}
+"""
+
+TEXT = "".join(f"kept {i}: the quick brown fox jumps over the lazy dog\n" for i in range(3000))
+# text that compresses to more than max_entry (16 KiB): never kept
+NOISE = "".join(f"{(i * 2654435761) % 4294967296:08x}{(i * 40503) % 65536:04x}\n" for i in range(4000))
+
+
+class KeptCopyTest(h2ptest.ServerTestCase):
+    """A static file is compressed once per coding; later requests get the copy kept in memory (a
+    Content-Length where the streamed one has none), for as long as the file is the same."""
+    CONF = KEPT_CONF
+    FILES = {"www/noise.txt": NOISE}
+
+    def get(self, path, *args, coding="gzip", name="http"):
+        return self.server.get(path, "-H", f"Accept-Encoding: {coding}", *args, name=name)
+
+    def kept(self, path, original, coding="gzip", proto=()):
+        """Asks until the copy answers (the first answer of each coding keeps it), checks both."""
+        first = self.get(path, *proto, coding=coding)
+        self.assertEqual(first.status, 200, first)
+        self.assertEqual(first.header("content-encoding"), coding, first)
+        self.assertEqual(decode(first), original.encode())
+        copy = self.get(path, *proto, coding=coding)
+        self.assertEqual(copy.status, 200, copy)
+        self.assertEqual(copy.header("content-encoding"), coding, copy)
+        self.assertEqual(copy.header("content-length"), str(len(copy.body)), copy)
+        self.assertEqual(decode(copy), original.encode())
+        self.assertIn("accept-encoding", copy.header("vary").lower(), copy)
+        self.assertEqual(copy.header("accept-ranges"), "none", copy)
+        self.assertTrue(copy.header("etag").startswith('W/"'), copy)
+        self.assertEqual(copy.header("content-type"), "text/plain", copy)
+        return first, copy
+
+    def test_each_coding_is_kept(self):
+        self.server.write("www/a.txt", TEXT)
+        for coding in ["gzip", "br"]:
+            with self.subTest(coding=coding):
+                first, copy = self.kept("/a.txt", TEXT, coding)
+                self.assertIsNone(first.header("content-length"), first)  # the first is compressed as it streams
+                self.assertEqual(first.body, copy.body)  # and kept byte for byte
+                self.assertEqual(first.header("etag"), copy.header("etag"))
+        # over HTTP/2 too, and the identity answer is untouched
+        self.kept("/a.txt", TEXT, "gzip", proto=["--http2-prior-knowledge"])
+        r = self.server.get("/a.txt")
+        self.assertEqual(r.body, TEXT.encode())
+        self.assertIsNone(r.header("content-encoding"), r)
+
+    def test_copy_follows_the_file(self):
+        """Every way of changing the file is seen at once: the copy is of the file it was made of."""
+        def same_size_other_text(n):
+            return TEXT.replace("quick", f"qu{n:03d}")[:len(TEXT)]
+        path = "www/changes.txt"
+        self.server.write(path, TEXT)
+        self.kept("/changes.txt", TEXT)
+        st = os.stat(self.server.path(path))
+        # a different size
+        longer = TEXT + "one more line\n"
+        self.server.write(path, longer)
+        self.kept("/changes.txt", longer)
+        # the same size, another mtime
+        self.server.write(path, TEXT)
+        self.kept("/changes.txt", TEXT)
+        text = same_size_other_text(1)
+        self.server.write(path, text)
+        os.utime(self.server.path(path), ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+        self.kept("/changes.txt", text)
+        # another file renamed over it with the same size and mtime: another inode
+        mtime = os.stat(self.server.path(path)).st_mtime_ns
+        text = same_size_other_text(2)
+        self.server.write("www/changes.new", text)
+        os.utime(self.server.path("www/changes.new"), ns=(mtime, mtime))
+        os.rename(self.server.path("www/changes.new"), self.server.path(path))
+        self.kept("/changes.txt", text)
+        # a symlink out of the root in its place: refused, the copy is never an answer
+        self.server.write("secret.txt", TEXT)
+        os.unlink(self.server.path(path))
+        os.symlink(self.server.path("secret.txt"), self.server.path(path))
+        for coding in ["gzip", "br"]:
+            self.assertEqual(self.get("/changes.txt", coding=coding).status, 403)
+        # gone
+        os.unlink(self.server.path(path))
+        for coding in ["gzip", "br"]:
+            self.assertEqual(self.get("/changes.txt", coding=coding).status, 404)
+
+    def test_access_checks_come_first(self):
+        """The copy answers only a request that reached the file: the same file through a site
+        that refuses the client is refused."""
+        self.server.write("www/shared.txt", TEXT)
+        self.kept("/shared.txt", TEXT)
+        for coding in ["gzip", "br", "gzip, br"]:
+            with self.subTest(coding=coding):
+                r = self.get("/shared.txt", coding=coding, name="locked")
+                self.assertEqual(r.status, 403, r)
+                self.assertNotIn(b"kept 1", r.body)
+
+    def test_conditional_head_and_range_on_a_kept_file(self):
+        self.server.write("www/cond.txt", TEXT)
+        _, copy = self.kept("/cond.txt", TEXT)
+        r = self.get("/cond.txt", "-H", f"If-None-Match: {copy.header('etag')}")
+        self.assertEqual(r.status, 304, r)
+        self.assertEqual(r.body, b"")
+        r = self.get("/cond.txt", "-I")
+        self.assertEqual(r.status, 200, r)
+        self.assertIsNone(r.header("content-encoding"), r)
+        r = self.get("/cond.txt", "-H", "Range: bytes=10-19")
+        self.assertEqual(r.status, 206, r)
+        self.assertEqual(r.body, TEXT.encode()[10:20])
+        r = self.get("/cond.txt", "--http1.0")
+        self.assertEqual(r.body, TEXT.encode())
+        self.assertIsNone(r.header("content-encoding"), r)
+
+    def test_larger_than_max_entry_is_not_kept(self):
+        for coding in ["gzip", "br"]:
+            for _ in range(3):
+                r = self.get("/noise.txt", coding=coding)
+                self.assertEqual(r.header("content-encoding"), coding, r)
+                self.assertIsNone(r.header("content-length"), r)  # streamed every time
+                self.assertEqual(decode(r), NOISE.encode())
 
 
 if __name__ == "__main__":
