@@ -31,6 +31,7 @@ STORM_CONNECTIONS = 16
 REWRITE_PORT = 18195  # h2pool alone: a PHP front controller behind 20 rewrite rules
 CACHED_BARE_PORTS = (18196, 18197)  # h2pool's cached FastCGI hit vs a bare libh2o handler (bench/bare_h2o.c)
 WORKERS = 4
+THREADS = [1]  # front-end threads of each side (--threads)
 procs = []
 started = {}  # name -> pid of what start() started
 
@@ -214,7 +215,7 @@ def write_h2pool_conf(args, min_processes):
     with open(f"{conf}/bench.yaml", "w") as f:
         f.write(f"""
 server:
-  threads: 1
+  threads: {THREADS[0]}
 pools:
   hello:
     command: [{os.path.abspath(args.hello)}]
@@ -329,7 +330,7 @@ def start_nginx():
     with open(f"{WORK}/nginx.conf", "w") as f:
         f.write(f"""
 user root;
-worker_processes 1;
+worker_processes {THREADS[0]};
 daemon off;
 pid {WORK}/nginx/nginx.pid;
 error_log {WORK}/nginx/error.log warn;
@@ -373,7 +374,7 @@ def start_h2o():
     http, https = PORTS["h2o"]
     with open(f"{WORK}/h2o.conf", "w") as f:
         f.write(f"""
-num-threads: 1
+num-threads: {THREADS[0]}
 {"user: root" if os.geteuid() == 0 else ""}
 error-log: {WORK}/h2o.err
 listen: {{host: 127.0.0.1, port: {http}}}
@@ -721,9 +722,13 @@ def main():
                     help="bench/bare_h2o.c's binary (fastcgi-cached-vs-bare)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="front-end threads of each side (h2pool threads, nginx worker_processes, h2o num-threads); "
+                         "1 by default, their own defaults (2 on this machine) with --threads 2")
     ap.add_argument("--only", default=",".join(list(SCENARIOS) + ["logging", "password-storm", "fastcgi-cached-vs-bare"]),
                     help="scenarios, comma-separated; `logging` = h2pool with the access log on vs off")
     args = ap.parse_args()
+    THREADS[0] = args.threads
     check_ports_free()
     setup_files()
     setup_storm_files()

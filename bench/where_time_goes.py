@@ -7,11 +7,13 @@ profile of h2pool's front end (perf record) and latency histograms (wrk --latenc
 usage: python3 bench/where_time_goes.py --h2pool build-release/h2pool --hello build-release/tests/hello_fcgi
            [--requests 40000] [--rounds 3] [--duration 4] [--profile-seconds 4]
            [--only counts,strace,latency,profile] [--scenarios fastcgi-hello,php-hello,static-1k]
+(static-1k has no backend: its BE column is 0)
 Needs perf (Debian: linux-perf), h2load and wrk, and root for perf's syscall tracepoints.
 """
 import argparse
 import os
 import re
+import resource
 import signal
 import statistics
 import subprocess
@@ -62,7 +64,9 @@ def front_end_pids(srv, proc):
 
 def backend_pids(srv, proc, scenario, backends):
     """The backend processes, and their parents (a worker that exits during the run is counted in
-    its parent's cutime: h2pool's spawner, php-cgi's master)."""
+    its parent's cutime: h2pool's spawner, php-cgi's master).  None for a static file."""
+    if scenario not in BACKEND_NAMES:
+        return []
     name = BACKEND_NAMES[scenario]
     if srv == "h2pool":
         workers = [p for p in descendants(proc.pid) if name in cmdline(p)]
@@ -87,6 +91,18 @@ def cpu_used(before, after):
     exit: a process started in between counts whole, and one that exited in between is in its
     parent's cutime (its time before the first sample, counted there too, is taken off)."""
     return sum(after.values()) - sum(before.values())
+
+
+def machine_busy():
+    """Seconds of CPU the whole machine spent busy (every process, the kernel's softirqs too)."""
+    f = open("/proc/stat").readline().split()[1:]
+    ticks = [int(x) for x in f]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+
+
+def children_cpu():
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def switches(pids):
@@ -117,7 +133,9 @@ def count_run(srv, proc, scenario, backends, requests):
                              "-p", ",".join(map(str, fe))], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.3)
     sw0, cpu0, bcpu0 = switches(fe), cpu_by_pid(fe), cpu_by_pid(be)
+    lg0, all0 = children_cpu(), machine_busy()
     out = subprocess.run(["h2load", "--h1", "-n", str(requests), "-c64", "-t1", url], capture_output=True, text=True).stdout
+    lg1, all1 = children_cpu(), machine_busy()
     be_after = backend_pids(srv, proc, scenario, backends)
     new = [p for p in be_after if p not in be]  # (a worker recycled during the run: all its time is counted)
     sw1, cpu1, bcpu1 = switches(fe), cpu_by_pid(fe), cpu_by_pid(be_after)
@@ -137,7 +155,8 @@ def count_run(srv, proc, scenario, backends, requests):
     n = max(done, 1)
     return {"rps": rps, "ok": done, "syscalls": counts.get("raw_syscalls:sys_enter", 0) / n,
             "cs_perf": counts.get("context-switches", 0) / n, "vol": (sw1[0] - sw0[0]) / n, "invol": (sw1[1] - sw0[1]) / n,
-            "fe_cpu_us": cpu_used(cpu0, cpu1) * 1e6 / n, "be_cpu_us": cpu_used(bcpu0, bcpu1) * 1e6 / n}
+            "fe_cpu_us": cpu_used(cpu0, cpu1) * 1e6 / n, "be_cpu_us": cpu_used(bcpu0, bcpu1) * 1e6 / n,
+            "lg_cpu_us": (lg1 - lg0) * 1e6 / n, "all_cpu_us": (all1 - all0) * 1e6 / n}
 
 
 def strace_run(srv, proc, scenario, requests):
@@ -217,11 +236,13 @@ def main():
                         print(f"round {r + 1} {s:14} {srv:7} " + " ".join(f"{k} {v:.2f}" for k, v in res.items()), file=sys.stderr)
             print(f"\nper request, medians of {args.rounds} interleaved rounds of {args.requests} requests (h2load --h1 -c64):")
             print(f"{'scenario':15}{'server':8}{'req/s':>9}{'syscalls':>10}{'cs(perf)':>10}{'vol':>7}{'invol':>7}"
-                  f"{'FE CPU us':>11}{'BE CPU us':>11}")
+                  f"{'FE CPU us':>11}{'BE CPU us':>11}{'LG CPU us':>11}{'all CPU us':>11}")
             for (s, srv), runs in results.items():
                 med = {k: statistics.median(x[k] for x in runs) for k in runs[0]}
                 print(f"{s:15}{srv:8}{med['rps']:>9.0f}{med['syscalls']:>10.2f}{med['cs_perf']:>10.2f}{med['vol']:>7.2f}"
-                      f"{med['invol']:>7.2f}{med['fe_cpu_us']:>11.2f}{med['be_cpu_us']:>11.2f}")
+                      f"{med['invol']:>7.2f}{med['fe_cpu_us']:>11.2f}{med['be_cpu_us']:>11.2f}{med['lg_cpu_us']:>11.2f}"
+                      f"{med['all_cpu_us']:>11.2f}")
+            print("(LG: the load generator, h2load; all: the whole machine busy, every process and the kernel)")
         if "strace" in what:
             for s in scenarios:
                 for srv, proc in servers.items():

@@ -737,23 +737,18 @@ static int send_kept_copy(h2o_req_t *req, h2p_scope_rt_t *scope, const char *phy
 {
     if (is_head || h2o_find_header(&req->headers, H2O_TOKEN_RANGE, -1) != -1 || not_modified(req, file))
         return -1;
-    const char *coding;
-    h2p_cache_entry_t *copy = h2p_compression_kept_copy(req, scope, physical, &file->st, type->data.mimetype, &coding);
+    h2p_cache_entry_t *copy = h2p_compression_kept_copy(req, scope, physical, &file->st, type->data.mimetype);
     if (copy == NULL)
         return -1;
     h2p_cache_entry_t **held = h2o_mem_alloc_shared(&req->pool, sizeof(*held), copy_release);
     *held = copy; /* the body is sent from the copy's memory */
-    h2p_compression_precompressed_sent(req, type->data.mimetype, coding);
     req->res.status = 200;
     req->res.reason = "OK";
     req->res.content_length = copy->body.len;
     req->res.mime_attr = &type->data.attr;
     add_header(req, H2O_TOKEN_CONTENT_TYPE, type->data.mimetype.base, type->data.mimetype.len);
     add_header(req, H2O_TOKEN_LAST_MODIFIED, file->last_modified, H2O_TIMESTR_RFC1123_LEN);
-    /* the same weak tag as when the file is compressed as it is sent: other bytes, the same resource */
-    h2o_iovec_t etag = h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("W/")), h2o_iovec_init(file->etag, file->etag_len));
-    add_header(req, H2O_TOKEN_ETAG, etag.base, etag.len);
-    add_header(req, H2O_TOKEN_ACCEPT_RANGES, H2O_STRLIT("none"));
+    add_header(req, H2O_TOKEN_ETAG, file->etag, file->etag_len);
     static h2o_generator_t generator = {NULL, NULL};
     h2o_start_response(req, &generator);
     h2o_iovec_t body = copy->body;

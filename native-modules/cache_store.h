@@ -40,8 +40,8 @@ typedef struct h2p_cache_entry {
     dev_t file_dev;
     ino_t file_ino;
     off_t file_size;
-    struct timespec file_mtime;
-    uint64_t stored_at_ms, expires_at_ms; /* h2p_cache_now_ms() */
+    struct timespec file_mtime, file_ctime; /* (ctime: compression's copies only) */
+    uint64_t stored_at_ms, expires_at_ms;   /* h2p_cache_now_ms() */
     /* past expires_at_ms, until when the entry may still be answered (RFC 5861): while a refresh
      * runs, and instead of a 502/503/504; the store keeps it until the later of the two */
     uint64_t stale_while_revalidate_until_ms, stale_if_error_until_ms;

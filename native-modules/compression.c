@@ -27,8 +27,10 @@
 #include "native-modules/compression.h"
 
 #include <brotli/encode.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <zlib.h>
 
 #include "frontend/alloc.h"
@@ -45,24 +47,29 @@ typedef struct compression_filter {
     const h2p_modules_conf_t *settings; /* the scope's merged settings (live as long as the generation) */
 } compression_filter_t;
 
-/* The module's state of a request (H2P_MODULE_REQUEST) */
-typedef struct compression_request {
-    /* a precompressed sibling or a kept copy of a file of this Content-Type is being sent in this
-     * coding: labelled, not compressed (coding NULL: neither) */
-    h2o_iovec_t type;
-    const char *coding;
-    /* a whole file is being sent whose compressed bytes are to be kept (copy_key.base NULL: none) */
-    h2o_iovec_t copy_key;
-    h2p_content_coding_t copy_coding;
-    struct stat copy_of;
-} compression_request_t;
-
-/* A compressed copy being collected as the filter sends it (copy_dispose frees it) */
+/*
+ * A static file's compressed copy that this request makes: the store's pending fetch of the
+ * copy's key is this request's until the copy is stored or given up, at the latest when the
+ * request ends (copy_dispose), so that one request at a time collects a file's copy; the others
+ * compress as they stream meanwhile.
+ */
 typedef struct kept_copy {
     h2p_cache_t *cache;
-    const compression_request_t *file;
+    h2p_cache_pending_t *pending; /* NULL once completed */
+    h2p_content_coding_t coding;
+    struct stat of; /* the file as opened for this request */
     h2p_cache_body_t body;
 } kept_copy_t;
+
+/* The module's state of a request (H2P_MODULE_REQUEST) */
+typedef struct compression_request {
+    /* a precompressed sibling (or a kept copy: `kept`) of a file of this Content-Type is being
+     * sent in this coding: labelled, not compressed (coding NULL: neither) */
+    h2o_iovec_t type;
+    const char *coding;
+    int kept;
+    kept_copy_t *copy; /* the whole file is sent, and its compressed bytes are to be kept (NULL: not) */
+} compression_request_t;
 
 typedef struct compress_ostream {
     h2o_ostream_t super;
@@ -457,22 +464,19 @@ static h2o_compress_context_t *brotli_open(h2o_mem_pool_t *pool, size_t content_
 
 /* ---- kept copies of static files ------------------------------------------------------- */
 
-static void copy_dispose(void *_copy)
+/* The copy is stored (entry) or given up (NULL): the next request of the key may make one. */
+static void end_copy(kept_copy_t *copy, h2p_cache_entry_t *entry)
 {
-    h2p_cache_body_free(&((kept_copy_t *)_copy)->body);
+    if (copy->pending != NULL) {
+        h2p_cache_complete(copy->cache, copy->pending, entry);
+        copy->pending = NULL;
+    }
+    h2p_cache_body_free(&copy->body);
 }
 
-static kept_copy_t *start_copy(h2o_req_t *req, h2p_cache_t *cache, const compression_request_t *file)
+static void copy_dispose(void *copy)
 {
-    kept_copy_t *copy = h2o_mem_alloc_shared(&req->pool, sizeof(*copy), copy_dispose);
-    *copy = (kept_copy_t){cache, file};
-    return copy;
-}
-
-static void drop_copy(compress_ostream_t *self)
-{
-    h2p_cache_body_free(&self->copy->body);
-    self->copy = NULL;
+    end_copy(copy, NULL); /* (the request ended before its body did, or the filter did not compress it) */
 }
 
 /* What the filter sent goes into the copy; once the whole file is compressed, the copy is stored. */
@@ -481,30 +485,49 @@ static void keep_copy(compress_ostream_t *self, const h2o_iovec_t *bufs, size_t 
     kept_copy_t *copy = self->copy;
     /* an error is a read error, or a file that shrank */
     if (state == H2O_SEND_STATE_ERROR || h2p_cache_body_append(copy->cache, &copy->body, bufs, bufcnt) != 0) {
-        drop_copy(self);
+        end_copy(copy, NULL);
+        self->copy = NULL;
         return;
     }
     if (h2o_send_state_is_in_progress(state))
         return;
-    const compression_request_t *file = copy->file;
     h2p_cache_entry_t *entry = h2p_cache_entry_new(copy->body.len);
     memcpy(entry->data, copy->body.base, copy->body.len);
     entry->body = h2o_iovec_init(entry->data, copy->body.len);
-    entry->file_dev = file->copy_of.st_dev;
-    entry->file_ino = file->copy_of.st_ino;
-    entry->file_size = file->copy_of.st_size;
-    entry->file_mtime = file->copy_of.st_mtim;
+    entry->file_dev = copy->of.st_dev;
+    entry->file_ino = copy->of.st_ino;
+    entry->file_size = copy->of.st_size;
+    entry->file_mtime = copy->of.st_mtim;
+    entry->file_ctime = copy->of.st_ctim;
     entry->stored_at_ms = h2p_cache_now_ms();
     entry->expires_at_ms = UINT64_MAX; /* valid while the file is the same; evicted by max_memory */
-    h2p_cache_insert(copy->cache, file->copy_key.base, file->copy_key.len, entry);
-    drop_copy(self);
+    end_copy(copy, entry);
+    self->copy = NULL;
+}
+
+static int same_time(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
 }
 
 static int copy_fits(const h2p_cache_entry_t *entry, void *arg)
 {
     const struct stat *st = arg;
     return entry->file_dev == st->st_dev && entry->file_ino == st->st_ino && entry->file_size == st->st_size &&
-           entry->file_mtime.tv_sec == st->st_mtim.tv_sec && entry->file_mtime.tv_nsec == st->st_mtim.tv_nsec;
+           same_time(&entry->file_mtime, &st->st_mtim) && same_time(&entry->file_ctime, &st->st_ctim);
+}
+
+/*
+ * Whether the file has been left alone for a second at least (its ctime, which a write and
+ * every change of its times or inode set to the present).  A file changed within the clock's
+ * granularity of the fstat could be changed again, while it is read, without another ctime: its
+ * copy could be made of two versions and pass for the later one (git's "racily clean" files).
+ */
+static int settled(const struct stat *st)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return st->st_ctim.tv_sec + 2 <= now.tv_sec;
 }
 
 static compression_request_t *request_state(h2p_request_t *r)
@@ -519,7 +542,7 @@ static compression_request_t *request_state(h2p_request_t *r)
 }
 
 h2p_cache_entry_t *h2p_compression_kept_copy(h2o_req_t *req, const struct h2p_scope_rt *scope, const char *physical,
-                                             const struct stat *st, h2o_iovec_t type, const char **coding)
+                                             const struct stat *st, h2o_iovec_t type)
 {
     const h2p_modules_conf_t *m = &scope->modules;
     h2p_request_t *r = h2p_request_of(req);
@@ -530,22 +553,30 @@ h2p_cache_entry_t *h2p_compression_kept_copy(h2o_req_t *req, const struct h2p_sc
     h2p_content_coding_t chosen = h2p_compression_negotiate(m, req, 1);
     if (chosen == H2P_CODING_IDENTITY)
         return NULL;
-    /* "\0": no output cache key starts so (a URL's scheme does), and a path has no NUL */
-    char head[2] = {'\0', chosen == H2P_CODING_BR ? 'b' : 'g'};
-    h2o_iovec_t key = h2o_concat(&req->pool, h2o_iovec_init(head, 2), h2o_iovec_init(physical, strlen(physical)));
+    /* "\0": no output cache key starts so (a URL's scheme does); one copy per scope, made under
+     * its settings and headers (a path has no NUL) */
+    char head[32];
+    int head_len = snprintf(head, sizeof(head), "%c%c%p|", '\0', chosen == H2P_CODING_BR ? 'b' : 'g', (const void *)scope);
+    h2o_iovec_t key = h2o_concat(&req->pool, h2o_iovec_init(head, head_len), h2o_iovec_init(physical, strlen(physical)));
     h2p_cache_entry_t *entry = NULL;
     h2p_cache_pending_t *pending = NULL;
-    if (h2p_cache_lookup(r->gen->cache, key.base, key.len, copy_fits, (void *)st, NULL, 0, &entry, &pending, NULL) ==
-        H2P_CACHE_HIT) {
-        *coding = chosen == H2P_CODING_BR ? "br" : "gzip";
+    switch (h2p_cache_lookup(r->gen->cache, key.base, key.len, copy_fits, (void *)st, NULL, settled(st), &entry, &pending, NULL)) {
+    case H2P_CACHE_HIT: {
+        compression_request_t *state = request_state(r);
+        state->type = type;
+        state->coding = chosen == H2P_CODING_BR ? "br" : "gzip";
+        state->kept = 1;
         return entry;
     }
-    /* none, or one of an older version of the file: the filter keeps this response's */
-    compression_request_t *state = request_state(r);
-    state->copy_key = key;
-    state->copy_coding = chosen;
-    state->copy_of = *st;
-    return NULL;
+    case H2P_CACHE_LEAD: { /* none, or one of an older version of the file: this response's is kept */
+        kept_copy_t *copy = h2o_mem_alloc_shared(&req->pool, sizeof(*copy), copy_dispose);
+        *copy = (kept_copy_t){r->gen->cache, pending, chosen, *st};
+        request_state(r)->copy = copy;
+        return NULL;
+    }
+    default: /* another request makes it, or the file changed a moment ago */
+        return NULL;
+    }
 }
 
 static void compress_do_send(h2o_ostream_t *_self, h2o_req_t *req, h2o_iovec_t *inbufs, size_t inbufcnt, h2o_send_state_t state)
@@ -584,6 +615,10 @@ static void on_setup_ostream(h2o_filter_t *_self, h2o_req_t *req, h2o_ostream_t 
     compression_request_t *state = r != NULL ? H2P_MODULE_REQUEST(r, compression) : NULL;
     if (state != NULL && state->coding != NULL) {
         label_precompressed(req, state);
+        if (state->kept) { /* like the same bytes compressed as they stream */
+            weaken_etag(req);
+            set_accept_ranges_none(req);
+        }
         goto Next;
     }
     if (req->res.status != 200)
@@ -606,10 +641,9 @@ static void on_setup_ostream(h2o_filter_t *_self, h2o_req_t *req, h2o_ostream_t 
     h2o_compress_context_t *compressor;
     h2p_content_coding_t coding = h2p_compression_negotiate(self->settings, req, is_static);
     /* the static handler sends the whole file whose compressed bytes are to be kept */
-    kept_copy_t *copy = NULL;
-    if (state != NULL && state->copy_key.base != NULL && state->copy_coding == coding &&
-        req->res.content_length == (size_t)state->copy_of.st_size)
-        copy = start_copy(req, r->gen->cache, state);
+    kept_copy_t *copy = state != NULL ? state->copy : NULL;
+    if (copy != NULL && (copy->coding != coding || req->res.content_length != (size_t)copy->of.st_size))
+        copy = NULL; /* (given up when the request ends) */
     switch (coding) {
     case H2P_CODING_BR:
         compressor = brotli_open(&req->pool, req->res.content_length);

@@ -54,19 +54,20 @@ typedef struct h2p_precompressed_choice {
  */
 size_t h2p_compression_precompressed_choices(h2o_req_t *req, const struct h2p_scope_rt *scope, h2o_iovec_t type,
                                              h2p_precompressed_choice_t out[2]);
-/* The static handler sends the sibling (or the kept copy) of `coding` for a file of Content-Type
- * `type`: compression labels the response (Content-Encoding, Vary) instead of compressing it. */
+/* The static handler sends the sibling of `coding` for a file of Content-Type `type`:
+ * compression labels the response (Content-Encoding, Vary) instead of compressing it. */
 void h2p_compression_precompressed_sent(h2o_req_t *req, h2o_iovec_t type, const char *coding);
 
 /*
- * A static file's compressed copy (IIS's compressed-file cache, in memory): the one kept for the
- * file `st` at `physical` in the coding this request gets, a reference the caller releases
- * after sending its body (labelled by h2p_compression_precompressed_sent() with *coding), or
- * NULL.  With NULL, when the file qualifies, the request is marked: the filter keeps what it
+ * A static file's compressed copy (IIS's compressed-file cache, in memory): the one kept in this
+ * scope for the file `st` at `physical` in the coding this request gets, a reference the caller
+ * releases after sending its body as a 200 of Content-Type `type` with the file's ETag and
+ * Last-Modified (compression labels it: Content-Encoding, Vary, a weak ETag), or NULL.  With
+ * NULL, when the file qualifies and no other request is making its copy, the filter keeps what it
  * compresses of this whole file as the copy.  The caller answers a 304, HEAD and Range itself.
  */
 struct h2p_cache_entry *h2p_compression_kept_copy(h2o_req_t *req, const struct h2p_scope_rt *scope, const char *physical,
-                                                  const struct stat *st, h2o_iovec_t type, const char **coding);
+                                                  const struct stat *st, h2o_iovec_t type);
 
 /* Whether `filter` is the compression module's (the output cache's store goes right after it). */
 int h2p_compression_is_filter(const h2o_filter_t *filter);
