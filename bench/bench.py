@@ -442,13 +442,22 @@ def run_wrk(url, conns, duration, headers=()):
 
 def run_h2load(url, duration):
     # (h2load asks for gzip by default: identity keeps this the static-file scenario it was)
-    out = subprocess.run(["h2load", "-c16", "-m10", "-t1", f"-D{duration}", "-H", "accept-encoding: identity", url],
+    # h2load prints min/max/mean, no percentiles: they come from its per-request log
+    log = f"{WORK}/h2load-requests.tsv"
+    out = subprocess.run(["h2load", "-c16", "-m10", "-t1", f"-D{duration}", "-H", "accept-encoding: identity", f"--log-file={log}", url],
                          capture_output=True, text=True).stdout
     rps = float(re.search(r"finished in [^,]+, ([0-9.]+) req/s", out).group(1))
     m = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored", out)
-    lat = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)", out)
-    return {"rps": rps, "p50_ms": parse_ms(lat.group(3)) if lat else 0.0, "p99_ms": parse_ms(lat.group(2)) if lat else 0.0,
-            "errors": int(m.group(2)) + int(m.group(3)) if m else 0}
+    times = []
+    with open(log) as f:  # start (us since the epoch), status, microseconds until the end of the response
+        for line in f:
+            fields = line.split()
+            if len(fields) >= 3:
+                times.append(int(fields[2]))
+    os.unlink(log)
+    times.sort()
+    pct = lambda q: times[min(len(times) - 1, int(q * len(times)))] / 1000 if times else 0.0
+    return {"rps": rps, "p50_ms": pct(0.50), "p99_ms": pct(0.99), "errors": int(m.group(2)) + int(m.group(3)) if m else 0}
 
 
 SCENARIOS = {
