@@ -300,9 +300,10 @@ void h2p_worker_keep_socket(h2p_worker_t *worker, h2o_socket_t *sock, h2p_pool_t
     h2p_worker_drop_kept_locked(worker);
     uint64_t limit = worker->master != NULL ? pool->conf->php_child_max_requests : 0;
     if (limit != 0 && ++worker->conn_requests >= limit) {
-        /* the php-cgi child behind this connection has served max_requests: it is killed now, between requests (SIGTERM would have
-         * it shut PHP down, which costs more than all its requests: frontend/config.c, pair_php_max_requests), and the slot's next
-         * request goes to the spare */
+        /* the php-cgi child behind this connection has served max_requests: it is killed now,
+         * between requests (SIGTERM would have it shut PHP down, which costs more than all its
+         * requests: frontend/config.c, pair_php_max_requests), and the slot's next request goes
+         * to the spare */
         h2p_counter_add(&pool->stats->recycles, 1);
         h2p_info("pool", "pool %s: a php-cgi child of master %d served %llu requests (max_requests %llu): ending it",
                  pool->conf->name, (int)worker->pid, (unsigned long long)worker->conn_requests, (unsigned long long)limit);
@@ -590,18 +591,21 @@ int h2p_pool_acquire(h2p_pool_t *pool, h2p_pool_waiter_t *waiter, h2p_worker_t *
     return H2P_ACQUIRE_QUEUED;
 }
 
+static void unqueue_locked(h2p_pool_t *pool, h2p_pool_waiter_t *waiter)
+{
+    h2o_linklist_unlink(&waiter->link);
+    pool->num_queued--;
+    waiter->state = H2P_WAITER_IDLE;
+}
+
 int h2p_pool_unqueue(h2p_pool_t *pool, h2p_pool_waiter_t *waiter)
 {
-    int unqueued = 0;
     pthread_mutex_lock(&pool->lock);
-    if (waiter->state == H2P_WAITER_QUEUED) {
-        h2o_linklist_unlink(&waiter->link);
-        pool->num_queued--;
-        waiter->state = H2P_WAITER_IDLE;
-        unqueued = 1;
-    }
+    int queued = waiter->state == H2P_WAITER_QUEUED;
+    if (queued)
+        unqueue_locked(pool, waiter);
     pthread_mutex_unlock(&pool->lock);
-    return unqueued;
+    return queued;
 }
 
 int h2p_pool_cancel(h2p_pool_t *pool, h2p_pool_waiter_t *waiter)
@@ -610,9 +614,7 @@ int h2p_pool_cancel(h2p_pool_t *pool, h2p_pool_waiter_t *waiter)
     pthread_mutex_lock(&pool->lock);
     switch (waiter->state) {
     case H2P_WAITER_QUEUED:
-        h2o_linklist_unlink(&waiter->link);
-        pool->num_queued--;
-        waiter->state = H2P_WAITER_IDLE;
+        unqueue_locked(pool, waiter);
         break;
     case H2P_WAITER_HANDED:
         waiter->state = H2P_WAITER_ABANDONED;
@@ -823,11 +825,9 @@ static void hand_over_kept_locked(h2p_worker_t *worker)
         h2o_buffer_dispose(&info.input);
         if (worker->fd >= 0)
             close(worker->fd);
-        worker->fd = info.fd;
-        if (!clean) {
-            close(worker->fd);
-            worker->fd = -1;
-        }
+        worker->fd = clean ? info.fd : -1;
+        if (!clean)
+            close(info.fd);
     }
     worker->kept_sock = NULL;
     worker->kept_thread = NULL;
