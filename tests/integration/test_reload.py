@@ -1,4 +1,5 @@
 """Hot reload: config changes applied live without failing a request; broken changes refused."""
+import glob
 import os
 import re
 import signal
@@ -20,6 +21,8 @@ sites:
     bindings: [http://127.0.0.1:{port:http}]
     root: {dir}/www
     handlers: [{path: "/app/*", pool: app}]
+    modules:
+      failed_request_tracing: {status: [400-599], dir: {dir}/traces}
 """
 SITE_EXTRA = """
   extra:
@@ -47,7 +50,14 @@ def parse_h2load(out):
     codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
     assert m and codes, out
     return {"done": int(m.group(2)), "succeeded": int(m.group(3)), "failed": int(m.group(4)), "errored": int(m.group(5)),
-            "non2xx": int(codes.group(3)) + int(codes.group(4))}
+            "non2xx": int(codes.group(3)) + int(codes.group(4)), "4xx": int(codes.group(3)), "5xx": int(codes.group(4))}
+
+
+def failure_report(srv):
+    """What a failed request left: its failed-request trace (the pipeline, the pool, the worker), and the error log."""
+    traces = sorted(glob.glob(srv.path("traces/*.json")))
+    lines = srv.read_log().splitlines()
+    return "\n".join([open(t).read() for t in traces[:3]] + [l for l in lines if "[info]" not in l and "[notice]" not in l][-40:])
 
 
 class ReloadTest(unittest.TestCase):
@@ -90,7 +100,7 @@ class ReloadTest(unittest.TestCase):
         results = [parse_h2load(p.communicate(timeout=60)[0]) for p in loads]
         for r in results:
             self.assertGreater(r["done"], 0)
-            self.assertEqual((r["failed"], r["errored"], r["non2xx"]), (0, 0, 0), r)
+            self.assertEqual((r["failed"], r["errored"], r["non2xx"]), (0, 0, 0), (r, failure_report(srv)))
         log = srv.read_log()
         self.assertGreater(log.count("configuration reloaded"), 20)
         self.assertRegex(log, r"broken\.yaml:2:\d+: sites\.oops\.bindings\[0\]: .*port")
