@@ -164,7 +164,8 @@ class Server:
         self.conf = os.path.join(self.dir, "conf.d")
         os.mkdir(self.conf)
         self.ports = {}
-        self.write("conf.d/h2pool.yaml", self.expand(yaml))
+        self.yaml = self.expand(yaml)
+        self.write("conf.d/h2pool.yaml", self.yaml)
         for path, content in (files or {}).items():
             self.write(path, content)
         self.proc = None
@@ -201,7 +202,10 @@ class Server:
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([BIN, "-c", self.conf], stdout=self.log, stderr=subprocess.STDOUT)
         if self.expect_start:
-            port = next(iter(self.ports.values()), None)
+            # the sites' port: the first one named may be the management listener's, which can
+            # be up while the sites' is not yet (a request then met a refused connection)
+            port = self.ports.get("http") if "http" in self.ports and str(self.ports["http"]) in self.yaml else None
+            port = port or next(iter(self.ports.values()), None)
             if port is not None:
                 def ready():
                     if self.proc.poll() is not None:
