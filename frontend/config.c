@@ -24,6 +24,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "frontend/config.h"
@@ -762,9 +764,19 @@ h2p_config_t *h2p_config_load(const char *dir, int check_files, h2p_config_error
     ctx.errors = errors;
     ctx.first_error = errors->count;
     ctx.check_files = check_files;
+    ctx.digest = EVP_MD_CTX_new();
     server_defaults(&conf->server);
 
-    load_all(&ctx, dir);
+    if (ctx.digest == NULL || !EVP_DigestInit_ex(ctx.digest, EVP_sha256(), NULL))
+        h2p_cfg_errors_add(errors, "%s: cannot compute a digest (out of memory)", dir);
+    else
+        load_all(&ctx, dir);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned md_len = 0;
+    if (ctx.digest != NULL && h2p_cfg_error_count(&ctx) == 0 && EVP_DigestFinal_ex(ctx.digest, md, &md_len))
+        for (unsigned i = 0; i != md_len && 2 * i + 2 < sizeof(conf->digest); ++i)
+            sprintf(conf->digest + 2 * i, "%02x", md[i]);
+    EVP_MD_CTX_free(ctx.digest);
 
     for (size_t i = 0; i < ctx.num_seen; i++)
         free(ctx.seen[i].path);

@@ -242,6 +242,10 @@ typedef struct h2p_config {
     h2p_site_conf_t *sites;
     size_t num_sites;
     struct h2p_config_arena *arena; /* owns every allocation of this generation */
+    /* SHA-256 (hex) of what was read: every YAML file's name and bytes, in order.  Two loads of
+     * conf.d agree on it exactly when they read the same files (the spawner and the front end
+     * each read conf.d on a reload: a file renamed between the two reads shows here) */
+    char digest[65];
 } h2p_config_t;
 
 /* Errors collected while loading: every one of them, not just the first. */

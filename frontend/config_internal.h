@@ -57,7 +57,8 @@ typedef struct h2p_cfg_ctx {
     int track_keys;
     h2p_cfg_seen_key_t *seen;
     size_t num_seen;
-    size_t total_bytes; /* of the files read so far (H2P_CFG_MAX_TOTAL_SIZE) */
+    size_t total_bytes;           /* of the files read so far (H2P_CFG_MAX_TOTAL_SIZE) */
+    struct evp_md_ctx_st *digest; /* of what was read (h2p_config_t.digest) */
 } h2p_cfg_ctx_t;
 
 static inline size_t h2p_cfg_error_count(h2p_cfg_ctx_t *ctx)

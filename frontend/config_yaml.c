@@ -14,6 +14,8 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <openssl/evp.h>
 #include "frontend/config.h"
 #include "frontend/config_internal.h"
 
@@ -1019,6 +1021,10 @@ int h2p_cfg_load_yaml_file(h2p_cfg_ctx_t *ctx, const char *path, yaml_document_t
         return -1;
     }
     ctx->total_bytes += len;
+    uint64_t len64 = len;
+    EVP_DigestUpdate(ctx->digest, path, strlen(path) + 1);
+    EVP_DigestUpdate(ctx->digest, &len64, sizeof(len64));
+    EVP_DigestUpdate(ctx->digest, text, len);
     if (check_limits(ctx, text, len) != 0) {
         free(text);
         return -1;

@@ -96,6 +96,9 @@ static void absorb_pending_changes(void)
         h2o_timeout_unlink(&debounce_entry);
 }
 
+/* How often a reload reads conf.d again when the privileged part read other files than we did. */
+#define RELOAD_READS 5
+
 /*
  * A reload validates the whole new configuration first; a broken one changes nothing (its
  * errors go to the error log) and the old one keeps serving.  A valid one becomes a new
@@ -105,9 +108,36 @@ static void absorb_pending_changes(void)
 static int reload(const char *why, json_t *errors_out)
 {
     absorb_pending_changes();
-    h2p_privsep_reload(); /* the privileged part re-reads it first: it allows what the new one names */
     h2p_config_errors_t errors = {0};
-    h2p_config_t *conf = h2p_config_load(conf_dir, 1, &errors);
+    h2p_config_t *conf = NULL;
+    char their[65];
+    int their_errors = -1;
+    /* The privileged part re-reads conf.d first (it allows what the new configuration names),
+     * then we do: a file renamed between the two reads would leave it holding one version and us
+     * another, refusing to bind our new addresses or to spawn our new pools.  Both read again
+     * until they agree.  A load that keeps failing only there (a warning) is no race: we go on
+     * with ours, as before. */
+    for (int reads = 0; reads != RELOAD_READS; ++reads) {
+        h2p_config_release(conf);
+        h2p_config_errors_clear(&errors);
+        their_errors = h2p_privsep_reload(their);
+        conf = h2p_config_load(conf_dir, 1, &errors);
+        if (conf == NULL || their[0] == '\0' || (their_errors == 0 && strcmp(their, conf->digest) == 0))
+            break;
+        if (reads + 1 != RELOAD_READS)
+            h2p_info(NULL, "reload (%s): the privileged part read conf.d as it was changing: both read it again", why);
+    }
+    if (conf != NULL && their_errors == 0 && their[0] != '\0' && strcmp(their, conf->digest) != 0) {
+        char message[200];
+        snprintf(message, sizeof(message),
+                 "reload (%s) refused: conf.d changed while it was read, %d times; the running configuration keeps serving", why,
+                 RELOAD_READS);
+        reload_error(errors_out, message);
+        h2p_config_release(conf);
+        return -1;
+    }
+    if (their_errors > 0 && conf != NULL) /* (when both fail, our own errors below say why) */
+        h2p_warn(NULL, "the privileged part keeps its configuration: the new one has %d error(s) there", their_errors);
     if (conf == NULL) {
         h2p_error(NULL, "reload (%s) refused: %zu error(s); the running configuration keeps serving", why, errors.count);
         for (size_t i = 0; i != errors.count; ++i)

@@ -166,16 +166,21 @@ static int request(h2p_ps_msg_t *msg, const void *payload, const int *fds, size_
     return 0;
 }
 
-void h2p_privsep_reload(void)
+int h2p_privsep_reload(char digest[65])
 {
+    digest[0] = '\0';
     if (ps.pid <= 0)
-        return;
+        return -1;
     h2p_ps_msg_t msg = {.type = H2P_PS_RELOAD};
     char text[256];
-    if (request(&msg, NULL, NULL, 0, text, sizeof(text), NULL) != 0)
+    if (request(&msg, NULL, NULL, 0, text, sizeof(text), NULL) != 0) {
         h2p_error(NULL, "%s", text);
-    else if (msg.value != 0) /* (the front end's own load reports them) */
-        h2p_warn(NULL, "the privileged part keeps its configuration: the new one has %d error(s)", (int)msg.value);
+        return -1;
+    }
+    size_t len = strnlen(text, 64);
+    memcpy(digest, text, len);
+    digest[len] = '\0';
+    return msg.value;
 }
 
 int h2p_privsep_bind(int fd, const struct sockaddr *addr, socklen_t addrlen)

@@ -76,8 +76,11 @@ pid_t h2p_privsep_spawner_pid(void);
 /* The event channel (read by the supervisor loop), and what reading it reports. */
 int h2p_privsep_event_fd(void);
 void h2p_privsep_read_events(void (*on_exit)(pid_t pid, int status));
-/* Before the front end reloads: the spawner re-reads the configuration. */
-void h2p_privsep_reload(void);
+/* Before the front end reloads: the spawner re-reads the configuration.  `digest` gets that of
+ * the configuration it holds then (h2p_config_t.digest; "" without a spawner, or no answer).
+ * Returns the number of errors its load found (it then keeps its configuration), -1 if none
+ * answered. */
+int h2p_privsep_reload(char digest[65]);
 /* Stops the spawner (it kills what it still runs) and waits for it.  The event channel is the
  * caller's to close (its loop's socket owns it). */
 void h2p_privsep_stop(void);

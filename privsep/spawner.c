@@ -609,7 +609,7 @@ static void reload(void)
         h2p_config_release(sp.conf);
         sp.conf = conf;
     }
-    answer(sp.command_fd, &msg, NULL, NULL, 0);
+    answer(sp.command_fd, &msg, sp.conf->digest, NULL, 0); /* what it holds now: the front end compares */
 }
 
 /* ---- the loop ----------------------------------------------------------------------------- */

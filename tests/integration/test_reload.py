@@ -130,6 +130,28 @@ class ReloadTest(unittest.TestCase):
         h2ptest.wait_until(lambda: h2ptest.curl(srv.url("/index.html", name="extra")).status == 0, what="the binding to close")
         self.assertEqual(srv.get("/index.html").status, 200)
 
+    def test_conf_d_changing_while_a_reload_reads_it_leaves_no_part_behind(self):
+        """The spawner reads conf.d just before the front end does on a reload: files renamed
+        between the two reads must not leave it holding another version (it then refused to bind
+        the front end's new address: "no binding of the configuration the privileged part loaded",
+        or to spawn its new pool).  Both read again until they agree."""
+        srv = self.make_server()
+        self.write_config(srv, "B")
+        srv.start()
+        variant, deadline = "B", time.monotonic() + 10
+        while time.monotonic() < deadline:  # as fast as renames go: many land between the two reads
+            variant = "A" if variant == "B" else "B"
+            self.write_config(srv, variant)
+        if variant == "B":
+            self.write_config(srv, "A")  # (end on the variant with the extra binding and pool)
+        h2ptest.wait_until(lambda: h2ptest.curl(srv.url("/x/y", name="extra")).status == 200,
+                           what="the last version's binding and pool")
+        self.assertEqual(srv.get("/app/x").status, 200)
+        log = srv.read_log()
+        self.assertGreater(log.count("configuration reloaded"), 2)
+        self.assertNotIn("no binding of the configuration the privileged part loaded", log)
+        self.assertNotIn("cannot start a worker", log)
+
     def test_unchanged_pool_keeps_its_worker_and_changed_pool_is_replaced(self):
         srv = self.make_server()
         self.write_config(srv, "A")

@@ -1573,6 +1573,39 @@ static void test_parse_duration(void **state)
     }
 }
 
+/* The digest says whether two loads read the same files: the spawner's and the front end's. */
+static void test_digest_tells_what_was_read(void **state)
+{
+    const char *pools = "pools:\n  app: {command: [/bin/true], max_processes: 4}\n";
+    char *dir = conf_dir(pools, "sites:\n  s: {bindings: [\"http://127.0.0.1:8080\"], root: /srv}\n");
+    h2p_config_t *first = load_good(dir, 0), *again = load_good(dir, 0);
+    assert_int_equal(strlen(first->digest), 64);
+    assert_int_equal(strspn(first->digest, "0123456789abcdef"), 64);
+    assert_string_equal(first->digest, again->digest);
+
+    /* one byte changed; the same bytes under another file name; a file more */
+    write_file(dir, "a.yaml", "pools:\n  app: {command: [/bin/true], max_processes: 3}\n");
+    h2p_config_t *changed = load_good(dir, 0);
+    assert_string_not_equal(changed->digest, first->digest);
+    char from[4096], to[4096];
+    snprintf(from, sizeof(from), "%s/a.yaml", dir);
+    snprintf(to, sizeof(to), "%s/c.yaml", dir);
+    write_file(dir, "a.yaml", pools);
+    assert_int_equal(rename(from, to), 0);
+    h2p_config_t *renamed = load_good(dir, 0);
+    assert_string_not_equal(renamed->digest, first->digest);
+    write_file(dir, "d.yaml", "pools:\n  other: {command: [/bin/true]}\n");
+    h2p_config_t *more = load_good(dir, 0);
+    assert_string_not_equal(more->digest, renamed->digest);
+
+    h2p_config_release(first);
+    h2p_config_release(again);
+    h2p_config_release(changed);
+    h2p_config_release(renamed);
+    h2p_config_release(more);
+    remove_dir(dir);
+}
+
 static void test_parse_size(void **state)
 {
     static const struct {
@@ -1766,6 +1799,7 @@ int main(void)
         cmocka_unit_test(test_too_many_anchors_or_aliases_are_refused),
         cmocka_unit_test(test_aliases_within_the_limits_work),
         cmocka_unit_test(test_duplicate_key_in_a_big_map_is_found),
+        cmocka_unit_test(test_digest_tells_what_was_read),
         cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_parse_size),
         cmocka_unit_test(test_parse_binding),
