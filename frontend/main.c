@@ -116,7 +116,8 @@ static int reload(const char *why, json_t *errors_out)
      * then we do: a file renamed between the two reads would leave it holding one version and us
      * another, refusing to bind our new addresses or to spawn our new pools.  Both read again
      * until they agree.  A load that keeps failing only there (a warning) is no race: we go on
-     * with ours, as before. */
+     * with ours, as before.  What it read stays pending until we commit it: a refused reload
+     * leaves both on the running configuration. */
     for (int reads = 0; reads != RELOAD_READS; ++reads) {
         h2p_config_release(conf);
         h2p_config_errors_clear(&errors);
@@ -160,6 +161,8 @@ static int reload(const char *why, json_t *errors_out)
         h2p_config_release(conf);
         return -1;
     }
+    /* it will be served: the spawner takes it too (spawns and CGI scripts by it from now on) */
+    h2p_privsep_commit(conf->digest);
     h2p_management_check_reload(&conf->server);
     h2p_control_check_reload(&conf->server);
     h2p_server_apply_limits(&conf->server);

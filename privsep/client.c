@@ -268,6 +268,17 @@ pid_t h2p_privsep_spawn_worker(const char *pool, int listen_fd, int output_fd, i
     return (pid_t)msg.pid;
 }
 
+void h2p_privsep_commit(const char *digest)
+{
+    if (ps.pid <= 0 || digest[0] == '\0')
+        return;
+    /* (no answer: the spawner reads its command channel in order, so what we ask next sees it) */
+    h2p_ps_msg_t msg = {.type = H2P_PS_COMMIT, .len = strlen(digest)};
+    pthread_mutex_lock(&ps.lock);
+    h2p_ps_send(ps.command_fd, &msg, digest, NULL, 0, 0);
+    pthread_mutex_unlock(&ps.lock);
+}
+
 void h2p_privsep_kill(pid_t pid, int sig)
 {
     if (pid <= 0)

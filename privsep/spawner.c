@@ -40,7 +40,8 @@ typedef struct child {
 
 static struct {
     const char *conf_dir;
-    h2p_config_t *conf;
+    h2p_config_t *conf; /* the one the front end serves */
+    h2p_config_t *next; /* read by the reload in progress (NULL: none): the front end may serve it next */
     int command_fd, event_fd;
     int cgi_fds[64];
     size_t num_cgi_fds;
@@ -552,16 +553,20 @@ static void bind_listener(const struct sockaddr *addr, socklen_t addrlen, int *f
         answer_error(EINVAL, "not a TCP socket of that address family");
         return;
     }
-    for (size_t s = 0; s != sp.conf->num_sites; ++s) {
-        const h2p_site_conf_t *site = sp.conf->sites + s;
-        for (size_t b = 0; b != site->num_bindings; ++b) {
-            if (site->bindings[b].scheme == H2P_SCHEME_TCP || !same_port_address(addr, addrlen, site->bindings + b))
-                continue;
-            h2p_ps_msg_t msg = {.type = H2P_PS_ANSWER};
-            if (bind(fds[0], addr, addrlen) != 0)
-                msg.value = errno;
-            answer(sp.command_fd, &msg, NULL, NULL, 0);
-            return;
+    /* (the running configuration's, or the one a reload in progress read: it binds them first) */
+    h2p_config_t *confs[] = {sp.conf, sp.next};
+    for (size_t c = 0; c != 2 && confs[c] != NULL; ++c) {
+        for (size_t s = 0; s != confs[c]->num_sites; ++s) {
+            const h2p_site_conf_t *site = confs[c]->sites + s;
+            for (size_t b = 0; b != site->num_bindings; ++b) {
+                if (site->bindings[b].scheme == H2P_SCHEME_TCP || !same_port_address(addr, addrlen, site->bindings + b))
+                    continue;
+                h2p_ps_msg_t msg = {.type = H2P_PS_ANSWER};
+                if (bind(fds[0], addr, addrlen) != 0)
+                    msg.value = errno;
+                answer(sp.command_fd, &msg, NULL, NULL, 0);
+                return;
+            }
         }
     }
     answer_error(EPERM, "no binding of the configuration the privileged part loaded has that address");
@@ -569,12 +574,16 @@ static void bind_listener(const struct sockaddr *addr, socklen_t addrlen, int *f
 
 static int names_tls_file(const char *path)
 {
-    for (size_t s = 0; s != sp.conf->num_sites; ++s) {
-        const h2p_site_conf_t *site = sp.conf->sites + s;
-        const char *files[] = {site->tls.certificate, site->tls.key, site->tls.client_ca};
-        for (size_t i = 0; i != 3; ++i)
-            if (files[i] != NULL && strcmp(files[i], path) == 0)
-                return 1;
+    /* (the running configuration's, or the one a reload in progress read: it reads them first) */
+    h2p_config_t *confs[] = {sp.conf, sp.next};
+    for (size_t c = 0; c != 2 && confs[c] != NULL; ++c) {
+        for (size_t s = 0; s != confs[c]->num_sites; ++s) {
+            const h2p_site_conf_t *site = confs[c]->sites + s;
+            const char *files[] = {site->tls.certificate, site->tls.key, site->tls.client_ca};
+            for (size_t i = 0; i != 3; ++i)
+                if (files[i] != NULL && strcmp(files[i], path) == 0)
+                    return 1;
+        }
     }
     return 0;
 }
@@ -605,11 +614,19 @@ static void reload(void)
     h2p_config_t *conf = h2p_config_load(sp.conf_dir, 1, &errors);
     h2p_ps_msg_t msg = {.type = H2P_PS_ANSWER, .value = (int32_t)errors.count};
     h2p_config_errors_clear(&errors);
-    if (conf != NULL) {
-        h2p_config_release(sp.conf);
-        sp.conf = conf;
-    }
-    answer(sp.command_fd, &msg, sp.conf->digest, NULL, 0); /* what it holds now: the front end compares */
+    /* pending until the front end commits it: a reload it refuses leaves ours as it was */
+    h2p_config_release(sp.next);
+    sp.next = conf;
+    answer(sp.command_fd, &msg, (conf != NULL ? conf : sp.conf)->digest, NULL, 0); /* (the front end compares) */
+}
+
+static void commit(const char *digest)
+{
+    if (sp.next == NULL || strcmp(sp.next->digest, digest) != 0)
+        return;
+    h2p_config_release(sp.conf);
+    sp.conf = sp.next;
+    sp.next = NULL;
 }
 
 /* ---- the loop ----------------------------------------------------------------------------- */
@@ -659,6 +676,9 @@ static void on_command(void)
         break;
     case H2P_PS_RELOAD:
         reload();
+        break;
+    case H2P_PS_COMMIT:
+        commit(sp.payload);
         break;
     case H2P_PS_CGI_CHANNEL:
         if (num_fds == 1 && sp.num_cgi_fds != sizeof(sp.cgi_fds) / sizeof(sp.cgi_fds[0])) {

@@ -134,7 +134,10 @@ class ReloadTest(unittest.TestCase):
         """The spawner reads conf.d just before the front end does on a reload: files renamed
         between the two reads must not leave it holding another version (it then refused to bind
         the front end's new address: "no binding of the configuration the privileged part loaded",
-        or to spawn its new pool).  Both read again until they agree."""
+        or to spawn its new pool), and a refused reload (conf.d still changing after 5 reads) must
+        not leave it on the version it read last ("cannot start a worker: ... no pool extra").
+        Both read again until they agree; the spawner takes a version once the front end commits
+        to it."""
         srv = self.make_server()
         self.write_config(srv, "B")
         srv.start()
