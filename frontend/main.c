@@ -105,40 +105,40 @@ static void absorb_pending_changes(void)
  * generation: new requests use it, requests in flight finish on theirs.  0, or -1 when refused
  * (the reasons appended to `errors` unless it is NULL).
  */
-static int reload(const char *why, json_t *errors_out)
+static int apply_reload(const char *why, json_t *errors_out)
 {
-    absorb_pending_changes();
     h2p_config_errors_t errors = {0};
     h2p_config_t *conf = NULL;
-    char their[65];
+    char their[600], refusal[900];
     int their_errors = -1;
     /* The privileged part re-reads conf.d first (it allows what the new configuration names),
      * then we do: a file renamed between the two reads would leave it holding one version and us
      * another, refusing to bind our new addresses or to spawn our new pools.  Both read again
-     * until they agree.  A load that keeps failing only there (a warning) is no race: we go on
-     * with ours, as before.  What it read stays pending until we commit it: a refused reload
-     * leaves both on the running configuration. */
+     * until they agree.  What it read stays pending until we commit it (or refuse: reload()). */
     for (int reads = 0; reads != RELOAD_READS; ++reads) {
+        if (reads != 0 && their_errors == 0)
+            h2p_info(NULL, "reload (%s): the privileged part read conf.d as it was changing: both read it again", why);
         h2p_config_release(conf);
         h2p_config_errors_clear(&errors);
-        their_errors = h2p_privsep_reload(their);
+        their_errors = h2p_privsep_reload(their, sizeof(their));
         conf = h2p_config_load(conf_dir, 1, &errors);
-        if (conf == NULL || their[0] == '\0' || (their_errors == 0 && strcmp(their, conf->digest) == 0))
+        if (conf == NULL || their_errors < 0 || (their_errors == 0 && strcmp(their, conf->digest) == 0))
             break;
-        if (reads + 1 != RELOAD_READS)
-            h2p_info(NULL, "reload (%s): the privileged part read conf.d as it was changing: both read it again", why);
     }
-    if (conf != NULL && their_errors == 0 && their[0] != '\0' && strcmp(their, conf->digest) != 0) {
-        char message[200];
-        snprintf(message, sizeof(message),
-                 "reload (%s) refused: conf.d changed while it was read, %d times; the running configuration keeps serving", why,
-                 RELOAD_READS);
-        reload_error(errors_out, message);
+    if (conf != NULL && their_errors != -1 && (their_errors != 0 || strcmp(their, conf->digest) != 0)) {
+        if (their_errors != 0) /* (checks only root can make: a key only it can read, say) */
+            snprintf(refusal, sizeof(refusal),
+                     "reload (%s) refused: the privileged part cannot load it (%d error(s); the first: %s); the running "
+                     "configuration keeps serving",
+                     why, their_errors, their);
+        else
+            snprintf(refusal, sizeof(refusal),
+                     "reload (%s) refused: conf.d changed while it was read, %d times; the running configuration keeps serving",
+                     why, RELOAD_READS);
+        reload_error(errors_out, refusal);
         h2p_config_release(conf);
         return -1;
     }
-    if (their_errors > 0 && conf != NULL) /* (when both fail, our own errors below say why) */
-        h2p_warn(NULL, "the privileged part keeps its configuration: the new one has %d error(s) there", their_errors);
     if (conf == NULL) {
         h2p_error(NULL, "reload (%s) refused: %zu error(s); the running configuration keeps serving", why, errors.count);
         for (size_t i = 0; i != errors.count; ++i)
@@ -175,6 +175,15 @@ static int reload(const char *why, json_t *errors_out)
     h2p_notice(NULL, "configuration reloaded (%s): generation %llu, %zu sites, %zu pools", why,
                (unsigned long long)conf->generation, conf->num_sites, conf->num_pools);
     return 0;
+}
+
+static int reload(const char *why, json_t *errors_out)
+{
+    absorb_pending_changes();
+    int ret = apply_reload(why, errors_out);
+    if (ret != 0)
+        h2p_privsep_commit(""); /* what the privileged part read is dropped: it keeps the running one */
+    return ret;
 }
 
 /* Our only child is the spawner: workers and CGI scripts are its children (their exits come

@@ -166,20 +166,17 @@ static int request(h2p_ps_msg_t *msg, const void *payload, const int *fds, size_
     return 0;
 }
 
-int h2p_privsep_reload(char digest[65])
+int h2p_privsep_reload(char *text, size_t textlen)
 {
-    digest[0] = '\0';
+    text[0] = '\0';
     if (ps.pid <= 0)
         return -1;
     h2p_ps_msg_t msg = {.type = H2P_PS_RELOAD};
-    char text[256];
-    if (request(&msg, NULL, NULL, 0, text, sizeof(text), NULL) != 0) {
+    if (request(&msg, NULL, NULL, 0, text, textlen, NULL) != 0) {
         h2p_error(NULL, "%s", text);
+        text[0] = '\0';
         return -1;
     }
-    size_t len = strnlen(text, 64);
-    memcpy(digest, text, len);
-    digest[len] = '\0';
     return msg.value;
 }
 
@@ -270,13 +267,14 @@ pid_t h2p_privsep_spawn_worker(const char *pool, int listen_fd, int output_fd, i
 
 void h2p_privsep_commit(const char *digest)
 {
-    if (ps.pid <= 0 || digest[0] == '\0')
+    if (ps.pid <= 0)
         return;
-    /* (no answer: the spawner reads its command channel in order, so what we ask next sees it) */
+    /* answered: the CGI channels are read apart from this one, so the swap that follows must wait
+     * until the spawner allows what the new generation runs */
     h2p_ps_msg_t msg = {.type = H2P_PS_COMMIT, .len = strlen(digest)};
-    pthread_mutex_lock(&ps.lock);
-    h2p_ps_send(ps.command_fd, &msg, digest, NULL, 0, 0);
-    pthread_mutex_unlock(&ps.lock);
+    char text[256];
+    if (request(&msg, digest, NULL, 0, text, sizeof(text), NULL) != 0)
+        h2p_error(NULL, "%s", text);
 }
 
 void h2p_privsep_kill(pid_t pid, int sig)

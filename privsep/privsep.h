@@ -39,8 +39,8 @@ enum {
     H2P_PS_KILL,             /* pid (a worker's process group), value: signal; no answer */
     H2P_PS_BIND,             /* payload: sockaddr; fd: the socket; answer: errno */
     H2P_PS_OPEN_FILE,        /* payload: path; answer: errno, fd */
-    H2P_PS_RELOAD,           /* answer: 0, or the number of errors; payload: the digest of the configuration read
-                                (pending until H2P_PS_COMMIT), or of the one kept */
+    H2P_PS_RELOAD,           /* answer: 0 and the digest of the configuration read (pending until H2P_PS_COMMIT),
+                                or the number of errors and the first one */
     H2P_PS_CGI_CHANNEL,      /* fd: a front-end thread's CGI channel; no answer */
     H2P_PS_SPAWN_CGI,        /* (CGI channel) cookie; payload: path NUL env NUL env...; fds: stdin, stdout, stderr;
                                 answer (H2P_PS_CGI_SPAWNED): cookie, pid or 0 and errno */
@@ -53,7 +53,7 @@ enum {
                          the connection, closed after.  The master's child holding that socket is
                          signalled; no answer */
     H2P_PS_COMMIT     /* payload: a digest: the pending configuration becomes the spawner's if it is that
-                         one (the front end serves it from now on); no answer */
+                         one (the front end serves it from now on), else ("") it is dropped; answer */
 };
 
 typedef struct h2p_ps_msg {
@@ -80,12 +80,12 @@ pid_t h2p_privsep_spawner_pid(void);
 int h2p_privsep_event_fd(void);
 void h2p_privsep_read_events(void (*on_exit)(pid_t pid, int status));
 /* Before the front end reloads: the spawner re-reads the configuration and keeps it pending
- * (binds and files it names are allowed meanwhile, as the old one's are).  `digest` gets that of
- * the configuration read (h2p_config_t.digest; "" without a spawner, or no answer).  Returns the
- * number of errors its load found (then `digest` is its running one's), -1 if none answered. */
-int h2p_privsep_reload(char digest[65]);
-/* The reload will be served: the pending configuration of that digest becomes the spawner's (it
- * spawns pools and allows CGI scripts by it).  A refused reload leaves the spawner's as it was. */
+ * (binds and files it names are allowed meanwhile, as the old one's are).  Returns the number of
+ * errors its load found, -1 if none answered.  `text` gets the digest of the configuration read
+ * (h2p_config_t.digest), or its first error ("" without a spawner, or no answer). */
+int h2p_privsep_reload(char *text, size_t textlen);
+/* The reload is served: the pending configuration of that digest becomes the spawner's (it
+ * spawns pools and allows CGI scripts by it).  "": refused, the pending one is dropped. */
 void h2p_privsep_commit(const char *digest);
 /* Stops the spawner (it kills what it still runs) and waits for it.  The event channel is the
  * caller's to close (its loop's socket owns it). */

@@ -613,20 +613,28 @@ static void reload(void)
     h2p_config_errors_t errors = {0};
     h2p_config_t *conf = h2p_config_load(sp.conf_dir, 1, &errors);
     h2p_ps_msg_t msg = {.type = H2P_PS_ANSWER, .value = (int32_t)errors.count};
+    char first_error[512];
+    snprintf(first_error, sizeof(first_error), "%s", errors.count != 0 ? errors.messages[0] : "");
     h2p_config_errors_clear(&errors);
     /* pending until the front end commits it: a reload it refuses leaves ours as it was */
     h2p_config_release(sp.next);
     sp.next = conf;
-    answer(sp.command_fd, &msg, (conf != NULL ? conf : sp.conf)->digest, NULL, 0); /* (the front end compares) */
+    /* the digest, for the front end to compare; or why it could not be loaded */
+    answer(sp.command_fd, &msg, conf != NULL ? conf->digest : first_error, NULL, 0);
 }
 
+/* The reload is served (the pending configuration is the one of `digest`), or refused (""). */
 static void commit(const char *digest)
 {
-    if (sp.next == NULL || strcmp(sp.next->digest, digest) != 0)
-        return;
-    h2p_config_release(sp.conf);
-    sp.conf = sp.next;
+    if (sp.next != NULL && strcmp(sp.next->digest, digest) == 0) {
+        h2p_config_release(sp.conf);
+        sp.conf = sp.next;
+    } else {
+        h2p_config_release(sp.next);
+    }
     sp.next = NULL;
+    h2p_ps_msg_t msg = {.type = H2P_PS_ANSWER};
+    answer(sp.command_fd, &msg, NULL, NULL, 0);
 }
 
 /* ---- the loop ----------------------------------------------------------------------------- */

@@ -164,8 +164,7 @@ class Server:
         self.conf = os.path.join(self.dir, "conf.d")
         os.mkdir(self.conf)
         self.ports = {}
-        self.yaml = self.expand(yaml)
-        self.write("conf.d/h2pool.yaml", self.yaml)
+        self.write("conf.d/h2pool.yaml", self.expand(yaml))
         for path, content in (files or {}).items():
             self.write(path, content)
         self.proc = None
@@ -204,7 +203,7 @@ class Server:
         if self.expect_start:
             # the sites' port: the first one named may be the management listener's, which can
             # be up while the sites' is not yet (a request then met a refused connection)
-            port = self.ports.get("http") if "http" in self.ports and str(self.ports["http"]) in self.yaml else None
+            port = self.ports["http"] if "http" in self.ports and self.names_port(self.ports["http"]) else None
             port = port or next(iter(self.ports.values()), None)
             if port is not None:
                 def ready():
@@ -217,6 +216,14 @@ class Server:
                         return False
                 wait_until(ready, what="h2pool to listen")
         return self
+
+    def names_port(self, port):
+        """Whether a file of conf.d names this port (as it is when h2pool starts)."""
+        for name in os.listdir(self.conf):
+            with open(os.path.join(self.conf, name), errors="replace") as f:
+                if re.search(r"(?<!\d)%d(?!\d)" % port, f.read()):
+                    return True
+        return False
 
     def read_log(self):
         with open(self.log_path, "rb") as f:

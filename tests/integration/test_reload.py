@@ -155,6 +155,33 @@ class ReloadTest(unittest.TestCase):
         self.assertNotIn("no binding of the configuration the privileged part loaded", log)
         self.assertNotIn("cannot start a worker", log)
 
+    def test_refused_reload_leaves_the_spawner_on_the_running_configuration(self):
+        """A reload refused after the spawner read conf.d (here a new binding's port is held by
+        another process) leaves the spawner on the configuration still served, which it spawns
+        the running pools by.  It used to keep what it had read, a version without pool `extra`:
+        the running `extra` could no longer start a worker."""
+        srv = self.make_server()
+        self.write_config(srv, "A")
+        srv.start()
+        held = socket.socket()
+        self.addCleanup(held.close)
+        held.bind(("127.0.0.1", 0))
+        held.listen(1)
+        taken = f"""
+  taken:
+    bindings: [http://127.0.0.1:{held.getsockname()[1]}]
+    root: {{dir}}/www
+"""
+        tmp = srv.path("conf.d/.sites.yaml.tmp")
+        with open(tmp, "w") as f:  # variant B (no pool extra) and a site on the held port
+            f.write(srv.expand(SITE_MAIN + taken + POOLS % 3))
+        os.rename(tmp, srv.path("conf.d/sites.yaml"))
+        h2ptest.log_shows(srv, r"refused: .*127\.0\.0\.1:%d" % held.getsockname()[1])
+        # pool extra's first request: its worker is spawned now, by the spawner's configuration
+        self.assertEqual(h2ptest.curl(srv.url("/x/y", name="extra"), timeout=15).status, 200)
+        self.assertEqual(srv.get("/app/x").status, 200)
+        self.assertNotIn("cannot start a worker", srv.read_log())
+
     def test_unchanged_pool_keeps_its_worker_and_changed_pool_is_replaced(self):
         srv = self.make_server()
         self.write_config(srv, "A")
