@@ -14,7 +14,6 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
 #include <openssl/evp.h>
 #include "frontend/config.h"
 #include "frontend/config_internal.h"
